@@ -1,0 +1,101 @@
+"""HTTP routes: discovery, hook calls, and the error contract.
+
+Every error is a 4xx with a FHIR OperationOutcome body; CORS headers on every
+response so browser clients such as the CDS Hooks sandbox can call us.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, json, request
+
+from cds_service import hooks
+from cds_service.discovery import discovery_document
+from cds_service.errors import CdsError, outcome_response
+
+log = logging.getLogger(__name__)
+bp = Blueprint("cds", __name__)
+JSON_TYPES = ("application/json", "application/fhir+json")
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def read_json_body() -> object:
+    """The request body as JSON, or a CdsError (415 wrong type, 400 malformed)."""
+    mimetype = request.mimetype or ""
+    if mimetype and mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
+        raise CdsError(415, f"Content-Type must be application/json, not {mimetype!r}", code="not-supported")
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        raise CdsError(400, "the request body is empty; expected a JSON object")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CdsError(400, f"the request body is not valid JSON: {exc}", code="structure") from None
+
+
+@bp.get("/cds-services")
+def discovery():
+    return _json(discovery_document(current_app.extensions["jak_engine"].services))
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str):
+    engine = current_app.extensions["jak_engine"]
+    service = engine.services.get(service_id)
+    if service is None:
+        raise CdsError(404, f"no CDS service with id {service_id!r}; see GET /cds-services", code="not-found")
+    body = read_json_body()
+    result = hooks.evaluate(engine, service, body)
+    store = current_app.extensions.get("jak_store")
+    if store is not None and result.cards:
+        store.record_issued(service.id, result.request.hookInstance, result.request.patient_id,
+                            [(c.uuid, rule) for c, rule in zip(result.cards, result.rule_ids)],
+                            engine.knowledge.version)
+    return _json(result.body)
+
+
+def register_errors(app) -> None:
+    @app.errorhandler(CdsError)
+    def _cds_error(exc: CdsError):
+        return outcome_response(exc.status, exc.diagnostics, exc.code, exc.expression)
+
+    @app.errorhandler(404)
+    def _not_found(_exc):
+        return outcome_response(404, f"no such endpoint: {request.method} {request.path}", "not-found")
+
+    @app.errorhandler(405)
+    def _method(_exc):
+        return outcome_response(405, f"method {request.method} is not allowed on {request.path}", "not-supported")
+
+    @app.errorhandler(413)
+    def _too_large(_exc):
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return outcome_response(413, f"the request body is larger than the limit of {limit} bytes", "too-costly")
+
+    @app.errorhandler(400)
+    def _bad(_exc):
+        return outcome_response(400, "bad request", "invalid")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        from werkzeug.exceptions import HTTPException
+        if isinstance(exc, HTTPException):
+            return outcome_response(exc.code or 500, exc.description or exc.name, "processing")
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return outcome_response(500, "internal error; the request was logged without patient data", "exception")
+
+
+def add_cors(response: Response) -> Response:
+    origin = request.headers.get("Origin")
+    response.headers["Access-Control-Allow-Origin"] = origin or "*"
+    if origin:
+        response.headers["Vary"] = "Origin"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+        "Access-Control-Request-Headers", "Authorization, Content-Type")
+    response.headers["Access-Control-Max-Age"] = "600"
+    response.headers["Access-Control-Expose-Headers"] = "Content-Type"
+    return response

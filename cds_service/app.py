@@ -1,0 +1,56 @@
+"""Application factory."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, Response, request
+
+from cds_service.config import Settings
+from cds_service.discovery import Service, load_services
+from cds_service.fhir_client import FhirClient
+from cds_service.knowledge import Knowledge, load_knowledge
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    """Everything a hook call needs, built once at start-up."""
+
+    settings: Settings
+    knowledge: Knowledge
+    services: dict[str, Service]
+    fhir_client: FhirClient
+
+
+def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_session=None) -> Engine:
+    return Engine(
+        settings=settings,
+        knowledge=knowledge or load_knowledge(settings.knowledge_dir),
+        services=load_services(),
+        fhir_client=FhirClient(settings.allowed_fhir_servers, settings.fhir_timeout,
+                               settings.fhir_connect_timeout, fhir_session),
+    )
+
+
+def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None, fhir_session=None,
+               engine: Engine | None = None) -> Flask:
+    from cds_service import api
+
+    settings = settings or (engine.settings if engine else Settings.from_env())
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body
+    app.json.sort_keys = False
+    app.extensions["jak_engine"] = engine or build_engine(settings, knowledge, fhir_session)
+    app.register_blueprint(api.bp)
+    api.register_errors(app)
+
+    @app.before_request
+    def _preflight():
+        if request.method == "OPTIONS":
+            return Response(status=204)
+        return None
+
+    app.after_request(api.add_cors)
+    return app

@@ -1,0 +1,96 @@
+"""Findings -> CDS Hooks cards.
+
+One card per concern (the most severe finding wins), one "could not check"
+card per order gathering every gap, sources rendered as links, override
+reasons from the knowledge, and nothing empty on the wire.
+"""
+from __future__ import annotations
+
+from cds_service.findings import SEVERITY, Finding, Missing
+from cds_service.knowledge import Knowledge
+from cds_service.wire import Action, Card, Coding, Link, Source, Suggestion
+
+MAX_SUMMARY = 139
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 1].rstrip() + "…"
+
+
+def _sources_md(knowledge: Knowledge, source_ids: list[str]) -> str:
+    lines = [f"- [{knowledge.sources[s].label}]({knowledge.sources[s].url}) [{s}]" for s in dict.fromkeys(source_ids)]
+    return "\n\n**Sources**\n" + "\n".join(lines)
+
+
+def _override(knowledge: Knowledge, set_name: str | None) -> list[Coding] | None:
+    if not set_name:
+        return None
+    system = knowledge.overrides.system
+    return [Coding(code=r.code, system=system, display=r.display) for r in knowledge.overrides.sets[set_name].reasons]
+
+
+def dedupe(findings: list[Finding]) -> list[Finding]:
+    """Keep the most severe finding per concern; first one wins a tie (rule order is stable)."""
+    best: dict[str, Finding] = {}
+    for finding in findings:
+        current = best.get(finding.concern)
+        if current is None or SEVERITY[finding.indicator] > SEVERITY[current.indicator]:
+            best[finding.concern] = finding
+    return list(best.values())
+
+
+def finding_card(knowledge: Knowledge, finding: Finding) -> Card:
+    first = knowledge.sources[finding.sources[0]]
+    suggestions = [
+        Suggestion(label=s.label, isRecommended=s.recommended or None,
+                   actions=[Action(type=a.type, description=a.description, resource=a.resource,
+                                   resourceId=list(a.resource_id) or None) for a in s.actions])
+        for s in finding.suggestions
+    ] or None
+    return Card(
+        summary=_short(finding.summary),
+        detail=finding.detail + _sources_md(knowledge, finding.sources),
+        indicator=finding.indicator,
+        source=Source(label=first.label, url=first.url),
+        suggestions=suggestions,
+        selectionBehavior="at-most-one" if suggestions else None,
+        overrideReasons=_override(knowledge, finding.override_set) if finding.indicator != "info" else None,
+        links=[Link(label=knowledge.sources[s].label[:80], url=knowledge.sources[s].url)
+               for s in dict.fromkeys(finding.sources)],
+    )
+
+
+def missing_card(knowledge: Knowledge, gaps: list[Missing], drug_name: str | None) -> Card:
+    """One card listing every check that could not be done for one order (or for the patient)."""
+    unique: dict[tuple[str, str], Missing] = {}
+    for gap in gaps:
+        unique.setdefault((gap.check, gap.why), gap)
+    items = list(unique.values())
+    subject = f" for {drug_name}" if drug_name else ""
+    n = len(items)
+    summary = (f"Could not check {items[0].check}{subject}: {items[0].why}" if n == 1
+               else f"{n} safety checks{subject} could not be done: data missing")
+    lines = "\n".join(f"- **{g.check}**: {g.why}" for g in items)
+    sources = [s for g in items for s in g.sources]
+    detail = ("These checks were **not** done. Missing data is not evidence that the values are normal.\n\n"
+              + lines + _sources_md(knowledge, sources))
+    first = knowledge.sources[sources[0]]
+    return Card(summary=_short(summary), detail=detail, indicator="warning",
+                source=Source(label=first.label, url=first.url),
+                overrideReasons=_override(knowledge, "missing-data"))
+
+
+def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missing],
+                drug_names: dict[str | None, str]) -> tuple[list[Card], list[str]]:
+    """Cards in order of severity; returns (cards, rule id of each card)."""
+    cards: list[tuple[int, Card, str]] = []
+    for finding in dedupe(findings):
+        cards.append((SEVERITY[finding.indicator], finding_card(knowledge, finding), finding.rule_id))
+    by_order: dict[str | None, list[Missing]] = {}
+    for gap in gaps:
+        by_order.setdefault(gap.order_id, []).append(gap)
+    for order_id, order_gaps in by_order.items():
+        cards.append((SEVERITY["warning"], missing_card(knowledge, order_gaps, drug_names.get(order_id)),
+                      "missing-data"))
+    cards.sort(key=lambda item: -item[0])
+    return [c for _, c, _ in cards], [r for _, _, r in cards]

@@ -1,0 +1,86 @@
+"""Settings read from ``JAK_CDS_*`` environment variables.
+
+One frozen object built at start-up and handed down, so no module reads the
+environment on the hot path and tests can build their own settings.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PREFIX = "JAK_CDS_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK_FHIR = ("http://127.0.0.1", "http://localhost", "http://[::1]",
+                 "https://127.0.0.1", "https://localhost", "https://[::1]")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(PREFIX + name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{PREFIX}{name}={raw!r} is not a number") from exc
+    if value <= 0:
+        raise SystemExit(f"{PREFIX}{name} must be positive, got {raw!r}")
+    return value
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{PREFIX}{name}={raw!r} is not a whole number") from exc
+    if value <= 0:
+        raise SystemExit(f"{PREFIX}{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    knowledge_dir: Path = REPO_ROOT / "cards"
+    allowed_fhir_servers: tuple[str, ...] = LOOPBACK_FHIR
+    fhir_timeout: float = 2.0            # total budget for fallback fetches, per hook call
+    fhir_connect_timeout: float = 0.5
+    max_body: int = 10 * 1024 * 1024
+    database_url: str = field(default_factory=lambda: f"sqlite:///{Path.cwd() / 'jak-cds.sqlite3'}")
+    auth: str = "auto"                   # required | off | auto (= required unless loopback serve)
+    trusted_clients_file: str | None = None
+    patient_hash_key: str | None = None  # HMAC key for patient ids in the audit log
+    evaluation_date: str | None = None   # fixed "today" (YYYY-MM-DD), for replays and tests
+    public_base_url: str | None = None   # external base URL, for the JWT audience behind a proxy
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        servers = _env("ALLOWED_FHIR_SERVERS")
+        values = dict(
+            knowledge_dir=Path(_env("KNOWLEDGE_DIR", str(REPO_ROOT / "cards"))),
+            allowed_fhir_servers=tuple(s.strip().rstrip("/") for s in servers.split(",") if s.strip())
+            if servers else LOOPBACK_FHIR,
+            fhir_timeout=_float("FHIR_TIMEOUT", 2.0),
+            fhir_connect_timeout=_float("FHIR_CONNECT_TIMEOUT", 0.5),
+            max_body=_int("MAX_BODY", 10 * 1024 * 1024),
+            database_url=_env("DATABASE_URL", f"sqlite:///{Path.cwd() / 'jak-cds.sqlite3'}"),
+            auth=(_env("AUTH", "auto") or "auto").lower(),
+            trusted_clients_file=_env("TRUSTED_CLIENTS"),
+            patient_hash_key=_env("PATIENT_HASH_KEY"),
+            evaluation_date=_env("EVALUATION_DATE"),
+            public_base_url=_env("PUBLIC_BASE_URL"),
+        )
+        if values["auth"] not in ("auto", "required", "off"):
+            raise SystemExit(f"{PREFIX}AUTH must be 'required' or 'off', got {values['auth']!r}")
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)

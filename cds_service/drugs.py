@@ -1,0 +1,238 @@
+"""Recognise JAK inhibitors in medication resources and read the ordered dose.
+
+Recognition order: RxNorm, ATC, SNOMED CT codes, then ingredient/brand names
+in the text (EHRs often send only text for newer drugs). Dose is read from
+``dosageInstruction``: an mg quantity, or tablets x strength where the
+strength is known from the code, the Medication or the text.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cds_service.knowledge import DrugEntry, Knowledge
+
+RXNORM = "rxnorm"
+ATC = "atc"
+SNOMED = "snomed"
+_TOPICAL_ROUTE_CODES = {"6064005", "45890007", "359540000"}   # SNOMED topical / transdermal / cutaneous
+_TOPICAL_WORDS = re.compile(r"\b(cream|topical|ointment|crème|creme|1\.5\s*%)", re.I)
+_MG_IN_TEXT = re.compile(r"(\d+(?:[.,]\d+)?)\s*mg\b", re.I)
+_TABLET_UNITS = {"tablet", "tablets", "tab", "tabs", "{tbl}", "{tablet}", "{tablets}", "tbl", "1", "{tab}",
+                 "capsule", "{capsule}", "{cap}"}
+_PER_DAY_BY_CODE = {"QD": 1, "OD": 1, "DAILY": 1, "Q24H": 1, "QAM": 1, "QPM": 1, "HS": 1, "BID": 2, "Q12H": 2,
+                    "TID": 3, "Q8H": 3, "QID": 4, "Q6H": 4}
+_PERIOD_DAYS = {"h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0}
+_TEXT_FREQUENCY = [
+    (re.compile(r"\b(once|1\s*x|one time)\s*(a\s*)?(daily|day|per day)\b|\bdaily\b|\bx\s*1\s*daglig|\bqd\b|\bod\b", re.I), 1),
+    (re.compile(r"\b(twice|2\s*x|two times)\s*(a\s*)?(daily|day|per day)\b|\bbid\b|\bx\s*2\s*daglig|\bq12h\b", re.I), 2),
+]
+
+
+def system_kind(system: str | None) -> str | None:
+    if not system:
+        return None
+    s = system.lower()
+    if "rxnorm" in s:
+        return RXNORM
+    if "atc" in s or "whocc" in s:
+        return ATC
+    if "snomed" in s:
+        return SNOMED
+    return None
+
+
+@dataclass(frozen=True)
+class DrugMatch:
+    drug_id: str
+    entry: DrugEntry
+    matched_by: str               # rxnorm | atc | snomed | text
+    strength_mg: float | None     # per unit (tablet), when known
+    modified_release: bool = False
+
+    @property
+    def category(self) -> str:
+        return self.entry.category
+
+
+def _codings(concept: dict | None) -> list[dict]:
+    if not isinstance(concept, dict):
+        return []
+    codings = concept.get("coding") or []
+    if isinstance(codings, dict):          # tolerate a single object where R4 wants a list
+        codings = [codings]
+    return [c for c in codings if isinstance(c, dict)]
+
+
+def _texts(concept: dict | None, medication: dict | None) -> list[str]:
+    texts = []
+    for source in (concept, (medication or {}).get("code")):
+        if isinstance(source, dict):
+            if isinstance(source.get("text"), str):
+                texts.append(source["text"])
+            texts.extend(c["display"] for c in _codings(source) if isinstance(c.get("display"), str))
+    return texts
+
+
+def _strength_from_medication(medication: dict | None) -> float | None:
+    """Medication.ingredient[0].strength as mg per 1 unit, if unambiguous."""
+    if not isinstance(medication, dict):
+        return None
+    ingredients = medication.get("ingredient") or []
+    if isinstance(ingredients, dict):
+        ingredients = [ingredients]
+    for ingredient in ingredients:
+        strength = (ingredient or {}).get("strength") or {}
+        numerator, denominator = strength.get("numerator") or {}, strength.get("denominator") or {}
+        unit = (numerator.get("code") or numerator.get("unit") or "").lower()
+        if unit == "mg" and isinstance(numerator.get("value"), (int, float)) and denominator.get("value", 1) == 1:
+            return float(numerator["value"])
+    return None
+
+
+def _strength_from_text(texts: list[str], entry: DrugEntry) -> float | None:
+    for text in texts:
+        match = _MG_IN_TEXT.search(text)
+        if match:
+            value = float(match.group(1).replace(",", "."))
+            if not entry.strengths_mg or value in entry.strengths_mg:
+                return value
+    return None
+
+
+def recognise(knowledge: Knowledge, concept: dict | None, medication: dict | None = None,
+              route_hint: str | None = None) -> DrugMatch | None:
+    """Which drug of the knowledge base (if any) a medication concept names."""
+    codings = _codings(concept) + _codings((medication or {}).get("code"))
+    found: tuple[str, str, float | None, bool] | None = None
+    for coding in codings:
+        kind, code = system_kind(coding.get("system")), str(coding.get("code") or "").strip()
+        if not code:
+            continue
+        if kind == RXNORM and code in knowledge.rxnorm_to_drug:
+            drug_id, rx = knowledge.rxnorm_to_drug[code]
+            found = (drug_id, RXNORM, rx.strength_mg, rx.modified_release)
+            break
+        if kind == ATC and code.upper() in knowledge.atc_to_drug:
+            found = (knowledge.atc_to_drug[code.upper()], ATC, None, False)
+            break
+        if kind == SNOMED and code in knowledge.snomed_to_drug:
+            found = (knowledge.snomed_to_drug[code], SNOMED, None, False)
+            break
+    texts = _texts(concept, medication)
+    if found is None:
+        lowered = " ".join(texts).lower()
+        for name, drug_id in knowledge.name_to_drug:
+            if re.search(r"\b" + re.escape(name), lowered):
+                found = (drug_id, "text", None, False)
+                break
+    if found is None:
+        return None
+    drug_id, matched_by, strength, modified = found
+    # Ruxolitinib: the same ingredient code is oral or cream; the form decides (decision 12).
+    if drug_id == "ruxolitinib-oral" and (route_hint == "topical" or any(_TOPICAL_WORDS.search(t) for t in texts)):
+        drug_id = "ruxolitinib-topical"
+    entry = knowledge.drugs[drug_id]
+    if strength is None:
+        strength = _strength_from_medication(medication) or _strength_from_text(texts, entry)
+    if not modified and any(re.search(r"\b(XR|ER|prolonged|extended|retard)\b", t, re.I) for t in texts):
+        modified = True
+    return DrugMatch(drug_id, entry, matched_by, strength, modified)
+
+
+@dataclass(frozen=True)
+class OrderedDose:
+    """The dose an order asks for; ``problem`` says why a part could not be read."""
+
+    dose_mg: float | None
+    per_day: float | None
+    problem: str | None = None
+
+    @property
+    def daily_mg(self) -> float | None:
+        if self.dose_mg is None or self.per_day is None:
+            return None
+        return self.dose_mg * self.per_day
+
+    def describe(self) -> str:
+        if self.dose_mg is None:
+            return "dose not stated"
+        per_day = {1: "once daily", 2: "twice daily", 3: "three times daily", 4: "four times daily"}
+        freq = per_day.get(self.per_day, f"{self.per_day:g} times daily" if self.per_day else "frequency not stated")
+        return f"{self.dose_mg:g} mg {freq}"
+
+
+def route_hint(request: dict) -> str | None:
+    for dosage in _as_list(request.get("dosageInstruction")):
+        route = (dosage or {}).get("route")
+        for coding in _codings(route):
+            if str(coding.get("code")) in _TOPICAL_ROUTE_CODES:
+                return "topical"
+        text = " ".join([str((route or {}).get("text") or "")] + [str(c.get("display") or "") for c in _codings(route)])
+        if re.search(r"topical|cutaneous|skin", text, re.I):
+            return "topical"
+    return None
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _per_day(dosage: dict) -> tuple[float | None, str | None]:
+    timing = dosage.get("timing") or {}
+    repeat = timing.get("repeat") or {}
+    if repeat.get("frequency") is not None or repeat.get("period") is not None:
+        frequency = repeat.get("frequencyMax") or repeat.get("frequency") or 1
+        period = repeat.get("period") or 1
+        unit = repeat.get("periodUnit") or "d"
+        if unit not in _PERIOD_DAYS or not isinstance(frequency, (int, float)) or not isinstance(period, (int, float)) \
+                or frequency <= 0 or period <= 0:
+            return None, "the dosing frequency could not be interpreted"
+        return frequency / (period * _PERIOD_DAYS[unit]), None
+    for coding in _codings(timing.get("code")):
+        code = str(coding.get("code") or "").upper()
+        if code in _PER_DAY_BY_CODE:
+            return float(_PER_DAY_BY_CODE[code]), None
+    texts = [str(dosage.get("text") or ""), str((timing.get("code") or {}).get("text") or "")]
+    for pattern, per_day in _TEXT_FREQUENCY:
+        if any(pattern.search(t) for t in texts):
+            return float(per_day), None
+    return None, "the order does not state how often the dose is taken"
+
+
+def ordered_dose(request: dict, match: DrugMatch) -> OrderedDose:
+    """Read dose and frequency from the first dosageInstruction."""
+    dosages = [d for d in _as_list(request.get("dosageInstruction")) if isinstance(d, dict)]
+    if not dosages:
+        return OrderedDose(None, None, "the order has no dosage instruction")
+    dosage = dosages[0]
+    per_day, freq_problem = _per_day(dosage)
+    dose_mg, dose_problem = None, None
+    rates = _as_list(dosage.get("doseAndRate"))
+    quantity = next((r.get("doseQuantity") for r in rates if isinstance(r, dict) and r.get("doseQuantity")), None)
+    if quantity is None:
+        match_text = _MG_IN_TEXT.search(str(dosage.get("text") or ""))
+        if match_text:
+            dose_mg = float(match_text.group(1).replace(",", "."))
+        else:
+            dose_problem = "the order does not state a dose quantity"
+    else:
+        value = quantity.get("value")
+        unit = str(quantity.get("code") or quantity.get("unit") or "").strip()
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            dose_problem = f"the dose quantity {value!r} is not a positive number"
+        elif unit.lower() == "mg":
+            dose_mg = float(value)
+        elif unit.lower() == "g":
+            dose_mg = float(value) * 1000
+        elif unit.lower() in _TABLET_UNITS:
+            if match.strength_mg:
+                dose_mg = float(value) * match.strength_mg
+            else:
+                dose_problem = f"the dose is {value:g} tablet(s) but the tablet strength is not stated"
+        else:
+            dose_problem = f"the dose unit {unit or '(none)'!r} could not be interpreted"
+    problem = "; ".join(p for p in (dose_problem, freq_problem) if p) or None
+    return OrderedDose(dose_mg, per_day, problem)

@@ -1,0 +1,365 @@
+"""Patient facts: the few things the rules need, read once from the prefetch.
+
+Resources are reduced here to small typed facts (latest lab per analyte with
+date and unit, recognised conditions, medications, renal function ...).
+Observations whose LOINC code no rule reads are skipped after one dict
+look-up, so the cost does not grow with irrelevant data in the prefetch.
+Missing or uninterpretable values are kept as explicit gaps, never as normal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from cds_service import drugs as drugmod
+from cds_service.knowledge import Knowledge
+from cds_service.prefetch import Prefetched
+from cds_service.renal import ckd_epi_2021, cockcroft_gault
+from cds_service.units import resolve_unit
+
+_BAD_STATUS = {"entered-in-error", "cancelled"}
+_ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
+
+
+def parse_date(value) -> date | None:
+    """FHIR date/dateTime (YYYY, YYYY-MM, YYYY-MM-DD, or with a time) -> date (first day if partial)."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        if len(value) == 4:
+            return date(int(value), 1, 1)
+        if len(value) == 7:
+            return date(int(value[:4]), int(value[5:7]), 1)
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def codings(concept) -> list[dict]:
+    return drugmod._codings(concept)
+
+
+@dataclass(frozen=True)
+class LabValue:
+    analyte: str
+    value: float                      # canonical unit
+    reported_value: float
+    reported_unit: str                # the knowledge file's spelling of the reported unit
+    when: date
+    ref_high: float | None = None     # canonical unit
+    ref_low: float | None = None
+    source_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Uninterpretable:
+    analyte: str
+    when: date | None
+    why: str
+
+
+@dataclass(frozen=True)
+class ConditionFact:
+    concepts: tuple[str, ...]
+    indication: str | None
+    active: bool
+    onset: date | None
+    display: str
+
+
+@dataclass(frozen=True)
+class MedicationFact:
+    drug: drugmod.DrugMatch | None
+    display: str
+    active: bool
+    start: date | None
+    codes: tuple[tuple[str, str], ...]   # (system kind or raw system, code)
+    resource_type: str
+    resource_id: str | None
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A computed value (CrCl, eGFR) or why it could not be computed."""
+
+    value: float | None
+    method: str
+    when: date | None = None
+    missing: str | None = None
+
+
+@dataclass
+class PatientFacts:
+    today: date
+    patient_id: str
+    birth_date: date | None = None
+    birth_date_precision: int = 10      # 4 = year only, 7 = year-month, 10 = full date
+    sex: str | None = None
+    labs: dict[str, list[LabValue]] = field(default_factory=dict)     # newest first
+    uninterpretable: dict[str, list[Uninterpretable]] = field(default_factory=dict)
+    conditions: list[ConditionFact] = field(default_factory=list)
+    medications: list[MedicationFact] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)          # prefetch key -> why
+
+    # -- age ----------------------------------------------------------------
+    @property
+    def age(self) -> int | None:
+        """Completed years at the evaluation date (lowest possible if birthDate is partial)."""
+        return _age_on(self.birth_date_latest, self.today) if self.birth_date else None
+
+    @property
+    def age_max(self) -> int | None:
+        return _age_on(self.birth_date, self.today) if self.birth_date else None
+
+    @property
+    def birth_date_latest(self) -> date | None:
+        if self.birth_date is None:
+            return None
+        if self.birth_date_precision == 4:
+            return date(self.birth_date.year, 12, 31)
+        if self.birth_date_precision == 7:
+            nxt = date(self.birth_date.year + (self.birth_date.month == 12), self.birth_date.month % 12 + 1, 1)
+            return date.fromordinal(nxt.toordinal() - 1)
+        return self.birth_date
+
+    # -- labs ---------------------------------------------------------------
+    def latest(self, analyte: str, max_age_days: int | None = None) -> LabValue | None:
+        values = self.labs.get(analyte)
+        if not values:
+            return None
+        newest = values[0]
+        if max_age_days is not None and (self.today - newest.when).days > max_age_days:
+            return None
+        return newest
+
+    def concept_present(self, concept: str) -> list[ConditionFact]:
+        return [c for c in self.conditions if concept in c.concepts]
+
+    def has_data(self, key: str) -> bool:
+        return key not in self.unavailable
+
+
+def _age_on(born: date, today: date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _effective_date(resource: dict) -> date | None:
+    for key in ("effectiveDateTime", "effectiveInstant", "issued"):
+        found = parse_date(resource.get(key))
+        if found:
+            return found
+    period = resource.get("effectivePeriod")
+    if isinstance(period, dict):
+        return parse_date(period.get("start")) or parse_date(period.get("end"))
+    return None
+
+
+def _read_patient(facts: PatientFacts, patient: dict | None) -> None:
+    if not isinstance(patient, dict):
+        return
+    raw = patient.get("birthDate")
+    born = parse_date(raw)
+    if born:
+        facts.birth_date = born
+        facts.birth_date_precision = min(len(raw), 10)
+    gender = patient.get("gender")
+    if gender in ("female", "male"):
+        facts.sex = gender
+
+
+def _quantity_value(q: dict) -> float | None:
+    value = q.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _read_observation(facts: PatientFacts, knowledge: Knowledge, obs: dict, analyte_name: str) -> None:
+    if obs.get("status") in _BAD_STATUS:
+        return
+    analyte = knowledge.analytes[analyte_name]
+    when = _effective_date(obs)
+    quantity = obs.get("valueQuantity")
+    if when is None:
+        facts.uninterpretable.setdefault(analyte_name, []).append(
+            Uninterpretable(analyte_name, None, "result has no date"))
+        return
+    if not isinstance(quantity, dict) or _quantity_value(quantity) is None:
+        facts.uninterpretable.setdefault(analyte_name, []).append(
+            Uninterpretable(analyte_name, when, "result has no numeric value"))
+        return
+    value = _quantity_value(quantity)
+    resolved = resolve_unit(analyte, quantity.get("code"), quantity.get("unit"))
+    if resolved is None:
+        unit = quantity.get("code") or quantity.get("unit") or "no unit"
+        facts.uninterpretable.setdefault(analyte_name, []).append(
+            Uninterpretable(analyte_name, when, f"unit {unit!r} is not a recognised unit for {analyte.display}"))
+        return
+    if value < 0:
+        facts.uninterpretable.setdefault(analyte_name, []).append(
+            Uninterpretable(analyte_name, when, f"negative value {value:g}"))
+        return
+    unit, factor = resolved
+    ref_high = ref_low = None
+    ranges = obs.get("referenceRange") or []
+    if isinstance(ranges, dict):
+        ranges = [ranges]
+    for rng in ranges:
+        if not isinstance(rng, dict):
+            continue
+        for key in ("high", "low"):
+            bound = rng.get(key)
+            if isinstance(bound, dict) and _quantity_value(bound) is not None:
+                bound_unit = resolve_unit(analyte, bound.get("code"), bound.get("unit")) or resolved
+                converted = _quantity_value(bound) * bound_unit[1]
+                if key == "high" and ref_high is None:
+                    ref_high = converted
+                elif key == "low" and ref_low is None:
+                    ref_low = converted
+        break
+    facts.labs.setdefault(analyte_name, []).append(
+        LabValue(analyte_name, value * factor, value, unit, when, ref_high, ref_low, obs.get("id")))
+
+
+def _read_condition(facts: PatientFacts, knowledge: Knowledge, condition: dict) -> None:
+    status = condition.get("verificationStatus")
+    if any(c.get("code") in ("entered-in-error", "refuted") for c in codings(status)):
+        return
+    concepts: list[str] = []
+    indication = None
+    code = condition.get("code")
+    for coding in codings(code):
+        value = str(coding.get("code") or "").strip()
+        system = str(coding.get("system") or "").lower()
+        if "snomed" in system:
+            concepts += knowledge.snomed_to_concepts.get(value, [])
+            indication = indication or knowledge.snomed_to_indication.get(value)
+        elif "icd-10" in system or "icd10" in system:
+            concepts += _icd10_lookup(knowledge.icd10_to_concepts, value)
+            found = _icd10_lookup(knowledge.icd10_to_indication, value)
+            indication = indication or (found[0] if found else None)
+    if not concepts and indication is None:
+        return
+    clinical = [c.get("code") for c in codings(condition.get("clinicalStatus"))]
+    if clinical:
+        active = any(c in _ACTIVE_CLINICAL for c in clinical)
+    else:
+        active = not (condition.get("abatementDateTime") or condition.get("abatementPeriod")
+                      or condition.get("abatementString") or condition.get("abatementAge"))
+    onset = parse_date(condition.get("onsetDateTime")) or parse_date(condition.get("recordedDate"))
+    display = (code or {}).get("text") or next((c.get("display") for c in codings(code) if c.get("display")), "condition")
+    facts.conditions.append(ConditionFact(tuple(dict.fromkeys(concepts)), indication, active, onset, str(display)))
+
+
+def _icd10_lookup(index: dict, code: str) -> list:
+    """ICD-10 codes match themselves or any parent: A15.0 and A150 both match A15."""
+    plain = code.upper().strip().replace(".", "")
+    found: list = []
+    for n in range(len(plain), 2, -1):
+        for candidate in {plain[:n], plain[:3] + "." + plain[3:n] if n > 3 else plain[:3]}:
+            hit = index.get(candidate)
+            if hit:
+                found.extend(h for h in (hit if isinstance(hit, list) else [hit]) if h not in found)
+    return found
+
+
+def _read_medication(facts: PatientFacts, knowledge: Knowledge, resource: dict) -> None:
+    kind = resource.get("resourceType")
+    status = resource.get("status")
+    if status in _BAD_STATUS:
+        return
+    concept = resource.get("medicationCodeableConcept")
+    medication = None
+    ref = (resource.get("medicationReference") or {}).get("reference")
+    if isinstance(ref, str) and ref.startswith("#"):
+        medication = next((c for c in resource.get("contained") or []
+                           if isinstance(c, dict) and c.get("id") == ref[1:]), None)
+    match = drugmod.recognise(knowledge, concept, medication, drugmod.route_hint(resource))
+    if kind == "MedicationRequest":
+        active = status in ("active", "on-hold", "draft") and resource.get("intent") != "proposal"
+        start = parse_date(resource.get("authoredOn"))
+    else:
+        active = status in ("active", "intended")
+        start = parse_date(resource.get("effectiveDateTime")) or parse_date(
+            (resource.get("effectivePeriod") or {}).get("start"))
+    codes = tuple((drugmod.system_kind(c.get("system")) or str(c.get("system") or ""), str(c.get("code") or ""))
+                  for c in codings(concept) + codings((medication or {}).get("code")))
+    display = (concept or {}).get("text") or next(
+        (c.get("display") for c in codings(concept) if c.get("display")), None) or (
+        match.entry.display if match else "medication")
+    facts.medications.append(MedicationFact(match, str(display), active, start, codes, kind, resource.get("id")))
+
+
+def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, today: date) -> PatientFacts:
+    """Reduce the completed prefetch to PatientFacts (one pass per resource list)."""
+    facts = PatientFacts(today=today, patient_id=patient_id, unavailable=dict(prefetched.unavailable))
+    loinc_index = knowledge.loinc_to_analyte
+    for resource in prefetched.resources("Patient"):
+        _read_patient(facts, resource)
+        break
+    for obs in prefetched.resources("Observation"):
+        for coding in codings(obs.get("code")):
+            analyte = loinc_index.get(coding.get("code"))
+            if analyte is not None and "loinc" in str(coding.get("system") or "loinc").lower():
+                _read_observation(facts, knowledge, obs, analyte)
+                break
+    for values in facts.labs.values():
+        values.sort(key=lambda v: v.when, reverse=True)
+    for condition in prefetched.resources("Condition"):
+        _read_condition(facts, knowledge, condition)
+    for kind in ("MedicationRequest", "MedicationStatement"):
+        for med in prefetched.resources(kind):
+            _read_medication(facts, knowledge, med)
+    return facts
+
+
+# -- renal function (decision 8) ----------------------------------------------
+
+def creatinine_clearance(facts: PatientFacts, knowledge: Knowledge) -> Derived:
+    """Measured CrCl if reported, else Cockcroft-Gault from latest creatinine (<= 90 days) and weight."""
+    max_days = knowledge.analytes["creatinine"].max_age_days
+    measured = facts.latest("crcl", knowledge.analytes["crcl"].max_age_days)
+    if measured:
+        return Derived(measured.value, "measured creatinine clearance", measured.when)
+    creat = facts.latest("creatinine", max_days)
+    weight = facts.latest("weight", knowledge.analytes["weight"].max_age_days)
+    gaps = []
+    if creat is None:
+        gaps.append(f"no serum creatinine in the last {max_days} days")
+    if weight is None:
+        gaps.append(f"no body weight in the last {knowledge.analytes['weight'].max_age_days} days")
+    if facts.age is None:
+        gaps.append("no date of birth")
+    if facts.sex is None:
+        gaps.append("sex not recorded as female or male")
+    if gaps:
+        return Derived(None, "Cockcroft-Gault", None, "; ".join(gaps))
+    if creat.value <= 0 or weight.value <= 0:
+        return Derived(None, "Cockcroft-Gault", None, "creatinine or weight is zero")
+    value = cockcroft_gault(facts.age, weight.value, creat.value, facts.sex == "female")
+    return Derived(value, f"Cockcroft-Gault (creatinine {creat.reported_value:g} {creat.reported_unit} on "
+                          f"{creat.when.isoformat()}, weight {weight.value:.0f} kg, age {facts.age})", creat.when)
+
+
+def egfr(facts: PatientFacts, knowledge: Knowledge) -> Derived:
+    """Reported eGFR if recent, else CKD-EPI 2021 from the latest creatinine."""
+    reported = facts.latest("egfr", knowledge.analytes["egfr"].max_age_days)
+    creat = facts.latest("creatinine", knowledge.analytes["creatinine"].max_age_days)
+    if reported and (creat is None or reported.when >= creat.when):
+        return Derived(reported.value, "reported eGFR", reported.when)
+    if creat is None:
+        return Derived(None, "CKD-EPI 2021", None,
+                       f"no eGFR or serum creatinine in the last {knowledge.analytes['creatinine'].max_age_days} days")
+    if facts.age is None or facts.sex is None:
+        return Derived(None, "CKD-EPI 2021", None, "age or sex not recorded")
+    if creat.value <= 0:
+        return Derived(None, "CKD-EPI 2021", None, "creatinine is zero")
+    value = ckd_epi_2021(facts.age, creat.value, facts.sex == "female")
+    return Derived(value, f"CKD-EPI 2021 (creatinine {creat.reported_value:g} {creat.reported_unit} on "
+                          f"{creat.when.isoformat()})", creat.when)
+
+
+def today_from(setting: str | None) -> date:
+    if setting:
+        return date.fromisoformat(setting)
+    return datetime.utcnow().date()

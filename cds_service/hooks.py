@@ -1,0 +1,78 @@
+"""One hook call, step by step.
+
+request -> prefetch completion -> patient facts -> draft orders -> rules
+-> findings -> cards. Each step is a function of the previous step's output;
+nothing reaches back.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from cds_service import cards as cardmod
+from cds_service import orders as ordermod
+from cds_service import prefetch as prefetchmod
+from cds_service.discovery import Service
+from cds_service.errors import CdsError
+from cds_service.facts import build_facts, today_from
+from cds_service.findings import Finding, Missing
+from cds_service.rules import ORDER_RULES, PATIENT_VIEW_RULES
+from cds_service.rules.context import RuleContext
+from cds_service.wire import Card, HookRequest, cards_response
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HookResult:
+    body: dict
+    cards: list[Card]
+    rule_ids: list[str]
+    request: HookRequest
+
+
+def parse_request(body, service: Service) -> HookRequest:
+    if not isinstance(body, dict):
+        raise CdsError(400, "the request body must be a JSON object (a CDS Hooks request)")
+    try:
+        request = HookRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = first.get("msg", "invalid")
+        raise CdsError(400, f"invalid CDS Hooks request: {where + ': ' if where else ''}{message}",
+                       expression=[where] if where else None) from None
+    if request.hook != service.hook:
+        raise CdsError(400, f"service {service.id} answers the {service.hook} hook, not {request.hook!r}",
+                       expression=["hook"])
+    return request
+
+
+def evaluate(engine, service: Service, body) -> HookResult:
+    request = parse_request(body, service)
+    prefetched = prefetchmod.complete(request, service.prefetch, engine.fhir_client)
+    if prefetched.nothing_usable:
+        reasons = sorted(set(prefetched.unavailable.values()))
+        raise CdsError(412, "no patient data could be obtained: " + "; ".join(reasons), code="not-found")
+    knowledge = engine.knowledge
+    facts = build_facts(knowledge, prefetched, request.patient_id, today_from(engine.settings.evaluation_date))
+    ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook)
+    gaps: list[Missing] = []
+    if service.hook in ("order-select", "order-sign"):
+        drafts = ordermod.draft_resources(request.context)
+        if service.hook == "order-select":
+            drafts = ordermod.selected(drafts, request.context)
+        conditions_by_id = {c.get("id"): c for c in prefetched.resources("Condition")}
+        ctx.orders, gaps = ordermod.read_orders(knowledge, drafts, facts, conditions_by_id)
+        families = ORDER_RULES if ctx.systemic_orders() else ()
+    else:
+        families = PATIENT_VIEW_RULES
+    findings: list[Finding] = []
+    for family in families:
+        for item in family.evaluate(ctx):
+            (gaps if isinstance(item, Missing) else findings).append(item)
+    drug_names = {o.order_id: o.name for o in ctx.orders}
+    cards, rule_ids = cardmod.build_cards(knowledge, findings, gaps, drug_names)
+    return HookResult(cards_response(cards), cards, rule_ids, request)

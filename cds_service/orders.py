@@ -1,0 +1,123 @@
+"""Draft orders from the hook context, recognised and read once.
+
+``draftOrders`` should be a Bundle; a bare resource or a list of resources
+is accepted too. Each MedicationRequest is validated as FHIR R4 with
+fhir.resources after tolerant normalisation; an order that still fails is
+evaluated from what could be read and the failure is said on a card.
+"""
+from __future__ import annotations
+
+from cds_service import drugs as drugmod
+from cds_service.errors import CdsError
+from cds_service.facts import PatientFacts, codings
+from cds_service.findings import Missing
+from cds_service.knowledge import Knowledge
+from cds_service.prefetch import resources_of
+from cds_service.rules.context import DraftOrder
+from cds_service.tolerant import normalise
+
+_validator = None
+
+
+def _validate_r4(resource: dict) -> str | None:
+    """None if the MedicationRequest validates as FHIR R4(B), else the first problem."""
+    global _validator
+    if _validator is None:
+        from fhir.resources.R4B.medicationrequest import MedicationRequest
+        _validator = MedicationRequest
+    try:
+        _validator.model_validate(resource)
+        return None
+    except Exception as exc:  # pydantic.ValidationError, or fhir_core errors
+        errors = getattr(exc, "errors", None)
+        if callable(errors):
+            first = errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        return str(exc).splitlines()[0]
+
+
+def draft_resources(context: dict) -> list[dict]:
+    raw = context.get("draftOrders")
+    resources = resources_of(raw)
+    if resources is None:
+        raise CdsError(400, "context.draftOrders must be a FHIR Bundle of draft orders", expression=["context.draftOrders"])
+    return resources
+
+
+def selected(resources: list[dict], context: dict) -> list[dict]:
+    """order-select: evaluate the selected orders; without usable selections, all of them."""
+    selections = context.get("selections")
+    if isinstance(selections, str):
+        selections = [selections]
+    if not isinstance(selections, list) or not selections:
+        return resources
+    wanted = {s.split("/", 1)[-1] for s in selections if isinstance(s, str)}
+    chosen = [r for r in resources if r.get("id") in wanted]
+    return chosen or resources
+
+
+def _indication(knowledge: Knowledge, resource: dict, facts: PatientFacts, match: drugmod.DrugMatch,
+                conditions_by_id: dict[str, dict]) -> tuple[str | None, str]:
+    def lookup(concept) -> str | None:
+        for coding in codings(concept):
+            code, system = str(coding.get("code") or ""), str(coding.get("system") or "").lower()
+            if "snomed" in system and code in knowledge.snomed_to_indication:
+                return knowledge.snomed_to_indication[code]
+            if "icd" in system:
+                from cds_service.facts import _icd10_lookup
+                found = _icd10_lookup(knowledge.icd10_to_indication, code)
+                if found:
+                    return found[0]
+        return None
+
+    for concept in resource.get("reasonCode") or []:
+        found = lookup(concept)
+        if found:
+            return found, "order reason"
+    for ref in resource.get("reasonReference") or []:
+        target = str((ref or {}).get("reference") or "").split("/")[-1]
+        found = lookup((conditions_by_id.get(target) or {}).get("code"))
+        if found:
+            return found, "order reason"
+    approved = set(match.entry.indications)
+    active = {c.indication for c in facts.conditions if c.active and c.indication}
+    candidates = active & approved if approved else active
+    if len(candidates) == 1:
+        return next(iter(candidates)), "active condition"
+    if len(candidates) > 1:
+        return None, "ambiguous: " + ", ".join(sorted(candidates))
+    return None, "not recorded"
+
+
+def read_orders(knowledge: Knowledge, resources: list[dict], facts: PatientFacts,
+                conditions_by_id: dict[str, dict]) -> tuple[list[DraftOrder], list[Missing]]:
+    orders: list[DraftOrder] = []
+    gaps: list[Missing] = []
+    for index, raw in enumerate(resources):
+        if raw.get("resourceType") != "MedicationRequest":
+            continue
+        resource = normalise(raw)
+        order_id = str(resource.get("id") or f"draft-{index + 1}")
+        match = drugmod.recognise(knowledge, resource.get("medicationCodeableConcept"),
+                                  _contained_medication(resource), drugmod.route_hint(resource))
+        if match is None:
+            continue
+        problem = _validate_r4(resource)
+        if problem:
+            gaps.append(Missing("fhir-validation", f"the {match.entry.display} draft order",
+                                f"it is not valid FHIR R4 ({problem}); checks used what could be read",
+                                tuple(match.entry.sources), order_id, match.drug_id))
+        dose = drugmod.ordered_dose(resource, match)
+        indication, how = _indication(knowledge, resource, facts, match, conditions_by_id)
+        orders.append(DraftOrder(resource, order_id, match, dose, indication, how))
+    return orders, gaps
+
+
+def _contained_medication(resource: dict) -> dict | None:
+    ref = str((resource.get("medicationReference") or {}).get("reference") or "")
+    if ref.startswith("#"):
+        for item in resource.get("contained") or []:
+            if isinstance(item, dict) and item.get("id") == ref[1:]:
+                return item
+    return None

@@ -1,0 +1,145 @@
+"""Prefetch completion: make every prefetch key either data or a stated gap.
+
+The EHR may send all, some or none of the prefetch. A key that is absent, or
+holds an OperationOutcome or an error, is fetched from ``fhirServer`` with
+the ``fhirAuthorization`` bearer token (see ``fhir_client``); a key that is
+``null`` means "no data" and is not fetched again. Whatever cannot be
+obtained is recorded in ``unavailable`` with the reason, so each rule can say
+what it could not check.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from cds_service.wire import HookRequest
+
+_TOKEN = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
+_USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+
+
+class UnresolvedToken(ValueError):
+    """A prefetch template uses a token the request cannot fill."""
+
+
+def render(template: str, context: dict) -> str:
+    """Fill CDS Hooks 2.0 prefetch tokens from the hook context."""
+
+    def replace(match: re.Match) -> str:
+        token = match.group(1)
+        if token.startswith("context."):
+            value = context.get(token[len("context."):])
+        elif token in _USER_TOKENS:
+            user = str(context.get("userId") or "")
+            kind, _, ident = user.partition("/")
+            value = ident if kind == _USER_TOKENS[token] else None
+        else:
+            value = None
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or value == "":
+            raise UnresolvedToken(token)
+        return quote(str(value), safe="")
+
+    return _TOKEN.sub(replace, template)
+
+
+def resources_of(value) -> list[dict] | None:
+    """A prefetch value -> list of resources, or None when it is an error/unusable.
+
+    Accepts a searchset Bundle, a single resource, or (a common deviation) a
+    bare list of resources.
+    """
+    if isinstance(value, list):
+        return [r for r in value if isinstance(r, dict) and isinstance(r.get("resourceType"), str)]
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("resourceType")
+    if kind == "OperationOutcome" or not isinstance(kind, str):
+        return None
+    if kind == "Bundle":
+        entries = value.get("entry") or []
+        if isinstance(entries, dict):
+            entries = [entries]
+        out = []
+        for entry in entries:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) \
+                    and resource["resourceType"] != "OperationOutcome":
+                out.append(resource)
+        return out
+    return [value]
+
+
+@dataclass
+class Prefetched:
+    """Completed prefetch: resources per key plus the keys that could not be obtained."""
+
+    by_key: dict[str, list[dict]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    fetched: list[str] = field(default_factory=list)       # keys filled by a fallback fetch
+
+    def resources(self, resource_type: str):
+        seen: set[str] = set()
+        for resources in self.by_key.values():
+            for resource in resources:
+                if resource.get("resourceType") != resource_type:
+                    continue
+                rid = resource.get("id")
+                if isinstance(rid, str):
+                    if rid in seen:
+                        continue
+                    seen.add(rid)
+                yield resource
+
+    @property
+    def nothing_usable(self) -> bool:
+        return not self.by_key
+
+
+def from_request(request: HookRequest, templates: dict[str, str]) -> tuple[Prefetched, list[str]]:
+    """Take what the EHR sent; return it and the keys still to fetch."""
+    done = Prefetched()
+    sent = request.prefetch or {}
+    missing = []
+    for key in templates:
+        if key in sent:
+            value = sent[key]
+            if value is None:
+                done.by_key[key] = []
+                continue
+            resources = resources_of(value)
+            if resources is not None:
+                done.by_key[key] = resources
+                continue
+        missing.append(key)
+    return done, missing
+
+
+def complete(request: HookRequest, templates: dict[str, str], client) -> Prefetched:
+    """Fill the prefetch, fetching missing keys through ``client`` (a FhirClient) if possible."""
+    done, missing = from_request(request, templates)
+    if not missing:
+        return done
+    if request.fhirServer is None:
+        for key in missing:
+            done.unavailable[key] = "not in the prefetch and the EHR gave no fhirServer to fetch it from"
+        return done
+    queries = {}
+    for key in missing:
+        try:
+            queries[key] = render(templates[key], request.context)
+        except UnresolvedToken as exc:
+            done.unavailable[key] = f"the hook context has no value for prefetch token {exc}"
+    results = client.fetch_all(request.fhirServer, request.fhirAuthorization, queries)
+    for key, (resources, problem) in results.items():
+        if resources is None:
+            done.unavailable[key] = problem or "could not be fetched"
+        else:
+            done.by_key[key] = resources
+            done.fetched.append(key)
+    return done

@@ -1,0 +1,9 @@
+"""Rule families. Each module has ``evaluate(ctx)`` yielding Findings and Missing gaps.
+
+To add a family: write a module with ``evaluate`` and list it below for the
+hooks it serves. Rules read their thresholds from the knowledge files only.
+"""
+from cds_service.rules import conditions, dose, lab_thresholds
+
+ORDER_RULES = (dose, lab_thresholds, conditions)
+PATIENT_VIEW_RULES: tuple = ()

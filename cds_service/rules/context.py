@@ -1,0 +1,47 @@
+"""What every rule sees: knowledge, patient facts, the draft orders, derived values."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from cds_service import facts as factsmod
+from cds_service.drugs import DrugMatch, OrderedDose
+from cds_service.facts import PatientFacts
+from cds_service.knowledge import Knowledge
+
+
+@dataclass(frozen=True)
+class DraftOrder:
+    resource: dict
+    order_id: str
+    match: DrugMatch
+    dose: OrderedDose
+    indication: str | None          # indication id from knowledge, or None
+    indication_how: str             # "order reason" | "active condition" | "not recorded" | "ambiguous: ..."
+
+    @property
+    def drug(self) -> str:
+        return self.match.drug_id
+
+    @property
+    def name(self) -> str:
+        return self.match.entry.display
+
+
+@dataclass
+class RuleContext:
+    knowledge: Knowledge
+    facts: PatientFacts
+    hook: str
+    orders: list[DraftOrder] = field(default_factory=list)
+
+    @cached_property
+    def crcl(self) -> factsmod.Derived:
+        return factsmod.creatinine_clearance(self.facts, self.knowledge)
+
+    @cached_property
+    def egfr(self) -> factsmod.Derived:
+        return factsmod.egfr(self.facts, self.knowledge)
+
+    def systemic_orders(self) -> list[DraftOrder]:
+        return [o for o in self.orders if o.match.category == "systemic"]
