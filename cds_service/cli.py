@@ -1,0 +1,98 @@
+"""``jak-cds`` command line: serve, replay, rules, report, bench."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args) -> int:
+    from cds_service.config import Settings
+    from cds_service.server import serve
+
+    settings = Settings.from_env()
+    return serve(settings, args.host, args.port, args.workers, loopback=_is_loopback(args.host))
+
+
+def cmd_replay(args) -> int:
+    from cds_service.replay import main as replay_main
+
+    return replay_main(args)
+
+
+def cmd_rules(args) -> int:
+    from cds_service.catalogue import main as rules_main
+
+    return rules_main(args)
+
+
+def cmd_report(args) -> int:
+    from cds_service.report import main as report_main
+
+    return report_main(args)
+
+
+def cmd_bench(args) -> int:
+    from bench.__main__ import main as bench_main
+
+    return bench_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jak-cds", description="CDS Hooks service for JAK inhibitors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the CDS Hooks API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=0,
+                       help="production server (gunicorn) with N worker processes; 0 = built-in threaded server")
+    serve.set_defaults(func=cmd_serve)
+
+    replay = sub.add_parser("replay", help="act as an EHR over FHIR fixture bundles and print the cards")
+    replay.add_argument("paths", nargs="+", metavar="PATH", help="fixture bundle files or folders")
+    replay.add_argument("--url", help="call a running service at this base URL instead of in-process")
+    replay.add_argument("--at", help="evaluation date YYYY-MM-DD (default: the fixture's own, else today)")
+    replay.add_argument("--json", action="store_true", help="print the raw CDS Hooks responses")
+    replay.add_argument("--check", action="store_true",
+                        help="compare with each fixture's expected cards; exit 1 on any difference")
+    replay.set_defaults(func=cmd_replay)
+
+    rules = sub.add_parser("rules", help="print the rule catalogue generated from the knowledge files")
+    rules.add_argument("--output", help="write markdown to this file instead of standard output")
+    rules.set_defaults(func=cmd_rules)
+
+    report = sub.add_parser("report", help="per rule: cards issued, accepted, overridden, top override reasons")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_report)
+
+    bench = sub.add_parser("bench", help="run the performance benchmark (see bench/)")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(f"jak-cds: {exc.code}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
