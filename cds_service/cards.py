@@ -11,6 +11,12 @@ from cds_service.knowledge import Knowledge
 from cds_service.wire import Action, Card, Coding, Link, Source, Suggestion
 
 MAX_SUMMARY = 139
+RULE_SYSTEM = "https://jak-cds.example.org/fhir/CodeSystem/rule"
+
+
+def rule_topic(rule_id: str) -> Coding:
+    """source.topic names the rule behind a card, so EHR analytics and feedback can group by rule."""
+    return Coding(code=rule_id, system=RULE_SYSTEM, display=f"JAK CDS rule {rule_id}")
 
 
 def _short(text: str) -> str:
@@ -39,8 +45,14 @@ def dedupe(findings: list[Finding]) -> list[Finding]:
     return list(best.values())
 
 
+def primary_source(finding_sources: list[str], drug: str | None) -> str:
+    """The drug's own product information if cited, else the first source."""
+    own = f"EU-{drug}" if drug else None
+    return own if own in finding_sources else finding_sources[0]
+
+
 def finding_card(knowledge: Knowledge, finding: Finding) -> Card:
-    first = knowledge.sources[finding.sources[0]]
+    first = knowledge.sources[primary_source(finding.sources, finding.drug)]
     suggestions = [
         Suggestion(label=s.label, isRecommended=s.recommended or None,
                    actions=[Action(type=a.type, description=a.description, resource=a.resource,
@@ -51,7 +63,7 @@ def finding_card(knowledge: Knowledge, finding: Finding) -> Card:
         summary=_short(finding.summary),
         detail=finding.detail + _sources_md(knowledge, finding.sources),
         indicator=finding.indicator,
-        source=Source(label=first.label, url=first.url),
+        source=Source(label=first.label, url=first.url, topic=rule_topic(finding.rule_id)),
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=_override(knowledge, finding.override_set) if finding.indicator != "info" else None,
@@ -76,7 +88,7 @@ def missing_card(knowledge: Knowledge, gaps: list[Missing], drug_name: str | Non
               + lines + _sources_md(knowledge, sources))
     first = knowledge.sources[sources[0]]
     return Card(summary=_short(summary), detail=detail, indicator="warning",
-                source=Source(label=first.label, url=first.url),
+                source=Source(label=first.label, url=first.url, topic=rule_topic("missing-data")),
                 overrideReasons=_override(knowledge, "missing-data"))
 
 
