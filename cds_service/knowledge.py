@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cds_service import schemas
 
 
 class KnowledgeError(SystemExit):
@@ -80,59 +82,6 @@ class IndicationEntry(_Strict):
     icd10: list[str] = []
 
 
-class DoseWhen(_Strict):
-    age_at_least: float | None = Field(default=None, ge=0, le=130)
-    age_below: float | None = Field(default=None, ge=0, le=130)
-
-
-class DoseRule(_Strict):
-    id: str
-    drug: str
-    indications: list[str] = []
-    when: DoseWhen
-    max_mg: float = Field(gt=0)
-    per_day: int = Field(ge=1, le=4)
-    reason: str
-    detail: str
-    sources: list[str] = Field(min_length=1)
-
-
-class LabThreshold(_Strict):
-    id: str
-    analyte: str
-    phase: list[Literal["start", "on_treatment"]] = Field(min_length=1)
-    drugs: list[str] = Field(min_length=1)
-    below: dict[str, float] | None = None
-    above: dict[str, float] | None = None
-    indicator: Literal["info", "warning", "critical"]
-    action: str
-    sources: list[str] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _one_direction(self) -> "LabThreshold":
-        if (self.below is None) == (self.above is None):
-            raise ValueError("give exactly one of 'below' or 'above'")
-        return self
-
-    @property
-    def direction(self) -> str:
-        return "below" if self.below is not None else "above"
-
-    @property
-    def limits(self) -> dict[str, float]:
-        return self.below if self.below is not None else self.above  # type: ignore[return-value]
-
-
-class ConditionRule(_Strict):
-    id: str
-    concept: str
-    drugs: list[str] = Field(min_length=1)
-    indicator: Literal["info", "warning", "critical"]
-    summary: str
-    action: str
-    sources: list[str] = Field(min_length=1)
-
-
 class OverrideReason(_Strict):
     code: str
     display: str
@@ -147,10 +96,20 @@ class OverridesFile(_Strict):
     sets: dict[str, OverrideSet]
 
 
-class RuleFiles(_Strict):
-    dose: list[DoseRule] = []
-    lab_threshold: list[LabThreshold] = []
-    condition_rule: list[ConditionRule] = []
+class Rules:
+    """Rule tables by name (``knowledge.rules.dose``); a registered table that no file fills is empty."""
+
+    def __init__(self, tables: dict[str, list | dict]):
+        self._tables = tables
+
+    def __getattr__(self, name: str):
+        try:
+            return self.__dict__["_tables"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def all_rules(self) -> list:
+        return [entry for table in self._tables.values() if isinstance(table, list) for entry in table]
 
 
 @dataclass
@@ -162,7 +121,7 @@ class Knowledge:
     analytes: dict[str, AnalyteEntry]
     concepts: dict[str, CodedConcept]
     indications: dict[str, IndicationEntry]
-    rules: RuleFiles
+    rules: Rules
     overrides: OverridesFile
     version: str
     # indexes
@@ -231,16 +190,28 @@ def load_knowledge(directory: Path) -> Knowledge:
     data, path = need("overrides.toml")
     overrides = _validate(OverridesFile, data, path)
 
-    merged: dict[str, list] = {}
-    rule_paths: dict[str, Path] = {}
+    registry = schemas.load_all()
+    core = {"sources.toml", "drugs.toml", "labs.toml", "concepts.toml", "indications.toml", "overrides.toml"}
+    tables: dict[str, list | dict] = {t.name: ([] if t.kind == "list" else {}) for t in registry.values()}
     for name, content in raw.items():
-        if name.startswith("rules/"):
-            for key, items in content.items():
-                if key not in RuleFiles.model_fields:
-                    raise KnowledgeError(f"{directory / name}: unknown rule table [[{key}]]")
-                merged.setdefault(key, []).extend(items)
-                rule_paths[key] = directory / name
-    rules = _validate(RuleFiles, merged, directory / "rules")
+        if name in core:
+            continue
+        for key, items in content.items():
+            table = registry.get(key)
+            if table is None:
+                raise KnowledgeError(f"{directory / name}: unknown table {key!r} (known: {sorted(registry)})")
+            if table.kind == "list":
+                if not isinstance(items, list):
+                    raise KnowledgeError(f"{directory / name}: {key!r} must be an array of tables [[{key}]]")
+                tables[key].extend(_validate(table.model, item, directory / name) for item in items)
+            else:
+                if not isinstance(items, dict):
+                    raise KnowledgeError(f"{directory / name}: {key!r} must be a table of tables [{key}.name]")
+                for entry_name, item in items.items():
+                    if entry_name in tables[key]:
+                        raise KnowledgeError(f"{directory / name}: {key}.{entry_name} defined twice")
+                    tables[key][entry_name] = _validate(table.model, item, directory / name)
+    rules = Rules(tables)
 
     knowledge = Knowledge(sources=sources, drugs=drugs, analytes=analytes, concepts=concepts,
                           indications=indications, rules=rules, overrides=overrides,
@@ -264,39 +235,16 @@ def _cross_check(k: Knowledge) -> None:
     for name, analyte in k.analytes.items():
         check_sources(f"analyte {name}", analyte.sources)
     seen: set[str] = set()
-    all_rules = [*k.rules.dose, *k.rules.lab_threshold, *k.rules.condition_rule]
-    for rule in all_rules:
-        if rule.id in seen:
-            problems.append(f"duplicate rule id {rule.id!r}")
-        seen.add(rule.id)
-        check_sources(f"rule {rule.id}", rule.sources)
-        for drug in getattr(rule, "drugs", None) or [getattr(rule, "drug")]:
-            if drug not in k.drugs:
-                problems.append(f"rule {rule.id}: unknown drug {drug!r}")
-    for rule in k.rules.dose:
-        for indication in rule.indications:
-            if indication not in k.indications:
-                problems.append(f"rule {rule.id}: unknown indication {indication!r}")
-    thresholds: set[tuple] = set()
-    for rule in k.rules.lab_threshold:
-        analyte = k.analytes.get(rule.analyte)
-        if analyte is None:
-            problems.append(f"rule {rule.id}: unknown analyte {rule.analyte!r}")
+    for rule in k.rules.all_rules():
+        rule_id = getattr(rule, "id", None)
+        if rule_id is None:
             continue
-        if analyte.canonical_unit not in rule.limits:
-            problems.append(f"rule {rule.id}: must give a limit in the canonical unit {analyte.canonical_unit!r}")
-        for unit in rule.limits:
-            if unit not in analyte.units:
-                problems.append(f"rule {rule.id}: unit {unit!r} is not a known unit of {rule.analyte}")
-        for phase in rule.phase:
-            for drug in rule.drugs:
-                key = (rule.analyte, phase, drug, rule.direction)
-                if key in thresholds:
-                    problems.append(f"rule {rule.id}: a second {rule.direction} threshold for {key[:3]}")
-                thresholds.add(key)
-    for rule in k.rules.condition_rule:
-        if rule.concept not in k.concepts:
-            problems.append(f"rule {rule.id}: unknown concept {rule.concept!r}")
+        if rule_id in seen:
+            problems.append(f"duplicate rule id {rule_id!r}")
+        seen.add(rule_id)
+    for table in schemas.REGISTRY.values():
+        if table.check is not None:
+            problems.extend(table.check(k, getattr(k.rules, table.name)))
     if problems:
         raise KnowledgeError("knowledge files are inconsistent:\n  " + "\n  ".join(problems))
 

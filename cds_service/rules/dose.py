@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
-from cds_service.knowledge import DoseRule
+from cds_service.schemas.dose import DoseRule
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.text import mg
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from cds_service.facts import LabValue, PatientFacts
 from cds_service.findings import Finding, Missing
-from cds_service.knowledge import Knowledge, LabThreshold
+from cds_service.knowledge import Knowledge
+from cds_service.schemas.lab_threshold import LabThreshold
 from cds_service.rules.context import RuleContext
 from cds_service.rules.text import lab, unit
 

@@ -1,0 +1,17 @@
+"""Shared pieces for rule-table schemas."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a misspelt threshold must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def common_checks(knowledge, rule, drugs: list[str]) -> list[str]:
+    """Every rule: known sources and known drugs."""
+    problems = [f"rule {rule.id}: unknown source {s!r}" for s in rule.sources if s not in knowledge.sources]
+    problems += [f"rule {rule.id}: unknown drug {d!r}" for d in drugs if d not in knowledge.drugs]
+    return problems
