@@ -172,30 +172,31 @@ def load_knowledge(directory: Path) -> Knowledge:
         digest.update(path.read_bytes())
         raw[path.relative_to(directory).as_posix()] = _read(path)
 
-    def need(name: str) -> tuple[dict, Path]:
-        if name not in raw:
-            raise KnowledgeError(f"knowledge file missing: {directory / name}")
-        return raw[name], directory / name
+    if "overrides.toml" not in raw:
+        raise KnowledgeError(f"knowledge file missing: {directory / 'overrides.toml'}")
+    overrides = _validate(OverridesFile, raw.pop("overrides.toml"), directory / "overrides.toml")
 
-    data, path = need("sources.toml")
-    sources = _entries(SourceEntry, data, "sources", path)
-    data, path = need("drugs.toml")
-    drugs = _entries(DrugEntry, data, "drugs", path)
-    data, path = need("labs.toml")
-    analytes = _entries(AnalyteEntry, data, "analytes", path)
-    data, path = need("concepts.toml")
-    concepts = _entries(CodedConcept, data, "concepts", path)
-    data, path = need("indications.toml")
-    indications = _entries(IndicationEntry, data, "indications", path)
-    data, path = need("overrides.toml")
-    overrides = _validate(OverridesFile, data, path)
+    def collect(key: str, model) -> dict:
+        """Entries of ``[key.name]`` from every file (so each area can keep its own file)."""
+        out: dict = {}
+        for name, content in raw.items():
+            for entry_name, value in (content.pop(key, None) or {}).items():
+                if entry_name in out:
+                    raise KnowledgeError(f"{directory / name}: {key}.{entry_name} is defined twice")
+                out[entry_name] = _validate(model, value, directory / name)
+        if not out:
+            raise KnowledgeError(f"no [{key}.*] entries found in {directory}")
+        return out
+
+    sources = collect("sources", SourceEntry)
+    drugs = collect("drugs", DrugEntry)
+    analytes = collect("analytes", AnalyteEntry)
+    concepts = collect("concepts", CodedConcept)
+    indications = collect("indications", IndicationEntry)
 
     registry = schemas.load_all()
-    core = {"sources.toml", "drugs.toml", "labs.toml", "concepts.toml", "indications.toml", "overrides.toml"}
     tables: dict[str, list | dict] = {t.name: ([] if t.kind == "list" else {}) for t in registry.values()}
     for name, content in raw.items():
-        if name in core:
-            continue
         for key, items in content.items():
             table = registry.get(key)
             if table is None:
