@@ -100,6 +100,7 @@ class PatientFacts:
     conditions: list[ConditionFact] = field(default_factory=list)
     medications: list[MedicationFact] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)          # prefetch key -> why
+    gaps: dict[str, str] = field(default_factory=dict)                 # "Observation|<loinc>" / type -> why
 
     # -- age ----------------------------------------------------------------
     @property
@@ -137,6 +138,14 @@ class PatientFacts:
 
     def has_data(self, key: str) -> bool:
         return key not in self.unavailable
+
+    def why_unavailable(self, resource_type: str, codes: list[str] | tuple[str, ...] = ()) -> str | None:
+        """Why data of this type (and, for Observations, these codes) could not be obtained, if it could not."""
+        for code in codes:
+            why = self.gaps.get(f"{resource_type}|{code}")
+            if why:
+                return why
+        return self.gaps.get(resource_type)
 
 
 def _age_on(born: date, today: date) -> int:
@@ -292,7 +301,8 @@ def _read_medication(facts: PatientFacts, knowledge: Knowledge, resource: dict) 
 
 def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, today: date) -> PatientFacts:
     """Reduce the completed prefetch to PatientFacts (one pass per resource list)."""
-    facts = PatientFacts(today=today, patient_id=patient_id, unavailable=dict(prefetched.unavailable))
+    facts = PatientFacts(today=today, patient_id=patient_id, unavailable=dict(prefetched.unavailable),
+                         gaps=dict(prefetched.gaps))
     loinc_index = knowledge.loinc_to_analyte
     for resource in prefetched.resources("Patient"):
         _read_patient(facts, resource)

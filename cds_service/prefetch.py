@@ -82,6 +82,7 @@ class Prefetched:
     by_key: dict[str, list[dict]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     fetched: list[str] = field(default_factory=list)       # keys filled by a fallback fetch
+    gaps: dict[str, str] = field(default_factory=dict)     # "Observation|718-7" or "Condition" -> why unavailable
 
     def resources(self, resource_type: str):
         seen: set[str] = set()
@@ -120,8 +121,27 @@ def from_request(request: HookRequest, templates: dict[str, str]) -> tuple[Prefe
     return done, missing
 
 
+def what_a_query_reads(template: str) -> list[str]:
+    """``Observation?...&code=a,b`` -> ["Observation|a", "Observation|b"]; ``Condition?...`` -> ["Condition"]."""
+    path, _, query = template.partition("?")
+    kind = path.split("/")[0]
+    for param in query.split("&"):
+        name, _, value = param.partition("=")
+        if name == "code":
+            return [f"{kind}|{code.split('|')[-1]}" for code in value.split(",")]
+    return [kind]
+
+
 def complete(request: HookRequest, templates: dict[str, str], client) -> Prefetched:
     """Fill the prefetch, fetching missing keys through ``client`` (a FhirClient) if possible."""
+    done = _complete(request, templates, client)
+    for key, why in done.unavailable.items():
+        for item in what_a_query_reads(templates[key]):
+            done.gaps.setdefault(item, why)
+    return done
+
+
+def _complete(request: HookRequest, templates: dict[str, str], client) -> Prefetched:
     done, missing = from_request(request, templates)
     if not missing:
         return done

@@ -7,7 +7,7 @@ from cds_service.rules.context import RuleContext
 
 def evaluate(ctx: RuleContext):
     k, facts = ctx.knowledge, ctx.facts
-    conditions_known = facts.has_data("conditions")
+    conditions_missing = facts.why_unavailable("Condition")
     for order in ctx.systemic_orders():
         for rule in k.rules.condition_rule:
             if order.drug not in rule.drugs:
@@ -15,8 +15,9 @@ def evaluate(ctx: RuleContext):
             concept = k.concepts[rule.concept]
             present = [c for c in facts.concept_present(rule.concept) if c.active or not concept.active_only]
             if not present:
-                if not conditions_known:
-                    yield Missing(rule.id, concept.display, "the patient's conditions could not be obtained",
+                if conditions_missing:
+                    yield Missing(rule.id, concept.display, f"the patient's conditions could not be obtained: "
+                                                            f"{conditions_missing}",
                                   tuple(rule.sources), order.order_id, order.drug)
                 continue
             evidence = "; ".join(

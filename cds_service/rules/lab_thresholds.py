@@ -34,8 +34,9 @@ def missing_reason(facts: PatientFacts, knowledge: Knowledge, analyte: str, max_
         return f"the result{when} could not be interpreted: {bad[0].why}"
     if values:
         return f"the latest result ({lab(values[0])}) is older than {max_days} days"
-    if facts.unavailable:
-        return f"no result in the last {max_days} days, and some patient data could not be obtained"
+    why = facts.why_unavailable("Observation", knowledge.analytes[analyte].loinc)
+    if why:
+        return f"lab results could not be obtained: {why}"
     return f"no result in the last {max_days} days"
 
 

@@ -1,0 +1,115 @@
+"""Prefetch completion: full, partial and no prefetch; fallback fetch with the bearer token and a budget."""
+import time
+
+import pytest
+import responses
+
+from fixtures.builders import condition, draft_order, full_baseline, obs, patient
+from tests.conftest import FHIR_BASE, alerts, call_hook, cards_of, make_request, rule_of, serve_fhir
+
+RA = condition("69896004", "Rheumatoid arthritis")
+AD = condition("24079001", "Atopic dermatitis")
+OLD_AD = [patient(age=70), *full_baseline(age=70), AD]
+ORDER = draft_order("Rinvoq 30 mg", 30)
+
+
+@pytest.mark.parametrize("hook_name", ["order-select", "order-sign"])
+@pytest.mark.parametrize("prefetch", [True, ["patient", "conditions"], False])
+def test_order_hooks_give_the_same_card_with_full_partial_and_no_prefetch(client, hook_name, prefetch):
+    calls = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_fhir(rsps, OLD_AD, calls=calls)
+        cards = cards_of(call_hook(client, [*OLD_AD, ORDER], hook_name, prefetch=prefetch, fhir_server=FHIR_BASE))
+    assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65"]
+    expected_calls = 0 if prefetch is True else 10 if prefetch is False else 10 - len(prefetch)
+    assert len(calls) == expected_calls
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_patient_view_with_and_without_prefetch_answers(client, prefetch):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_fhir(rsps, OLD_AD)
+        response = call_hook(client, OLD_AD, "patient-view", prefetch=prefetch, fhir_server=FHIR_BASE)
+    assert response.status_code == 200 and "cards" in response.get_json()
+
+
+def test_fallback_fetch_carries_the_bearer_token(client):
+    calls = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_fhir(rsps, OLD_AD, calls=calls)
+        call_hook(client, [*OLD_AD, ORDER], prefetch=False, fhir_server=FHIR_BASE, token="tok-123")
+    assert calls and all(c.headers["Authorization"] == "Bearer tok-123" for c in calls)
+    assert any("/Patient/p1" in c.url for c in calls)
+    assert any("Observation?patient=p1" in c.url for c in calls)
+
+
+def test_null_prefetch_value_means_no_data_and_is_not_fetched(client):
+    body = make_request([*OLD_AD, ORDER], fhir_server=FHIR_BASE)
+    body["prefetch"]["haematology"] = None
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        calls = []
+        serve_fhir(rsps, OLD_AD, calls=calls)
+        cards = cards_of(client.post("/cds-services/jak-order-sign", json=body))
+    assert calls == []
+    missing = [c for c in cards if rule_of(c) == "missing-data"]
+    assert missing and "neutrophil" in missing[0]["detail"]
+
+
+def test_operation_outcome_in_prefetch_is_treated_as_missing_and_fetched(client):
+    body = make_request([*OLD_AD, ORDER], fhir_server=FHIR_BASE)
+    body["prefetch"]["patient"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "x"}]}
+    calls = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_fhir(rsps, OLD_AD, calls=calls)
+        cards = cards_of(client.post("/cds-services/jak-order-sign", json=body))
+    assert [c.url.split("/fhir/")[1] for c in calls] == ["Patient/p1"]
+    assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65"]
+
+
+def test_slow_fhir_server_is_cut_off_by_the_total_budget(client, app):
+    budget = app.extensions["jak_engine"].settings.fhir_timeout
+
+    def slow(request):
+        time.sleep(budget + 0.5)
+        return 200, {}, "{}"
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        import re
+        rsps.add_callback(responses.GET, re.compile(re.escape(FHIR_BASE) + r"/.*"), callback=slow)
+        body = make_request([*OLD_AD, ORDER], fhir_server=FHIR_BASE, prefetch=["patient", "conditions"])
+        started = time.monotonic()
+        response = client.post("/cds-services/jak-order-sign", json=body)
+        elapsed = time.monotonic() - started
+    assert elapsed < budget + 0.4
+    cards = cards_of(response)
+    gap = [c for c in cards if rule_of(c) == "missing-data"]
+    assert gap and "did not answer" in gap[0]["detail"]
+
+
+def test_fhir_server_outside_the_allowed_list_is_never_called(client):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        calls = []
+        serve_fhir(rsps, OLD_AD, base="https://ehr.example.org/fhir", calls=calls)
+        response = call_hook(client, [*OLD_AD, ORDER], prefetch=False, fhir_server="https://ehr.example.org/fhir")
+    assert calls == []
+    assert response.status_code == 412
+
+
+def test_partial_prefetch_with_an_unreachable_server_says_what_was_not_checked(client):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        import re
+        rsps.add(responses.GET, re.compile(re.escape(FHIR_BASE) + r"/.*"), status=503)
+        cards = cards_of(call_hook(client, [*OLD_AD, ORDER], prefetch=["patient", "conditions"], fhir_server=FHIR_BASE))
+    assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65", "missing-data"]
+    gap = alerts(cards)[1]
+    assert "HTTP 503" in gap["detail"] or "could not be obtained" in gap["detail"]
+
+
+def test_low_anc_found_through_fallback_fetch(client):
+    record = [patient(), *[o for o in full_baseline() if o["code"]["coding"][0]["code"] != "751-8"],
+              obs("751-8", 0.7, "10*9/L"), RA]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_fhir(rsps, record)
+        cards = cards_of(call_hook(client, [*record, draft_order("upadacitinib 15 mg", 15)], prefetch=False,
+                                   fhir_server=FHIR_BASE))
+    assert [rule_of(c) for c in alerts(cards)] == ["anc-below-1-start"]
