@@ -101,6 +101,11 @@ def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missin
     by_order: dict[str | None, list[Missing]] = {}
     for gap in gaps:
         by_order.setdefault(gap.order_id, []).append(gap)
+    if None in by_order and len(by_order) > 1:
+        # a patient-level gap (e.g. no usable birth date) belongs on each order's card, not a card of its own
+        patient_gaps = by_order.pop(None)
+        for order_gaps in by_order.values():
+            order_gaps[:0] = patient_gaps
     for order_id, order_gaps in by_order.items():
         cards.append((SEVERITY["warning"], missing_card(knowledge, order_gaps, drug_names.get(order_id)),
                       "missing-data"))

@@ -18,6 +18,7 @@ from cds_service.renal import ckd_epi_2021, cockcroft_gault
 from cds_service.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
+MAX_PLAUSIBLE_AGE = 125
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 
 
@@ -94,6 +95,7 @@ class PatientFacts:
     patient_id: str
     birth_date: date | None = None
     birth_date_precision: int = 10      # 4 = year only, 7 = year-month, 10 = full date
+    birth_date_problem: str | None = None
     sex: str | None = None
     labs: dict[str, list[LabValue]] = field(default_factory=dict)     # newest first
     uninterpretable: dict[str, list[Uninterpretable]] = field(default_factory=dict)
@@ -168,7 +170,11 @@ def _read_patient(facts: PatientFacts, patient: dict | None) -> None:
         return
     raw = patient.get("birthDate")
     born = parse_date(raw)
-    if born:
+    if raw is not None and born is None:
+        facts.birth_date_problem = f"the birth date {str(raw)[:20]!r} could not be interpreted"
+    elif born and (born > facts.today or _age_on(born, facts.today) > MAX_PLAUSIBLE_AGE):
+        facts.birth_date_problem = f"the birth date {raw} gives an implausible age"
+    elif born:
         facts.birth_date = born
         facts.birth_date_precision = min(len(raw), 10)
     gender = patient.get("gender")
@@ -285,7 +291,8 @@ def _read_medication(facts: PatientFacts, knowledge: Knowledge, resource: dict) 
                            if isinstance(c, dict) and c.get("id") == ref[1:]), None)
     match = drugmod.recognise(knowledge, concept, medication, drugmod.route_hint(resource))
     if kind == "MedicationRequest":
-        active = status in ("active", "on-hold", "draft") and resource.get("intent") != "proposal"
+        # a draft is an order being decided on (the hook's draftOrders), not a medication the patient takes
+        active = status in ("active", "on-hold") and resource.get("intent") != "proposal"
         start = parse_date(resource.get("authoredOn"))
     else:
         active = status in ("active", "intended")

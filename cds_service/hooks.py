@@ -70,6 +70,8 @@ def evaluate(engine, service: Service, body) -> HookResult:
     else:
         families = PATIENT_VIEW_RULES
     findings: list[Finding] = []
+    if families and facts.birth_date_problem:
+        gaps.append(Missing("patient-age", "the patient's age", facts.birth_date_problem, ("S001",)))
     for family in families:
         for item in family.evaluate(ctx):
             (gaps if isinstance(item, Missing) else findings).append(item)

@@ -112,3 +112,19 @@ def test_order_for_another_drug_gets_no_cards(hook):
 
 def test_topical_ruxolitinib_gets_no_systemic_cards(hook):
     assert hook([patient(), draft_order("Opzelura 1.5% cream", None, per_day=2)]) == []
+
+
+def test_implausible_birth_date_is_said_not_used(hook):
+    born_1626 = patient(age=400)
+    cards = hook([born_1626, *full_baseline(), AD, draft_order("Rinvoq 30 mg", 30)])
+    [card] = alerts(cards)
+    assert rule_of(card) == "missing-data" and "implausible age" in card["detail"]
+
+
+def test_a_draft_order_echoed_in_the_medication_prefetch_is_not_a_current_medication(client):
+    from tests.conftest import make_request
+    order = draft_order("upadacitinib 15 mg", 15)
+    body = make_request(record(extra=[RA]), drafts=[order])
+    body["prefetch"]["medications"] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": order}]}
+    cards = client.post("/cds-services/jak-order-sign", json=body).get_json()["cards"]
+    assert alerts(cards) == []
