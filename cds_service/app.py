@@ -35,15 +35,19 @@ def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_se
 
 
 def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None, fhir_session=None,
-               engine: Engine | None = None) -> Flask:
-    from cds_service import api
+               engine: Engine | None = None, loopback: bool | None = None, jwks_session=None) -> Flask:
+    from cds_service import api, auth, feedback, openapi
+    from cds_service.store import Store
 
     settings = settings or (engine.settings if engine else Settings.from_env())
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.json.sort_keys = False
     app.extensions["jak_engine"] = engine or build_engine(settings, knowledge, fhir_session)
+    app.extensions["jak_store"] = store = Store.from_settings(settings)
     app.register_blueprint(api.bp)
+    app.register_blueprint(feedback.bp)
+    app.register_blueprint(openapi.bp)
     api.register_errors(app)
 
     @app.before_request
@@ -52,5 +56,8 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
             return Response(status=204)
         return None
 
+    # after the preflight hook: OPTIONS never needs a token. loopback=None: not `serve` (tests).
+    auth.install(app, settings, store, loopback=loopback,
+                 jwks_cache=auth.JwksCache(jwks_session) if jwks_session is not None else None)
     app.after_request(api.add_cors)
     return app

@@ -11,7 +11,11 @@ log = logging.getLogger(__name__)
 def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool) -> int:
     from cds_service.app import create_app
 
-    app = create_app(settings)   # loads and validates the knowledge before binding
+    # loads and validates the knowledge and trusted clients, and decides on authentication, before binding
+    app = create_app(settings, loopback=loopback)
+    store = app.extensions["jak_store"]
+    store.migrate()              # once, before gunicorn forks its workers
+    store.dispose()              # each worker opens its own connections
     if workers and workers > 0:
         return _gunicorn(app, host, port, workers)
     log.info("serving CDS Hooks on http://%s:%d/cds-services", host, port)

@@ -1,0 +1,319 @@
+"""Persistent store: issued cards, feedback, JWT replay cache, report queries.
+
+SQLAlchemy 2 Core over SQLite (default, a file; WAL and a busy timeout so
+several gunicorn workers can write) or PostgreSQL (``postgresql+psycopg://``).
+
+Privacy: the patient id is stored only as an HMAC-SHA256 under
+``JAK_CDS_PATIENT_HASH_KEY`` (or a random key generated once and kept in the
+database, so hashes stay stable across restarts). No token and no raw
+patient id is ever written.
+
+Schema changes are numbered migrations recorded in ``jak_schema_version``;
+they run once, under a lock (PostgreSQL advisory lock, SQLite write lock),
+so workers starting together do not race.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, event, func,
+                        select, text)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+schema_version = Table(
+    "jak_schema_version", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+meta = Table(
+    "jak_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+issued_card = Table(
+    "jak_issued_card", metadata,
+    Column("card_uuid", String(64), primary_key=True),
+    Column("service_id", String(128), nullable=False),
+    Column("rule_id", String(200), nullable=False, index=True),
+    Column("knowledge_version", String(128), nullable=False),
+    Column("hook_instance", String(200), nullable=False),
+    Column("patient_hash", String(64), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+)
+feedback = Table(
+    "jak_feedback", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("card_uuid", String(64), nullable=False, index=True),
+    Column("service_id", String(128), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("accepted_suggestions", Text, nullable=True),     # JSON list of suggestion uuids
+    Column("override_system", String(300), nullable=True),
+    Column("override_code", String(200), nullable=True),
+    Column("override_display", String(300), nullable=True),
+    Column("user_comment", Text, nullable=True),
+    Column("outcome_timestamp", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+seen_jti = Table(
+    "jak_seen_jti", metadata,
+    Column("iss", String(300), primary_key=True),
+    Column("jti", String(300), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+
+def _migration_1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[meta, issued_card, feedback, seen_jti])
+
+
+# Append only: never edit a migration that has shipped.
+MIGRATIONS: list[tuple[int, callable]] = [(1, _migration_1)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+JTI_MIN_RETENTION = timedelta(hours=1)
+MAX_COMMENT = 2000
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class FeedbackRow:
+    card_uuid: str
+    outcome: str
+    outcome_timestamp: datetime
+    accepted_suggestions: list[str] | None = None
+    override_system: str | None = None
+    override_code: str | None = None
+    override_display: str | None = None
+    user_comment: str | None = None
+
+
+class Store:
+    """One per process; the SQLAlchemy engine is created lazily and again after a fork."""
+
+    def __init__(self, url: str, patient_hash_key: str | None = None, schema: str | None = None):
+        self.url = url
+        self.schema = schema                   # PostgreSQL schema (tests use a private one)
+        self._configured_key = patient_hash_key
+        self._key: bytes | None = None
+        self._engine: Engine | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._migrated = False
+
+    @classmethod
+    def from_settings(cls, settings) -> "Store":
+        return cls(settings.database_url, settings.patient_hash_key)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    # --- connection -----------------------------------------------------------------------------
+    def _make_engine(self) -> Engine:
+        if self.is_sqlite:
+            engine = create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn, _record):
+                dbapi_conn.isolation_level = None      # we issue BEGIN ourselves (see _begin)
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _begin(conn):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")   # take the write lock up front: no upgrade deadlocks
+        else:
+            engine = create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        if self.schema:
+            engine = engine.execution_options(schema_translate_map={None: self.schema})
+        return engine
+
+    @property
+    def engine(self) -> Engine:
+        pid = os.getpid()
+        if self._engine is None or self._pid != pid:
+            with self._lock:
+                if self._engine is None or self._pid != pid:
+                    self._engine = self._make_engine()   # a forked worker must not share its parent's sockets
+                    self._pid = pid
+        if not self._migrated:
+            self.migrate()
+        return self._engine
+
+    def _raw_engine(self) -> Engine:
+        pid = os.getpid()
+        if self._engine is None or self._pid != pid:
+            with self._lock:
+                if self._engine is None or self._pid != pid:
+                    self._engine = self._make_engine()
+                    self._pid = pid
+        return self._engine
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+        self._engine = None
+
+    # --- migrations -----------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version. Safe to call from many processes."""
+        engine = self._raw_engine()
+        with self._lock:
+            if self._migrated:
+                return SCHEMA_VERSION
+            with engine.begin() as conn:
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(74221001)"))
+                    if self.schema:
+                        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                metadata.create_all(conn, tables=[schema_version])
+                done = {row[0] for row in conn.execute(select(schema_version.c.version))}
+                for version, apply in MIGRATIONS:
+                    if version in done:
+                        continue
+                    apply(conn)
+                    conn.execute(schema_version.insert().values(version=version, applied_at=utcnow()))
+                    log.info("database schema migrated to version %d", version)
+                current = max(done | {v for v, _ in MIGRATIONS})
+            if current > SCHEMA_VERSION:
+                raise SystemExit(f"the database schema is version {current}, newer than this service "
+                                 f"({SCHEMA_VERSION}); upgrade the service")
+            self._migrated = True
+            return current
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(schema_version.c.version))).scalar_one()
+
+    # --- patient hashing ------------------------------------------------------------------------
+    def _hash_key(self) -> bytes:
+        if self._key is None:
+            if self._configured_key:
+                self._key = self._configured_key.encode()
+            else:
+                self._key = self._stored_key()
+        return self._key
+
+    def _stored_key(self) -> bytes:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(meta.c.value).where(meta.c.key == "patient_hash_key")).first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(meta.insert().values(key="patient_hash_key", value=secrets.token_hex(32)))
+                except IntegrityError:
+                    pass                                  # another worker won the race; use its key
+                row = conn.execute(select(meta.c.value).where(meta.c.key == "patient_hash_key")).first()
+        return row[0].encode()
+
+    def patient_hash(self, patient_id: str) -> str:
+        return hmac.new(self._hash_key(), patient_id.encode(), hashlib.sha256).hexdigest()
+
+    # --- writes ---------------------------------------------------------------------------------
+    def record_issued(self, service_id: str, hook_instance: str, patient_id: str,
+                      cards: list[tuple[str, str]], knowledge_version: str) -> None:
+        if not cards:
+            return
+        patient = self.patient_hash(patient_id)
+        now = utcnow()
+        rows = [dict(card_uuid=str(card)[:64], service_id=service_id[:128], rule_id=str(rule)[:200],
+                     knowledge_version=str(knowledge_version)[:128], hook_instance=str(hook_instance)[:200],
+                     patient_hash=patient, issued_at=now) for card, rule in cards]
+        with self.engine.begin() as conn:
+            conn.execute(issued_card.insert(), rows)
+
+    def record_feedback(self, service_id: str, items: list[FeedbackRow]) -> int:
+        now = utcnow()
+        rows = [dict(card_uuid=i.card_uuid, service_id=service_id[:128], outcome=i.outcome,
+                     accepted_suggestions=json.dumps(i.accepted_suggestions) if i.accepted_suggestions else None,
+                     override_system=(i.override_system or None) and i.override_system[:300],
+                     override_code=(i.override_code or None) and i.override_code[:200],
+                     override_display=(i.override_display or None) and i.override_display[:300],
+                     user_comment=(i.user_comment or None) and i.user_comment[:MAX_COMMENT],
+                     outcome_timestamp=_aware(i.outcome_timestamp), received_at=now) for i in items]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(feedback.insert(), rows)
+        return len(rows)
+
+    def remember_jti(self, iss: str, jti: str, exp: datetime | None) -> bool:
+        """Record a token id; False if it was seen before (a replay). Kept at least one hour."""
+        now = utcnow()
+        keep_until = max(filter(None, [_aware(exp) if exp else None, now + JTI_MIN_RETENTION]))
+        with self.engine.begin() as conn:
+            conn.execute(seen_jti.delete().where(seen_jti.c.expires_at < now))
+            try:
+                with conn.begin_nested():
+                    conn.execute(seen_jti.insert().values(iss=iss[:300], jti=jti[:300], expires_at=keep_until))
+            except IntegrityError:
+                return False
+        return True
+
+    # --- reads ----------------------------------------------------------------------------------
+    def count(self, table_name: str) -> int:
+        table = metadata.tables[table_name]
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+    def issued(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(issued_card).order_by(issued_card.c.issued_at))]
+
+    def feedback_rows(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(feedback).order_by(feedback.c.id))]
+
+    def rule_report(self, top_reasons: int = 3) -> list[dict]:
+        """Per rule: cards issued, cards accepted/overridden (distinct cards), top override reasons."""
+        report: dict[str, dict] = {}
+
+        def entry(rule: str) -> dict:
+            return report.setdefault(rule, {"rule": rule, "issued": 0, "accepted": 0, "overridden": 0,
+                                            "top_override_reasons": []})
+
+        rule_of_feedback = func.coalesce(issued_card.c.rule_id, "(unknown card)")
+        joined = feedback.outerjoin(issued_card, issued_card.c.card_uuid == feedback.c.card_uuid)
+        with self.engine.connect() as conn:
+            for rule, n in conn.execute(select(issued_card.c.rule_id, func.count())
+                                        .group_by(issued_card.c.rule_id)):
+                entry(rule)["issued"] = n
+            for rule, outcome, n in conn.execute(
+                    select(rule_of_feedback, feedback.c.outcome, func.count(func.distinct(feedback.c.card_uuid)))
+                    .select_from(joined).group_by(rule_of_feedback, feedback.c.outcome)):
+                if outcome in ("accepted", "overridden"):
+                    entry(rule)[outcome] = n
+            reasons = conn.execute(
+                select(rule_of_feedback, feedback.c.override_system, feedback.c.override_code,
+                       func.max(feedback.c.override_display), func.count())
+                .select_from(joined)
+                .where(feedback.c.outcome == "overridden", feedback.c.override_code.is_not(None))
+                .group_by(rule_of_feedback, feedback.c.override_system, feedback.c.override_code))
+            by_rule: dict[str, list] = {}
+            for rule, system, code, display, n in reasons:
+                by_rule.setdefault(rule, []).append({"system": system, "code": code, "display": display, "count": n})
+        for rule, items in by_rule.items():
+            items.sort(key=lambda r: (-r["count"], r["code"]))
+            entry(rule)["top_override_reasons"] = items[:top_reasons]
+        return sorted(report.values(), key=lambda r: (-r["issued"], r["rule"]))
