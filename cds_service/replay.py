@@ -89,7 +89,8 @@ class InProcess:
         from cds_service.app import create_app
         from cds_service.config import Settings
 
-        self.base = Settings.from_env(auth="off")
+        # replays are rehearsals: keep their audit rows out of the real database
+        self.base = Settings.from_env(auth="off", database_url="sqlite://")
         self.apps: dict[str | None, object] = {}
         self.at = at
         self._create = create_app
