@@ -20,27 +20,15 @@ def _env(name: str, default: str | None = None) -> str | None:
     return default if value is None or value.strip() == "" else value.strip()
 
 
-def _float(name: str, default: float) -> float:
+def _positive(name: str, default, kind=float):
+    """A positive number from the environment (``kind`` float or int); a bad value stops start-up."""
     raw = _env(name)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError as exc:
-        raise SystemExit(f"{PREFIX}{name}={raw!r} is not a number") from exc
-    if value <= 0:
-        raise SystemExit(f"{PREFIX}{name} must be positive, got {raw!r}")
-    return value
-
-
-def _int(name: str, default: int) -> int:
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SystemExit(f"{PREFIX}{name}={raw!r} is not a whole number") from exc
+        raise SystemExit(f"{PREFIX}{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from exc
     if value <= 0:
         raise SystemExit(f"{PREFIX}{name} must be positive, got {raw!r}")
     return value
@@ -67,9 +55,9 @@ class Settings:
             knowledge_dir=Path(_env("KNOWLEDGE_DIR", str(REPO_ROOT / "cards"))),
             allowed_fhir_servers=tuple(s.strip().rstrip("/") for s in servers.split(",") if s.strip())
             if servers else LOOPBACK_FHIR,
-            fhir_timeout=_float("FHIR_TIMEOUT", 2.0),
-            fhir_connect_timeout=_float("FHIR_CONNECT_TIMEOUT", 0.5),
-            max_body=_int("MAX_BODY", 10 * 1024 * 1024),
+            fhir_timeout=_positive("FHIR_TIMEOUT", 2.0),
+            fhir_connect_timeout=_positive("FHIR_CONNECT_TIMEOUT", 0.5),
+            max_body=_positive("MAX_BODY", 10 * 1024 * 1024, int),
             database_url=_env("DATABASE_URL", f"sqlite:///{Path.cwd() / 'jak-cds.sqlite3'}"),
             auth=(_env("AUTH", "auto") or "auto").lower(),
             trusted_clients_file=_env("TRUSTED_CLIENTS"),
