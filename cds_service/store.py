@@ -91,7 +91,8 @@ def utcnow() -> datetime:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    """UTC, always: SQLite keeps no offset, so every stored instant is normalised first."""
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 @dataclass
