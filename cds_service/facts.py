@@ -103,6 +103,7 @@ class PatientFacts:
     medications: list[MedicationFact] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)          # prefetch key -> why
     gaps: dict[str, str] = field(default_factory=dict)                 # "Observation|<loinc>" / type -> why
+    child_pugh: object | None = None    # hepatic.ChildPugh (latest class A/B/C) or None: not recorded
 
     # -- age ----------------------------------------------------------------
     @property
@@ -327,6 +328,8 @@ def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, t
     for kind in ("MedicationRequest", "MedicationStatement"):
         for med in prefetched.resources(kind):
             _read_medication(facts, knowledge, med)
+    from cds_service.hepatic import read_child_pugh
+    facts.child_pugh = read_child_pugh(knowledge, prefetched, today)
     return facts
 
 

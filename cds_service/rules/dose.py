@@ -1,44 +1,51 @@
-"""Dose rules: cap the daily dose when the patient's situation calls for it.
+"""Dose rules: the licensed maximum for the order's indication and the lower doses a patient's situation calls
+for (age, weight, kidney and liver function, interacting medicines, start vs continuation).
 
-Reads ``[[dose]]`` entries; the lowest applicable cap wins, and the finding's
-suggestion edits the draft order to that dose and frequency, so accepting it
-makes the same order pass on sign.
+Reads ``[[dose]]`` (cards/rules/dose.toml), ``[dose_phase.*]`` and ``[interacting_class.*]``. For each draft
+order every applicable entry is evaluated; the lowest applicable cap wins and ONE card per order (concern
+``dose:<order id>``) lists every reason with the patient's values. Its suggestion edits the draft to that dose
+and frequency (or, for "not recommended", removes the draft), so accepting it makes the same order pass on sign.
+Data a rule needs but cannot read is reported as a ``Missing`` gap, never read as normal.
 """
 from __future__ import annotations
 
 import copy
+import re
+from dataclasses import dataclass, field
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
-from cds_service.schemas.dose import DoseRule
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.text import mg
+from cds_service.rules.lab_thresholds import missing_reason
+from cds_service.rules.text import lab, mg
+from cds_service.schemas.dose import DoseRule
 
 UCUM = "http://unitsofmeasure.org"
+_EPS = 1e-9
 
 
-def _condition_holds(rule: DoseRule, ctx: RuleContext) -> tuple[bool | None, str | None]:
-    """True/False, or None with the reason when the patient data cannot decide."""
-    when = rule.when
-    facts = ctx.facts
-    checks: list[bool] = []
-    if when.age_at_least is not None or when.age_below is not None:
-        if facts.age is None:
-            return None, "no date of birth on record"
-        low, high = facts.age, facts.age_max
-        for bound, wants_above in ((when.age_at_least, True), (when.age_below, False)):
-            if bound is None:
-                continue
-            if (low >= bound) != (high >= bound):
-                return None, f"the recorded birth date is partial, so age {bound:g} cannot be confirmed"
-            checks.append((low >= bound) if wants_above else (low < bound))
-    return all(checks), None
+# -- reading the order --------------------------------------------------------
+
+def _order_texts(resource: dict) -> list[str]:
+    texts: list[str] = []
+    dosages = resource.get("dosageInstruction") or []
+    for dosage in dosages if isinstance(dosages, list) else [dosages]:
+        if isinstance(dosage, dict):
+            texts += [dosage.get("text"), dosage.get("patientInstruction")]
+            texts += [(a or {}).get("text") for a in dosage.get("additionalInstruction") or [] if isinstance(a, dict)]
+    texts += [(n or {}).get("text") for n in resource.get("note") or [] if isinstance(n, dict)]
+    texts.append((resource.get("courseOfTherapyType") or {}).get("text"))
+    return [t for t in texts if isinstance(t, str) and t]
 
 
-def _applies_to_indication(rule: DoseRule, order: DraftOrder) -> bool:
-    return not rule.indications or order.indication is None or order.indication in rule.indications
+def order_phase(ctx: RuleContext, order: DraftOrder) -> str | None:
+    """'induction' / 'maintenance' if the order's text says so (and not both), else None."""
+    text = " ".join(_order_texts(order.resource)).lower()
+    found = {phase for phase, entry in ctx.knowledge.rules.dose_phase.items()
+             if any(re.search(r"\b" + re.escape(w.lower()), text) for w in entry.words)}
+    return found.pop() if len(found) == 1 else None
 
 
-def corrected_order(order: DraftOrder, dose_mg: float, per_day: int) -> dict:
+def corrected_order(order: DraftOrder, dose_mg: float, per_day: int, phase: str | None = None) -> dict:
     """The draft MedicationRequest with dose and frequency replaced (for an update action)."""
     resource = copy.deepcopy(order.resource)
     dosages = resource.get("dosageInstruction")
@@ -47,7 +54,8 @@ def corrected_order(order: DraftOrder, dose_mg: float, per_day: int) -> dict:
     if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
         dosages = [{}]
     dosage = dict(dosages[0])
-    dosage["text"] = f"{order.name} {mg(dose_mg, per_day)}"
+    form = " prolonged-release" if order.match.modified_release else ""
+    dosage["text"] = f"{order.name}{form} {mg(dose_mg, per_day)}" + (f" ({phase})" if phase else "")
     dosage["timing"] = {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}}
     dosage["doseAndRate"] = [{"doseQuantity": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}}]
     resource["dosageInstruction"] = [dosage] + list(dosages[1:])
@@ -57,54 +65,331 @@ def corrected_order(order: DraftOrder, dose_mg: float, per_day: int) -> dict:
         concept = resource["medicationCodeableConcept"]
         codings = [c for c in (concept.get("coding") or []) if isinstance(c, dict)
                    and "rxnorm" not in str(c.get("system", "")).lower()]
-        new_concept = {"text": f"{order.name} {dose_mg:g} mg"}
+        new_concept = {"text": f"{order.name}{form} {dose_mg:g} mg"}
         if codings:
             new_concept["coding"] = codings
         resource["medicationCodeableConcept"] = new_concept
     return resource
 
 
-def evaluate(ctx: RuleContext):
-    for order in ctx.systemic_orders():
-        caps: list[tuple[float, DoseRule]] = []
-        for rule in ctx.knowledge.rules.dose:
-            if rule.drug != order.drug or not _applies_to_indication(rule, order):
+# -- the patient's situation ----------------------------------------------------
+
+@dataclass
+class Check:
+    holds: bool = True
+    evidence: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)    # (what could not be checked, why)
+    phase_unknown: bool = False
+
+    def fail(self) -> "Check":
+        self.holds = False
+        return self
+
+
+def _band(value: float, low: float | None, high: float | None) -> bool:
+    return (low is None or value >= low - _EPS) and (high is None or value < high - _EPS)
+
+
+def _band_text(low: float | None, high: float | None, unit: str) -> str:
+    if low is not None and high is not None:
+        return f"{low:g}-<{high:g} {unit}"
+    return f">= {low:g} {unit}" if low is not None else f"< {high:g} {unit}"
+
+
+def interacting_medications(ctx: RuleContext, class_id: str) -> list[str]:
+    """Displays of the patient's active medications that belong to an interacting class."""
+    entry = ctx.knowledge.rules.interacting_class[class_id]
+    atc = {c.upper() for c in entry.atc}
+    rxnorm = set(entry.rxnorm)
+    found: list[str] = []
+    for med in ctx.facts.medications:
+        if not med.active or med.drug is not None:
+            continue
+        text = med.display.lower()
+        if any(re.search(r"\b" + re.escape(w.lower()), text) for w in entry.exclude_words):
+            continue
+        coded = any((kind == "atc" and code.upper() in atc) or (kind == "rxnorm" and code in rxnorm)
+                    for kind, code in med.codes)
+        named = any(re.search(r"\b" + re.escape(n.lower()) + r"\b", text) for n in entry.names)
+        if coded or named:
+            found.append(med.display + (f" (since {med.start.isoformat()})" if med.start else ""))
+    return found
+
+
+def _medications_unavailable(ctx: RuleContext) -> str | None:
+    return ctx.facts.why_unavailable("MedicationRequest") or ctx.facts.why_unavailable("MedicationStatement")
+
+
+def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: str | None) -> Check:
+    """Does the rule's situation hold for this patient and order? Missing data is collected, not guessed."""
+    when, facts, k = rule.when, ctx.facts, ctx.knowledge
+    out = Check()
+    if when.formulation is not None:
+        if (when.formulation == "modified_release") != order.match.modified_release:
+            return out.fail()
+    if when.age_at_least is not None or when.age_below is not None:
+        if facts.age is None:
+            out.missing.append(("age-based dose", "no date of birth on record"))
+        else:
+            low, high = facts.age, facts.age_max
+            if _band(low, when.age_at_least, when.age_below) != _band(high, when.age_at_least, when.age_below):
+                out.missing.append(("age-based dose", "the recorded birth date is partial, so the age band "
+                                    f"{_band_text(when.age_at_least, when.age_below, 'years')} cannot be confirmed"))
+            elif not _band(low, when.age_at_least, when.age_below):
+                return out.fail()
+            else:
+                out.evidence.append(f"age {low} years")
+    if when.weight_at_least_kg is not None or when.weight_below_kg is not None:
+        days = k.analytes["weight"].max_age_days
+        weight = facts.latest("weight", days)
+        if weight is None:
+            out.missing.append(("body weight for the weight-based dose", missing_reason(facts, k, "weight", days)))
+        elif not _band(weight.value, when.weight_at_least_kg, when.weight_below_kg):
+            return out.fail()
+        else:
+            shown = lab(weight) if weight.reported_unit == "kg" else f"{weight.value:.1f} kg ({lab(weight)})"
+            out.evidence.append(f"body weight {shown}")
+    for metric, low, high, label, unit in (
+            ("crcl", when.crcl_at_least, when.crcl_below, "creatinine clearance", "mL/min"),
+            ("egfr", when.egfr_at_least, when.egfr_below, "eGFR", "mL/min/1.73 m²")):
+        if low is None and high is None:
+            continue
+        derived = getattr(ctx, metric)
+        if derived.value is None:
+            out.missing.append((f"renal dose ({label})", derived.missing or "renal function could not be computed"))
+        elif not _band(derived.value, low, high):
+            return out.fail()
+        else:
+            when_text = f" on {derived.when.isoformat()}" if derived.when else ""
+            out.evidence.append(f"{label} {derived.value:.0f} {unit}{when_text} ({derived.method})")
+    if when.condition is not None:
+        present = [c for c in facts.concept_present(when.condition) if c.active]
+        if present:
+            out.evidence.append("; ".join(c.display + (f" (since {c.onset.isoformat()})" if c.onset else "")
+                                          for c in present))
+        else:
+            why = facts.why_unavailable("Condition")
+            if why:
+                out.missing.append((k.concepts[when.condition].display,
+                                    f"the patient's conditions could not be obtained: {why}"))
+            else:
+                return out.fail()
+    if when.child_pugh:
+        child_pugh = facts.child_pugh
+        if child_pugh is None or child_pugh.klass not in when.child_pugh:
+            return out.fail()      # not recorded is not reported as a gap (see cards/hepatic-child-pugh.toml)
+        out.evidence.append(child_pugh.describe())
+    if when.interacting:
+        for class_id in when.interacting:
+            meds = interacting_medications(ctx, class_id)
+            display = k.rules.interacting_class[class_id].display
+            if meds:
+                out.evidence.append(f"{display}: {', '.join(meds)}")
                 continue
-            holds, why = _condition_holds(rule, ctx)
-            if holds is None:
-                yield Missing(rule.id, f"dose for {rule.reason}", why, tuple(rule.sources), order.order_id, order.drug)
-            elif holds:
-                caps.append((rule.max_mg * rule.per_day, rule))
-        if not caps:
+            why = _medications_unavailable(ctx)
+            if why:
+                out.missing.append(("interacting medicines", f"the medication list could not be obtained: {why}"))
+            else:
+                return out.fail()
+    if when.new_start is not None:
+        continuing = [m for m in facts.medications if m.active and m.drug is not None
+                      and m.drug.drug_id == order.drug and m.resource_id != order.order_id]
+        if when.new_start and continuing:
+            return out.fail()
+        if not when.new_start and not continuing:
+            return out.fail()
+        why = _medications_unavailable(ctx)
+        out.evidence.append(f"new start of {order.name}" + (
+            f" (assumed: the medication list could not be obtained: {why})" if why and not continuing else ""))
+    if when.phase is not None:
+        if phase is None:
+            out.phase_unknown = True
+        elif phase != when.phase:
+            return out.fail()
+        else:
+            out.evidence.append(f"{phase} order")
+    return out
+
+
+# -- one card per order -----------------------------------------------------------
+
+@dataclass
+class Applied:
+    rule: DoseRule
+    check: Check
+    note: str | None = None
+
+    @property
+    def cap(self) -> float | None:
+        return None if self.rule.max_mg is None else self.rule.max_mg * self.rule.per_day
+
+
+def _indication_applies(rule: DoseRule, order: DraftOrder) -> bool:
+    if not rule.indications:
+        return True
+    if rule.kind == "maximum":
+        return order.indication in rule.indications
+    return order.indication is None or order.indication in rule.indications
+
+
+def _line(applied: Applied) -> str:
+    rule = applied.rule
+    if rule.outcome == "not_recommended":
+        target = "not recommended"
+    elif rule.max_mg is not None:
+        target = f"maximum {mg(rule.max_mg, rule.per_day)}"
+    else:
+        target = "information"
+    evidence = "; ".join(applied.check.evidence)
+    text = f"- **{rule.reason}**" + (f" — {evidence}" if evidence else "") + f" → {target}. {rule.detail}"
+    if rule.evidence:
+        text += f" *Source quality: {rule.evidence}*"
+    if applied.note:
+        text += f" *{applied.note}*"
+    return text
+
+
+def _indication_text(ctx: RuleContext, order: DraftOrder) -> str:
+    if order.indication:
+        display = ctx.knowledge.indications[order.indication].display
+        return f"{display} (from the {order.indication_how})"
+    return f"not known ({order.indication_how})"
+
+
+def evaluate(ctx: RuleContext):
+    rules_by_drug: dict[str, list[DoseRule]] = {}
+    for rule in ctx.knowledge.rules.dose:
+        rules_by_drug.setdefault(rule.drug, []).append(rule)
+    for order in ctx.systemic_orders():
+        yield from _evaluate_order(ctx, order, rules_by_drug.get(order.drug, []))
+
+
+def _evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
+    phase = order_phase(ctx, order)
+    ordered = order.dose.daily_mg
+    caps: list[Applied] = []
+    stops: list[Applied] = []
+    notes: list[Applied] = []
+    for rule in rules:
+        if not _indication_applies(rule, order):
             continue
-        cap, rule = min(caps, key=lambda pair: pair[0])
-        ordered = order.dose.daily_mg
-        if ordered is None:
-            yield Missing(rule.id, f"{order.name} dose against the {rule.reason} limit ({mg(rule.max_mg, rule.per_day)})",
-                          order.dose.problem or "the ordered dose could not be read", tuple(rule.sources),
-                          order.order_id, order.drug)
+        check = evaluate_when(rule, ctx, order, phase)
+        if not check.holds:
             continue
-        if ordered <= cap + 1e-9:
+        if check.missing:
+            for what, why in check.missing:
+                yield Missing(rule.id, what, why, tuple(rule.sources), order.order_id, order.drug)
             continue
-        reasons = "; ".join(sorted({r.reason for c, r in caps if c == cap}))
-        indication_note = ""
-        if rule.indications and order.indication is None:
-            indication_note = ("\n\nThe order's indication is not recorded; this limit applies to "
-                               f"{', '.join(rule.indications)} and is shown because it cannot be ruled out.")
-        target = mg(rule.max_mg, rule.per_day)
-        yield Finding(
-            rule_id=rule.id,
-            concern=f"dose:{order.order_id}",
-            indicator="warning",
-            summary=f"Reduce {order.name} to {target} ({reasons})",
-            detail=(f"**Ordered:** {order.dose.describe()}.  \n**Recommended:** {target} — {reasons} "
-                    f"(patient age {ctx.facts.age}).\n\n{rule.detail}{indication_note}"),
-            sources=list(rule.sources),
-            override_set="dose",
-            suggestions=[ProposedSuggestion(
-                label=f"Change to {target}",
-                actions=(ProposedAction("update", f"Change the {order.name} order to {target}",
-                                        corrected_order(order, rule.max_mg, rule.per_day)),))],
-            order_id=order.order_id,
-            drug=order.drug,
-        )
+        indication_unknown = bool(rule.indications) and order.indication is None
+        applied = Applied(rule, check)
+        if rule.outcome == "not_recommended":
+            if indication_unknown:
+                applied.note = (f"Applies if the indication is {', '.join(rule.indications)}; the order's "
+                                f"indication is {_indication_text(ctx, order)}.")
+                notes.append(applied)
+            else:
+                stops.append(applied)
+        elif rule.outcome == "note":
+            if applied.cap is None or ordered is None or ordered > applied.cap + _EPS:
+                notes.append(applied)
+        elif check.phase_unknown:
+            if ordered is not None and ordered > applied.cap + _EPS:
+                applied.note = (f"Applies to a {rule.when.phase} order; the order does not say whether it is "
+                                f"induction or maintenance, so it is not flagged. Confirm the phase and limit "
+                                f"the induction period.")
+                notes.append(applied)
+        else:
+            if indication_unknown:
+                applied.note = (f"This limit is for {', '.join(rule.indications)}; it is applied because the "
+                                f"order's indication is {_indication_text(ctx, order)}.")
+            caps.append(applied)
+
+    if ordered is None and caps and not stops:
+        binding = min(caps, key=lambda a: a.cap)
+        yield Missing(binding.rule.id, f"{order.name} dose against its limit ({mg(binding.rule.max_mg, binding.rule.per_day)})",
+                      order.dose.problem or "the ordered dose could not be read", tuple(binding.rule.sources),
+                      order.order_id, order.drug)
+    if stops:
+        yield _stop_finding(ctx, order, stops, caps, notes)
+        return
+    binding = min(caps, key=lambda a: a.cap) if caps else None
+    if binding is not None and ordered is not None and ordered > binding.cap + _EPS:
+        yield _reduce_finding(ctx, order, binding, caps, notes, phase)
+        return
+    if notes:
+        yield _info_finding(ctx, order, notes)
+
+
+def _common_detail(ctx: RuleContext, order: DraftOrder, listed: list[Applied]) -> str:
+    lines = "\n".join(_line(a) for a in listed)
+    indication = _indication_text(ctx, order)
+    unknown = ""
+    if order.indication is None:
+        unknown = ("\n\nThe order's indication is not recorded, so the dose is compared with the drug's overall "
+                   "maximum and with every adjustment that cannot be ruled out. Record the indication "
+                   "(reasonCode) for an indication-specific check.")
+    return (f"**Ordered:** {order.dose.describe()} ({order.name}).  \n**Indication:** {indication}.\n\n"
+            f"**Why:**\n{lines}{unknown}")
+
+
+def _sources(listed: list[Applied]) -> list[str]:
+    return list(dict.fromkeys(s for a in listed for s in a.rule.sources))
+
+
+def _stop_finding(ctx, order: DraftOrder, stops: list[Applied], caps: list[Applied], notes: list[Applied]) -> Finding:
+    reasons = "; ".join(dict.fromkeys(a.rule.reason for a in stops))
+    listed = stops + caps + notes
+    return Finding(
+        rule_id=stops[0].rule.id,
+        concern=f"dose:{order.order_id}",
+        indicator="warning",
+        summary=f"{order.name.capitalize()} is not recommended ({reasons})",
+        detail=(_common_detail(ctx, order, listed)
+                + "\n\n**Recommended:** do not start; choose another treatment or document why it is needed."),
+        sources=_sources(listed),
+        override_set="dose",
+        suggestions=[ProposedSuggestion(
+            label=f"Remove the {order.name} order",
+            actions=(ProposedAction("delete", f"Remove the draft {order.name} order",
+                                    resource_id=(f"MedicationRequest/{order.order_id}",)),))],
+        order_id=order.order_id,
+        drug=order.drug,
+    )
+
+
+def _reduce_finding(ctx, order: DraftOrder, binding: Applied, caps: list[Applied], notes: list[Applied],
+                    phase: str | None) -> Finding:
+    rule = binding.rule
+    target = mg(rule.max_mg, rule.per_day)
+    binding_reasons = "; ".join(dict.fromkeys(a.rule.reason for a in caps if abs(a.cap - binding.cap) < _EPS))
+    listed = sorted(caps, key=lambda a: a.cap) + notes
+    return Finding(
+        rule_id=rule.id,
+        concern=f"dose:{order.order_id}",
+        indicator="warning",
+        summary=f"Reduce {order.name} to {target} ({binding_reasons})",
+        detail=(_common_detail(ctx, order, listed)
+                + f"\n\n**Recommended:** {target} — the lowest applicable limit."),
+        sources=_sources(listed),
+        override_set="dose",
+        suggestions=[ProposedSuggestion(
+            label=f"Change to {target}",
+            actions=(ProposedAction("update", f"Change the {order.name} order to {target}",
+                                    corrected_order(order, rule.max_mg, rule.per_day, phase)),))],
+        order_id=order.order_id,
+        drug=order.drug,
+    )
+
+
+def _info_finding(ctx, order: DraftOrder, notes: list[Applied]) -> Finding:
+    reasons = "; ".join(dict.fromkeys(a.rule.reason for a in notes))
+    return Finding(
+        rule_id=notes[0].rule.id,
+        concern=f"dose:{order.order_id}",
+        indicator="info",
+        summary=f"{order.name.capitalize()} dose: {reasons}",
+        detail=_common_detail(ctx, order, notes),
+        sources=_sources(notes),
+        order_id=order.order_id,
+        drug=order.drug,
+    )

@@ -1,27 +1,128 @@
-"""``[[dose]]``: caps on the daily dose of one drug when conditions hold."""
+"""Dose family tables.
+
+``[[dose]]``                  caps on the daily dose of one drug (indication maxima and adjustments for age,
+                              weight, kidney and liver function, interacting drugs, start vs continuation)
+``[dose_phase.<phase>]``      words in an order that say it is an induction or a maintenance order
+``[interacting_class.<id>]``  drug classes that change JAKi exposure (CYP3A4, CYP2C19, OAT3 inhibitors)
+``[child_pugh.<id>]``         how a Child-Pugh class is read from the record (exposed as ``facts.child_pugh``)
+"""
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from cds_service.schemas import register
 from cds_service.schemas.base import Strict, common_checks
 
+Phase = Literal["induction", "maintenance"]
+ChildPughClass = Literal["A", "B", "C"]
+
+_BANDS = (("age_at_least", "age_below"), ("weight_at_least_kg", "weight_below_kg"),
+          ("crcl_at_least", "crcl_below"), ("egfr_at_least", "egfr_below"))
+
 
 class DoseWhen(Strict):
+    """Every key given must hold (lower bounds inclusive, upper bounds exclusive)."""
+
     age_at_least: float | None = Field(default=None, ge=0, le=130)
-    age_below: float | None = Field(default=None, ge=0, le=130)
+    age_below: float | None = Field(default=None, gt=0, le=130)
+    weight_at_least_kg: float | None = Field(default=None, ge=0, le=500)
+    weight_below_kg: float | None = Field(default=None, gt=0, le=500)
+    crcl_at_least: float | None = Field(default=None, ge=0, le=300)     # mL/min (measured, else Cockcroft-Gault)
+    crcl_below: float | None = Field(default=None, gt=0, le=300)
+    egfr_at_least: float | None = Field(default=None, ge=0, le=300)     # mL/min/1.73 m2 (reported, else CKD-EPI 2021)
+    egfr_below: float | None = Field(default=None, gt=0, le=300)
+    condition: str | None = None          # a concept id (cards/concepts*.toml) recorded as active, e.g. ESRD/dialysis
+    child_pugh: list[ChildPughClass] = []  # the latest Child-Pugh class is one of these
+    interacting: list[str] = []           # every listed interacting_class is among the active medications
+    phase: Phase | None = None            # the order says it is an induction / maintenance order
+    new_start: bool | None = None         # True: the patient has no active order/statement of this drug
+    formulation: Literal["immediate_release", "modified_release"] | None = None
+
+    @model_validator(mode="after")
+    def _bands_in_order(self) -> "DoseWhen":
+        for low, high in _BANDS:
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo >= hi:
+                raise ValueError(f"{low} ({lo:g}) must be below {high} ({hi:g})")
+        if len(set(self.child_pugh)) != len(self.child_pugh):
+            raise ValueError("child_pugh lists a class twice")
+        return self
+
+    def patient_keys(self) -> list[str]:
+        """The patient-dependent keys that are set (maxima must not have any)."""
+        keys = [k for pair in _BANDS for k in pair if getattr(self, k) is not None]
+        keys += [k for k in ("condition", "new_start") if getattr(self, k) is not None]
+        keys += [k for k in ("child_pugh", "interacting") if getattr(self, k)]
+        return keys
 
 
 class DoseRule(Strict):
     id: str
     drug: str
+    # kind = "maximum": the licensed maximum for the listed indications (or, without indications, the drug's
+    #   overall maximum); it is applied only when the order's indication is one of them.
+    # kind = "adjustment": a lower dose for a patient situation; applied also when the indication is unknown.
+    kind: Literal["maximum", "adjustment"] = "adjustment"
+    # outcome = "cap": reduce to max_mg x per_day; "not_recommended": suggest stopping the draft;
+    # "note": information only (shown when the order exceeds max_mg x per_day, or always without max_mg).
+    outcome: Literal["cap", "not_recommended", "note"] = "cap"
     indications: list[str] = []
-    when: DoseWhen
-    max_mg: float = Field(gt=0)
-    per_day: int = Field(ge=1, le=4)
+    when: DoseWhen = DoseWhen()
+    max_mg: float | None = Field(default=None, gt=0)
+    per_day: int | None = Field(default=None, ge=1, le=4)
     reason: str
     detail: str
+    evidence: str | None = None           # caveat on the quality of the source, shown on the card
     sources: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DoseRule":
+        if (self.max_mg is None) != (self.per_day is None):
+            raise ValueError("give both max_mg and per_day, or neither")
+        if self.outcome == "cap" and self.max_mg is None:
+            raise ValueError("a cap needs max_mg and per_day")
+        if self.outcome == "not_recommended" and self.max_mg is not None:
+            raise ValueError("a not_recommended rule has no max_mg")
+        if self.kind == "maximum":
+            if self.outcome != "cap":
+                raise ValueError("a maximum is a cap")
+            if self.when.patient_keys():
+                raise ValueError(f"a maximum depends only on indication, phase and formulation, not on "
+                                 f"{self.when.patient_keys()}")
+        return self
+
+
+class PhaseWords(Strict):
+    words: list[str] = Field(min_length=1)
+    sources: list[str] = Field(min_length=1)
+
+
+class InteractingClass(Strict):
+    display: str
+    atc: list[str] = []
+    rxnorm: list[str] = []
+    names: list[str] = Field(min_length=1)
+    # a medication whose text contains one of these words is a local form (cream, shampoo ...), not systemic
+    exclude_words: list[str] = []
+    sources: list[str] = Field(min_length=1)
+
+
+class ChildPughReader(Strict):
+    display: str
+    loinc: list[str] = []                       # Observation codes carrying a Child-Pugh class or score
+    snomed_class: dict[ChildPughClass, list[str]] = {}   # Condition/Observation codes meaning class A/B/C
+    class_a_max_score: int = Field(ge=5, le=15)
+    class_b_max_score: int = Field(ge=5, le=15)
+    max_age_days: int = Field(gt=0)
+    sources: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _scores(self) -> "ChildPughReader":
+        if self.class_a_max_score >= self.class_b_max_score:
+            raise ValueError("class_a_max_score must be below class_b_max_score")
+        return self
 
 
 def check(knowledge, rules: list[DoseRule]) -> list[str]:
@@ -30,7 +131,37 @@ def check(knowledge, rules: list[DoseRule]) -> list[str]:
         problems += common_checks(knowledge, rule, [rule.drug])
         problems += [f"rule {rule.id}: unknown indication {i!r}" for i in rule.indications
                      if i not in knowledge.indications]
+        classes = getattr(knowledge.rules, "interacting_class")
+        problems += [f"rule {rule.id}: unknown interacting_class {c!r}" for c in rule.when.interacting
+                     if c not in classes]
+        if rule.when.condition is not None and rule.when.condition not in knowledge.concepts:
+            problems.append(f"rule {rule.id}: unknown concept {rule.when.condition!r}")
+        if rule.when.phase is not None and rule.when.phase not in getattr(knowledge.rules, "dose_phase"):
+            problems.append(f"rule {rule.id}: no [dose_phase.{rule.when.phase}] words to recognise the phase")
+    return problems
+
+
+def _check_sources(knowledge, entries: dict) -> list[str]:
+    return [f"{name}: unknown source {s!r}" for name, entry in entries.items() for s in entry.sources
+            if s not in knowledge.sources]
+
+
+def check_classes(knowledge, classes: dict[str, InteractingClass]) -> list[str]:
+    problems = _check_sources(knowledge, classes)
+    for name, entry in classes.items():
+        problems += [f"interacting_class {name}: RxNorm code {c!r} is not numeric" for c in entry.rxnorm
+                     if not c.isdigit()]
+    return problems
+
+
+def check_child_pugh(knowledge, readers: dict[str, ChildPughReader]) -> list[str]:
+    problems = _check_sources(knowledge, readers)
+    if len(readers) > 1:
+        problems.append(f"child_pugh: one reader expected, found {sorted(readers)}")
     return problems
 
 
 register("dose", DoseRule, "list", check)
+register("dose_phase", PhaseWords, "map", _check_sources)
+register("interacting_class", InteractingClass, "map", check_classes)
+register("child_pugh", ChildPughReader, "map", check_child_pugh)
