@@ -1,4 +1,4 @@
-"""``jak-cds`` command line: serve, replay, rules, report, bench."""
+"""``jak-cds`` command line: serve, replay, rules, report, fhir-server, bench."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,14 @@ def cmd_report(args) -> int:
     return report_main(args)
 
 
+def cmd_fhir_server(args) -> int:
+    from cds_service.devtools.fhir_fixture_server import serve
+
+    if not _is_loopback(args.host):
+        raise SystemExit("the fixture FHIR server has no authentication: serve it on loopback only")
+    return serve(args.paths, args.host, args.port)
+
+
 def cmd_bench(args) -> int:
     from bench.__main__ import main as bench_main
 
@@ -75,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="per rule: cards issued, accepted, overridden, top override reasons")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_report)
+
+    fhir = sub.add_parser("fhir-server", help="development only: serve fixture bundles as a read-only FHIR server")
+    fhir.add_argument("paths", nargs="+", metavar="FIXTURE", help="fixture bundle files or folders")
+    fhir.add_argument("--host", default="127.0.0.1")
+    fhir.add_argument("--port", type=int, default=8099)
+    fhir.set_defaults(func=cmd_fhir_server)
 
     bench = sub.add_parser("bench", help="run the performance benchmark (see bench/)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)

@@ -4,7 +4,8 @@ Used by ``jak-cds replay`` to fill ``prefetch`` from a fixture bundle by
 executing the service's own prefetch templates, and by the tests to stand
 in for an EHR's FHIR server. Supports what the templates use: reads,
 ``patient``/``subject``, ``code`` (with or without system), ``status``,
-``date`` (ge/le/gt/lt), ``_sort=-date`` and ``_count``.
+``date`` (ge/le/gt/lt), ``_id``, ``_sort=-date`` and ``_count``. Also serves
+``jak-cds fhir-server`` (cds_service/devtools/fhir_fixture_server.py).
 """
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def search(resources: list[dict], query: str) -> dict:
         if name in ("patient", "subject"):
             target = value.split("/")[-1]
             hits = [r for r in hits if _patient_ref(r) == target]
+        elif name == "_id":
+            wanted = set(value.split(","))
+            hits = [r for r in hits if r.get("id") in wanted]
         elif name == "code":
             wanted = set(value.split(","))
             hits = [r for r in hits if _codes(r) & wanted]

@@ -1,0 +1,1 @@
+"""Development tools: not used by the CDS service itself."""

@@ -1,0 +1,136 @@
+"""A read-only FHIR R4 server over fixture bundles, for development only.
+
+``jak-cds fhir-server fixtures/fhir/core-upadacitinib-ad-age-65.json`` serves
+the patient record of each bundle (everything but its draft orders, as
+``jak-cds replay`` does) at its own base URL, ``http://127.0.0.1:8099/<bundle
+name>``, so that bundles reusing the same resource ids do not collide. With
+exactly one bundle the record is also served at the root.
+
+It answers what EHR test clients such as the CDS Hooks sandbox and our own
+fallback fetch (prefetch missing -> read from ``fhirServer``) ask for:
+``GET /metadata`` (a CapabilityStatement), reads ``GET /Type/id``, searches
+``GET /Type?params`` and ``POST /Type/_search`` (form-encoded), executed by
+``cds_service.fhir_query.search``, with CORS on every answer. Writes are
+refused (405). Never expose it beyond loopback: it has no authentication.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlencode
+
+from flask import Flask, Response, json, request
+
+from cds_service import fhir_query
+from cds_service.replay import iter_paths, load_scenario
+
+FHIR_JSON = "application/fhir+json"
+SEARCH_PARAMS = ["patient", "subject", "code", "status", "date", "_id", "_count", "_sort"]
+
+
+def _fhir(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype=FHIR_JSON)
+
+
+def _outcome(status: int, code: str, text: str) -> Response:
+    return _fhir({"resourceType": "OperationOutcome",
+                  "issue": [{"severity": "error", "code": code, "diagnostics": text}]}, status)
+
+
+def capability_statement(resources: list[dict]) -> dict:
+    kinds = sorted({r.get("resourceType") for r in resources if isinstance(r.get("resourceType"), str)})
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": datetime.now(timezone.utc).date().isoformat(),
+        "kind": "instance",
+        "software": {"name": "jak-cds fixture FHIR server (development only)"},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "resource": [{"type": kind, "interaction": [{"code": "read"}, {"code": "search-type"}],
+                          "searchParam": [{"name": n, "type": "token" if n != "date" else "date"}
+                                          for n in SEARCH_PARAMS]} for kind in kinds],
+        }],
+    }
+
+
+def load_records(paths: list[str]) -> dict[str, tuple[str, list[dict]]]:
+    """Bundle name -> (description, record resources) for each fixture bundle under ``paths``."""
+    records: dict[str, tuple[str, list[dict]]] = {}
+    for path in iter_paths(paths):
+        scenario = load_scenario(Path(path))
+        records[scenario.name] = (scenario.description, scenario.resources)
+    return records
+
+
+def create_app(records: dict[str, tuple[str, list[dict]]]) -> Flask:
+    app = Flask(__name__)
+    single = next(iter(records)) if len(records) == 1 else None
+
+    def resolve(path: str) -> tuple[list[dict] | None, str]:
+        """``<bundle>/Type/...`` or (single bundle) ``Type/...`` -> (resources, the FHIR path)."""
+        head, _, rest = path.strip("/").partition("/")
+        if head in records:
+            return records[head][1], rest
+        if single is not None:
+            return records[single][1], path.strip("/")
+        return None, path
+
+    @app.after_request
+    def _cors(response: Response) -> Response:
+        response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin") or "*"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+            "Access-Control-Request-Headers", "Authorization, Content-Type, Accept")
+        response.headers["Access-Control-Max-Age"] = "600"
+        if request.headers.get("Origin"):
+            response.headers["Vary"] = "Origin"
+        return response
+
+    @app.route("/", methods=["GET"])
+    def index():
+        base = request.host_url.rstrip("/")
+        return _fhir({"resourceType": "Basic", "code": {"text": "fixture FHIR server: one base URL per bundle"},
+                      "extension": [{"url": f"{base}/{name}", "valueString": description}
+                                    for name, (description, _) in records.items()]})
+
+    @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    def fhir(path: str):
+        if request.method == "OPTIONS":
+            return Response(status=204)
+        resources, fhir_path = resolve(path)
+        if resources is None:
+            return _outcome(404, "not-found", f"no fixture bundle named {path.split('/')[0]!r}")
+        parts = [p for p in fhir_path.split("/") if p]
+        if parts == ["metadata"] and request.method == "GET":
+            return _fhir(capability_statement(resources))
+        if len(parts) == 2 and parts[1] == "_search" and request.method == "POST":
+            query = urlencode(list(request.form.items(multi=True)) + list(request.args.items(multi=True)))
+            return _fhir(fhir_query.search(resources, f"{parts[0]}?{query}"))
+        if request.method != "GET":
+            return _outcome(405, "not-supported", "this fixture server is read-only")
+        if len(parts) == 1 and parts[0][:1].isupper():
+            query = request.query_string.decode("latin-1")
+            return _fhir(fhir_query.search(resources, f"{parts[0]}?{query}" if query else parts[0]))
+        if len(parts) == 2 and parts[0][:1].isupper():
+            found = fhir_query.search(resources, f"{parts[0]}/{parts[1]}")
+            return _fhir(found, 404 if found.get("resourceType") == "OperationOutcome" else 200)
+        return _outcome(400, "not-supported", f"unsupported FHIR interaction: {request.method} /{fhir_path}")
+
+    return app
+
+
+def serve(paths: list[str], host: str, port: int) -> int:
+    from werkzeug.serving import run_simple
+
+    records = load_records(paths)
+    if not records:
+        raise SystemExit("no fixture bundles found")
+    for name, (description, resources) in records.items():
+        print(f"http://{host}:{port}/{name}  ({len(resources)} resources)  {description}")
+    if len(records) == 1:
+        print(f"http://{host}:{port}  (the single bundle, also at the root)")
+    run_simple(host, port, create_app(records), threaded=True, use_reloader=False)
+    return 0
