@@ -25,17 +25,53 @@ MAX_PAGES = 5
 MAX_RESPONSE_BYTES = 20 * 1024 * 1024
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _parts(url: str):
+    """(scheme, host, port or None, path) of an http(s) URL, or None if it is unusable or ambiguous."""
+    if not isinstance(url, str) or any(c in url for c in "\\ \t\r\n\x00") \
+            or any(enc in url.lower() for enc in ("%2f", "%2e", "%5c", "%40")):
+        return None
+    try:
+        parts = urlsplit(url.rstrip("/"))
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        return None                    # userinfo: http://allowed-host:80@evil.example/ is evil.example
+    if parts.query or parts.fragment:
+        return None
+    segments = parts.path.split("/")
+    if any(seg in (".", "..") for seg in segments):
+        return None                    # /fhir/../admin would escape the allowed path
+    return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
+
+
 def server_allowed(server: str, allowed: tuple[str, ...]) -> bool:
     """True if ``server`` is an allowed prefix or below it, on a path or port boundary.
 
-    ``http://127.0.0.1`` allows ``http://127.0.0.1:8080/fhir`` but never
-    ``http://127.0.0.1.evil.example``.
+    ``http://127.0.0.1`` allows ``http://127.0.0.1:8080/fhir`` (a bare host
+    without port: any port; with a path: the default port) but never ``http://127.0.0.1.evil.example``, nor
+    ``http://127.0.0.1:80@evil.example`` (userinfo), nor ``/fhir/../other``.
+    Scheme and host are compared parsed, not as text.
     """
-    server = server.rstrip("/")
-    for prefix in (p.rstrip("/") for p in allowed):
-        if server == prefix or server.startswith(prefix + "/"):
-            return True
-        if server.startswith(prefix + ":") and urlsplit(prefix).port is None and urlsplit(prefix).path == "":
+    target = _parts(server)
+    if target is None:
+        return False
+    scheme, host, port, path = target
+    for prefix in allowed:
+        allowed_parts = _parts(prefix)
+        if allowed_parts is None:
+            continue
+        p_scheme, p_host, p_port, p_path = allowed_parts
+        if scheme != p_scheme or host != p_host:
+            continue
+        if p_port is None and p_path:
+            p_port = DEFAULT_PORTS[scheme]      # a prefix with a path but no port means the default port
+        if p_port is not None and (port or DEFAULT_PORTS[scheme]) != p_port:
+            continue
+        if path == p_path or path.startswith(p_path + "/"):
             return True
     return False
 
@@ -116,6 +152,9 @@ class FhirClient:
             resources = resources_of(payload)
             if resources is None:
                 return None, "the FHIR server answered with an error or an unexpected resource"
+            resources, wrong = _of_expected_type(query, payload, resources)
+            if wrong:
+                return None, f"the FHIR server answered with {wrong}, not what was asked for"
             collected.extend(resources)
             next_url = _next_link(payload)
             if not next_url or not next_url.startswith(server.rstrip("/") + "/"):
@@ -133,6 +172,27 @@ class FhirClient:
                 return None
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _expected_type(query: str) -> str:
+    return query.lstrip("/").split("?", 1)[0].split("/", 1)[0]
+
+
+def _of_expected_type(query: str, payload, resources: list[dict]) -> tuple[list[dict], str | None]:
+    """Keep the resources of the type the query asked for; say what came instead if none did.
+
+    A read (``Patient/1``) must answer that resource type (or a Bundle of it); a search must answer
+    a Bundle, whose entries of other types are dropped (e.g. included resources).
+    """
+    expected = _expected_type(query)
+    kind = payload.get("resourceType") if isinstance(payload, dict) else None
+    if "?" in query and kind not in ("Bundle", expected):
+        return [], f"a {kind or 'non-resource'} instead of a search Bundle"
+    kept = [r for r in resources if r.get("resourceType") == expected]
+    if resources and not kept:
+        found = sorted({str(r.get("resourceType")) for r in resources})
+        return [], f"{', '.join(found)} resources instead of {expected}"
+    return kept, None
 
 
 def _next_link(payload) -> str | None:

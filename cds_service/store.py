@@ -28,6 +28,7 @@ from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text
                         select, text)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,10 @@ class Store:
     # --- connection -----------------------------------------------------------------------------
     def _make_engine(self) -> Engine:
         if self.is_sqlite:
-            engine = create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+            extra = {}
+            if self.url in ("sqlite://", "sqlite:///:memory:"):
+                extra["poolclass"] = StaticPool          # one in-memory database shared by all threads
+            engine = create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False}, **extra)
 
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn, _record):

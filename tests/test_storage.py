@@ -256,3 +256,13 @@ def test_postgres_schema_isolation(tmp_path):
     finally:
         a.close()
         b.close()
+
+
+def test_in_memory_sqlite_is_one_database_for_all_threads():
+    """``sqlite://`` (used by in-process replays): rows written in one thread are seen from another."""
+    store = Store("sqlite://")
+    store.record_issued("svc", "h", "p", [("c1", "r")], "kv")
+    worker = threading.Thread(target=store.record_issued, args=("svc", "h", "p", [("c2", "r")], "kv"))
+    worker.start()
+    worker.join()
+    assert store.count("jak_issued_card") == 2
