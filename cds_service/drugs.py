@@ -19,7 +19,8 @@ _TOPICAL_ROUTE_CODES = {"6064005", "45890007", "359540000"}   # SNOMED topical /
 _TOPICAL_WORDS = re.compile(r"\b(cream|topical|ointment|crème|creme|1\.5\s*%)", re.I)
 _MG_IN_TEXT = re.compile(r"(\d+(?:[.,]\d+)?)\s*mg\b", re.I)
 _TABLET_UNITS = {"tablet", "tablets", "tab", "tabs", "{tbl}", "{tablet}", "{tablets}", "tbl", "1", "{tab}",
-                 "capsule", "{capsule}", "{cap}"}
+                 "capsule", "{capsule}", "{cap}",
+                 "{pill}", "{pills}", "pill", "pills"}   # UCUM annotation the CDS Hooks sandbox sends
 _PER_DAY_BY_CODE = {"QD": 1, "OD": 1, "DAILY": 1, "Q24H": 1, "QAM": 1, "QPM": 1, "HS": 1, "BID": 2, "Q12H": 2,
                     "TID": 3, "Q8H": 3, "QID": 4, "Q6H": 4}
 _PERIOD_DAYS = {"h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0}

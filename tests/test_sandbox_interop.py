@@ -1,0 +1,65 @@
+"""Requests shaped exactly as the CDS Hooks sandbox (cds-hooks/sandbox) sends them.
+
+The sandbox builds its draft MedicationRequest in ``createFhirResource``
+(src/reducers/medication-reducers.js): RxNorm coding from its own medication
+list, dose as a number of ``{pill}`` (UCUM annotation), frequency per day,
+``reasonCode`` as a single CodeableConcept (not a list) and ``category`` as an
+object; the draftOrders Bundle has no ``type``.
+"""
+from fixtures.builders import condition, full_baseline, patient
+from tests.conftest import alerts, rule_of
+
+RA = condition("69896004", "Rheumatoid arthritis")
+AD = condition("24079001", "Atopic dermatitis")
+TOFACITINIB_5_TABLET = ("1357541", "tofacitinib 5 MG Oral Tablet")
+
+
+def sandbox_order(drug=TOFACITINIB_5_TABLET, pills=1, per_day=2, reason=None) -> dict:
+    code, name = drug
+    resource = {
+        "resourceType": "MedicationRequest", "id": "request-123", "status": "draft",
+        "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-11-01",
+        "dosageInstruction": [{"timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
+                               "doseAndRate": [{"doseQuantity": {"value": pills, "system": "http://unitsofmeasure.org",
+                                                                 "code": "{pill}"}}]}],
+        "dispenseRequest": {"expectedSupplyDuration": {"value": 30, "unit": "days",
+                                                       "system": "http://unitsofmeasure.org", "code": "d"}},
+        "intent": "order",
+        "category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category",
+                                 "code": "community"}]},
+        "medicationCodeableConcept": {"text": name, "coding": [{"display": name, "code": code,
+                                                                "system": "http://www.nlm.nih.gov/research/umls/rxnorm"}]},
+    }
+    if reason is not None:
+        resource["reasonCode"] = reason["code"]
+    return resource
+
+
+def record(age=45, extra=()):
+    return [patient(age=age), *full_baseline(age=age), *extra]
+
+
+def _dose_gaps(cards):
+    return [c for c in cards if rule_of(c) == "missing-data" and "dose" in c["summary"]]
+
+
+def test_pills_are_read_as_tablets_times_the_rxnorm_strength(hook):
+    """Regression: '{pill}' was 'could not be interpreted', so every sandbox order got a could-not-check card."""
+    cards = hook(record(extra=[RA]), drafts=[sandbox_order(pills=1, per_day=2, reason=RA)])
+    assert _dose_gaps(cards) == []
+    assert alerts(cards) == []
+
+
+def test_pills_still_need_a_known_strength(hook):
+    """Near miss: a pill count of a product whose strength is nowhere stated is said, not guessed."""
+    order = sandbox_order(drug=("1357536", "tofacitinib"), pills=1, per_day=2, reason=RA)
+    [gap] = _dose_gaps(hook(record(extra=[RA]), drafts=[order]))
+    assert "tablet strength is not stated" in gap["detail"]
+
+
+def test_an_unknown_unit_is_still_reported(hook):
+    order = sandbox_order(pills=1, per_day=2, reason=RA)
+    order["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["code"] = "{puff}"
+    [gap] = _dose_gaps(hook(record(extra=[RA]), drafts=[order]))
+    assert "could not be interpreted" in gap["detail"]
+
