@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, current_app, json, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from cds_service import hooks
+from cds_service import hooks, strict_json
 from cds_service.discovery import discovery_document
 from cds_service.errors import CdsError, outcome_response
 
@@ -28,12 +29,33 @@ def read_json_body() -> object:
     if mimetype and mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
         raise CdsError(415, f"Content-Type must be application/json, not {mimetype!r}", code="not-supported")
     raw = request.get_data(cache=False)
+    _refuse_truncated_chunked_body(raw)
     if not raw.strip():
         raise CdsError(400, "the request body is empty; expected a JSON object")
     try:
-        return json.loads(raw)
+        body = strict_json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CdsError(400, f"the request body is not valid JSON: {exc}", code="structure") from None
+    except RecursionError:
+        raise CdsError(400, "the request body is nested too deeply", code="structure") from None
+    if strict_json.has_lone_surrogate(raw, body):
+        raise CdsError(400, "the request body contains an unpaired UTF-16 surrogate escape (not valid Unicode)",
+                       code="structure")
+    return body
+
+
+def _refuse_truncated_chunked_body(raw: bytes) -> None:
+    """413 for a chunked body over the limit.
+
+    Werkzeug stops reading a body without Content-Length at MAX_CONTENT_LENGTH
+    and returns what it has, so an oversized chunked body would be parsed cut
+    short. If we got exactly the limit and the (de-chunked) input has more, refuse.
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit is None or request.content_length is not None or len(raw) < limit:
+        return
+    if request.environ.get("wsgi.input_terminated") and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
 
 
 @bp.get("/cds-services")

@@ -10,7 +10,6 @@ Safety properties, each tested:
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from cds_service import strict_json
 from cds_service.prefetch import resources_of
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,10 @@ class FhirClient:
             if body is None:
                 return None, "the FHIR server's answer was too large or too slow"
             try:
-                payload = json.loads(body)
-            except ValueError:
+                payload = strict_json.loads(body)
+                if strict_json.has_lone_surrogate(body, payload):
+                    raise ValueError("unpaired surrogate")
+            except (ValueError, RecursionError):
                 return None, "the FHIR server's answer was not JSON"
             resources = resources_of(payload)
             if resources is None:

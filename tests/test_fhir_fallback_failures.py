@@ -259,3 +259,13 @@ def test_read_of_a_missing_resource_is_no_data_not_an_error():
 ])
 def test_server_allowed(server, ok):
     assert server_allowed(server, ("http://127.0.0.1", "http://localhost", "https://ehr.example.org/fhir")) is ok
+
+
+@pytest.mark.parametrize("answer", ['{"resourceType": "Bundle", "total": NaN}', '{"resourceType": "Bundle", "total": '
+                                    + "9" * 5000 + "}", '{"resourceType": "Bundle", "id": "\\ud800"}'])
+def test_fhir_answers_with_invalid_json_numbers_or_unicode_are_a_gap(answer):
+    client = FhirClient(("http://127.0.0.1",), total_budget=1.0)
+    with responses.RequestsMock() as rsps:
+        rsps.get("http://127.0.0.1:9/Observation", body=answer, content_type="application/fhir+json")
+        [(resources, why)] = client.fetch_all("http://127.0.0.1:9", None, {"k": "Observation?code=1"}).values()
+    assert resources is None and "not JSON" in why
