@@ -160,8 +160,9 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
         elif not _band(derived.value, low, high):
             return out.fail()
         else:
-            when_text = f" on {derived.when.isoformat()}" if derived.when else ""
-            out.evidence.append(f"{label} {derived.value:.0f} {unit}{when_text} ({derived.method})")
+            dated = derived.when is not None and derived.when.isoformat() not in derived.method
+            method = derived.method + (f" on {derived.when.isoformat()}" if dated else "")
+            out.evidence.append(f"{label} {derived.value:.0f} {unit}, {method}")
     if when.condition is not None:
         present = [c for c in facts.concept_present(when.condition) if c.active]
         if present:
@@ -236,6 +237,8 @@ def _line(applied: Applied) -> str:
     rule = applied.rule
     if rule.outcome == "not_recommended":
         target = "not recommended"
+    elif rule.outcome == "note" and rule.max_mg is not None:
+        target = f"for information: {mg(rule.max_mg, rule.per_day)} may be considered"
     elif rule.max_mg is not None:
         target = f"maximum {mg(rule.max_mg, rule.per_day)}"
     else:
@@ -309,12 +312,16 @@ def _evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
         yield Missing(binding.rule.id, f"{order.name} dose against its limit ({mg(binding.rule.max_mg, binding.rule.per_day)})",
                       order.dose.problem or "the ordered dose could not be read", tuple(binding.rule.sources),
                       order.order_id, order.drug)
+    if ordered is not None:     # list only the limits this order exceeds (the overall maximum is not a reason)
+        caps_exceeded = [a for a in caps if ordered > a.cap + _EPS]
+    else:
+        caps_exceeded = [a for a in caps if a.rule.kind == "adjustment"]
     if stops:
-        yield _stop_finding(ctx, order, stops, caps, notes)
+        yield _stop_finding(ctx, order, stops, caps_exceeded, notes)
         return
     binding = min(caps, key=lambda a: a.cap) if caps else None
     if binding is not None and ordered is not None and ordered > binding.cap + _EPS:
-        yield _reduce_finding(ctx, order, binding, caps, notes, phase)
+        yield _reduce_finding(ctx, order, binding, caps_exceeded, notes, phase)
         return
     if notes:
         yield _info_finding(ctx, order, notes)
@@ -387,7 +394,7 @@ def _info_finding(ctx, order: DraftOrder, notes: list[Applied]) -> Finding:
         rule_id=notes[0].rule.id,
         concern=f"dose:{order.order_id}",
         indicator="info",
-        summary=f"{order.name.capitalize()} dose: {reasons}",
+        summary=f"{order.name.capitalize()} {order.dose.describe()}: check {reasons}",
         detail=_common_detail(ctx, order, notes),
         sources=_sources(notes),
         order_id=order.order_id,

@@ -1,0 +1,442 @@
+"""Dose rules (issue 3, family 1): this patient + this order -> this dose card (or none).
+
+Every rule has a patient who triggers it and a near miss who must not; unit variants (creatinine in µmol/L,
+weight in [lb_av]) and code systems (ATC, SNOMED CT, ICD-10, text) are exercised; accepting a suggestion
+must make the same order pass on sign.
+"""
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from cds_service.config import Settings
+from cds_service.knowledge import load_knowledge
+from cds_service.schemas.dose import DoseRule, DoseWhen, check
+from fixtures.builders import (ATC, ICD10, SNOMED, condition, draft_order, full_baseline, medication_request, obs,
+                               patient)
+from tests.conftest import alerts, rule_of
+
+RA = condition("69896004", "Rheumatoid arthritis")
+AD = condition("24079001", "Atopic dermatitis")
+UC = condition("64766004", "Ulcerative colitis")
+
+MALE_AGE, MALE_WEIGHT = 50, 80   # Cockcroft-Gault for this man: CrCl = (140-50) x 80 / (72 x Scr) = 100 / Scr
+
+
+def _loinc(resource: dict) -> str | None:
+    codings = (resource.get("code") or {}).get("coding") or [{}]
+    return codings[0].get("code")
+
+
+def record(age=45, sex="female", drop=(), extra=(), weight=None):
+    """A clean patient with a complete normal work-up; ``drop`` removes LOINC codes from it."""
+    drop = set(drop) | ({"29463-7"} if weight is not None else set())
+    labs = [o for o in full_baseline(sex=sex, age=age) if _loinc(o) not in drop]
+    if weight is not None:
+        labs.append(obs("29463-7", weight, "kg"))
+    return [patient(age=age, sex=sex), *labs, *extra]
+
+
+def renal(crcl: float, *, creatinine_unit="mg/dL", weight_unit="kg", extra=(), age=MALE_AGE):
+    """A man whose Cockcroft-Gault creatinine clearance is ``crcl`` (age 50, 80 kg)."""
+    scr = 100.0 / crcl * (140 - age) / 90
+    value = scr if creatinine_unit == "mg/dL" else scr * 88.42
+    weight = MALE_WEIGHT if weight_unit == "kg" else MALE_WEIGHT / 0.45359237
+    loinc = "2160-0" if creatinine_unit == "mg/dL" else "14682-9"
+    return record(age=age, sex="male", drop=["2160-0", "29463-7"],
+                  extra=[obs(loinc, round(value, 4), creatinine_unit), obs("29463-7", round(weight, 2), weight_unit),
+                         *extra])
+
+
+def egfr_obs(value):
+    return obs("98979-8", value, "mL/min/{1.73_m2}", days_ago=5)
+
+
+def active_med(text, *codings, status="active", rid=None):
+    return medication_request(text, codings=list(codings) or None, status=status, rid=rid)
+
+
+def child_pugh(value=None, *, score=None):
+    resource = obs("98153-0", None, None, days_ago=20, display="Child-Pugh panel")
+    if score is not None:
+        resource["valueInteger"] = score
+    else:
+        resource["valueString"] = value
+    return resource
+
+
+DOSE_RULES = {r.id for r in load_knowledge(Settings().knowledge_dir).rules.dose}
+
+
+def dose_cards(cards) -> list[dict]:
+    """Cards of this family (other families, e.g. PRAC risk groups or screening, may add their own)."""
+    return [c for c in cards if rule_of(c) in DOSE_RULES]
+
+
+def dose_alerts(cards) -> list[dict]:
+    return alerts(dose_cards(cards))
+
+
+def said_out_loud(cards) -> str:
+    """Details of the warning cards that say what could not be checked (the could-not-check card, or the
+    baseline checklist that absorbs gaps caused by the results it lists)."""
+    return "\n".join(c["detail"] for c in alerts(cards) if rule_of(c) not in DOSE_RULES).replace("**", "")
+
+
+def only_alert(cards) -> dict:
+    """The one warning dose card (or the one could-not-check card when no dose card is expected)."""
+    found = dose_alerts(cards)
+    assert len(found) == 1, [(c["summary"], rule_of(c)) for c in found]
+    return found[0]
+
+
+def suggested_dose(card) -> tuple[float, int]:
+    resource = card["suggestions"][0]["actions"][0]["resource"]
+    dosage = resource["dosageInstruction"][0]
+    return dosage["doseAndRate"][0]["doseQuantity"]["value"], dosage["timing"]["repeat"]["frequency"]
+
+
+def accept_and_resign(hook, resources, card):
+    """Apply the card's update suggestion to the draft and sign again: no alert may remain."""
+    corrected = card["suggestions"][0]["actions"][0]["resource"]
+    record_only = [r for r in resources if not (r.get("resourceType") == "MedicationRequest" and r.get("status") == "draft")]
+    return dose_alerts(hook(record_only, drafts=[corrected]))
+
+
+# -- indication maxima --------------------------------------------------------------
+
+def test_tofacitinib_10_mg_twice_daily_in_ra_is_above_the_maximum(hook):
+    resources = record(extra=[RA, draft_order("tofacitinib 10 mg tablet", 10, per_day=2)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "tofacitinib-max-ra-psa-as"
+    assert suggested_dose(card) == (5, 2)
+    assert "rheumatoid arthritis" in card["detail"]
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_tofacitinib_10_mg_twice_daily_in_uc_is_allowed(hook):
+    assert dose_alerts(hook(record(extra=[UC, draft_order("tofacitinib 10 mg tablet", 10, per_day=2)]))) == []
+
+
+def test_tofacitinib_xr_11_mg_once_daily_passes_but_twice_daily_is_corrected(hook):
+    assert dose_alerts(hook(record(extra=[RA, draft_order("Xeljanz 11 mg prolonged-release", 11)]))) == []
+    resources = record(extra=[RA, draft_order("Xeljanz 11 mg prolonged-release", 11, per_day=2)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "tofacitinib-max-xr" and suggested_dose(card) == (11, 1)
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_upadacitinib_30_mg_in_ra_is_reduced_to_15(hook):
+    card = only_alert(hook(record(extra=[RA, draft_order("Rinvoq 30 mg", 30)])))
+    assert rule_of(card) == "upadacitinib-max-ra-psa-as" and suggested_dose(card) == (15, 1)
+
+
+def test_unknown_indication_uses_the_overall_maximum_and_says_so(hook):
+    assert dose_alerts(hook(record(extra=[draft_order("Rinvoq 30 mg", 30)]))) == []
+    card = only_alert(hook(record(extra=[draft_order("Rinvoq 45 mg", 45, per_day=2)])))
+    assert rule_of(card) == "upadacitinib-max-overall"
+    assert "indication is not recorded" in card["detail"]
+
+
+@pytest.mark.parametrize("drug, dose, rule", [("Olumiant 4 mg", 8, "baricitinib-max"),
+                                              ("Jyseleca 200 mg", 400, "filgotinib-max"),
+                                              ("Cibinqo 200 mg", 300, "abrocitinib-max")])
+def test_overall_maxima(hook, drug, dose, rule):
+    card = only_alert(hook(record(extra=[draft_order(drug, dose)])))
+    assert rule_of(card) == rule
+
+
+def test_upadacitinib_45_mg_in_uc_without_phase_is_information_not_a_warning(hook):
+    cards = hook(record(extra=[UC, draft_order("Rinvoq 45 mg", 45)]))
+    assert dose_alerts(cards) == []
+    [info] = [c for c in cards if rule_of(c) == "upadacitinib-max-ibd-maintenance"]
+    assert info["indicator"] == "info" and "induction or maintenance" in info["detail"]
+
+
+def test_upadacitinib_45_mg_marked_maintenance_is_reduced_and_induction_passes(hook):
+    order = draft_order("Rinvoq 45 mg", 45)
+    order["dosageInstruction"][0]["text"] = "Rinvoq 45 mg once daily, maintenance"
+    resources = record(extra=[UC, order])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "upadacitinib-max-ibd-maintenance" and suggested_dose(card) == (30, 1)
+    assert accept_and_resign(hook, resources, card) == []
+    induction = draft_order("Rinvoq 45 mg", 45)
+    induction["note"] = [{"text": "Induction, 8 weeks"}]
+    assert dose_cards(hook(record(extra=[UC, induction]))) == []
+
+
+# -- age and weight -------------------------------------------------------------------
+
+def test_filgotinib_ra_age_65_start_is_100_mg_near_miss_64_and_continuation(hook):
+    card = only_alert(hook(record(age=65, extra=[RA, draft_order("Jyseleca 200 mg", 200)])))
+    assert rule_of(card) == "filgotinib-ra-age-65-start" and suggested_dose(card) == (100, 1)
+    assert "75" in card["detail"]            # the older S001 boundary is quoted
+    assert dose_alerts(hook(record(age=64, extra=[RA, draft_order("Jyseleca 200 mg", 200)]))) == []
+    on_it = active_med("Jyseleca 200 mg tablet", {"system": ATC, "code": "L04AF04"}, rid="old-filgotinib")
+    assert dose_alerts(hook(record(age=70, extra=[RA, on_it, draft_order("Jyseleca 200 mg", 200)]))) == []
+
+
+def test_abrocitinib_age_65_is_100_mg_and_64_is_a_near_miss(hook):
+    card = only_alert(hook(record(age=65, extra=[AD, draft_order("Cibinqo 200 mg", 200)])))
+    assert rule_of(card) == "abrocitinib-age-65" and suggested_dose(card) == (100, 1)
+    assert dose_alerts(hook(record(age=64, extra=[AD, draft_order("Cibinqo 200 mg", 200)]))) == []
+
+
+def test_tofacitinib_age_65_is_information_only(hook):
+    cards = hook(record(age=70, extra=[RA, draft_order("tofacitinib 5 mg", 5, per_day=2)]))
+    assert dose_alerts(cards) == []
+    [info] = dose_cards(cards)
+    assert rule_of(info) == "tofacitinib-age-65-info" and info["indicator"] == "info"
+    assert "suggestions" not in info or not info["suggestions"]
+    assert dose_cards(hook(record(age=64, extra=[RA, draft_order("tofacitinib 5 mg", 5, per_day=2)]))) == []
+
+
+def test_upadacitinib_adolescent_ad_is_15_mg_and_adult_is_not_limited(hook):
+    card = only_alert(hook(record(age=15, weight=45, extra=[AD, draft_order("Rinvoq 30 mg", 30)])))
+    assert rule_of(card) == "upadacitinib-ad-adolescent" and suggested_dose(card) == (15, 1)
+    assert dose_alerts(hook(record(age=18, extra=[AD, draft_order("Rinvoq 30 mg", 30)]))) == []
+
+
+def test_upadacitinib_adolescent_under_30_kg_is_not_recommended_and_weight_in_lb_counts(hook):
+    card = only_alert(hook(record(age=14, weight=28, extra=[AD, draft_order("Rinvoq 15 mg", 15)])))
+    assert rule_of(card) == "upadacitinib-ad-adolescent-under-30kg"
+    assert card["suggestions"][0]["actions"][0] == {
+        "type": "delete", "description": "Remove the draft upadacitinib order",
+        "resourceId": ["MedicationRequest/draft-1"]}
+    # 70 lb = 31.8 kg: at or above 30 kg, 15 mg is the right dose
+    heavy = record(age=14, drop=["29463-7"], extra=[obs("29463-7", 70, "[lb_av]"), AD, draft_order("Rinvoq 15 mg", 15)])
+    assert dose_alerts(hook(heavy)) == []
+
+
+def test_adolescent_without_weight_is_said_out_loud(hook):
+    cards = hook(record(age=14, drop=["29463-7"], extra=[AD, draft_order("Rinvoq 15 mg", 15)]))
+    assert dose_alerts(cards) == []
+    assert "body weight for the weight-based dose" in said_out_loud(cards)
+
+
+def test_abrocitinib_adolescent_25_to_59_kg_starts_at_100_mg(hook):
+    card = only_alert(hook(record(age=14, weight=50, extra=[AD, draft_order("Cibinqo 200 mg", 200)])))
+    assert rule_of(card) == "abrocitinib-adolescent-start" and suggested_dose(card) == (100, 1)
+    assert dose_alerts(hook(record(age=14, weight=60, extra=[AD, draft_order("Cibinqo 200 mg", 200)]))) == []
+
+
+@pytest.mark.parametrize("drug, dose, age, rule", [("Cibinqo 100 mg", 100, 11, "abrocitinib-under-12"),
+                                                   ("Jyseleca 100 mg", 100, 17, "filgotinib-under-18"),
+                                                   ("Rinvoq 15 mg", 15, 10, "upadacitinib-under-12")])
+def test_under_the_approved_minimum_age(hook, drug, dose, age, rule):
+    card = only_alert(hook(record(age=age, extra=[draft_order(drug, dose)])))
+    assert rule_of(card) == rule and "not recommended" in card["summary"]
+    assert card["suggestions"][0]["actions"][0]["type"] == "delete"
+
+
+def test_upadacitinib_adolescent_with_ra_is_not_recommended_but_unknown_indication_is_information(hook):
+    card = only_alert(hook(record(age=16, extra=[RA, draft_order("Rinvoq 15 mg", 15)])))
+    assert rule_of(card) == "upadacitinib-adolescent-non-ad"
+    cards = hook(record(age=16, extra=[draft_order("Rinvoq 15 mg", 15)]))
+    assert dose_alerts(cards) == []
+    assert [c["indicator"] for c in dose_cards(cards)] == ["info"]
+
+
+# -- renal ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("creatinine_unit, weight_unit", [("mg/dL", "kg"), ("umol/L", "kg"), ("umol/L", "[lb_av]")])
+def test_baricitinib_crcl_58_is_2_mg_and_62_is_a_near_miss(hook, creatinine_unit, weight_unit):
+    low = renal(58, creatinine_unit=creatinine_unit, weight_unit=weight_unit,
+                extra=[RA, draft_order("Olumiant 4 mg", 4)])
+    card = only_alert(hook(low))
+    assert rule_of(card) == "baricitinib-crcl-30-60" and suggested_dose(card) == (2, 1)
+    assert "creatinine clearance 58 mL/min" in card["detail"] and "Cockcroft-Gault" in card["detail"]
+    assert accept_and_resign(hook, low, card) == []
+    ok = renal(62, creatinine_unit=creatinine_unit, weight_unit=weight_unit, extra=[RA, draft_order("Olumiant 4 mg", 4)])
+    assert dose_alerts(hook(ok)) == []
+
+
+def test_baricitinib_crcl_below_30_is_not_recommended_with_a_stop_suggestion(hook):
+    card = only_alert(hook(renal(25, extra=[RA, draft_order("Olumiant 2 mg", 2)])))
+    assert rule_of(card) == "baricitinib-crcl-below-30"
+    assert card["suggestions"][0]["actions"][0]["resourceId"] == ["MedicationRequest/draft-1"]
+
+
+def test_measured_creatinine_clearance_is_used_first(hook):
+    resources = record(extra=[obs("2164-2", 45, "mL/min", days_ago=3), RA, draft_order("Olumiant 4 mg", 4)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "baricitinib-crcl-30-60" and "measured creatinine clearance" in card["detail"]
+
+
+def test_no_creatinine_says_exactly_what_is_missing(hook):
+    cards = hook(record(drop=["2160-0"], extra=[RA, draft_order("Olumiant 4 mg", 4)]))
+    assert dose_alerts(cards) == []
+    assert "renal dose (creatinine clearance): no serum creatinine in the last 90 days" in said_out_loud(cards)
+
+
+def test_upadacitinib_severe_renal_impairment_15_mg_and_esrd_not_recommended(hook):
+    severe = record(extra=[egfr_obs(25), AD, draft_order("Rinvoq 30 mg", 30)])
+    card = only_alert(hook(severe))
+    assert rule_of(card) == "upadacitinib-egfr-15-30" and suggested_dose(card) == (15, 1)
+    assert dose_alerts(hook(record(extra=[egfr_obs(32), AD, draft_order("Rinvoq 30 mg", 30)]))) == []
+    esrd = only_alert(hook(record(extra=[egfr_obs(12), AD, draft_order("Rinvoq 15 mg", 15)])))
+    assert rule_of(esrd) == "upadacitinib-egfr-below-15"
+
+
+@pytest.mark.parametrize("code, system", [("46177005", SNOMED), ("105502003", SNOMED), ("Z99.2", ICD10)])
+def test_dialysis_or_esrd_condition_makes_upadacitinib_not_recommended(hook, code, system):
+    dialysis = condition(code, "End-stage renal disease / dialysis", system=system)
+    card = only_alert(hook(record(extra=[RA, dialysis, draft_order("Rinvoq 15 mg", 15)])))
+    assert rule_of(card) == "upadacitinib-esrd-dialysis"
+
+
+def test_filgotinib_crcl_bands(hook):
+    card = only_alert(hook(renal(40, extra=[RA, draft_order("Jyseleca 200 mg", 200)])))
+    assert rule_of(card) == "filgotinib-crcl-15-60" and suggested_dose(card) == (100, 1)
+    assert rule_of(only_alert(hook(renal(12, extra=[RA, draft_order("Jyseleca 100 mg", 100)])))) \
+        == "filgotinib-crcl-below-15"
+    assert dose_alerts(hook(renal(62, extra=[RA, draft_order("Jyseleca 200 mg", 200)]))) == []
+
+
+def test_abrocitinib_renal_halving_and_severe_start(hook):
+    card = only_alert(hook(record(extra=[egfr_obs(45), AD, draft_order("Cibinqo 200 mg", 200)])))
+    assert rule_of(card) == "abrocitinib-egfr-30-60" and suggested_dose(card) == (100, 1)
+    assert dose_alerts(hook(record(extra=[egfr_obs(61), AD, draft_order("Cibinqo 200 mg", 200)]))) == []
+    start = only_alert(hook(record(extra=[egfr_obs(25), AD, draft_order("Cibinqo 100 mg", 100)])))
+    assert rule_of(start) == "abrocitinib-egfr-below-30-start" and suggested_dose(start) == (50, 1)
+    on_it = active_med("Cibinqo 100 mg", rid="old-abro")
+    assert dose_alerts(hook(record(extra=[egfr_obs(25), AD, on_it, draft_order("Cibinqo 100 mg", 100)]))) == []
+
+
+def test_egfr_is_computed_with_ckd_epi_when_not_reported(hook):
+    # woman, 45 y, creatinine 1.6 mg/dL -> CKD-EPI 2021 about 40: abrocitinib halved
+    resources = record(drop=["2160-0"], extra=[obs("2160-0", 1.6, "mg/dL"), AD, draft_order("Cibinqo 200 mg", 200)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "abrocitinib-egfr-30-60" and "CKD-EPI 2021" in card["detail"]
+
+
+def test_tofacitinib_severe_renal_impairment(hook):
+    card = only_alert(hook(renal(25, extra=[RA, draft_order("tofacitinib 5 mg", 5, per_day=2)])))
+    assert rule_of(card) == "tofacitinib-crcl-below-30" and suggested_dose(card) == (5, 1)
+    assert "50" in card["detail"]                       # the US threshold is mentioned, not applied
+    uc = only_alert(hook(renal(25, extra=[UC, draft_order("tofacitinib 10 mg", 10, per_day=2)])))
+    assert rule_of(uc) == "tofacitinib-crcl-below-30-uc" and suggested_dose(uc) == (5, 2)
+    assert dose_alerts(hook(renal(45, extra=[RA, draft_order("tofacitinib 5 mg", 5, per_day=2)]))) == []
+
+
+# -- hepatic -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("finding", [{"value": "B"}, {"value": "Child-Pugh class B"}, {"score": 8}])
+def test_tofacitinib_child_pugh_b_is_5_mg_once_daily(hook, finding):
+    resources = record(extra=[child_pugh(**finding), RA, draft_order("tofacitinib 5 mg", 5, per_day=2)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "tofacitinib-child-pugh-b" and suggested_dose(card) == (5, 1)
+    assert accept_and_resign(hook, resources, card) == []
+
+
+@pytest.mark.parametrize("finding", [{"value": "A"}, {"score": 6}])
+def test_child_pugh_a_is_a_near_miss(hook, finding):
+    assert dose_alerts(hook(record(extra=[child_pugh(**finding), RA, draft_order("tofacitinib 5 mg", 5, per_day=2)]))) == []
+
+
+# -- interacting medicines -------------------------------------------------------------------
+
+def test_tofacitinib_with_ketoconazole_by_atc_is_halved(hook):
+    keto = active_med("Nizoral 200 mg tablet", {"system": ATC, "code": "J02AB02"})
+    resources = record(extra=[RA, keto, draft_order("tofacitinib 5 mg", 5, per_day=2)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "tofacitinib-strong-cyp3a4" and suggested_dose(card) == (5, 1)
+    assert "Nizoral" in card["detail"]
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_ketoconazole_shampoo_and_stopped_medicines_do_not_count(hook):
+    shampoo = active_med("ketoconazole 2% shampoo")
+    stopped = active_med("itraconazole 100 mg capsule", status="stopped")
+    order = draft_order("tofacitinib 5 mg", 5, per_day=2)
+    assert dose_alerts(hook(record(extra=[RA, shampoo, stopped, order]))) == []
+
+
+def test_tofacitinib_with_fluconazole_by_name_but_not_fluoxetine_alone(hook):
+    card = only_alert(hook(record(extra=[RA, active_med("fluconazole 200 mg"), draft_order("tofacitinib 5 mg", 5, per_day=2)])))
+    assert rule_of(card) == "tofacitinib-cyp3a4-cyp2c19"
+    assert dose_alerts(hook(record(extra=[RA, active_med("fluoxetine 20 mg"), draft_order("tofacitinib 5 mg", 5, per_day=2)]))) == []
+
+
+def test_upadacitinib_with_clarithromycin_marks_the_source_quality(hook):
+    clari = active_med("clarithromycin 500 mg", {"system": ATC, "code": "J01FA09"})
+    card = only_alert(hook(record(extra=[AD, clari, draft_order("Rinvoq 30 mg", 30)])))
+    assert rule_of(card) == "upadacitinib-strong-cyp3a4-ad" and suggested_dose(card) == (15, 1)
+    assert "patent" in card["detail"]
+    assert dose_alerts(hook(record(extra=[RA, clari, draft_order("Rinvoq 15 mg", 15)]))) == []
+
+
+def test_abrocitinib_with_fluvoxamine_and_baricitinib_with_probenecid(hook):
+    card = only_alert(hook(record(extra=[AD, active_med("fluvoxamine 100 mg", {"system": ATC, "code": "N06AB08"}),
+                                         draft_order("Cibinqo 200 mg", 200)])))
+    assert rule_of(card) == "abrocitinib-strong-cyp2c19" and suggested_dose(card) == (100, 1)
+    card = only_alert(hook(record(extra=[RA, active_med("probenecid 500 mg"), draft_order("Olumiant 4 mg", 4)])))
+    assert rule_of(card) == "baricitinib-probenecid" and suggested_dose(card) == (2, 1)
+
+
+# -- one card per order, lowest cap, same answer on select and sign --------------------------
+
+def test_several_reasons_give_one_card_with_the_lowest_dose_and_every_reason(hook):
+    keto = active_med("ketoconazole 200 mg", {"system": ATC, "code": "J02AB02"})
+    resources = renal(25, age=70, extra=[UC, keto, draft_order("tofacitinib 10 mg", 10, per_day=2)])
+    cards = hook(resources)
+    dose_cards = [c for c in cards if rule_of(c).startswith("tofacitinib")]
+    assert len(dose_cards) == 1
+    card = dose_cards[0]
+    assert suggested_dose(card) == (5, 2)
+    for reason in ("severe renal impairment", "strong CYP3A4 inhibitor", "age 65 or older (S001)"):
+        assert reason in card["detail"]
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_baricitinib_age_and_renal_together(hook):
+    resources = renal(45, age=70, extra=[RA, draft_order("Olumiant 4 mg", 4)])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (2, 1)
+    assert "age 65 or older" in card["summary"] and "creatinine clearance 30-60" in card["summary"]
+
+
+@pytest.mark.parametrize("resources", [
+    renal(58, extra=[RA, draft_order("Olumiant 4 mg", 4)]),
+    record(age=65, extra=[AD, draft_order("Cibinqo 200 mg", 200)]),
+    record(extra=[UC, draft_order("Rinvoq 45 mg", 45)]),
+])
+def test_order_select_and_order_sign_give_the_same_answer(hook, resources):
+    def shape(cards):
+        return sorted((rule_of(c), c["indicator"], c["summary"]) for c in cards)
+    assert shape(hook(resources, "order-select")) == shape(hook(resources, "order-sign"))
+
+
+# -- the data is validated at load ---------------------------------------------------------------
+
+def test_dose_when_rejects_an_empty_band():
+    with pytest.raises(ValidationError):
+        DoseWhen(crcl_at_least=60, crcl_below=30)
+
+
+def test_a_maximum_cannot_depend_on_the_patient():
+    with pytest.raises(ValidationError):
+        DoseRule(id="x", drug="baricitinib", kind="maximum", when=DoseWhen(age_at_least=65), max_mg=2, per_day=1,
+                 reason="r", detail="d", sources=["EU-baricitinib"])
+
+
+def test_a_cap_needs_a_dose_and_a_stop_has_none():
+    with pytest.raises(ValidationError):
+        DoseRule(id="x", drug="baricitinib", reason="r", detail="d", sources=["EU-baricitinib"])
+    with pytest.raises(ValidationError):
+        DoseRule(id="x", drug="baricitinib", outcome="not_recommended", max_mg=2, per_day=1, reason="r", detail="d",
+                 sources=["EU-baricitinib"])
+
+
+def test_cross_check_finds_unknown_classes_concepts_and_indications(knowledge):
+    bad = DoseRule(id="x", drug="baricitinib", indications=["XX"],
+                   when=DoseWhen(interacting=["no-such-class"], condition="no-such-concept"),
+                   max_mg=2, per_day=1, reason="r", detail="d", sources=["EU-baricitinib"])
+    problems = " ".join(check(knowledge, [bad]))
+    assert "no-such-class" in problems and "no-such-concept" in problems and "XX" in problems
+
+
+def test_every_systemic_drug_has_an_overall_maximum(knowledge):
+    systemic = {name for name, d in knowledge.drugs.items() if d.category == "systemic"}
+    with_max = {r.drug for r in knowledge.rules.dose if r.kind == "maximum" and not r.indications}
+    assert systemic <= with_max
