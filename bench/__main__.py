@@ -1,0 +1,181 @@
+"""``python -m bench`` / ``jak-cds bench``: run the benchmark, print a table, write JSON.
+
+    python -m bench                      # full run (about two minutes on 2 cores)
+    python -m bench --quick              # fewer repetitions, shorter HTTP runs
+    python -m bench --no-http            # in-process only
+    python -m bench --output path.json   # default bench/results.json
+
+No timing is asserted anywhere in the test suite; the targets below are
+checked and printed here only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
+TARGETS = {
+    "order_sign_200_p99_ms": 5.0,                 # in-process p99, order-sign, 200 observations
+    "order_sign_200_ratio_to_json_floor": 3.0,    # in-process median / (json.loads + json.dumps) median
+    "irrelevant_beyond_decode_ratio": 1.5,        # 5 000 irrelevant observations: cost beyond decode / decode
+    "http_throughput_ratio_min": 0.5,             # service requests/s / no-op route requests/s
+}
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "implementation": platform.python_implementation(),
+            "platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor() or None}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    return info
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10,100,1000,5000", help="observation counts (comma separated)")
+    parser.add_argument("--hooks", default="order-select,order-sign,patient-view")
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds of repetitions per in-process case")
+    parser.add_argument("--min-reps", type=int, default=30)
+    parser.add_argument("--max-reps", type=int, default=2000)
+    parser.add_argument("--irrelevant", type=int, default=5000, help="irrelevant vital signs added (growth test)")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP load test")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers (default: cores)")
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent client connections")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per HTTP run (bounded)")
+    parser.add_argument("--max-seconds", type=float, default=15.0, help="duration limit per HTTP run")
+    parser.add_argument("--http-observations", type=int, default=200)
+    parser.add_argument("--http-hooks", default="order-sign")
+    parser.add_argument("--quick", action="store_true", help="budget 0.3 s, 10 reps, 300 HTTP requests")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.budget, args.min_reps, args.requests, args.max_seconds = 0.3, 10, 300, 5.0
+    return args
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def run(args: argparse.Namespace, progress=print) -> dict:
+    from bench import http_load, inprocess
+
+    started = time.time()
+    result = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+              "settings": {"sizes": [int(s) for s in _split(args.sizes)], "hooks": _split(args.hooks),
+                           "budget_s": args.budget, "min_reps": args.min_reps, "max_reps": args.max_reps,
+                           "irrelevant": args.irrelevant}}
+    progress("in-process ...")
+    result["inprocess"] = inprocess.run(result["settings"]["sizes"], result["settings"]["hooks"], args.budget,
+                                        args.min_reps, args.max_reps, irrelevant=args.irrelevant, progress=progress)
+    if not args.no_http:
+        progress("HTTP ...")
+        result["http"] = http_load.run(args.workers, args.concurrency, args.requests, args.max_seconds,
+                                       args.http_observations, _split(args.http_hooks), progress=progress)
+    result["targets"] = check_targets(result)
+    result["seconds"] = round(time.time() - started, 1)
+    return result
+
+
+def check_targets(result: dict) -> list[dict]:
+    out = []
+    target_case = next((c for c in result["inprocess"]["cases"]
+                        if c["hook"] == "order-sign" and c["observations"] == 200 and not c["irrelevant"]), None)
+    if target_case:
+        p99 = target_case["wall"]["call"]["p99_ms"]
+        out.append(_target("order-sign 200 obs: in-process p99 (ms)", p99, "<=", TARGETS["order_sign_200_p99_ms"]))
+        ratio = target_case["ratio_call_to_json_floor"]
+        out.append(_target("order-sign 200 obs: median / JSON floor", ratio, "<=",
+                           TARGETS["order_sign_200_ratio_to_json_floor"]))
+    irr = result["inprocess"].get("irrelevant", {}).get("wall")
+    if irr:
+        out.append(_target(f"{result['settings']['irrelevant']} irrelevant obs: cost beyond decode / decode",
+                           irr["beyond_decode_ratio"], "<=", TARGETS["irrelevant_beyond_decode_ratio"]))
+    for run_ in (result.get("http") or {}).get("runs", []):
+        out.append(_target(f"HTTP {run_['hook']} {run_['observations']} obs: service / no-op requests/s",
+                           run_["throughput_ratio"], ">=", TARGETS["http_throughput_ratio_min"]))
+    return out
+
+
+def _target(name: str, value, op: str, limit: float) -> dict:
+    met = value is not None and (value <= limit if op == "<=" else value >= limit)
+    return {"target": name, "value": value, "limit": f"{op} {limit:g}", "met": met}
+
+
+def table(result: dict) -> str:
+    lines = []
+    m = result["machine"]
+    lines.append(f"Machine: {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, Python {m['python']}, "
+                 f"load average at start {m.get('load_average_at_start')}")
+    lines.append("")
+    lines.append("In-process, per hook call (wall ms; call = strict JSON decode + evaluate + encode;")
+    lines.append("floor = json.loads + json.dumps of the same bodies; Flask rows = test client POST)")
+    head = (f"{'case':<44} {'req KB':>7} {'reps':>5} {'call med':>9} {'call p99':>9} {'floor med':>9} "
+            f"{'x floor':>7} {'eval med':>9} {'noop med':>9} {'app med':>9} {'app/noop':>8}")
+    lines.append(head)
+    lines.append("-" * len(head))
+    cases = list(result["inprocess"]["cases"])
+    irr = result["inprocess"].get("irrelevant")
+    if irr:
+        cases += [irr["baseline"], irr["with_irrelevant"]]
+    for c in cases:
+        w = c["wall"]
+        lines.append(f"{c['name']:<44} {c['request_bytes'] / 1024:>7.0f} {c['reps']:>5} "
+                     f"{w['call']['median_ms']:>9.2f} {w['call']['p99_ms']:>9.2f} {w['json_floor']['median_ms']:>9.2f} "
+                     f"{c['ratio_call_to_json_floor']:>7.2f} {w['evaluate']['median_ms']:>9.2f} "
+                     f"{w['flask_noop']['median_ms']:>9.2f} {w['flask_app']['median_ms']:>9.2f} "
+                     f"{c['ratio_flask_app_to_noop']:>8.2f}")
+    if irr:
+        w = irr["wall"]
+        lines.append("")
+        lines.append(f"{irr['irrelevant_observations']} irrelevant observations: +{w['extra_call_ms']:.2f} ms per call, "
+                     f"of which their JSON decode +{w['extra_json_decode_ms']:.2f} ms and evaluate "
+                     f"+{w['extra_evaluate_ms']:.2f} ms; beyond decode = {w['beyond_decode_ratio']}x their decode time "
+                     f"(CPU time: {irr['cpu']['beyond_decode_ratio']}x)")
+    http = result.get("http")
+    if http:
+        lines.append("")
+        lines.append(f"HTTP on loopback: gunicorn gthread, {http['workers']} workers x {http['threads_per_worker']} "
+                     f"threads; {http['concurrency']} concurrent keep-alive clients; up to {http['requests_per_run']} "
+                     f"requests or {http['max_seconds_per_run']:g} s per run")
+        head = f"{'run':<28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ok':>6} {'errors':>6}"
+        lines.append(head)
+        lines.append("-" * len(head))
+        for r in http["runs"]:
+            for label, x in (("service", r["service"]), ("no-op route", r["noop"])):
+                lat = x["latency"] or {}
+                lines.append(f"{r['hook'] + ' ' + str(r['observations']) + ' obs ' + label:<28} "
+                             f"{x['requests_per_s'] or 0:>8.1f} {lat.get('median_ms', 0):>8.2f} "
+                             f"{lat.get('p99_ms', 0):>8.2f} {x['ok']:>6} {x['errors']:>6}")
+            lines.append(f"{'  service / no-op':<28} {r['throughput_ratio']}")
+    lines.append("")
+    lines.append("Targets")
+    for t in result["targets"]:
+        lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']} (target {t['limit']})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    result = run(args, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(table(result))
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

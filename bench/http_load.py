@@ -1,0 +1,186 @@
+"""HTTP throughput with the production server on loopback, next to the no-op app on the same server.
+
+Starts ``jak-cds serve --workers N`` (gunicorn, gthread) and ``python -m
+bench.noop_app`` (the same server settings) as subprocesses on free
+127.0.0.1 ports with a temporary SQLite database, drives a bounded load (a
+fixed number of requests, a duration limit) from a pool of threads each
+holding one keep-alive ``http.client`` connection, then stops both servers.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.inprocess import summary
+from bench.workload import EVALUATION_DATE, SERVICE_FOR_HOOK, hook_request
+
+HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _env(workdir: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAK_CDS_")}
+    env.update(JAK_CDS_AUTH="off", JAK_CDS_EVALUATION_DATE=EVALUATION_DATE,
+               JAK_CDS_DATABASE_URL=f"sqlite:///{workdir / 'bench-http.sqlite3'}",
+               PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+    return env
+
+
+class Server:
+    """A server subprocess on a free loopback port; stopped (SIGTERM to its process group) on exit."""
+
+    def __init__(self, name: str, argv: list[str], port: int, env: dict, log_path: Path):
+        self.name, self.argv, self.port, self.env, self.log_path = name, argv, port, env, log_path
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Server":
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: "
+                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                conn.request("GET", "/cds-services")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"{self.name} did not answer on port {self.port} within 60 s")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+
+
+def load(port: int, path: str, raw: bytes, requests_total: int, concurrency: int, max_seconds: float,
+         warmup: int = 20) -> dict:
+    """Send ``requests_total`` POSTs (stop early after ``max_seconds``) from ``concurrency`` threads."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    lock = threading.Lock()
+    issued = [0]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors: list[str] = []
+
+    def send(conn: http.client.HTTPConnection) -> tuple[int, float]:
+        t0 = time.perf_counter()
+        conn.request("POST", path, body=raw, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status, time.perf_counter() - t0
+
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    for _ in range(warmup):
+        send(conn)
+    conn.close()
+    deadline = [0.0]
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        while True:
+            with lock:
+                if issued[0] >= requests_total or time.perf_counter() > deadline[0]:
+                    break
+                issued[0] += 1
+            try:
+                status, took = send(conn)
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, port, timeout=30)
+                with lock:
+                    errors.append(type(exc).__name__)
+                continue
+            with lock:
+                latencies.append(took)
+                statuses[status] = statuses.get(status, 0) + 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    started = time.perf_counter()
+    deadline[0] = started + max_seconds
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    ok = statuses.get(200, 0)
+    return {"requests": len(latencies), "ok": ok, "statuses": {str(k): v for k, v in statuses.items()},
+            "errors": len(errors), "seconds": round(elapsed, 3),
+            "requests_per_s": round(ok / elapsed, 1) if elapsed else None,
+            "latency": summary(latencies) if latencies else None}
+
+
+def run(workers: int, concurrency: int, requests_total: int, max_seconds: float, observations: int,
+        hooks_: list[str], progress=print) -> dict:
+    out = {"workers": workers, "threads_per_worker": 4, "concurrency": concurrency,
+           "requests_per_run": requests_total, "max_seconds_per_run": max_seconds, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="jak-bench-http-") as tmp:
+        workdir = Path(tmp)
+        env = _env(workdir)
+        bodies = {h: json.dumps(hook_request(h, observations)).encode() for h in hooks_}
+        real_port, noop_port = free_port(), free_port()
+        real = Server("jak-cds serve", [sys.executable, "-m", "cds_service.cli", "serve", "--host", HOST,
+                                        "--port", str(real_port), "--workers", str(workers)],
+                      real_port, env, workdir / "serve.log")
+        with real:
+            responses = {}
+            for hook, raw in bodies.items():
+                conn = http.client.HTTPConnection(HOST, real_port, timeout=30)
+                conn.request("POST", f"/cds-services/{SERVICE_FOR_HOOK[hook]}", body=raw,
+                             headers={"Content-Type": "application/json"})
+                answer = conn.getresponse()
+                responses[hook] = answer.read()
+                conn.close()
+                if answer.status != 200:
+                    raise RuntimeError(f"{hook}: HTTP {answer.status}: {responses[hook][:300]!r}")
+            real_results = {}
+            for hook, raw in bodies.items():
+                progress(f"  http: {hook} {observations} obs, service ...")
+                real_results[hook] = load(real_port, f"/cds-services/{SERVICE_FOR_HOOK[hook]}", raw,
+                                          requests_total, concurrency, max_seconds)
+        for hook, raw in bodies.items():
+            response_file = workdir / f"noop-{hook}.json"
+            response_file.write_bytes(responses[hook])
+            noop = Server("no-op app", [sys.executable, "-m", "bench.noop_app", "--host", HOST,
+                                        "--port", str(noop_port), "--workers", str(workers),
+                                        "--response", str(response_file)],
+                          noop_port, env, workdir / "noop.log")
+            with noop:
+                progress(f"  http: {hook} {observations} obs, no-op route ...")
+                noop_result = load(noop_port, f"/cds-services/{SERVICE_FOR_HOOK[hook]}", raw,
+                                   requests_total, concurrency, max_seconds)
+            service_result = real_results[hook]
+            ratio = None
+            if service_result["requests_per_s"] and noop_result["requests_per_s"]:
+                ratio = round(service_result["requests_per_s"] / noop_result["requests_per_s"], 3)
+            out["runs"].append({"hook": hook, "observations": observations, "request_bytes": len(raw),
+                                "response_bytes": len(responses[hook]), "service": service_result,
+                                "noop": noop_result, "throughput_ratio": ratio})
+    return out
