@@ -440,3 +440,21 @@ def test_every_systemic_drug_has_an_overall_maximum(knowledge):
     systemic = {name for name, d in knowledge.drugs.items() if d.category == "systemic"}
     with_max = {r.drug for r in knowledge.rules.dose if r.kind == "maximum" and not r.indications}
     assert systemic <= with_max
+
+
+def test_tofacitinib_xr_with_ketoconazole_switches_to_the_5_mg_immediate_release_tablet(hook):
+    keto = active_med("ketoconazole 200 mg", {"system": ATC, "code": "J02AB02"})
+    resources = record(extra=[RA, keto, draft_order("Xeljanz 11 mg prolonged-release tablet", 11)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "tofacitinib-strong-cyp3a4" and suggested_dose(card) == (5, 1)
+    corrected = card["suggestions"][0]["actions"][0]["resource"]
+    assert "prolonged" not in corrected["dosageInstruction"][0]["text"]
+    assert "prolonged" not in corrected["medicationCodeableConcept"]["text"]
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_upadacitinib_uc_in_severe_renal_impairment_is_information_only(hook):
+    cards = hook(record(extra=[egfr_obs(25), UC, draft_order("Rinvoq 45 mg", 45)]))
+    assert dose_alerts(cards) == []
+    [info] = dose_cards(cards)
+    assert info["indicator"] == "info" and "not verified" in info["detail"]

@@ -45,8 +45,15 @@ def order_phase(ctx: RuleContext, order: DraftOrder) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def corrected_order(order: DraftOrder, dose_mg: float, per_day: int, phase: str | None = None) -> dict:
-    """The draft MedicationRequest with dose and frequency replaced (for an update action)."""
+def corrected_order(order: DraftOrder, dose_mg: float, per_day: int, phase: str | None = None,
+                    modified_release: bool | None = None) -> dict:
+    """The draft MedicationRequest with dose and frequency replaced (for an update action).
+
+    The induction/maintenance word is kept so the corrected order is judged in the same phase; the
+    prolonged-release form is kept only when ``modified_release`` (default: the order's own form) says so
+    (e.g. tofacitinib 11 mg XR -> 5 mg once daily is an immediate-release tablet)."""
+    if modified_release is None:
+        modified_release = order.match.modified_release
     resource = copy.deepcopy(order.resource)
     dosages = resource.get("dosageInstruction")
     if isinstance(dosages, dict):
@@ -54,7 +61,7 @@ def corrected_order(order: DraftOrder, dose_mg: float, per_day: int, phase: str 
     if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
         dosages = [{}]
     dosage = dict(dosages[0])
-    form = " prolonged-release" if order.match.modified_release else ""
+    form = " prolonged-release" if modified_release else ""
     dosage["text"] = f"{order.name}{form} {mg(dose_mg, per_day)}" + (f" ({phase})" if phase else "")
     dosage["timing"] = {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}}
     dosage["doseAndRate"] = [{"doseQuantity": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}}]
@@ -364,6 +371,13 @@ def _stop_finding(ctx, order: DraftOrder, stops: list[Applied], caps: list[Appli
     )
 
 
+def _keeps_modified_release(order: DraftOrder, rule: DoseRule) -> bool:
+    """A prolonged-release order stays prolonged-release if the limit is for that form or the same tablet."""
+    if not order.match.modified_release:
+        return False
+    return rule.when.formulation == "modified_release" or rule.max_mg == order.dose.dose_mg
+
+
 def _reduce_finding(ctx, order: DraftOrder, binding: Applied, caps: list[Applied], notes: list[Applied],
                     phase: str | None) -> Finding:
     rule = binding.rule
@@ -382,7 +396,8 @@ def _reduce_finding(ctx, order: DraftOrder, binding: Applied, caps: list[Applied
         suggestions=[ProposedSuggestion(
             label=f"Change to {target}",
             actions=(ProposedAction("update", f"Change the {order.name} order to {target}",
-                                    corrected_order(order, rule.max_mg, rule.per_day, phase)),))],
+                                    corrected_order(order, rule.max_mg, rule.per_day, phase,
+                                                    _keeps_modified_release(order, rule))),))],
         order_id=order.order_id,
         drug=order.drug,
     )
