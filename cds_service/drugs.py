@@ -24,9 +24,10 @@ _TABLET_UNITS = {"tablet", "tablets", "tab", "tabs", "{tbl}", "{tablet}", "{tabl
 _PER_DAY_BY_CODE = {"QD": 1, "OD": 1, "DAILY": 1, "Q24H": 1, "QAM": 1, "QPM": 1, "HS": 1, "BID": 2, "Q12H": 2,
                     "TID": 3, "Q8H": 3, "QID": 4, "Q6H": 4}
 _PERIOD_DAYS = {"h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0}
+# most specific first: "twice daily" also contains "daily"
 _TEXT_FREQUENCY = [
-    (re.compile(r"\b(once|1\s*x|one time)\s*(a\s*)?(daily|day|per day)\b|\bdaily\b|\bx\s*1\s*daglig|\bqd\b|\bod\b", re.I), 1),
     (re.compile(r"\b(twice|2\s*x|two times)\s*(a\s*)?(daily|day|per day)\b|\bbid\b|\bx\s*2\s*daglig|\bq12h\b", re.I), 2),
+    (re.compile(r"\b(once|1\s*x|one time)\s*(a\s*)?(daily|day|per day)\b|\bdaily\b|\bx\s*1\s*daglig|\bqd\b|\bod\b", re.I), 1),
 ]
 
 

@@ -57,19 +57,36 @@ def selected(resources: list[dict], context: dict) -> list[dict]:
     return chosen or resources
 
 
+def _lookup_indication(knowledge: Knowledge, concept) -> str | None:
+    """The indication id (cards/indications*.toml) a coded concept names, if any."""
+    for coding in codings(concept):
+        code, system = str(coding.get("code") or ""), str(coding.get("system") or "").lower()
+        if "snomed" in system and code in knowledge.snomed_to_indication:
+            return knowledge.snomed_to_indication[code]
+        if "icd" in system:
+            from cds_service.facts import _icd10_lookup
+            found = _icd10_lookup(knowledge.icd10_to_indication, code)
+            if found:
+                return found[0]
+    return None
+
+
+def reason_indications(knowledge: Knowledge, resource: dict,
+                       conditions_by_id: dict[str, dict]) -> tuple[bool, tuple[str, ...]]:
+    """(does the order state a reason at all?, every indication recognised in reasonCode/reasonReference)."""
+    codes = [c for c in resource.get("reasonCode") or [] if isinstance(c, dict)]
+    refs = [r for r in resource.get("reasonReference") or [] if isinstance(r, dict)]
+    found = [_lookup_indication(knowledge, c) for c in codes]
+    for ref in refs:
+        target = str(ref.get("reference") or "").split("/")[-1]
+        found.append(_lookup_indication(knowledge, (conditions_by_id.get(target) or {}).get("code")))
+    return bool(codes or refs), tuple(dict.fromkeys(f for f in found if f))
+
+
 def _indication(knowledge: Knowledge, resource: dict, facts: PatientFacts, match: drugmod.DrugMatch,
                 conditions_by_id: dict[str, dict]) -> tuple[str | None, str]:
     def lookup(concept) -> str | None:
-        for coding in codings(concept):
-            code, system = str(coding.get("code") or ""), str(coding.get("system") or "").lower()
-            if "snomed" in system and code in knowledge.snomed_to_indication:
-                return knowledge.snomed_to_indication[code]
-            if "icd" in system:
-                from cds_service.facts import _icd10_lookup
-                found = _icd10_lookup(knowledge.icd10_to_indication, code)
-                if found:
-                    return found[0]
-        return None
+        return _lookup_indication(knowledge, concept)
 
     for concept in resource.get("reasonCode") or []:
         found = lookup(concept)
@@ -110,7 +127,8 @@ def read_orders(knowledge: Knowledge, resources: list[dict], facts: PatientFacts
                                 tuple(match.entry.sources), order_id, match.drug_id))
         dose = drugmod.ordered_dose(resource, match)
         indication, how = _indication(knowledge, resource, facts, match, conditions_by_id)
-        orders.append(DraftOrder(resource, order_id, match, dose, indication, how))
+        reason_given, reasons = reason_indications(knowledge, resource, conditions_by_id)
+        orders.append(DraftOrder(resource, order_id, match, dose, indication, how, reason_given, reasons))
     return orders, gaps
 
 

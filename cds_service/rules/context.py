@@ -18,6 +18,8 @@ class DraftOrder:
     dose: OrderedDose
     indication: str | None          # indication id from knowledge, or None
     indication_how: str             # "order reason" | "active condition" | "not recorded" | "ambiguous: ..."
+    reason_given: bool = False      # the order carries a reasonCode or reasonReference (recognised or not)
+    reasons: tuple[str, ...] = ()   # every indication id (approved or off-label) recognised in the order's reason
 
     @property
     def drug(self) -> str:

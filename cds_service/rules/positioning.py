@@ -1,0 +1,88 @@
+"""Positioning: an info note when the guideline's prior therapy is not on record (S000 condition 5).
+
+The medication history counts every recorded MedicationRequest and MedicationStatement, whatever its status
+(completed and stopped ones are exactly the history that matters). When the history could not be obtained
+the note says so instead of claiming there was no prior therapy.
+"""
+from __future__ import annotations
+
+import re
+
+from cds_service.findings import Finding
+from cds_service.rules.context import RuleContext
+
+
+def prior_therapy(ctx: RuleContext, class_id: str) -> list[str]:
+    """Displays (with start dates) of any recorded medication of the class, active or not."""
+    entry = ctx.knowledge.rules.therapy_class[class_id]
+    atc = {c.upper() for c in entry.atc}
+    rxnorm = set(entry.rxnorm)
+    found: list[str] = []
+    for med in ctx.facts.medications:
+        if med.drug is not None:          # a recognised JAK inhibitor is not a conventional agent
+            continue
+        text = med.display.lower()
+        if any(re.search(r"\b" + re.escape(w.lower()), text) for w in entry.exclude_words):
+            continue
+        coded = any((kind == "atc" and code.upper() in atc) or (kind == "rxnorm" and code in rxnorm)
+                    for kind, code in med.codes)
+        named = any(re.search(r"\b" + re.escape(n.lower()), text) for n in entry.names)
+        if coded or named:
+            found.append(med.display + (f" (from {med.start.isoformat()})" if med.start else ""))
+    return found
+
+
+def _in_age_band(ctx: RuleContext, low: float | None, high: float | None) -> bool | None:
+    facts = ctx.facts
+    if low is None and high is None:
+        return True
+    if facts.age is None:
+        return None
+    young, old = facts.age, facts.age_max          # partial birth dates give a range
+    checks = []
+    if low is not None:
+        if (young >= low) != (old >= low):
+            return None
+        checks.append(young >= low)
+    if high is not None:
+        if (young < high) != (old < high):
+            return None
+        checks.append(young < high)
+    return all(checks)
+
+
+def _history_unavailable(ctx: RuleContext) -> str | None:
+    return ctx.facts.why_unavailable("MedicationRequest") or ctx.facts.why_unavailable("MedicationStatement")
+
+
+def evaluate(ctx: RuleContext):
+    k = ctx.knowledge
+    for rule in k.rules.positioning:
+        for order in ctx.systemic_orders():
+            if order.drug not in rule.drugs or order.indication not in rule.indications:
+                continue
+            if not _in_age_band(ctx, rule.age_at_least, rule.age_below):
+                continue                  # outside the band, or age unknown (said by the age/dose rules)
+            if any(prior_therapy(ctx, c) for c in rule.prior_classes):
+                continue
+            classes = [k.rules.therapy_class[c] for c in rule.prior_classes]
+            members = ", ".join(m for c in classes for m in c.members)
+            unavailable = _history_unavailable(ctx)
+            if unavailable:
+                looked = (f"**Medication history could not be obtained** ({unavailable}), so prior {members} "
+                          f"could not be checked.")
+            else:
+                looked = f"**Medication history:** no {members} recorded (any status, including stopped)."
+            yield Finding(
+                rule_id=rule.id,
+                concern=f"positioning:{rule.id}:{order.order_id}",
+                indicator=rule.indicator,
+                summary=rule.summary.format(drug=order.name.capitalize()),
+                detail=(f"**Indication:** {k.indications[order.indication].display} ({order.indication_how}); "
+                        f"age {ctx.facts.age}.  \n{looked}\n\n{rule.detail}"
+                        + (f"\n\n{rule.scope_note}" if rule.scope_note else "")),
+                sources=list(rule.sources) + [s for c in classes for s in c.sources if s not in rule.sources],
+                order_id=order.order_id,
+                drug=order.drug,
+            )
+

@@ -1,0 +1,73 @@
+"""Positioning family tables: where a guideline places a JAK inhibitor in the treatment sequence.
+
+``[therapy_class.<id>]``  a class of earlier therapies, matched among ALL the patient's MedicationRequests and
+                          MedicationStatements (any status: completed and stopped ones are the history) by ATC
+                          code, RxNorm code or name
+``[[positioning]]``       an info note when an order for one of ``drugs`` for one of ``indications`` (age band
+                          optional) finds none of the ``prior_classes`` on record
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cds_service.schemas import register
+from cds_service.schemas.base import Strict, common_checks
+
+
+class TherapyClass(Strict):
+    display: str
+    members: list[str] = Field(min_length=1)     # how the card names the members
+    atc: list[str] = []
+    rxnorm: list[str] = []
+    names: list[str] = Field(min_length=1)
+    exclude_words: list[str] = []                # a text naming a local form (eye drops, cream) is not systemic
+    sources: list[str] = Field(min_length=1)
+
+
+class PositioningRule(Strict):
+    id: str
+    drugs: list[str] = Field(min_length=1)
+    indications: list[str] = Field(min_length=1)  # the order's indication must be one of these
+    age_at_least: float | None = Field(default=None, ge=0, le=130)
+    age_below: float | None = Field(default=None, gt=0, le=130)
+    prior_classes: list[str] = Field(min_length=1)
+    indicator: Literal["info"] = "info"
+    summary: str                                  # placeholders: {drug}
+    detail: str                                   # what the guideline says and what to do
+    scope_note: str | None = None                 # e.g. a drug included by analogy
+    sources: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _band(self) -> "PositioningRule":
+        if self.age_at_least is not None and self.age_below is not None and self.age_at_least >= self.age_below:
+            raise ValueError("age_at_least must be below age_below")
+        return self
+
+
+def check_classes(knowledge, classes: dict[str, TherapyClass]) -> list[str]:
+    problems = [f"therapy_class {name}: unknown source {s!r}" for name, entry in classes.items()
+                for s in entry.sources if s not in knowledge.sources]
+    problems += [f"therapy_class {name}: RxNorm code {c!r} is not numeric" for name, entry in classes.items()
+                 for c in entry.rxnorm if not c.isdigit()]
+    return problems
+
+
+def check_rules(knowledge, rules: list[PositioningRule]) -> list[str]:
+    problems: list[str] = []
+    classes = getattr(knowledge.rules, "therapy_class")
+    for rule in rules:
+        problems += common_checks(knowledge, rule, rule.drugs)
+        problems += [f"rule {rule.id}: unknown indication {i!r}" for i in rule.indications
+                     if i not in knowledge.indications]
+        problems += [f"rule {rule.id}: unknown therapy_class {c!r}" for c in rule.prior_classes if c not in classes]
+        for drug in rule.drugs:
+            entry = knowledge.drugs.get(drug)
+            if entry is not None and not set(rule.indications) & set(entry.indications):
+                problems.append(f"rule {rule.id}: {drug} is approved for none of {rule.indications}")
+    return problems
+
+
+register("therapy_class", TherapyClass, "map", check_classes)
+register("positioning", PositioningRule, "list", check_rules)
