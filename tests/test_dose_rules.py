@@ -458,3 +458,24 @@ def test_upadacitinib_uc_in_severe_renal_impairment_is_information_only(hook):
     assert dose_alerts(cards) == []
     [info] = dose_cards(cards)
     assert info["indicator"] == "info" and "not verified" in info["detail"]
+
+
+def test_child_pugh_older_than_a_year_is_not_used(hook):
+    old = child_pugh("B")
+    old["effectiveDateTime"] = "2025-06-01T08:00:00Z"
+    assert dose_alerts(hook(record(extra=[old, RA, draft_order("tofacitinib 5 mg", 5, per_day=2)]))) == []
+
+
+def test_unreadable_dose_is_said_out_loud(hook):
+    order = draft_order("Olumiant tablet", None, dose_quantity={"value": 2, "unit": "tablet"})
+    cards = hook(record(extra=[RA, order]))
+    assert dose_alerts(cards) == []
+    assert "the dose is 2 tablet(s) but the tablet strength is not stated" in said_out_loud(cards)
+
+
+def test_year_only_birth_date_across_the_65_boundary_is_a_gap_not_a_guess(hook):
+    born_65_this_year = record(age=65, extra=[AD, draft_order("Cibinqo 200 mg", 200)])
+    born_65_this_year[0]["birthDate"] = "1961"          # 64 or 65 on 2026-11-01
+    cards = hook(born_65_this_year)
+    assert dose_alerts(cards) == []
+    assert "age-based dose: the recorded birth date is partial" in said_out_loud(cards)
