@@ -17,7 +17,7 @@ ATC = "atc"
 SNOMED = "snomed"
 _TOPICAL_ROUTE_CODES = {"6064005", "45890007", "359540000"}   # SNOMED topical / transdermal / cutaneous
 _TOPICAL_WORDS = re.compile(r"\b(cream|topical|ointment|crème|creme|1\.5\s*%)", re.I)
-_MG_IN_TEXT = re.compile(r"(\d+(?:[.,]\d+)?)\s*mg\b", re.I)
+_MG_IN_TEXT = re.compile(r"(\d+(?:[.,]\d+)?)\s*mg\b(?!\s*/)", re.I)   # not a concentration (15 mg/g, 1 mg/mL)
 _TABLET_UNITS = {"tablet", "tablets", "tab", "tabs", "{tbl}", "{tablet}", "{tablets}", "tbl", "1", "{tab}",
                  "capsule", "{capsule}", "{cap}",
                  "{pill}", "{pills}", "pill", "pills"}   # UCUM annotation the CDS Hooks sandbox sends
