@@ -1,0 +1,60 @@
+"""A small run of deploy/loadtest.py: concurrent hook and feedback calls against a real server on 127.0.0.1."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+
+import pytest
+
+from cds_service.config import REPO_ROOT
+
+_spec = importlib.util.spec_from_file_location("jak_loadtest", REPO_ROOT / "deploy" / "loadtest.py")
+loadtest = importlib.util.module_from_spec(_spec)
+sys.modules["jak_loadtest"] = loadtest          # dataclasses look their module up here
+_spec.loader.exec_module(loadtest)
+
+
+def _assert_nothing_lost(result):
+    summary = result.summary()
+    assert result.ok, summary
+    assert result.hook_calls == 30 and not result.hook_errors and not result.feedback_errors, summary
+    assert result.cards_issued, "the load request should produce cards"
+    assert result.stored_matching == len(result.feedback_sent) == len(result.cards_issued), summary
+    assert result.stored_issued == len(result.cards_issued) and result.duplicates == 0, summary
+
+
+def test_built_in_server_loses_no_feedback(tmp_path):
+    result = loadtest.run(requests_total=30, concurrency=6, duration=60,
+                          database_url=f"sqlite:///{tmp_path / 'load.sqlite3'}")
+    _assert_nothing_lost(result)
+
+
+def test_gunicorn_workers_lose_no_feedback(tmp_path):
+    """Several worker processes writing one SQLite file (WAL, busy timeout)."""
+    result = loadtest.run(requests_total=30, concurrency=6, duration=60, workers=2,
+                          database_url=f"sqlite:///{tmp_path / 'load.sqlite3'}")
+    _assert_nothing_lost(result)
+
+
+def test_the_check_detects_lost_rows(tmp_path):
+    from cds_service.store import Store
+
+    url = f"sqlite:///{tmp_path / 'check.sqlite3'}"
+    Store(url).migrate()
+    result = loadtest.Result(hook_calls=1, feedback_sent=[str(uuid.uuid4())])
+    loadtest.count_stored(url, result)
+    assert result.lost == 1 and not result.ok
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5:8080", "https://cds.example.org", "http://0.0.0.0:8080"])
+def test_only_loopback_targets(url):
+    with pytest.raises(SystemExit, match="loopback"):
+        loadtest.run(requests_total=1, url=url, database_url="sqlite://")
+
+
+def test_bounded(tmp_path):
+    with pytest.raises(SystemExit, match="--requests"):
+        loadtest.run(requests_total=10 ** 6)
+    with pytest.raises(SystemExit, match="--duration"):
+        loadtest.run(requests_total=1, duration=10 ** 6)
