@@ -69,7 +69,7 @@ def _scalar(value) -> str:
 def render_value(value) -> str:
     """A field value as one readable line (nested models as ``key: value; ...``)."""
     if isinstance(value, BaseModel):
-        parts = [condition_text(k, getattr(value, k)) for k in value.model_fields
+        parts = [condition_text(k, getattr(value, k)) for k in type(value).model_fields
                  if k in value.model_fields_set and _shown(getattr(value, k))]
         return "; ".join(parts) if parts else "(always)"
     if isinstance(value, dict):
@@ -87,11 +87,11 @@ def _shown(value) -> bool:
 
 def _field_lines(entry: BaseModel) -> list[str]:
     lines = []
-    for name in entry.model_fields:
+    for name in type(entry).model_fields:
         if name in _SKIP:
             continue
         value = getattr(entry, name)
-        if name not in entry.model_fields_set and not entry.model_fields[name].is_required():
+        if name not in entry.model_fields_set and not type(entry).model_fields[name].is_required():
             continue
         if not _shown(value):
             continue
