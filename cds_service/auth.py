@@ -121,6 +121,7 @@ class JwksCache:
         self.clock = clock
         self._keys: dict[str, tuple[float, list[dict]]] = {}     # url -> (fetched at, keys)
         self._last_attempt: dict[str, float] = {}
+        self._fetching: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def _fetch(self, url: str) -> list[dict] | None:
@@ -144,25 +145,41 @@ class JwksCache:
             return None
         return [k for k in keys if isinstance(k, dict)]
 
-    def keys(self, url: str, want_kid: str) -> list[dict]:
-        now = self.clock()
+    def _cached(self, url: str, want_kid: str) -> tuple[list[dict] | None, bool]:
+        """(cached keys or None, whether they are fresh and hold ``want_kid``)."""
         with self._lock:
             cached = self._keys.get(url)
-            fresh = cached is not None and now - cached[0] < self.ttl
-            known = cached is not None and any(k.get("kid") == want_kid for k in cached[1])
-            if fresh and known:
-                return cached[1]
+        if cached is None:
+            return None, False
+        fresh = self.clock() - cached[0] < self.ttl
+        return cached[1], fresh and any(k.get("kid") == want_kid for k in cached[1])
+
+    def keys(self, url: str, want_kid: str) -> list[dict]:
+        keys, good = self._cached(url, want_kid)
+        if good:
+            return keys
+        with self._lock:
+            url_lock = self._fetching.setdefault(url, threading.Lock())
+        # one fetch per URL at a time; concurrent callers wait for it instead of failing
+        if not url_lock.acquire(timeout=sum(JWKS_TIMEOUT) + 1):
+            return keys or []
+        try:
+            keys, good = self._cached(url, want_kid)     # someone else may have just fetched it
+            if good:
+                return keys
+            now = self.clock()
             last = self._last_attempt.get(url)
             if last is not None and now - last < self.refetch_interval:
-                return cached[1] if cached else []     # rate limit: no refetch yet
+                return keys or []                          # rate limit: no refetch yet
             self._last_attempt[url] = now
-        keys = self._fetch(url)                        # outside the lock: a slow URL must not block others
-        with self._lock:
-            if keys is not None:
-                self._keys[url] = (self.clock(), keys)
-                return keys
-            cached = self._keys.get(url)
-            return cached[1] if cached else []         # keep serving the last good set on a failed refetch
+            fetched = self._fetch(url)
+            if fetched is None:
+                return keys or []                          # keep serving the last good set on a failed refetch
+            with self._lock:
+                self._keys[url] = (self.clock(), fetched)
+            return fetched
+        finally:
+            url_lock.release()
 
 
 # --- verification -------------------------------------------------------------------------------

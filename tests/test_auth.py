@@ -432,3 +432,44 @@ def test_sandbox_preset_accepts_an_es384_token_signed_like_the_sandbox(tmp_path,
                 jku="https://sandbox.cds-hooks.org/.well-known/jwks.json")
     assert client.get("/cds-services", headers=bearer(tok)).status_code == 200
     assert_refused(client.get("/cds-services", headers=bearer(token(sandbox_key, "https://cds.example.org/cds-services"))))
+
+
+def test_concurrent_first_calls_share_one_jwks_fetch(jku_app, key):
+    """Callers arriving while the JWKS is being fetched wait for it instead of being refused."""
+    import threading
+
+    def slow_jwks(_request):
+        time.sleep(0.3)
+        return 200, {"Content-Type": "application/json"}, json.dumps(jwks(key))
+
+    statuses = []
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.GET, JKU, callback=slow_jwks)
+
+        def call():
+            client = jku_app.test_client()
+            statuses.append(client.get("/cds-services", headers=bearer(token(key, DISCOVERY, jku=JKU))).status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(rsps.calls) == 1
+    assert statuses == [200] * 5
+
+
+def test_stale_jwks_is_refetched_after_its_ttl():
+    now = [1000.0]
+    session = requests.Session()
+    cache = auth.JwksCache(session, ttl=100, refetch_interval=10, clock=lambda: now[0])
+    key = ec_key("k1")
+    with responses.RequestsMock() as rsps:
+        rsps.get(JKU, json=jwks(key))
+        assert cache.keys(JKU, "k1")[0]["kid"] == "k1"
+        now[0] += 50
+        cache.keys(JKU, "k1")
+        assert len(rsps.calls) == 1                 # fresh: served from the cache
+        now[0] += 100
+        cache.keys(JKU, "k1")
+        assert len(rsps.calls) == 2                 # past the TTL: fetched again
