@@ -18,7 +18,7 @@ from cds_service.discovery import Service
 from cds_service.errors import CdsError
 from cds_service.facts import build_facts, today_from
 from cds_service.findings import Finding, Missing
-from cds_service.rules import ORDER_RULES, PATIENT_VIEW_RULES
+from cds_service.rules import NOTICE_RULES, ORDER_RULES, PATIENT_VIEW_RULES
 from cds_service.rules.context import RuleContext
 from cds_service.wire import Card, HookRequest, cards_response
 
@@ -66,11 +66,11 @@ def evaluate(engine, service: Service, body) -> HookResult:
             drafts = ordermod.selected(drafts, request.context)
         conditions_by_id = {c.get("id"): c for c in prefetched.resources("Condition")}
         ctx.orders, gaps = ordermod.read_orders(knowledge, drafts, facts, conditions_by_id)
-        families = ORDER_RULES if ctx.systemic_orders() else ()
+        families = ORDER_RULES if ctx.systemic_orders() else NOTICE_RULES if ctx.orders else ()
     else:
         families = PATIENT_VIEW_RULES
     findings: list[Finding] = []
-    if families and facts.birth_date_problem:
+    if families and families is not NOTICE_RULES and facts.birth_date_problem:
         gaps.append(Missing("patient-age", "the patient's age", facts.birth_date_problem, ("S001",)))
     for family in families:
         for item in family.evaluate(ctx):

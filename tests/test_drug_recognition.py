@@ -204,8 +204,24 @@ def test_deucravacitinib_is_recognised_but_gets_no_class_cards(hook):
     assert hook(record([condition("9014002", "Psoriasis"), order])) == []
 
 
-def test_ritlecitinib_is_recognised_and_not_checked(hook):
-    assert hook(record([condition("68225006", "Alopecia areata"), draft_order("Litfulo 50 mg", 50)])) == []
+def test_ritlecitinib_gets_an_info_card_saying_it_is_not_checked(hook):
+    [card] = hook(record([condition("68225006", "Alopecia areata"), draft_order("Litfulo 50 mg", 50)]))
+    assert card["indicator"] == "info" and card["source"]["topic"]["code"] == "jaki-not-checked"
+    assert card["summary"] == "Ritlecitinib is not checked by this service"
+    assert "does **not** check" in card["detail"] and "platelets < 100" in card["detail"]
+    assert "litfulo" in card["source"]["url"]
+
+
+def test_the_not_checked_notice_does_not_add_an_age_gap_card(hook):
+    born_badly = patient(birth_date="1890-01-01")
+    cards = hook([born_badly, *full_baseline(), draft_order("Litfulo 50 mg", 50)])
+    assert [c["source"]["topic"]["code"] for c in cards] == ["jaki-not-checked"]
+
+
+def test_deucravacitinib_and_oral_ruxolitinib_get_no_not_checked_notice(knowledge):
+    [notice] = knowledge.rules.unsupported_notice
+    assert knowledge.drugs["deucravacitinib"].category not in notice.categories
+    assert knowledge.drugs["ruxolitinib-oral"].category not in notice.categories
 
 
 def test_oral_ruxolitinib_is_out_of_scope(hook):

@@ -4,7 +4,9 @@ To add a family: write a module with ``evaluate`` and list it below for the
 hooks it serves. Rules read their thresholds from the knowledge files only.
 """
 from cds_service.rules import conditions, dose, lab_thresholds
-from cds_service.rules import offlabel, positioning
+from cds_service.rules import offlabel, positioning, unsupported
 
-ORDER_RULES = (dose, lab_thresholds, conditions, offlabel, positioning)
+ORDER_RULES = (dose, lab_thresholds, conditions, offlabel, positioning, unsupported)
 PATIENT_VIEW_RULES: tuple = ()
+# orders with no systemic JAK inhibitor: only the notice that a recognised JAKi is not checked
+NOTICE_RULES = (unsupported,)

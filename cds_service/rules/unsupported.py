@@ -1,0 +1,24 @@
+"""Info card for a recognised JAK inhibitor this service does not check (``[[unsupported_notice]]``)."""
+from __future__ import annotations
+
+from cds_service.findings import Finding
+from cds_service.rules.context import RuleContext
+
+
+def evaluate(ctx: RuleContext):
+    k = ctx.knowledge
+    for notice in k.rules.unsupported_notice:
+        for order in ctx.orders:
+            if order.match.category not in notice.categories:
+                continue
+            note = notice.drug_notes.get(order.drug)
+            yield Finding(
+                rule_id=notice.id,
+                concern=f"unsupported:{order.order_id}",
+                indicator=notice.indicator,
+                summary=notice.summary.format(drug=order.name.capitalize()),
+                detail=notice.detail.format(drug=order.name) + (f"\n\n{note}" if note else ""),
+                sources=list(dict.fromkeys(list(notice.sources) + list(order.match.entry.sources))),
+                order_id=order.order_id,
+                drug=order.drug,
+            )
