@@ -23,6 +23,13 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 1].rstrip() + "…"
 
 
+def _link_label(text: str, limit: int = 80) -> str:
+    """A link label that fits ``limit``, cut at a word boundary with an ellipsis (never "... with JAK in")."""
+    if len(text) <= limit:
+        return text
+    return text[:limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:/-(") + "…"
+
+
 def _sources_md(knowledge: Knowledge, source_ids: list[str]) -> str:
     lines = [f"- [{knowledge.sources[s].label}]({knowledge.sources[s].url}) [{s}]" for s in dict.fromkeys(source_ids)]
     return "\n\n**Sources**\n" + "\n".join(lines)
@@ -67,7 +74,7 @@ def finding_card(knowledge: Knowledge, finding: Finding) -> Card:
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=_override(knowledge, finding.override_set) if finding.indicator != "info" else None,
-        links=[Link(label=knowledge.sources[s].label[:80], url=knowledge.sources[s].url)
+        links=[Link(label=_link_label(knowledge.sources[s].label), url=knowledge.sources[s].url)
                for s in dict.fromkeys(finding.sources)],
     )
 

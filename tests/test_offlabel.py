@@ -161,3 +161,13 @@ def test_unobtainable_medication_history_is_said_not_read_as_no_prior_therapy(ho
     [card] = cards_for(hook, POSITIONING, record(extra=[AD, draft_order("upadacitinib 15 mg", 15)]), prefetch=keys)
     assert "Medication history could not be obtained" in card["detail"]
     assert "no ciclosporin" not in card["detail"]
+
+
+def test_a_renewal_for_a_patient_already_on_the_drug_gets_no_positioning_note(hook):
+    current = medication_request("upadacitinib 15 mg", dose_mg=15, status="active", authored_days_ago=200,
+                                 rid="mr-current")
+    assert cards_for(hook, POSITIONING, record(extra=[AD, current, draft_order("upadacitinib 15 mg", 15)])) == []
+    # a stopped earlier JAK inhibitor is not "already on": the note still applies
+    stopped = medication_request("upadacitinib 15 mg", dose_mg=15, status="stopped", authored_days_ago=400,
+                                 rid="mr-old")
+    assert len(cards_for(hook, POSITIONING, record(extra=[AD, stopped, draft_order("upadacitinib 15 mg", 15)]))) == 1

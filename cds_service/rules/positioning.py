@@ -51,6 +51,10 @@ def _in_age_band(ctx: RuleContext, low: float | None, high: float | None) -> boo
     return all(checks)
 
 
+def _already_on(ctx: RuleContext, drug_id: str) -> bool:
+    return any(m.active and m.drug is not None and m.drug.drug_id == drug_id for m in ctx.facts.medications)
+
+
 def _history_unavailable(ctx: RuleContext) -> str | None:
     return ctx.facts.why_unavailable("MedicationRequest") or ctx.facts.why_unavailable("MedicationStatement")
 
@@ -63,6 +67,8 @@ def evaluate(ctx: RuleContext):
                 continue
             if not _in_age_band(ctx, rule.age_at_least, rule.age_below):
                 continue                  # outside the band, or age unknown (said by the age/dose rules)
+            if rule.new_start_only and _already_on(ctx, order.drug):
+                continue                  # a renewal: the positioning decision was made at the start
             if any(prior_therapy(ctx, c) for c in rule.prior_classes):
                 continue
             classes = [k.rules.therapy_class[c] for c in rule.prior_classes]

@@ -33,6 +33,7 @@ class PositioningRule(Strict):
     age_at_least: float | None = Field(default=None, ge=0, le=130)
     age_below: float | None = Field(default=None, gt=0, le=130)
     prior_classes: list[str] = Field(min_length=1)
+    new_start_only: bool = True                   # silent when the patient already takes the drug (a renewal)
     indicator: Literal["info"] = "info"
     summary: str                                  # placeholders: {drug}
     detail: str                                   # what the guideline says and what to do
