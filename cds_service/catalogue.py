@@ -33,8 +33,12 @@ def entries_of(knowledge: Knowledge, table: schemas.Table) -> list[tuple[str, Ba
     return [(str(getattr(entry, "id", f"{table.name}[{i}]")), entry) for i, entry in enumerate(items)]
 
 
-def drugs_of(entry: BaseModel) -> list[str]:
+def drugs_of(entry: BaseModel, knowledge: Knowledge | None = None) -> list[str]:
+    """The drugs an entry applies to: its ``drug``/``drugs`` field, or the drugs of its ``categories``."""
     found: list[str] = []
+    categories = getattr(entry, "categories", None)
+    if knowledge is not None and isinstance(categories, (list, tuple)):
+        found += [d for d, drug in knowledge.drugs.items() if drug.category in categories]
     for name in _DRUG_FIELDS:
         value = getattr(entry, name, None)
         if isinstance(value, str):
@@ -138,9 +142,30 @@ def generate(knowledge: Knowledge) -> str:
     for drug_id, drug in knowledge.drugs.items():
         cells = []
         for family in families:
-            n = sum(1 for t in by_family[family] for _, e in entries_of(knowledge, t) if drug_id in drugs_of(e))
+            n = sum(1 for t in by_family[family] for _, e in entries_of(knowledge, t) if drug_id in drugs_of(e, knowledge))
             cells.append(str(n) if n else "–")
         out.append(f"| {drug.display} (`{drug_id}`) | {drug.category} | " + " | ".join(cells) + " |")
+
+    out += ["", "## Drugs recognised", "",
+            "`category` decides which rules apply (systemic: all families; see `cards/drugs.toml`).", "",
+            "| drug | category | brands | ATC | RxNorm | SNOMED CT | approved indications (EU) |",
+            "|---|---|---|---|---|---|---|"]
+    for drug_id, drug in knowledge.drugs.items():
+        rxnorm = ", ".join(rx.code + (f" ({rx.strength_mg:g} mg)" if rx.strength_mg else "")
+                           + ("" if rx.verified else " unverified") for rx in drug.rxnorm)
+        indications = ", ".join(knowledge.indications[i].display if i in knowledge.indications else i
+                                for i in drug.indications)
+        out.append(f"| {drug.display} | {drug.category} | {', '.join(drug.brands) or '–'} | "
+                   f"{', '.join(drug.atc) or '–'} | {rxnorm or '–'} | {', '.join(drug.snomed) or '–'} | "
+                   f"{indications or '–'} |")
+    out += ["", "## Indications and conditions recognised", "",
+            "From an order's reasonCode/reasonReference or an active Condition; a condition no drug lists as "
+            "approved is off-label for every drug.", "",
+            "| id | condition | SNOMED CT | ICD-10 | approved for |", "|---|---|---|---|---|"]
+    for ind_id, ind in knowledge.indications.items():
+        approved = [d.display for d in knowledge.drugs.values() if ind_id in d.indications]
+        out.append(f"| `{ind_id}` | {ind.display} | {', '.join(ind.snomed) or '–'} | {', '.join(ind.icd10) or '–'} | "
+                   f"{', '.join(approved) or '– (off-label)'} |")
 
     for family in families:
         out += ["", f"## Family: {family}", f'<a id="family-{family.replace("_", "-")}"></a>', ""]
@@ -156,7 +181,7 @@ def generate(knowledge: Knowledge) -> str:
             for entry_id, entry in entries:
                 out.append(f"#### `{entry_id}`")
                 out.append("")
-                drugs = drugs_of(entry)
+                drugs = drugs_of(entry, knowledge)
                 if drugs:
                     out.append(f"- **drugs:** {_drug_names(knowledge, drugs)}")
                 indicator = getattr(entry, "indicator", None)
