@@ -27,6 +27,8 @@ def recognise(knowledge, med_concept, medication=None, route=None):
     ("1741046", "tofacitinib", 11, True),            # 24 HR tofacitinib 11 MG ER
     ("1193339", "ruxolitinib-oral", 5, False),
     ("2196894", "upadacitinib", None, False),        # Rinvoq product, strength unknown
+    ("2591487", "abrocitinib", None, False),         # Cibinqo openFDA record, strength not stated per code
+    ("2641601", "ritlecitinib", 50, False),          # Litfulo, the only strength
 ])
 def test_rxnorm_codes(knowledge, code, drug, strength, modified):
     match = recognise(knowledge, concept(None, (RXNORM, code)))
