@@ -57,6 +57,7 @@ def evaluate(engine, service: Service, body) -> HookResult:
         reasons = sorted(set(prefetched.unavailable.values()))
         raise CdsError(412, "no patient data could be obtained: " + "; ".join(reasons), code="not-found")
     knowledge = engine.knowledge
+    prefetched.keep_observations(knowledge.observation_codes)   # results no rule reads cost one look-up
     facts = build_facts(knowledge, prefetched, request.patient_id, today_from(engine.settings.evaluation_date))
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook)
     gaps: list[Missing] = []

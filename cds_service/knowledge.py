@@ -9,6 +9,7 @@ dictionary look-ups only.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,9 @@ class Knowledge:
     icd10_to_concepts: dict[str, list[str]] = field(default_factory=dict)
     snomed_to_indication: dict[str, str] = field(default_factory=dict)
     icd10_to_indication: dict[str, str] = field(default_factory=dict)
+    # every LOINC-shaped code named anywhere in the knowledge: an Observation coded only with other
+    # LOINC codes is read by no rule and is dropped once, right after prefetch completion
+    observation_codes: frozenset[str] = frozenset()
 
     def source(self, source_id: str) -> SourceEntry:
         return self.sources[source_id]
@@ -250,7 +254,35 @@ def _cross_check(k: Knowledge) -> None:
         raise KnowledgeError("knowledge files are inconsistent:\n  " + "\n  ".join(problems))
 
 
+_LOINC_SHAPED = re.compile(r"(?<![\w.])\d{1,7}-\d(?![\w.])")
+
+
+def _strings(value):
+    """Every string inside validated knowledge (models, dicts, lists, tuples), recursively."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from _strings(item)
+
+
+def _loinc_codes(k: Knowledge) -> frozenset[str]:
+    """LOINC-shaped codes in any knowledge entry or rule table (found by shape, so new tables are covered)."""
+    found: set[str] = set()
+    parts = [k.analytes, k.concepts, k.indications, k.drugs, k.rules._tables]
+    for text in _strings(parts):
+        found.update(_LOINC_SHAPED.findall(text))
+    return frozenset(found)
+
+
 def _index(k: Knowledge) -> None:
+    k.observation_codes = _loinc_codes(k)
     for name, analyte in k.analytes.items():
         for code in analyte.loinc:
             k.loinc_to_analyte[code] = name

@@ -75,6 +75,23 @@ def resources_of(value) -> list[dict] | None:
     return [value]
 
 
+def _read_by(observation: dict, codes) -> bool:
+    concept = observation.get("code")
+    coding = concept.get("coding") if isinstance(concept, dict) else None
+    if isinstance(coding, dict):
+        coding = [coding]
+    if not isinstance(coding, list) or not coding:
+        return True
+    for item in coding:
+        if not isinstance(item, dict):
+            return True
+        system, code = item.get("system"), item.get("code")
+        if not isinstance(system, str) or "loinc" not in system.lower() or not isinstance(code, str) \
+                or code in codes or code.strip() in codes:
+            return True
+    return False
+
+
 @dataclass
 class Prefetched:
     """Completed prefetch: resources per key plus the keys that could not be obtained."""
@@ -84,18 +101,40 @@ class Prefetched:
     fetched: list[str] = field(default_factory=list)       # keys filled by a fallback fetch
     gaps: dict[str, str] = field(default_factory=dict)     # "Observation|718-7" or "Condition" -> why unavailable
 
-    def resources(self, resource_type: str):
-        seen: set[str] = set()
-        for resources in self.by_key.values():
-            for resource in resources:
-                if resource.get("resourceType") != resource_type:
-                    continue
-                rid = resource.get("id")
-                if isinstance(rid, str):
-                    if rid in seen:
-                        continue
-                    seen.add(rid)
-                yield resource
+    _by_type: dict | None = field(default=None, init=False, repr=False, compare=False)
+    _indexed: tuple = field(default=(), init=False, repr=False, compare=False)
+
+    def resources(self, resource_type: str) -> list[dict]:
+        """Resources of this type over all keys, first occurrence of each id only (indexed once, in key order)."""
+        signature = tuple(map(id, self.by_key.values()))
+        if self._by_type is None or signature != self._indexed:
+            by_type: dict[str, list[dict]] = {}
+            seen: set[tuple[str, str]] = set()
+            for resources in self.by_key.values():
+                for resource in resources:
+                    kind = resource.get("resourceType")
+                    rid = resource.get("id")
+                    if isinstance(rid, str):
+                        if (kind, rid) in seen:
+                            continue
+                        seen.add((kind, rid))
+                    by_type.setdefault(kind, []).append(resource)
+            self._by_type, self._indexed = by_type, signature
+        return self._by_type.get(resource_type, [])
+
+    def keep_observations(self, codes: frozenset[str] | set[str]) -> int:
+        """Drop Observations coded only with LOINC codes outside ``codes`` (nothing reads them); returns how many.
+
+        One pass, one set look-up per coding. An Observation with any non-LOINC or system-less coding,
+        or with no coding, is kept: only what is known to be unread is dropped.
+        """
+        dropped = 0
+        for key, resources in self.by_key.items():
+            kept = [r for r in resources if r.get("resourceType") != "Observation" or _read_by(r, codes)]
+            if len(kept) != len(resources):
+                dropped += len(resources) - len(kept)
+                self.by_key[key] = kept
+        return dropped
 
     @property
     def nothing_usable(self) -> bool:

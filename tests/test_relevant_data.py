@@ -1,0 +1,108 @@
+"""Only the data a rule reads is processed: Observations no knowledge entry names are dropped once.
+
+Clinical behaviour must not change: the same patient gets the same cards with
+or without thousands of over-sent vital signs, an analyte sent under an
+alternative LOINC code (not one our prefetch asks for) is still read, and
+anything not known to be unread (other code systems, no system, no code)
+is kept.
+"""
+from __future__ import annotations
+
+from cds_service.discovery import load_services
+from cds_service.prefetch import Prefetched, what_a_query_reads
+from fixtures.builders import LOINC, SNOMED, condition, draft_order, full_baseline, obs, patient
+from tests.conftest import alerts, cards_of, make_request, rule_of
+
+RA = condition("69896004", "Rheumatoid arthritis")
+VITAL_CODES = ("8867-4", "85354-9", "8310-5")    # heart rate, BP panel, temperature: no rule reads them
+
+
+def vitals(count: int) -> list[dict]:
+    return [obs(VITAL_CODES[i % 3], 60 + i % 40, "/min", 1 + i // 50) for i in range(count)]
+
+
+def without(code: str) -> list[dict]:
+    return [o for o in full_baseline() if o["code"]["coding"][0]["code"] != code]
+
+
+def test_every_analyte_and_prefetch_code_is_kept(knowledge):
+    for analyte in knowledge.analytes.values():
+        assert set(analyte.loinc) <= knowledge.observation_codes, analyte.display
+    templates = next(iter(load_services().values())).prefetch
+    for template in templates.values():
+        if template.startswith("Observation?"):
+            codes = {item.split("|", 1)[1] for item in what_a_query_reads(template)}
+            assert codes <= knowledge.observation_codes, template
+    assert not set(VITAL_CODES) & knowledge.observation_codes
+
+
+def _prefetched(*resources) -> Prefetched:
+    return Prefetched(by_key={"vitals": list(resources)})
+
+
+def test_keep_observations_drops_only_loinc_coded_results_nobody_reads(knowledge):
+    hb = obs("718-7", 13.0, "g/dL")
+    hr = obs("8867-4", 70, "/min")
+    hr_spaced = obs("8867-4", 71, "/min")
+    anc_padded = obs("751-8", 3.0, "10*9/L")
+    anc_padded["code"]["coding"][0]["code"] = " 751-8 "
+    snomed_coded = obs("8867-4", 72, "/min")
+    snomed_coded["code"]["coding"].append({"system": SNOMED, "code": "364075005"})
+    no_system = obs("8867-4", 73, "/min")
+    del no_system["code"]["coding"][0]["system"]
+    text_only = obs("8867-4", 74, "/min")
+    text_only["code"] = {"text": "pulse"}
+    single_coding = obs("718-7", 12.0, "g/dL")
+    single_coding["code"]["coding"] = {"system": LOINC, "code": "718-7"}
+    hostile = obs("8867-4", 75, "/min")
+    hostile["code"]["coding"][0]["code"] = ["not", "a", "string"]
+    condition_ = RA
+    pre = _prefetched(hb, hr, hr_spaced, anc_padded, snomed_coded, no_system, text_only, single_coding,
+                      hostile, condition_)
+    assert pre.keep_observations(knowledge.observation_codes) == 2
+    kept = pre.by_key["vitals"]
+    assert hr not in kept and hr_spaced not in kept
+    for resource in (hb, anc_padded, snomed_coded, no_system, text_only, single_coding, hostile, condition_):
+        assert resource in kept
+
+
+def test_resources_are_indexed_once_deduplicated_and_follow_changes():
+    a, b = obs("718-7", 13.0, "g/dL"), obs("751-8", 3.0, "10*9/L")
+    pre = Prefetched(by_key={"haematology": [a, b], "other": [dict(a), RA]})
+    assert pre.resources("Observation") == [a, b]           # same id in two keys: first one only
+    assert pre.resources("Condition") == [RA]
+    assert pre.resources("MedicationRequest") == []
+    pre.by_key["extra"] = [obs("2160-0", 0.9, "mg/dL")]
+    assert len(pre.resources("Observation")) == 3            # a key added later is seen
+    pre.keep_observations(frozenset({"718-7"}))
+    assert pre.resources("Observation") == [a]
+
+
+def test_thousands_of_over_sent_vital_signs_change_no_card(hook):
+    record = [patient(), *without("718-7"), obs("718-7", 7.4, "g/dL"), RA, draft_order("upadacitinib 15 mg", 15)]
+    plain = hook(record)
+    noisy = hook(record + vitals(3000))
+    assert [rule_of(c) for c in alerts(noisy)] == [rule_of(c) for c in alerts(plain)]
+    assert "hb-below-8-start" in [rule_of(c) for c in alerts(noisy)]
+
+
+def test_clean_patient_with_over_sent_vital_signs_gets_no_alert(hook):
+    record = [patient(), *full_baseline(), RA, draft_order("upadacitinib 15 mg", 15)]
+    assert alerts(hook(record + vitals(500))) == []
+
+
+def _over_sent(client, record: list[dict], extra: list[dict]) -> list[dict]:
+    """order-sign with ``extra`` appended to the vitals prefetch Bundle, as an EHR that over-sends would."""
+    body = make_request(record)
+    body["prefetch"]["vitals"]["entry"] += [{"resource": r} for r in extra]
+    return cards_of(client.post("/cds-services/jak-order-sign", json=body))
+
+
+def test_analyte_under_an_alternative_loinc_code_is_still_read(client):
+    # 26499-4 (neutrophils, blood count) is not a code our prefetch asks for; the EHR sends it anyway
+    base = [patient(), *without("751-8"), RA, draft_order("upadacitinib 15 mg", 15)]
+    low = _over_sent(client, base, [obs("26499-4", 0.7, "10*9/L"), *vitals(50)])
+    assert "anc-below-1-start" in [rule_of(c) for c in alerts(low)]
+    near_miss = _over_sent(client, base, [obs("26499-4", 1.1, "10*9/L"), *vitals(50)])
+    assert "anc-below-1-start" not in [rule_of(c) for c in alerts(near_miss)]
+    assert "anc-below-1-start" not in [rule_of(c) for c in alerts(_over_sent(client, base, vitals(50)))]
