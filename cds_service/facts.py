@@ -66,6 +66,7 @@ class ConditionFact:
     active: bool
     onset: date | None
     display: str
+    abatement: date | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ class PatientFacts:
     unavailable: dict[str, str] = field(default_factory=dict)          # prefetch key -> why
     gaps: dict[str, str] = field(default_factory=dict)                 # "Observation|<loinc>" / type -> why
     child_pugh: object | None = None    # hepatic.ChildPugh (latest class A/B/C) or None: not recorded
+    coded_results: dict = field(default_factory=dict)  # qualitative_test id -> safety_facts.CodedResult, newest first
+    immunizations: list = field(default_factory=list)  # safety_facts.ImmunizationFact
+    allergies: list = field(default_factory=list)      # safety_facts.AllergyFact (active, not refuted)
 
     # -- age ----------------------------------------------------------------
     @property
@@ -264,7 +268,10 @@ def _read_condition(facts: PatientFacts, knowledge: Knowledge, condition: dict) 
                       or condition.get("abatementString") or condition.get("abatementAge"))
     onset = parse_date(condition.get("onsetDateTime")) or parse_date(condition.get("recordedDate"))
     display = (code or {}).get("text") or next((c.get("display") for c in codings(code) if c.get("display")), "condition")
-    facts.conditions.append(ConditionFact(tuple(dict.fromkeys(concepts)), indication, active, onset, str(display)))
+    abatement = parse_date(condition.get("abatementDateTime")) or parse_date(
+        (condition.get("abatementPeriod") or {}).get("end") if isinstance(condition.get("abatementPeriod"), dict) else None)
+    facts.conditions.append(ConditionFact(tuple(dict.fromkeys(concepts)), indication, active, onset, str(display),
+                                          abatement))
 
 
 def _icd10_lookup(index: dict, code: str) -> list:
@@ -330,6 +337,8 @@ def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, t
             _read_medication(facts, knowledge, med)
     from cds_service.hepatic import read_child_pugh
     facts.child_pugh = read_child_pugh(knowledge, prefetched, today)
+    from cds_service.safety_facts import read_safety_facts
+    read_safety_facts(facts, knowledge, prefetched)
     return facts
 
 

@@ -17,8 +17,9 @@ def test_clean_patient_on_correct_order_gets_no_alert(hook):
 
 def test_upadacitinib_ad_age_65_suggests_15_mg_and_the_suggestion_edits_the_draft(hook):
     cards = hook(record(age=65, extra=[AD, draft_order("Rinvoq 30 mg", 30)]))
-    [card] = alerts(cards)
-    assert rule_of(card) == "upadacitinib-ad-age-65"
+    card, prac = alerts(cards)          # 65 is also a PRAC risk group (decision 7): advice only, no second edit
+    assert rule_of(card) == "upadacitinib-ad-age-65" and rule_of(prac) == "prac-risk-groups"
+    assert not prac.get("suggestions")
     assert "15 mg once daily" in card["summary"]
     action = card["suggestions"][0]["actions"][0]
     assert action["type"] == "update"
@@ -30,7 +31,8 @@ def test_upadacitinib_ad_age_65_suggests_15_mg_and_the_suggestion_edits_the_draf
 def test_accepting_the_dose_suggestion_does_not_alert_again_on_sign(hook):
     cards = hook(record(age=70, extra=[AD, draft_order("Rinvoq 30 mg", 30)]), "order-select")
     corrected = alerts(cards)[0]["suggestions"][0]["actions"][0]["resource"]
-    assert alerts(hook(record(age=70, extra=[AD]), drafts=[corrected])) == []
+    again = alerts(hook(record(age=70, extra=[AD]), drafts=[corrected]))
+    assert [rule_of(c) for c in again] == ["prac-risk-groups"]      # the age-70 PRAC advice stays, no dose card
 
 
 def test_age_64_is_a_near_miss(hook):
@@ -39,7 +41,7 @@ def test_age_64_is_a_near_miss(hook):
 
 def test_baricitinib_in_tablets_is_read_as_tablets_times_strength(hook):
     order = draft_order("Olumiant 2 mg tablet", None, dose_quantity={"value": 2, "unit": "tablet"})
-    [card] = alerts(hook(record(age=70, extra=[RA, order])))
+    card, _prac = alerts(hook(record(age=70, extra=[RA, order])))
     assert rule_of(card) == "baricitinib-age-65"
     assert "4 mg once daily" in card["detail"]
 

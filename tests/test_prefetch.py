@@ -20,7 +20,7 @@ def test_order_hooks_give_the_same_card_with_full_partial_and_no_prefetch(client
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         serve_fhir(rsps, OLD_AD, calls=calls)
         cards = cards_of(call_hook(client, [*OLD_AD, ORDER], hook_name, prefetch=prefetch, fhir_server=FHIR_BASE))
-    assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65"]
+    assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65", "prac-risk-groups"]   # 70 y: PRAC group
     expected_calls = 0 if prefetch is True else 10 if prefetch is False else 10 - len(prefetch)
     assert len(calls) == expected_calls
 
@@ -63,7 +63,7 @@ def test_operation_outcome_in_prefetch_is_treated_as_missing_and_fetched(client)
         serve_fhir(rsps, OLD_AD, calls=calls)
         cards = cards_of(client.post("/cds-services/jak-order-sign", json=body))
     assert [c.url.split("/fhir/")[1] for c in calls] == ["Patient/p1"]
-    assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65"]
+    assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65", "prac-risk-groups"]   # 70 y: PRAC group
 
 
 def test_slow_fhir_server_is_cut_off_by_the_total_budget(client, app):
@@ -100,8 +100,8 @@ def test_partial_prefetch_with_an_unreachable_server_says_what_was_not_checked(c
         import re
         rsps.add(responses.GET, re.compile(re.escape(FHIR_BASE) + r"/.*"), status=503)
         cards = cards_of(call_hook(client, [*OLD_AD, ORDER], prefetch=["patient", "conditions"], fhir_server=FHIR_BASE))
-    assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65", "missing-data"]
-    gap = alerts(cards)[1]
+    assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65", "prac-risk-groups", "missing-data"]
+    gap = alerts(cards)[2]
     assert "HTTP 503" in gap["detail"] or "could not be obtained" in gap["detail"]
 
 

@@ -139,7 +139,7 @@ def test_single_resource_instead_of_list_is_tolerated(client):
     order["medicationCodeableConcept"]["coding"] = {"system": "http://www.whocc.no/atc", "code": "L04AF02"}
     resources = [patient(age=70), *full_baseline(age=70), RA, order]
     cards = client.post("/cds-services/jak-order-sign", json=make_request(resources)).get_json()["cards"]
-    assert [c["source"]["topic"]["code"] for c in cards] == ["baricitinib-age-65"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["baricitinib-age-65", "prac-risk-groups"]   # 70 y
 
 
 def test_invalid_draft_order_is_evaluated_and_the_problem_is_said(client):
@@ -148,5 +148,5 @@ def test_invalid_draft_order_is_evaluated_and_the_problem_is_said(client):
     resources = [patient(age=70), *full_baseline(age=70), RA]
     cards = client.post("/cds-services/jak-order-sign", json=make_request(resources, drafts=[order])).get_json()["cards"]
     rules = {c["source"]["topic"]["code"] for c in cards}
-    assert rules == {"baricitinib-age-65", "missing-data"}
+    assert rules == {"baricitinib-age-65", "prac-risk-groups", "missing-data"}
     assert any("not valid FHIR R4" in c["detail"] for c in cards)

@@ -1,0 +1,257 @@
+"""Contraindications (decision 5, critical) and not-recommended situations (decision 6, warning).
+
+Reads ``[[contraindication]]`` entries: each names the evidence that triggers it (Conditions, coded results,
+numeric results, active medication classes, another JAK inhibitor, a drug allergy, a recent live vaccine,
+Child-Pugh class). One finding per rule and order lists every piece of evidence found, with dates. Data
+that could not be obtained is reported as a gap; data that is simply absent is not evidence of anything.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from cds_service import drugs as drugmod
+from cds_service.facts import ConditionFact, MedicationFact, PatientFacts
+from cds_service.findings import Finding, Missing
+from cds_service.rules.context import DraftOrder, RuleContext
+from cds_service.rules.text import lab, unit
+from cds_service.textmatch import any_word
+
+
+def _d(when: date | None) -> str:
+    return when.isoformat() if when else "date not recorded"
+
+
+# -- shared readers (also used by the PRAC rule) ---------------------------------------------------------------
+
+def condition_evidence(ctx: RuleContext, concepts: list[str], history_within_days: int | None) -> list[str]:
+    """Conditions of these concepts that count: active ones, and history if the concept allows it."""
+    k, facts = ctx.knowledge, ctx.facts
+    found: list[str] = []
+    seen: set[int] = set()
+    for name in concepts:
+        concept = k.concepts[name]
+        for cond in facts.concept_present(name):
+            if id(cond) in seen:
+                continue
+            text = _condition_text(cond, facts, concept.active_only, history_within_days)
+            if text:
+                seen.add(id(cond))
+                found.append(text)
+    return found
+
+
+def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool, window: int | None) -> str | None:
+    since = f"since {cond.onset.isoformat()}" if cond.onset else "onset not recorded"
+    if cond.active:
+        return f"{cond.display} (active, {since})"
+    if active_only:
+        return None
+    last = max((d for d in (cond.abatement, cond.onset) if d), default=None)
+    if window is None:
+        return f"{cond.display} (history, {since}" + (f", resolved {cond.abatement.isoformat()})" if cond.abatement
+                                                        else ")")
+    if last is None:
+        return f"{cond.display} (history; dates not recorded, so it cannot be placed outside the window)"
+    if (facts.today - last).days <= window:
+        ended = f", resolved {cond.abatement.isoformat()}" if cond.abatement else ""
+        return f"{cond.display} ({since}{ended})"
+    return None
+
+
+def _words_in(text: str, words: list[str]) -> bool:
+    return any_word(text.lower(), words)      # one cached pattern per word list (cds_service.textmatch)
+
+
+def in_class(med: MedicationFact, drug_class) -> bool:
+    """A medication of this class: ATC code/prefix, else a name in the text (never a local form)."""
+    if drug_class.exclude_words and _words_in(med.display, drug_class.exclude_words):
+        return False
+    for kind, code in med.codes:
+        if kind == drugmod.ATC and any(code.upper().startswith(prefix.upper()) for prefix in drug_class.atc):
+            return True
+    return bool(drug_class.names) and _words_in(med.display, drug_class.names)
+
+
+def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
+    classes = ctx.knowledge.rules.drug_class
+    found = []
+    for med in ctx.facts.medications:
+        if not med.active:
+            continue
+        for class_id in class_ids:
+            if in_class(med, classes[class_id]):
+                started = f", since {med.start.isoformat()}" if med.start else ""
+                found.append(f"{med.display} ({classes[class_id].display}; active {med.resource_type}{started})")
+                break
+    return found
+
+
+def medications_unavailable(facts: PatientFacts) -> str | None:
+    return facts.why_unavailable("MedicationRequest") or facts.why_unavailable("MedicationStatement")
+
+
+# -- evidence per key ----------------------------------------------------------------------------------------------
+
+def _test_evidence(ctx: RuleContext, test_ids: list[str], order: DraftOrder, rule) -> tuple[list[str], list[Missing]]:
+    k, facts = ctx.knowledge, ctx.facts
+    found: list[str] = []
+    gaps: list[Missing] = []
+    for test_id in test_ids:
+        test = k.rules.qualitative_test[test_id]
+        if test.sex and facts.sex not in (None, test.sex):
+            continue
+        results = facts.coded_results.get(test_id) or []
+        if not results:
+            continue
+        newest = results[0]
+        if test.max_age_days is not None and (newest.when is None or (facts.today - newest.when).days > test.max_age_days):
+            continue
+        if newest.category is None:
+            gaps.append(Missing(rule.id, test.display, f"the result of {_d(newest.when)} could not be read "
+                                                      f"({newest.answer!r})", tuple(rule.sources), order.order_id,
+                                order.drug))
+        elif newest.category in test.positive:
+            note = f" {test.note}" if test.note else ""
+            found.append(f"{test.display}: {newest.answer} on {_d(newest.when)} (LOINC {newest.loinc}).{note}")
+    return found, gaps
+
+
+def _quantity_evidence(ctx: RuleContext, rule) -> list[str]:
+    k, facts = ctx.knowledge, ctx.facts
+    if rule.quantity_sex and facts.sex not in (None, rule.quantity_sex):
+        return []
+    found = []
+    for analyte_id, limit in rule.quantity_at_least.items():
+        analyte = k.analytes[analyte_id]
+        value = facts.latest(analyte_id, analyte.max_age_days)
+        if value is not None and value.value >= limit:
+            found.append(f"{analyte.display}: {lab(value)} (positive at {limit:g} {unit(analyte.canonical_unit)} "
+                         f"or more)")
+    return found
+
+
+def _other_jak_evidence(ctx: RuleContext, order: DraftOrder) -> list[str]:
+    found = []
+    for med in ctx.facts.medications:
+        if med.active and med.drug and med.drug.category == "systemic" and med.drug.drug_id != order.drug:
+            started = f", since {med.start.isoformat()}" if med.start else ""
+            found.append(f"{med.display} (another JAK inhibitor; active {med.resource_type}{started})")
+    for other in ctx.orders:
+        if other.order_id != order.order_id and other.match.category == "systemic" and other.drug != order.drug:
+            found.append(f"{other.name} (another JAK inhibitor ordered together with this one)")
+    return found
+
+
+def _allergy_evidence(ctx: RuleContext, order: DraftOrder) -> list[str]:
+    found = []
+    for allergy in ctx.facts.allergies:
+        match = drugmod.recognise(ctx.knowledge, allergy.code)
+        if match is None or match.drug_id != order.drug:
+            continue
+        kind = allergy.kind or "allergy or intolerance"
+        crit = f", criticality {allergy.criticality}" if allergy.criticality else ""
+        recorded = f", recorded {allergy.recorded.isoformat()}" if allergy.recorded else ""
+        found.append(f"{allergy.display} ({kind}{crit}{recorded})")
+    return found
+
+
+def is_live_vaccine(imm, vaccines) -> bool:
+    for system, code in imm.codes:
+        s = system.lower()
+        if "cvx" in s and code in vaccines.cvx:
+            return True
+        if ("atc" in s or "whocc" in s) and not any(code.upper().startswith(x) for x in vaccines.atc_not) \
+                and any(code.upper().startswith(p) for p in vaccines.atc):
+            return True
+    return bool(vaccines.names) and _words_in(imm.display, vaccines.names)
+
+
+def _vaccine_evidence(ctx: RuleContext, days: int) -> list[str]:
+    found = []
+    for vaccines in ctx.knowledge.rules.live_vaccine.values():
+        for imm in ctx.facts.immunizations:
+            if imm.status != "completed" or imm.when is None:
+                continue
+            ago = (ctx.facts.today - imm.when).days
+            if 0 <= ago <= days and is_live_vaccine(imm, vaccines):
+                codes = ", ".join(f"{'CVX' if 'cvx' in s.lower() else 'ATC' if 'atc' in s.lower() else s} {c}"
+                                  for s, c in imm.codes if c)
+                found.append(f"{imm.display}{f' ({codes})' if codes else ''} given on {imm.when.isoformat()}, "
+                             f"{ago} days ago (live vaccine)")
+    return found
+
+
+# -- the rule --------------------------------------------------------------------------------------------------
+
+def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
+    facts = ctx.facts
+    child_pugh = getattr(facts, "child_pugh", None)
+    if rule.unless_child_pugh_recorded and child_pugh is not None:
+        return
+    evidence: list[str] = []
+    gaps: list[Missing] = []
+    unavailable: list[tuple[str, str]] = []     # (what, why)
+    if rule.concepts:
+        evidence += condition_evidence(ctx, rule.concepts, rule.history_within_days)
+        why = facts.why_unavailable("Condition")
+        if why:
+            unavailable.append((", ".join(ctx.knowledge.concepts[c].display for c in rule.concepts), why))
+    if rule.positive_tests:
+        found, test_gaps = _test_evidence(ctx, rule.positive_tests, order, rule)
+        evidence += found
+        gaps += test_gaps
+        for test_id in rule.positive_tests:
+            test = ctx.knowledge.rules.qualitative_test[test_id]
+            why = facts.why_unavailable("Observation", test.loinc)
+            if why and not facts.coded_results.get(test_id):
+                unavailable.append((test.display, f"results could not be obtained: {why}"))
+    if rule.quantity_at_least:
+        evidence += _quantity_evidence(ctx, rule)
+    if rule.medication_classes or rule.other_systemic_jak:
+        if rule.medication_classes:
+            evidence += class_evidence(ctx, rule.medication_classes)
+        if rule.other_systemic_jak:
+            evidence += _other_jak_evidence(ctx, order)
+        why = medications_unavailable(facts)
+        if why:
+            unavailable.append(("current medications", why))
+    if rule.drug_allergy:
+        evidence += _allergy_evidence(ctx, order)
+        why = facts.why_unavailable("AllergyIntolerance")
+        if why:
+            unavailable.append(("allergies and intolerances", why))
+    if rule.live_vaccine_within_days:
+        evidence += _vaccine_evidence(ctx, rule.live_vaccine_within_days)
+        why = facts.why_unavailable("Immunization")
+        if why:
+            unavailable.append(("recent vaccinations", why))
+    if rule.child_pugh and child_pugh is not None and getattr(child_pugh, "klass", None) in rule.child_pugh:
+        evidence.append(child_pugh.describe())
+    if not evidence:
+        yield from gaps
+        for what, why in unavailable:
+            yield Missing(rule.id, f"{what} ({rule.id.replace('-', ' ')})", why, tuple(rule.sources),
+                          order.order_id, order.drug)
+        return
+    lines = "\n".join(f"- {e}" for e in evidence)
+    note = f"\n\n**Note:** {rule.note}" if rule.note else ""
+    summary = rule.summary.format(drug=order.name)
+    yield Finding(
+        rule_id=rule.id,
+        concern=f"contraindication:{rule.concern or rule.id}:{order.order_id}",
+        indicator=rule.indicator,
+        summary=summary[:1].upper() + summary[1:],
+        detail=f"**On record:**\n{lines}\n\n{rule.action}{note}",
+        sources=list(rule.sources),
+        override_set=rule.override_set,
+        order_id=order.order_id,
+        drug=order.drug,
+    )
+
+
+def evaluate(ctx: RuleContext):
+    for order in ctx.systemic_orders():
+        for rule in ctx.knowledge.rules.contraindication:
+            if order.drug in rule.drugs:
+                yield from _evaluate_rule(ctx, rule, order)

@@ -1,0 +1,160 @@
+"""PRAC 2022 risk groups (decision 7): one warning card per order gathering every factor found.
+
+Factors come from ``[[prac_factor]]``: age, smoking status (LOINC 72166-2), atherosclerotic CV disease and CV
+risk factors, malignancy risk (group "prac": use only if no suitable alternative), and VTE risk factors
+(group "vte": use with caution, inform about clot symptoms). The lower dose of ``[[prac_lower_dose]]`` is
+offered as an edit of the draft when the order asks for more. A patient without any factor gets no card.
+"""
+from __future__ import annotations
+
+from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.rules import dose as dosemod
+from cds_service.rules.contraindications import class_evidence, condition_evidence, medications_unavailable
+from cds_service.rules.context import DraftOrder, RuleContext
+from cds_service.rules.text import lab, mg
+
+
+def _bmi(ctx: RuleContext) -> tuple[float | None, str]:
+    """BMI reported (LOINC 39156-5) or computed from the latest weight and height; and how it was obtained."""
+    k, facts = ctx.knowledge, ctx.facts
+    reported = facts.latest("bmi", k.analytes["bmi"].max_age_days)
+    weight = facts.latest("weight", k.analytes["weight"].max_age_days)
+    height = facts.latest("height", k.analytes["height"].max_age_days)
+    if reported and (weight is None or height is None or reported.when >= weight.when):
+        return reported.value, f"BMI {reported.value:.1f} kg/m² on {reported.when.isoformat()}"
+    if weight and height and height.value > 0:
+        value = weight.value / (height.value / 100) ** 2
+        return value, (f"BMI {value:.1f} kg/m² from weight {lab(weight)} and height {lab(height)}")
+    return None, "no BMI, or weight and height, on record"
+
+
+def _factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
+    """(evidence lines, a note on data that is not recorded)."""
+    facts = ctx.facts
+    if factor.age_at_least is not None:
+        if facts.age is None:
+            return [], "age: no usable date of birth"
+        if facts.age >= factor.age_at_least:
+            return [f"age {facts.age}"], None
+        if facts.age_max is not None and facts.age_max >= factor.age_at_least:
+            return [], f"age: the birth date is partial, the patient may be {factor.age_at_least:g}"
+        return [], None
+    if factor.smoking:
+        results = facts.coded_results.get(factor.smoking_test) or []
+        if not results:
+            return [], "smoking status: not recorded"
+        newest = results[0]
+        when = newest.when.isoformat() if newest.when else "date not recorded"
+        if newest.category in factor.smoking:
+            return [f"smoking status '{newest.answer}' on {when}"], None
+        if newest.category is None:
+            return [], f"smoking status: '{newest.answer}' on {when} could not be read"
+        if newest.category == "unknown":
+            return [], f"smoking status: recorded as unknown on {when}"
+        return [], None
+    if factor.concepts:
+        return condition_evidence(ctx, factor.concepts, factor.history_within_days), None
+    if factor.bmi_at_least is not None:
+        value, how = _bmi(ctx)
+        if value is None:
+            return [], f"BMI: {how}"
+        return ([how] if value >= factor.bmi_at_least else []), None
+    if factor.medication_classes:
+        return class_evidence(ctx, factor.medication_classes), None
+    return [], None
+
+
+def _lower_dose(ctx: RuleContext, order: DraftOrder):
+    phase = dosemod.order_phase(ctx, order)
+    for entry in ctx.knowledge.rules.prac_lower_dose:
+        if entry.drug != order.drug:
+            continue
+        if entry.indications and order.indication is not None and order.indication not in entry.indications:
+            continue
+        if entry.phase is not None and phase != entry.phase:
+            continue
+        return entry, phase
+    return None, phase
+
+
+def evaluate(ctx: RuleContext):
+    k, facts = ctx.knowledge, ctx.facts
+    for card in k.rules.prac.values():
+        for order in ctx.systemic_orders():
+            if order.drug not in card.drugs:
+                continue
+            yield from _evaluate_order(ctx, card, order)
+
+
+def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
+    k, facts = ctx.knowledge, ctx.facts
+    found: dict[str, list[tuple[object, list[str]]]] = {"prac": [], "vte": []}
+    not_recorded: list[str] = []
+    for factor in k.rules.prac_factor:
+        evidence, note = _factor_evidence(ctx, factor)
+        if evidence:
+            found[factor.group].append((factor, evidence))
+        if note:
+            not_recorded.append(note)
+    unavailable = []
+    if facts.why_unavailable("Condition"):
+        unavailable.append(f"conditions could not be obtained: {facts.why_unavailable('Condition')}")
+    if medications_unavailable(facts):
+        unavailable.append(f"current medications could not be obtained: {medications_unavailable(facts)}")
+    if not found["prac"] and not found["vte"]:
+        for why in unavailable:
+            yield Missing(card.id, "PRAC risk groups (CV disease, cancer, VTE risk)", why, tuple(card.sources),
+                          order.order_id, order.drug)
+        return
+    factors = [f for group in ("prac", "vte") for f, _ in found[group]]
+    names = ", ".join(f.display.split(" (")[0] for f in factors)
+    template = card.prac_summary if found["prac"] else card.vte_summary
+    lines = []
+    for factor, evidence in found["prac"] + found["vte"]:
+        lines.append(f"- **{factor.display}:** " + "; ".join(evidence))
+        if factor.note:
+            lines.append(f"  - {factor.note}")
+    detail = "**Risk factors on record:**\n" + "\n".join(lines)
+    if found["prac"]:
+        detail += f"\n\n{card.prac_action}"
+    if found["vte"]:
+        detail += f"\n\n{card.vte_action}"
+    entry, phase = _lower_dose(ctx, order)
+    suggestions = []
+    sources = list(card.sources) + [s for f in factors for s in f.sources]
+    if entry is not None:
+        target = mg(entry.dose_mg, entry.per_day)
+        sources += entry.sources
+        ordered = order.dose.daily_mg
+        if ordered is None:
+            detail += (f"\n\n**Lower dose:** {target}. {entry.detail} The ordered dose could not be read "
+                       f"({order.dose.problem or 'unknown'}), so it was not compared.")
+        elif ordered > entry.dose_mg * entry.per_day + 1e-9:
+            detail += f"\n\n**Lower dose:** {target} (ordered: {order.dose.describe()}). {entry.detail}"
+            suggestions.append(ProposedSuggestion(
+                label=f"Change to {target} (lower-risk dose)",
+                actions=(ProposedAction("update", f"Change the {order.name} order to {target}",
+                                        dosemod.corrected_order(order, entry.dose_mg, entry.per_day, phase)),)))
+        else:
+            detail += f"\n\n**Dose:** the ordered {order.dose.describe()} is already the lower-risk dose."
+    else:
+        phased = [e for e in k.rules.prac_lower_dose if e.drug == order.drug and e.phase and e.phase != phase
+                  and (not e.indications or order.indication in e.indications or order.indication is None)]
+        for e in phased:
+            detail += (f"\n\n**If this is {e.phase} treatment:** {mg(e.dose_mg, e.per_day)}. {e.detail} "
+                       f"The order does not say it is {e.phase}.")
+    checks = list(card.not_checked) + not_recorded + unavailable
+    if checks:
+        detail += "\n\n**Not checked / not recorded:** " + "; ".join(checks) + "."
+    yield Finding(
+        rule_id=card.id,
+        concern=f"prac:{order.order_id}",
+        indicator="warning",
+        summary=template.format(drug=order.name, factors=names),
+        detail=detail,
+        sources=list(dict.fromkeys(sources)),
+        override_set="contraindication",
+        suggestions=suggestions,
+        order_id=order.order_id,
+        drug=order.drug,
+    )
