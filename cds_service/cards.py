@@ -6,6 +6,8 @@ reasons from the knowledge, and nothing empty on the wire.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cds_service.findings import SEVERITY, Finding, Missing
 from cds_service.knowledge import Knowledge
 from cds_service.wire import Action, Card, Coding, Link, Source, Suggestion
@@ -50,6 +52,37 @@ def dedupe(findings: list[Finding]) -> list[Finding]:
         if current is None or SEVERITY[finding.indicator] > SEVERITY[current.indicator]:
             best[finding.concern] = finding
     return list(best.values())
+
+
+def _edited_drafts(suggestion) -> set[str]:
+    """Ids of the draft resources a suggestion updates or deletes."""
+    out: set[str] = set()
+    for action in suggestion.actions:
+        if action.type not in ("update", "delete"):
+            continue
+        if isinstance(action.resource, dict) and action.resource.get("id"):
+            out.add(f"{action.resource.get('resourceType')}/{action.resource['id']}")
+        out.update(rid if "/" in rid else f"MedicationRequest/{rid}" for rid in action.resource_id)
+    return out
+
+
+def one_edit_per_draft(findings: list[Finding]) -> list[Finding]:
+    """A draft order gets at most one card that edits it: the higher-priority card keeps its suggestion.
+
+    Priority is severity, then rule-family order (dose rules run first), so e.g. a PRAC lower-dose suggestion
+    is dropped when a dose card already changes the same draft; the PRAC card keeps its text.
+    """
+    ranked = sorted(range(len(findings)), key=lambda i: -SEVERITY[findings[i].indicator])
+    edited: set[str] = set()
+    out = list(findings)
+    for i in ranked:
+        finding = findings[i]
+        kept = [s for s in finding.suggestions if not (_edited_drafts(s) & edited)]
+        for suggestion in kept:
+            edited |= _edited_drafts(suggestion)
+        if len(kept) != len(finding.suggestions):
+            out[i] = replace(finding, suggestions=kept)
+    return out
 
 
 def primary_source(finding_sources: list[str], drug: str | None) -> str:
@@ -103,7 +136,7 @@ def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missin
                 drug_names: dict[str | None, str]) -> tuple[list[Card], list[str]]:
     """Cards in order of severity; returns (cards, rule id of each card)."""
     cards: list[tuple[int, Card, str]] = []
-    for finding in dedupe(findings):
+    for finding in one_edit_per_draft(dedupe(findings)):
         cards.append((SEVERITY[finding.indicator], finding_card(knowledge, finding), finding.rule_id))
     by_order: dict[str | None, list[Missing]] = {}
     for gap in gaps:
