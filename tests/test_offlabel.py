@@ -41,6 +41,7 @@ def test_upadacitinib_for_hidradenitis_by_snomed_reason(hook):
     assert "hidradenitis suppurativa" in card["summary"]
     assert "retrospective study (n=20)" in card["detail"] and "15 mg daily" in card["detail"]
     assert "HiSCR50 in 100% at week 12" in card["detail"]
+    assert "**Ordered:** 15 mg once daily" in card["detail"]
     assert "**Order reason:**" in card["detail"]
 
 

@@ -81,7 +81,8 @@ def evaluate(ctx: RuleContext):
                 concern=f"offlabel:{order.order_id}",
                 indicator=rule.indicator,
                 summary=rule.summary.format(drug=order.name.capitalize(), indication=" / ".join(names)),
-                detail=(f"{why}  \n**Approved indications (EU) of {order.name}:** {approved}.\n\n"
+                detail=(f"{why}  \n**Approved indications (EU) of {order.name}:** {approved}.  \n"
+                        f"**Ordered:** {order.dose.describe()}.\n\n"
                         f"**Evidence for this off-label use:**\n{evidence}\n\n{rule.caveat}"),
                 sources=list(dict.fromkeys(own + evidence_sources + list(rule.sources))),
                 order_id=order.order_id,
