@@ -95,7 +95,9 @@ def read_safety_facts(facts: PatientFacts, knowledge, prefetched) -> None:
     answer_sets = getattr(knowledge.rules, "answer_set", {})
     by_loinc = {code: name for name, test in tests.items() for code in test.loinc}
     if by_loinc:
-        for obs in prefetched.with_codes("Observation", by_loinc):    # only results of a listed test
+        with_codes = getattr(prefetched, "with_codes", None)      # only results of a listed test, if indexed
+        observations = with_codes("Observation", by_loinc) if with_codes else prefetched.resources("Observation")
+        for obs in observations:
             if obs.get("status") in _BAD_STATUS:
                 continue
             for coding in codings(obs.get("code")):
