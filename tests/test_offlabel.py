@@ -172,3 +172,11 @@ def test_a_renewal_for_a_patient_already_on_the_drug_gets_no_positioning_note(ho
     stopped = medication_request("upadacitinib 15 mg", dose_mg=15, status="stopped", authored_days_ago=400,
                                  rid="mr-old")
     assert len(cards_for(hook, POSITIONING, record(extra=[AD, stopped, draft_order("upadacitinib 15 mg", 15)]))) == 1
+
+
+def test_tofacitinib_for_dermatomyositis_says_the_studies_are_only_cited(hook):
+    order = draft_order("tofacitinib 5 mg", 5, per_day=2, reason=(SNOMED, "396230008", "Dermatomyositis"))
+    [card] = cards_for(hook, OFFLABEL, record(extra=[order]))
+    assert "open-label pilot study of 10 patients" in card["detail"]
+    assert "not summarised in our sources" in card["detail"]
+    assert "**Ordered:** 5 mg twice daily" in card["detail"]
