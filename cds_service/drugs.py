@@ -87,6 +87,9 @@ def _strength_from_medication(medication: dict | None) -> float | None:
         strength = (ingredient or {}).get("strength") or {}
         numerator, denominator = strength.get("numerator") or {}, strength.get("denominator") or {}
         unit = (numerator.get("code") or numerator.get("unit") or "").lower()
+        per = str(denominator.get("code") or denominator.get("unit") or "").strip().lower()
+        if per and per not in _TABLET_UNITS:
+            continue                       # mg per mL / per g is a concentration, not a tablet strength
         if unit == "mg" and isinstance(numerator.get("value"), (int, float)) and denominator.get("value", 1) == 1:
             return float(numerator["value"])
     return None

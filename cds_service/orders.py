@@ -112,6 +112,8 @@ def read_orders(knowledge: Knowledge, resources: list[dict], facts: PatientFacts
     orders: list[DraftOrder] = []
     gaps: list[Missing] = []
     for index, raw in enumerate(resources):
+        if raw.get("resourceType") == "MedicationOrder":
+            gaps.extend(_dstu2_order(knowledge, raw, index))
         if raw.get("resourceType") != "MedicationRequest":
             continue
         resource = normalise(raw)
@@ -130,6 +132,20 @@ def read_orders(knowledge: Knowledge, resources: list[dict], facts: PatientFacts
         reason_given, reasons = reason_indications(knowledge, resource, conditions_by_id)
         orders.append(DraftOrder(resource, order_id, match, dose, indication, how, reason_given, reasons))
     return orders, gaps
+
+
+def _dstu2_order(knowledge: Knowledge, raw: dict, index: int) -> list[Missing]:
+    """A FHIR DSTU2 MedicationOrder (what EHRs and the CDS Hooks sandbox send on DSTU2 servers) of a systemic
+    JAK inhibitor is not read, and that is said: silence would look like "no problems"."""
+    resource = normalise(raw)
+    match = drugmod.recognise(knowledge, resource.get("medicationCodeableConcept"), None,
+                              drugmod.route_hint(resource))
+    if match is None or match.category != "systemic":
+        return []
+    order_id = str(resource.get("id") or f"draft-{index + 1}")
+    return [Missing("fhir-version", f"the {match.entry.display} draft order",
+                    "it is a FHIR DSTU2 MedicationOrder; this service reads FHIR R4 MedicationRequest, "
+                    "so none of its checks were done", tuple(match.entry.sources), order_id, match.drug_id)]
 
 
 def _contained_medication(resource: dict) -> dict | None:

@@ -79,3 +79,34 @@ def test_long_source_labels_are_cut_at_a_word_with_an_ellipsis(knowledge):
     assert long_label.endswith("…") and len(long_label) <= 80
     assert full.startswith(long_label[:-1]) and full[len(long_label) - 1] == " "
     assert short_label == knowledge.sources[short_ids[0]].label
+
+
+def dstu2_order(drug=TOFACITINIB_5_TABLET, pills=1, per_day=2) -> dict:
+    """The sandbox's draft on a DSTU2 FHIR server (its default): a MedicationOrder."""
+    code, name = drug
+    return {"resourceType": "MedicationOrder", "id": "order-123", "status": "draft",
+            "patient": {"reference": "Patient/p1"}, "dateWritten": "2026-11-01",
+            "dosageInstruction": [{"timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnits": "d"}},
+                                   "doseQuantity": {"value": pills, "system": "http://unitsofmeasure.org",
+                                                    "code": "{pill}"}}],
+            "medicationCodeableConcept": {"text": name, "coding": [
+                {"display": name, "code": code, "system": "http://www.nlm.nih.gov/research/umls/rxnorm"}]}}
+
+
+def test_a_dstu2_medication_order_of_a_jak_inhibitor_is_said_not_silently_ignored(hook):
+    """Regression: a MedicationOrder was skipped, so a 70-year-old's tofacitinib order got no card at all."""
+    for name in ("order-sign", "order-select"):
+        [card] = hook(record(age=70, extra=[RA]), name, drafts=[dstu2_order()])
+        assert (card["indicator"], rule_of(card)) == ("warning", "missing-data")
+        assert "DSTU2 MedicationOrder" in card["summary"] and "tofacitinib" in card["summary"]
+        assert "R4 MedicationRequest" in card["detail"]
+
+
+def test_a_dstu2_order_of_another_drug_stays_silent(hook):
+    order = dstu2_order(drug=("105586", "methotrexate 2.5 MG Oral Tablet"))
+    assert hook(record(age=70, extra=[RA]), drafts=[order]) == []
+
+
+def test_a_dstu2_order_of_topical_ruxolitinib_stays_silent(hook):
+    order = dstu2_order(drug=("2570581", "ruxolitinib 15 MG/ML Topical Cream"))
+    assert hook(record(age=70, extra=[RA]), drafts=[order]) == []
