@@ -148,6 +148,16 @@ def test_tablets_times_the_contained_medication_ingredient_strength(knowledge):
     assert dose.dose_mg == 4
 
 
+def test_a_concentration_in_the_contained_medication_is_not_a_tablet_strength(knowledge):
+    medication = {"resourceType": "Medication", "id": "sol", "code": {"text": "tofacitinib oral solution"},
+                  "ingredient": [{"itemCodeableConcept": {"text": "tofacitinib"},
+                                  "strength": {"numerator": {"value": 1, "unit": "mg", "code": "mg"},
+                                               "denominator": {"value": 1, "unit": "mL", "code": "mL"}}}]}
+    match, dose = dose_of(knowledge, order_with({"doseAndRate": mg(5, "1"), "timing": daily(2)}, contained=medication))
+    assert match.drug_id == "tofacitinib" and match.strength_mg is None
+    assert dose.dose_mg is None and "strength is not stated" in dose.problem
+
+
 def test_tablets_times_the_strength_in_the_text(knowledge):
     _, dose = dose_of(knowledge, order_with({"doseAndRate": mg(2, "tablet"), "timing": daily(1)},
                                            concept("Olumiant 2 mg tablet")))
