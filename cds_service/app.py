@@ -43,8 +43,12 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.json.sort_keys = False
+    app.extensions["jak_store"] = store = Store.from_settings(settings)   # lazy: connects on first use
+    # Authentication first, so a refusal to start says why before the knowledge is loaded. Its hook
+    # lets OPTIONS through itself (CORS preflight needs no token). loopback=None: not `serve` (tests).
+    auth.install(app, settings, store, loopback=loopback,
+                 jwks_cache=auth.JwksCache(jwks_session) if jwks_session is not None else None)
     app.extensions["jak_engine"] = engine or build_engine(settings, knowledge, fhir_session)
-    app.extensions["jak_store"] = store = Store.from_settings(settings)
     app.register_blueprint(api.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(openapi.bp)
@@ -56,8 +60,5 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
             return Response(status=204)
         return None
 
-    # after the preflight hook: OPTIONS never needs a token. loopback=None: not `serve` (tests).
-    auth.install(app, settings, store, loopback=loopback,
-                 jwks_cache=auth.JwksCache(jwks_session) if jwks_session is not None else None)
     app.after_request(api.add_cors)
     return app

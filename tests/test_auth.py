@@ -56,12 +56,14 @@ def test_valid_es384_token_works_end_to_end(client, key, inline_app):
     response = client.post("/cds-services/jak-order-sign", json=hook_body(), headers=bearer(token(key, SIGN)))
     assert response.status_code == 200
     card = response.get_json()["cards"][0]
-    assert card["source"]["topic"]["code"] == "upadacitinib-ad-age-65"
     feedback_url = f"{SIGN}/feedback"
     response = client.post("/cds-services/jak-order-sign/feedback", json=feedback_body(card["uuid"]),
                            headers=bearer(token(key, feedback_url)))
     assert response.status_code == 200
-    assert inline_app.extensions["jak_store"].count("jak_feedback") == 1
+    store = inline_app.extensions["jak_store"]
+    assert store.count("jak_feedback") == 1
+    report = {r["rule"]: r for r in store.rule_report()}
+    assert report[card["source"]["topic"]["code"]]["overridden"] == 1
 
 
 @pytest.mark.parametrize("alg", ["RS384", "RS256", "RS512"])
