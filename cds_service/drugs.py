@@ -62,8 +62,13 @@ def _codings(concept: dict | None) -> list[dict]:
         return []
     codings = concept.get("coding") or []
     if isinstance(codings, dict):          # tolerate a single object where R4 wants a list
-        codings = [codings]
-    return [c for c in codings if isinstance(c, dict)]
+        return [codings]
+    if not isinstance(codings, list):      # a string or number where a list belongs: no codings
+        return []
+    for c in codings:                      # the usual case, a list of objects: no copy (callers only read it)
+        if not isinstance(c, dict):
+            return [c for c in codings if isinstance(c, dict)]
+    return codings
 
 
 def _texts(concept: dict | None, medication: dict | None) -> list[str]:

@@ -71,7 +71,7 @@ def read_child_pugh(knowledge, prefetched, today: date) -> ChildPugh | None:
     reader = next(iter(readers.values()))
     by_snomed = {code: klass for klass, codes in reader.snomed_class.items() for code in codes}
     found: list[ChildPugh] = []
-    for obs in prefetched.resources("Observation"):
+    for obs in prefetched.with_codes("Observation", {*reader.loinc, *by_snomed}):
         if obs.get("status") in ("entered-in-error", "cancelled"):
             continue
         for coding in codings(obs.get("code")):

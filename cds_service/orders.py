@@ -144,8 +144,8 @@ def _dstu2_order(knowledge: Knowledge, raw: dict, index: int) -> list[Missing]:
         return []
     order_id = str(resource.get("id") or f"draft-{index + 1}")
     return [Missing("fhir-version", f"the {match.entry.display} draft order",
-                    "it is a FHIR DSTU2 MedicationOrder; this service reads FHIR R4 MedicationRequest, "
-                    "so none of its checks were done", tuple(match.entry.sources), order_id, match.drug_id)]
+                    "a FHIR DSTU2 MedicationOrder is not read (R4 MedicationRequest only): nothing was checked",
+                    tuple(match.entry.sources), order_id, match.drug_id)]
 
 
 def _contained_medication(resource: dict) -> dict | None:

@@ -122,6 +122,35 @@ class Prefetched:
             self._by_type, self._indexed = by_type, signature
         return self._by_type.get(resource_type, [])
 
+    def with_codes(self, resource_type: str, codes, element: str = "code") -> list[dict]:
+        """Resources of this type with a coding in ``element`` whose code (trimmed) is in ``codes``, in order.
+
+        The code index per (type, element) is built on first use and shared by every reader of the
+        call, so each reader touches only the resources it asks for (the system is the reader's to check).
+        """
+        resources = self.resources(resource_type)
+        cache = self.__dict__.setdefault("_code_index", {})
+        index_key = (resource_type, element, self._indexed)
+        index = cache.get(index_key)
+        if index is None:
+            index = {}
+            for position, resource in enumerate(resources):
+                concept = resource.get(element)
+                coding = concept.get("coding") if isinstance(concept, dict) else None
+                for item in [coding] if isinstance(coding, dict) else coding if isinstance(coding, list) else ():
+                    code = item.get("code") if isinstance(item, dict) else None
+                    if isinstance(code, str):
+                        positions = index.setdefault(code.strip(), [])
+                        if not positions or positions[-1] != position:
+                            positions.append(position)
+            cache[index_key] = index
+        hits: set[int] = set()
+        for code in codes:
+            found = index.get(code)
+            if found:
+                hits.update(found)
+        return [resources[p] for p in sorted(hits)]
+
     def keep_observations(self, codes: frozenset[str] | set[str]) -> int:
         """Drop Observations coded only with LOINC codes outside ``codes`` (nothing reads them); returns how many.
 
