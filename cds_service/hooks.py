@@ -63,6 +63,7 @@ def evaluate(engine, service: Service, body) -> HookResult:
     gaps: list[Missing] = []
     if service.hook in ("order-select", "order-sign"):
         drafts = ordermod.draft_resources(request.context)
+        ctx.draft_resources = drafts
         if service.hook == "order-select":
             drafts = ordermod.selected(drafts, request.context)
         conditions_by_id = {c.get("id"): c for c in prefetched.resources("Condition")}

@@ -479,3 +479,12 @@ def test_year_only_birth_date_across_the_65_boundary_is_a_gap_not_a_guess(hook):
     cards = hook(born_65_this_year)
     assert dose_alerts(cards) == []
     assert "age-based dose: the recorded birth date is partial" in said_out_loud(cards)
+
+
+def test_an_inhibitor_ordered_together_with_the_jaki_counts(hook):
+    clari = draft_order("clarithromycin 500 mg", 500, per_day=2, rid="draft-2",
+                        codings=[{"system": ATC, "code": "J01FA09"}])
+    resources = record(extra=[RA, clari, draft_order("tofacitinib 5 mg", 5, per_day=2)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "tofacitinib-strong-cyp3a4" and "(ordered now)" in card["detail"]
+    assert dose_alerts(hook(record(extra=[RA, draft_order("tofacitinib 5 mg", 5, per_day=2)]))) == []

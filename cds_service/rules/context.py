@@ -36,6 +36,7 @@ class RuleContext:
     facts: PatientFacts
     hook: str
     orders: list[DraftOrder] = field(default_factory=list)
+    draft_resources: list[dict] = field(default_factory=list)   # every draft of the request (co-ordered medicines)
 
     @cached_property
     def crcl(self) -> factsmod.Derived:

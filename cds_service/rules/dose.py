@@ -13,6 +13,7 @@ import copy
 import re
 from dataclasses import dataclass, field
 
+from cds_service import drugs as drugmod
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.lab_thresholds import missing_reason
@@ -103,23 +104,43 @@ def _band_text(low: float | None, high: float | None, unit: str) -> str:
     return f">= {low:g} {unit}" if low is not None else f"< {high:g} {unit}"
 
 
+def _co_ordered(ctx: RuleContext) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """(display, codes) of the other draft MedicationRequests of this request (not JAK inhibitors)."""
+    jaki_ids = {o.order_id for o in ctx.orders}
+    out = []
+    for resource in ctx.draft_resources:
+        if not isinstance(resource, dict) or resource.get("resourceType") != "MedicationRequest" \
+                or str(resource.get("id")) in jaki_ids:
+            continue
+        concept = resource.get("medicationCodeableConcept")
+        if drugmod.recognise(ctx.knowledge, concept) is not None:
+            continue
+        coding = drugmod._codings(concept)
+        codes = tuple((drugmod.system_kind(c.get("system")) or "", str(c.get("code") or "")) for c in coding)
+        display = (concept or {}).get("text") or next((c.get("display") for c in coding if c.get("display")), "")
+        if display or codes:
+            out.append((f"{display or 'medicine'} (ordered now)", codes))
+    return out
+
+
 def interacting_medications(ctx: RuleContext, class_id: str) -> list[str]:
-    """Displays of the patient's active medications that belong to an interacting class."""
+    """Displays of the patient's active (or co-ordered) medications that belong to an interacting class."""
     entry = ctx.knowledge.rules.interacting_class[class_id]
     atc = {c.upper() for c in entry.atc}
     rxnorm = set(entry.rxnorm)
+    candidates = [(m.display + (f" (since {m.start.isoformat()})" if m.start else ""), m.display, m.codes)
+                  for m in ctx.facts.medications if m.active and m.drug is None]
+    candidates += [(display, display, codes) for display, codes in _co_ordered(ctx)]
     found: list[str] = []
-    for med in ctx.facts.medications:
-        if not med.active or med.drug is not None:
-            continue
-        text = med.display.lower()
+    for shown, display, codes in candidates:
+        text = display.lower()
         if any(re.search(r"\b" + re.escape(w.lower()), text) for w in entry.exclude_words):
             continue
         coded = any((kind == "atc" and code.upper() in atc) or (kind == "rxnorm" and code in rxnorm)
-                    for kind, code in med.codes)
+                    for kind, code in codes)
         named = any(re.search(r"\b" + re.escape(n.lower()) + r"\b", text) for n in entry.names)
         if coded or named:
-            found.append(med.display + (f" (since {med.start.isoformat()})" if med.start else ""))
+            found.append(shown)
     return found
 
 
