@@ -155,6 +155,13 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
     if when.formulation is not None:
         if (when.formulation == "modified_release") != order.match.modified_release:
             return out.fail()
+    if when.phase is not None:
+        if phase is None:
+            out.phase_unknown = True
+        elif phase != when.phase:
+            return out.fail()
+        else:
+            out.evidence.append(f"{phase} order")
     if when.age_at_least is not None or when.age_below is not None:
         if facts.age is None:
             out.missing.append(("age-based dose", "no date of birth on record"))
@@ -230,13 +237,6 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
         why = _medications_unavailable(ctx)
         out.evidence.append(f"new start of {order.name}" + (
             f" (assumed: the medication list could not be obtained: {why})" if why and not continuing else ""))
-    if when.phase is not None:
-        if phase is None:
-            out.phase_unknown = True
-        elif phase != when.phase:
-            return out.fail()
-        else:
-            out.evidence.append(f"{phase} order")
     return out
 
 
