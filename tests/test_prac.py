@@ -167,17 +167,18 @@ def test_smoker_gets_the_lower_dose_as_an_edit_of_the_draft(hook, order, lower):
 
 
 def test_upadacitinib_ad_lower_dose_is_15_mg(hook):
-    cards = hook(record(drop=("72166-2",), extra=[AD, smoking(SMOKER), draft_order("Rinvoq 30 mg", 30)]))
+    order = draft_order("Rinvoq 30 mg", 30, reason=(SNOMED, "24079001", "Atopic dermatitis"))
+    cards = hook(record(drop=("72166-2",), extra=[AD, smoking(SMOKER), order]))
     assert suggested_dose(the_prac_card(cards)) == (15, 1)
 
 
 def test_tofacitinib_uc_maintenance_10_bid_suggests_5_bid_but_induction_does_not(hook):
     uc = condition("64766004", "Ulcerative colitis")
-    maintenance = draft_order("tofacitinib 10 mg tablet", 10, per_day=2)
+    maintenance = draft_order("tofacitinib 10 mg tablet", 10, per_day=2, reason=(SNOMED, "64766004", "Ulcerative colitis"))
     maintenance["dosageInstruction"][0]["text"] = "tofacitinib 10 mg twice daily, maintenance"
     card = the_prac_card(hook(record(drop=("72166-2",), extra=[uc, smoking(SMOKER), maintenance])))
     assert suggested_dose(card) == (5, 2)
-    induction = draft_order("tofacitinib 10 mg tablet", 10, per_day=2)
+    induction = draft_order("tofacitinib 10 mg tablet", 10, per_day=2, reason=(SNOMED, "64766004", "Ulcerative colitis"))
     induction["dosageInstruction"][0]["text"] = "tofacitinib 10 mg twice daily, induction 8 weeks"
     card = the_prac_card(hook(record(drop=("72166-2",), extra=[uc, smoking(SMOKER), induction])))
     assert suggested_dose(card) is None
@@ -221,3 +222,18 @@ def test_one_edit_per_draft_keeps_the_first_of_equal_severity_and_the_most_sever
     critical = _finding("stop", "critical", "d1")
     out = one_edit_per_draft([first, critical])
     assert [len(f.suggestions) for f in out] == [0, 1]
+
+
+def test_indication_specific_lower_dose_is_text_only_when_the_indication_is_unknown(hook):
+    base = record(drop=("72166-2",), extra=[smoking(SMOKER)])
+    no_indication = [r for r in base if r.get("resourceType") != "Condition"]
+    card = the_prac_card(hook([*no_indication, draft_order("Rinvoq 45 mg", 45)]))
+    assert suggested_dose(card) is None
+    assert "If the indication is AD" in card["detail"]
+
+
+def test_deucravacitinib_and_ruxolitinib_cream_get_no_prac_card(hook):
+    sotyktu = draft_order("Sotyktu 6 mg tablet (deucravacitinib)", 6)
+    cream = draft_order("Opzelura 1.5% cream", None, per_day=2, route=("6064005", "Topical route"), rid="draft-2")
+    cards = hook(record(age=75, drop=("72166-2",), extra=[smoking(SMOKER), sotyktu, cream]))
+    assert prac_cards(cards) == []

@@ -69,8 +69,8 @@ def _lower_dose(ctx: RuleContext, order: DraftOrder):
     for entry in ctx.knowledge.rules.prac_lower_dose:
         if entry.drug != order.drug:
             continue
-        if entry.indications and order.indication is not None and order.indication not in entry.indications:
-            continue
+        if entry.indications and order.indication not in entry.indications:
+            continue            # an indication-specific dose is not suggested when the indication is unknown
         if entry.phase is not None and phase != entry.phase:
             continue
         return entry, phase
@@ -138,11 +138,18 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
         else:
             detail += f"\n\n**Dose:** the ordered {order.dose.describe()} is already the lower-risk dose."
     else:
-        phased = [e for e in k.rules.prac_lower_dose if e.drug == order.drug and e.phase and e.phase != phase
-                  and (not e.indications or order.indication in e.indications or order.indication is None)]
-        for e in phased:
-            detail += (f"\n\n**If this is {e.phase} treatment:** {mg(e.dose_mg, e.per_day)}. {e.detail} "
-                       f"The order does not say it is {e.phase}.")
+        for e in k.rules.prac_lower_dose:
+            if e.drug != order.drug:
+                continue
+            unknown_indication = bool(e.indications) and order.indication is None
+            other_phase = e.phase is not None and e.phase != phase
+            if not (unknown_indication or (other_phase and (not e.indications or order.indication in e.indications))):
+                continue
+            when = " and ".join(filter(None, [
+                f"the indication is {', '.join(e.indications)}" if unknown_indication else None,
+                f"this is {e.phase} treatment" if e.phase else None]))
+            detail += (f"\n\n**If {when}:** lower dose {mg(e.dose_mg, e.per_day)}. {e.detail} "
+                       f"Not suggested as an edit: the order does not say so.")
     checks = list(card.not_checked) + not_recorded + unavailable
     if checks:
         detail += "\n\n**Not checked / not recorded:** " + "; ".join(checks) + "."
