@@ -74,8 +74,11 @@ def _lookup_indication(knowledge: Knowledge, concept) -> str | None:
 def reason_indications(knowledge: Knowledge, resource: dict,
                        conditions_by_id: dict[str, dict]) -> tuple[bool, tuple[str, ...]]:
     """(does the order state a reason at all?, every indication recognised in reasonCode/reasonReference)."""
-    codes = [c for c in resource.get("reasonCode") or [] if isinstance(c, dict)]
-    refs = [r for r in resource.get("reasonReference") or [] if isinstance(r, dict)]
+    def listed(value) -> list[dict]:      # tolerate a single object where R4 wants a list
+        value = [value] if isinstance(value, dict) else value
+        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+    codes, refs = listed(resource.get("reasonCode")), listed(resource.get("reasonReference"))
     found = [_lookup_indication(knowledge, c) for c in codes]
     for ref in refs:
         target = str(ref.get("reference") or "").split("/")[-1]

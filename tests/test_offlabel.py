@@ -180,3 +180,10 @@ def test_tofacitinib_for_dermatomyositis_says_the_studies_are_only_cited(hook):
     assert "open-label pilot study of 10 patients" in card["detail"]
     assert "not summarised in our sources" in card["detail"]
     assert "**Ordered:** 5 mg twice daily" in card["detail"]
+
+
+def test_a_single_reason_object_instead_of_a_list_is_read(hook):
+    order = draft_order("upadacitinib 15 mg", 15)
+    order["reasonCode"] = {"coding": [{"system": SNOMED, "code": "59393003", "display": "Hidradenitis suppurativa"}]}
+    [card] = cards_for(hook, OFFLABEL, record(extra=[order]))
+    assert "hidradenitis suppurativa" in card["summary"]
