@@ -1,0 +1,72 @@
+"""Smoke run of the benchmark code paths: very few repetitions, structure only, no timing assertions."""
+from __future__ import annotations
+
+import json
+
+from bench import __main__ as bench_main
+from bench import http_load, inprocess, workload
+from bench.noop_app import create_noop_app
+from cds_service.prefetch import resources_of
+
+
+def test_generated_requests_are_realistic_and_sized():
+    body = workload.hook_request("order-sign", 100)
+    observations = [r for key in ("haematology", "chemistry", "screening", "vitals")
+                    for r in resources_of(body["prefetch"][key])]
+    assert len(observations) == 100
+    codes = {o["code"]["coding"][0]["code"] for o in observations}
+    assert {"718-7", "751-8", "2160-0", "29463-7", workload.HR} <= codes
+    assert len(resources_of(body["prefetch"]["conditions"])) >= 3
+    assert len(resources_of(body["prefetch"]["medications"])) >= 3
+    assert body["context"]["draftOrders"]["entry"][0]["resource"]["status"] == "draft"
+    noisy = workload.hook_request("order-sign", 100, 300)
+    assert len(resources_of(noisy["prefetch"]["vitals"])) == len(resources_of(body["prefetch"]["vitals"])) + 300
+    view = workload.hook_request("patient-view", 10)
+    assert "draftOrders" not in view["context"]
+
+
+def test_noop_route_decodes_and_answers_the_given_body():
+    client = create_noop_app(response_body={"cards": [{"summary": "x"}]}).test_client()
+    answer = client.post("/cds-services/jak-order-sign", json={"hook": "order-sign"})
+    assert answer.status_code == 200 and answer.get_json() == {"cards": [{"summary": "x"}]}
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert client.post("/cds-services/x", data=b"{not json", content_type="application/json").status_code >= 400
+
+
+def test_in_process_run_writes_the_expected_structure(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    assert bench_main.main(["--sizes", "10", "--hooks", "order-sign,patient-view", "--budget", "0",
+                            "--min-reps", "2", "--max-reps", "2", "--irrelevant", "30", "--no-http",
+                            "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result) >= {"machine", "settings", "inprocess", "targets", "created"}
+    cases = result["inprocess"]["cases"]
+    assert {(c["hook"], c["observations"]) for c in cases} == {("order-sign", 10), ("patient-view", 10),
+                                                             ("order-sign", 200)}
+    for case in cases:
+        assert case["reps"] == 2
+        for series in inprocess.SERIES:
+            assert set(case["wall"][series]) == {"median_ms", "p99_ms", "min_ms", "mean_ms", "n"}
+            assert case["wall"][series]["n"] == 2 and case["cpu"][series]["n"] == 2
+        assert case["request_bytes"] > 0 and case["response_bytes"] > 0
+        assert isinstance(case["ratio_call_to_json_floor"], float)
+    irrelevant = result["inprocess"]["irrelevant"]
+    assert irrelevant["irrelevant_observations"] == 30
+    assert set(irrelevant["wall"]) >= {"extra_call_ms", "extra_json_decode_ms", "beyond_decode_ratio"}
+    assert [t["target"].split(":")[0] for t in result["targets"]] == [
+        "order-sign 200 obs", "order-sign 200 obs", "30 irrelevant obs"]
+    assert all(set(t) == {"target", "value", "limit", "met"} for t in result["targets"])
+    printed = capsys.readouterr().out
+    assert "order-sign 10 obs" in printed and "Targets" in printed
+
+
+def test_http_run_starts_and_stops_both_servers():
+    result = http_load.run(workers=1, concurrency=2, requests_total=6, max_seconds=10, observations=10,
+                           hooks_=["order-sign"], progress=lambda _msg: None)
+    (run,) = result["runs"]
+    for side in ("service", "noop"):
+        assert run[side]["ok"] == 6 and run[side]["errors"] == 0
+        assert run[side]["requests_per_s"] > 0
+        assert set(run[side]["latency"]) >= {"median_ms", "p99_ms"}
+    assert run["throughput_ratio"] > 0
+    assert run["response_bytes"] > 0
