@@ -318,3 +318,13 @@ def test_unobtainable_allergies_and_vaccinations_are_said(hook):
 def test_topical_ruxolitinib_gets_no_contraindication_card(hook):
     cream = draft_order("Opzelura 1.5% cream", None, per_day=2, route=("6064005", "Topical route"))
     assert alerts(hook(record(extra=[condition("77386006", "Pregnancy"), cream]))) == []
+
+
+@pytest.mark.parametrize("other", [statement("Litfulo 50 mg (ritlecitinib)"), statement("Jakavi 15 mg (ruxolitinib)")])
+def test_ritlecitinib_or_oral_ruxolitinib_with_a_jak_order_is_a_combination(hook, other):
+    assert fired(hook(record(extra=[other, BARI]))) == ["jak-biologic-combination"]
+
+
+@pytest.mark.parametrize("other", [statement("Sotyktu 6 mg (deucravacitinib)"), statement("Opzelura 1.5% cream")])
+def test_deucravacitinib_or_ruxolitinib_cream_is_not_a_jak_combination(hook, other):
+    assert alerts(hook(record(extra=[other, BARI]))) == []

@@ -131,14 +131,14 @@ def _quantity_evidence(ctx: RuleContext, rule) -> list[str]:
     return found
 
 
-def _other_jak_evidence(ctx: RuleContext, order: DraftOrder) -> list[str]:
+def _other_jak_evidence(ctx: RuleContext, order: DraftOrder, categories: list[str]) -> list[str]:
     found = []
     for med in ctx.facts.medications:
-        if med.active and med.drug and med.drug.category == "systemic" and med.drug.drug_id != order.drug:
+        if med.active and med.drug and med.drug.category in categories and med.drug.drug_id != order.drug:
             started = f", since {med.start.isoformat()}" if med.start else ""
             found.append(f"{med.display} (another JAK inhibitor; active {med.resource_type}{started})")
     for other in ctx.orders:
-        if other.order_id != order.order_id and other.match.category == "systemic" and other.drug != order.drug:
+        if other.order_id != order.order_id and other.match.category in categories and other.drug != order.drug:
             found.append(f"{other.name} (another JAK inhibitor ordered together with this one)")
     return found
 
@@ -212,7 +212,7 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
         if rule.medication_classes:
             evidence += class_evidence(ctx, rule.medication_classes)
         if rule.other_systemic_jak:
-            evidence += _other_jak_evidence(ctx, order)
+            evidence += _other_jak_evidence(ctx, order, rule.other_jak_categories)
         why = medications_unavailable(facts)
         if why:
             unavailable.append(("current medications", why))

@@ -37,7 +37,9 @@ class Contraindication(Strict):
     quantity_at_least: dict[str, float] = {}   # analyte -> limit in its canonical unit (latest result)
     quantity_sex: Literal["female", "male"] | None = None   # quantities count only for this sex (or unknown sex)
     medication_classes: list[str] = []    # drug_class ids among active medications
-    other_systemic_jak: bool = False      # another systemic JAK inhibitor active or ordered together
+    other_systemic_jak: bool = False      # another JAK inhibitor active or ordered together
+    # drug categories (cards/drugs.toml) that count as "another JAK inhibitor" (not topical, not TYK2)
+    other_jak_categories: list[Literal["systemic", "topical", "out_of_scope", "not_class", "unsupported"]] = ["systemic"]
     drug_allergy: bool = False            # an AllergyIntolerance recognised as the ordered drug
     live_vaccine_within_days: int | None = Field(default=None, gt=0)
     child_pugh: list[Literal["A", "B", "C"]] = []
