@@ -6,17 +6,20 @@ the rule through the card uuid recorded when the card was issued.
 """
 from __future__ import annotations
 
+import logging
 import uuid as uuidlib
 from datetime import datetime, timezone
 from typing import Literal
 
 from flask import Blueprint, Response, current_app
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.api import read_json_body
 from cds_service.errors import CdsError
 from cds_service.store import FeedbackRow
 
+log = logging.getLogger(__name__)
 bp = Blueprint("feedback", __name__)
 MAX_ITEMS = 100
 
@@ -116,5 +119,9 @@ def post_feedback(service_id: str):
     store = current_app.extensions.get("jak_store")
     if store is None:
         raise CdsError(503, "feedback storage is not configured", code="transient")
-    store.record_feedback(service_id, to_rows(request))
+    try:
+        store.record_feedback(service_id, to_rows(request))
+    except SQLAlchemyError as exc:
+        log.error("could not store feedback for service %s: %s", service_id, type(exc).__name__)
+        raise CdsError(503, "the feedback could not be stored just now; please retry", code="transient") from None
     return Response(status=200)

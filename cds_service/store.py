@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, event, func,
                         select, text)
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ class Store:
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._migrated = False
+        self.audit_failures = 0
 
     @classmethod
     def from_settings(cls, settings) -> "Store":
@@ -239,15 +240,22 @@ class Store:
     # --- writes ---------------------------------------------------------------------------------
     def record_issued(self, service_id: str, hook_instance: str, patient_id: str,
                       cards: list[tuple[str, str]], knowledge_version: str) -> None:
+        """Record the cards of one hook call. A database failure is logged, not raised: the
+        clinician gets the cards even when the audit cannot be written (``audit_failures`` counts it)."""
         if not cards:
             return
-        patient = self.patient_hash(patient_id)
-        now = utcnow()
-        rows = [dict(card_uuid=str(card)[:64], service_id=service_id[:128], rule_id=str(rule)[:200],
-                     knowledge_version=str(knowledge_version)[:128], hook_instance=str(hook_instance)[:200],
-                     patient_hash=patient, issued_at=now) for card, rule in cards]
-        with self.engine.begin() as conn:
-            conn.execute(issued_card.insert(), rows)
+        try:
+            patient = self.patient_hash(patient_id)
+            now = utcnow()
+            rows = [dict(card_uuid=str(card)[:64], service_id=service_id[:128], rule_id=str(rule)[:200],
+                         knowledge_version=str(knowledge_version)[:128], hook_instance=str(hook_instance)[:200],
+                         patient_hash=patient, issued_at=now) for card, rule in cards]
+            with self.engine.begin() as conn:
+                conn.execute(issued_card.insert(), rows)
+        except SQLAlchemyError as exc:
+            self.audit_failures += 1
+            log.error("could not record %d issued card(s) for service %s: %s", len(cards), service_id,
+                      type(exc).__name__)
 
     def record_feedback(self, service_id: str, items: list[FeedbackRow]) -> int:
         now = utcnow()

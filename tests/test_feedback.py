@@ -238,3 +238,14 @@ def test_no_card_no_audit_row(client, app):
 def test_store_from_settings_uses_the_configured_database(settings):
     store = Store.from_settings(settings)
     assert store.url == settings.database_url
+
+
+def test_database_outage_still_answers_the_hook_and_asks_feedback_to_retry(tmp_path, knowledge, caplog):
+    settings = trust_settings(tmp_path, auth="off", database_url=f"sqlite:///{tmp_path / 'no-such-dir' / 'x.sqlite3'}")
+    app = create_app(settings, knowledge=knowledge)
+    client = app.test_client()
+    _, card = issue_age_card(client)                              # the clinician still gets the cards
+    assert app.extensions["jak_store"].audit_failures == 1
+    assert any("could not record" in r.getMessage() for r in caplog.records)
+    response = client.post(FEEDBACK, json=feedback_body(card["uuid"]))
+    assert_outcome(response, 503)
