@@ -1,14 +1,38 @@
-"""Running the service: the built-in threaded server, or gunicorn with N workers."""
+"""Running the service: the built-in threaded server, or gunicorn with N workers.
+
+``jak-cds serve --workers N`` and ``gunicorn -c deploy/gunicorn.conf.py`` run the same production
+server: gunicorn with gthread workers and the options below, the app (knowledge loaded and
+validated, database migrated) built once in the master before the workers fork.
+"""
 from __future__ import annotations
 
 import logging
+import os
 
 from cds_service.config import Settings
 
 log = logging.getLogger(__name__)
 
+THREADS_PER_WORKER = 4
 
-def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool) -> int:
+
+def gunicorn_options(host: str, port: int, workers: int | None = None) -> dict:
+    """The production gunicorn settings (one place for ``serve`` and ``deploy/gunicorn.conf.py``)."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers or os.cpu_count() or 1,
+        "worker_class": "gthread",
+        "threads": THREADS_PER_WORKER,
+        "timeout": 30,
+        "keepalive": 5,             # EHRs keep connections open between hook calls
+        "accesslog": None,          # no request lines: URLs can carry patient ids
+        "preload_app": True,
+        "control_socket_disable": True,   # gunicorn >= 23: no shared control socket in the home directory
+    }
+
+
+def production_app(settings: Settings, loopback: bool):
+    """The app for a server process: knowledge, trusted clients and authentication decided, database migrated."""
     from cds_service.app import create_app
 
     # loads and validates the knowledge and trusted clients, and decides on authentication, before binding
@@ -16,6 +40,19 @@ def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool
     store = app.extensions["jak_store"]
     store.migrate()              # once, before gunicorn forks its workers
     store.dispose()              # each worker opens its own connections
+    return app
+
+
+def wsgi_app():
+    """WSGI entry for ``gunicorn -c deploy/gunicorn.conf.py`` (settings from ``JAK_CDS_*``; bind from JAK_CDS_BIND)."""
+    from cds_service.cli import _is_loopback
+
+    host = os.environ.get("JAK_CDS_BIND", "127.0.0.1:8080").rsplit(":", 1)[0]
+    return production_app(Settings.from_env(), loopback=_is_loopback(host))
+
+
+def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool) -> int:
+    app = production_app(settings, loopback)
     if workers and workers > 0:
         return _gunicorn(app, host, port, workers)
     log.info("serving CDS Hooks on http://%s:%d/cds-services", host, port)
@@ -28,17 +65,18 @@ def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool
 def _gunicorn(app, host: str, port: int, workers: int) -> int:
     from gunicorn.app.base import BaseApplication
 
+    options = gunicorn_options(host, port, workers)
+
     class _App(BaseApplication):
         def load_config(self):
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
-            self.cfg.set("timeout", 30)
-            self.cfg.set("accesslog", None)
+            for key, value in options.items():
+                if key in self.cfg.settings:      # options this gunicorn version knows
+                    self.cfg.set(key, value)
 
         def load(self):
             return app
 
+    log.info("serving CDS Hooks on http://%s:%d/cds-services with gunicorn, %d workers x %d threads",
+             host, port, options["workers"], options["threads"])
     _App().run()
     return 0
