@@ -196,7 +196,7 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
         evidence += condition_evidence(ctx, rule.concepts, rule.history_within_days)
         why = facts.why_unavailable("Condition")
         if why:
-            unavailable.append((", ".join(ctx.knowledge.concepts[c].display for c in rule.concepts), why))
+            unavailable.append(("the problem list (conditions that contraindicate a JAK inhibitor)", why))
     if rule.positive_tests:
         found, test_gaps = _test_evidence(ctx, rule.positive_tests, order, rule)
         evidence += found
@@ -215,23 +215,25 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
             evidence += _other_jak_evidence(ctx, order, rule.other_jak_categories)
         why = medications_unavailable(facts)
         if why:
-            unavailable.append(("current medications", why))
+            unavailable.append(("current medications (combinations with biologics, JAK inhibitors, "
+                                "immunosuppressants)", why))
     if rule.drug_allergy:
         evidence += _allergy_evidence(ctx, order)
         why = facts.why_unavailable("AllergyIntolerance")
         if why:
-            unavailable.append(("allergies and intolerances", why))
+            unavailable.append(("allergies and intolerances (hypersensitivity to the drug)", why))
     if rule.live_vaccine_within_days:
         evidence += _vaccine_evidence(ctx, rule.live_vaccine_within_days)
         why = facts.why_unavailable("Immunization")
         if why:
-            unavailable.append(("recent vaccinations", why))
+            unavailable.append(("recent vaccinations (live vaccines)", why))
     if rule.child_pugh and child_pugh is not None and getattr(child_pugh, "klass", None) in rule.child_pugh:
         evidence.append(child_pugh.describe())
     if not evidence:
         yield from gaps
         for what, why in unavailable:
-            yield Missing(rule.id, f"{what} ({rule.id.replace('-', ' ')})", why, tuple(rule.sources),
+            # one line per kind of data on the could-not-check card (gaps with the same text are merged)
+            yield Missing(rule.id, what, why, tuple(rule.sources),
                           order.order_id, order.drug)
         return
     lines = "\n".join(f"- {e}" for e in evidence)
