@@ -488,3 +488,21 @@ def test_an_inhibitor_ordered_together_with_the_jaki_counts(hook):
     card = only_alert(hook(resources))
     assert rule_of(card) == "tofacitinib-strong-cyp3a4" and "(ordered now)" in card["detail"]
     assert dose_alerts(hook(record(extra=[RA, draft_order("tofacitinib 5 mg", 5, per_day=2)]))) == []
+
+
+def test_the_order_reason_decides_the_indication_over_active_conditions(hook):
+    order = draft_order("tofacitinib 10 mg", 10, per_day=2, reason=(SNOMED, "64766004", "Ulcerative colitis"))
+    assert dose_alerts(hook(record(extra=[RA, UC, order]))) == []
+    ra_order = draft_order("tofacitinib 10 mg", 10, per_day=2, reason=(ICD10, "M06.9", "Rheumatoid arthritis"))
+    card = only_alert(hook(record(extra=[RA, UC, ra_order])))
+    assert rule_of(card) == "tofacitinib-max-ra-psa-as" and "from the order reason" in card["detail"]
+
+
+def test_an_interacting_medication_statement_counts_and_a_completed_one_does_not(hook):
+    def statement(status):
+        return {"resourceType": "MedicationStatement", "id": f"ms-{status}", "status": status,
+                "medicationCodeableConcept": {"coding": [{"system": ATC, "code": "M04AB01", "display": "probenecid"}]},
+                "subject": {"reference": "Patient/p1"}, "effectivePeriod": {"start": "2026-01-01"}}
+    card = only_alert(hook(record(extra=[RA, statement("active"), draft_order("Olumiant 4 mg", 4)])))
+    assert rule_of(card) == "baricitinib-probenecid"
+    assert dose_alerts(hook(record(extra=[RA, statement("completed"), draft_order("Olumiant 4 mg", 4)]))) == []
