@@ -17,6 +17,7 @@ logged without the token.
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -40,6 +41,19 @@ JWKS_REFETCH_INTERVAL = 60         # at most one refetch per JWKS URL per this m
 JWKS_TIMEOUT = (2.0, 3.0)          # connect, read
 MAX_JWKS_BYTES = 512 * 1024
 PUBLIC_PATHS = ("/openapi.json",)  # documentation only; no patient data
+
+
+MIN_RSA_BITS = 2048
+
+
+def _rsa_bits(jwk: dict) -> int:
+    n = jwk.get("n")
+    if not isinstance(n, str):
+        return 0
+    try:
+        return int.from_bytes(base64.urlsafe_b64decode(n + "=" * (-len(n) % 4)), "big").bit_length()
+    except ValueError:
+        return 0
 
 
 class AuthError(Exception):
@@ -230,8 +244,11 @@ class Authenticator:
             raise AuthError(f"key {kid!r} is not a signing key")
         if alg in EC_CURVE and (key.get("kty") != "EC" or key.get("crv") != EC_CURVE[alg]):
             raise AuthError(f"key {kid!r} does not match algorithm {alg}")
-        if alg.startswith("RS") and key.get("kty") != "RSA":
-            raise AuthError(f"key {kid!r} does not match algorithm {alg}")
+        if alg.startswith("RS"):
+            if key.get("kty") != "RSA":
+                raise AuthError(f"key {kid!r} does not match algorithm {alg}")
+            if _rsa_bits(key) < MIN_RSA_BITS:
+                raise AuthError(f"RSA key {kid!r} is shorter than {MIN_RSA_BITS} bits")
         try:
             return jwt.PyJWK(key, algorithm=alg)
         except jwt.PyJWTError as exc:

@@ -475,3 +475,13 @@ def test_stale_jwks_is_refetched_after_its_ttl():
         now[0] += 100
         cache.keys(JKU, "k1")
         assert len(rsps.calls) == 2                 # past the TTL: fetched again
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_short_rsa_keys_are_refused(tmp_path, knowledge):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tests.trust_helpers import SigningKey
+    weak = SigningKey("weak", "RS384", rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    client = create_app(trust_settings(tmp_path, [{"iss": ISS, "jwks": jwks(weak)}]), knowledge=knowledge).test_client()
+    assert_refused(client.get("/cds-services", headers=bearer(token(weak, DISCOVERY))))
