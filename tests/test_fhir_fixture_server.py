@@ -130,3 +130,10 @@ def test_our_fallback_fetch_reads_the_fixture_server(one, settings, knowledge):
     # the same cards as when the EHR sends the prefetch itself
     with_prefetch = build_request(scenario, next(iter(load_services().values())).prefetch)
     assert fetched == keys(with_prefetch)
+
+
+def test_the_cli_serves_on_loopback_only(capsys):
+    from cds_service.cli import main
+
+    assert main(["fhir-server", str(FIXTURES / f"{AGE_65}.json"), "--host", "0.0.0.0"]) == 2
+    assert "loopback only" in capsys.readouterr().err
