@@ -58,3 +58,17 @@ def test_bounded(tmp_path):
         loadtest.run(requests_total=10 ** 6)
     with pytest.raises(SystemExit, match="--duration"):
         loadtest.run(requests_total=1, duration=10 ** 6)
+
+
+def test_gunicorn_refuses_an_oversized_chunked_body_with_413(tmp_path):
+    from tests.test_hostile_input import send_chunked
+
+    server = loadtest.Server(f"sqlite:///{tmp_path / 'g.sqlite3'}", workers=1, env={"JAK_CDS_MAX_BODY": "5000"})
+    try:
+        server.wait_ready()
+        status, _ = send_chunked(server.port, b"{" + b" " * 50_000 + b"}", chunk=1000)
+        assert status == 413
+        status, _ = send_chunked(server.port, b"{" + b" " * 3000 + b"}", chunk=1000)
+        assert status == 400                      # under the limit: read, and refused for what it is
+    finally:
+        server.stop()
