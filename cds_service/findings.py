@@ -39,6 +39,7 @@ class Finding:
     suggestions: list[ProposedSuggestion] = field(default_factory=list)
     order_id: str | None = None
     drug: str | None = None
+    covers: tuple[str, ...] = ()    # Missing.check texts this card already says for its order (not repeated)
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,9 @@ def evaluate(engine, service: Service, body) -> HookResult:
         ctx.orders, gaps = ordermod.read_orders(knowledge, drafts, facts, conditions_by_id)
         families = ORDER_RULES if ctx.systemic_orders() else NOTICE_RULES if ctx.orders else ()
     else:
-        families = PATIENT_VIEW_RULES
+        # patient-view serves patients on a systemic JAK inhibitor only (others get no cards at all)
+        on_jaki = any(m.active and m.drug is not None and m.drug.category == "systemic" for m in facts.medications)
+        families = PATIENT_VIEW_RULES if on_jaki else ()
     findings: list[Finding] = []
     if families and families is not NOTICE_RULES and facts.birth_date_problem:
         gaps.append(Missing("patient-age", "the patient's age", facts.birth_date_problem, ("S001",)))

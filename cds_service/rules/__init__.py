@@ -3,11 +3,11 @@
 To add a family: write a module with ``evaluate`` and list it below for the
 hooks it serves. Rules read their thresholds from the knowledge files only.
 """
-from cds_service.rules import conditions, dose, lab_thresholds
+from cds_service.rules import conditions, dose, lab_thresholds, monitoring, screening
 from cds_service.rules import offlabel, positioning, unsupported
 from cds_service.rules import contraindications, prac
 
-ORDER_RULES = (dose, lab_thresholds, conditions, contraindications, prac, offlabel, positioning, unsupported)
-PATIENT_VIEW_RULES: tuple = ()
+ORDER_RULES = (dose, lab_thresholds, conditions, contraindications, prac, screening, offlabel, positioning, unsupported)
+PATIENT_VIEW_RULES: tuple = (monitoring,)
 # orders with no systemic JAK inhibitor: only the notice that a recognised JAKi is not checked
 NOTICE_RULES = (unsupported,)

@@ -40,33 +40,99 @@ def missing_reason(facts: PatientFacts, knowledge: Knowledge, analyte: str, max_
     return f"no result in the last {max_days} days"
 
 
-def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, str, str | None]]):
-    """Evaluate thresholds of ``phase`` for each (drug id, drug name, order id)."""
+def _relative_limit(threshold: LabThreshold, value: LabValue, analyte) -> tuple[float, str]:
+    """ULN-relative limit in the canonical unit, and where the ULN came from."""
+    if value.ref_high is not None:
+        uln, origin = value.ref_high, "the laboratory's reference range"
+    else:
+        uln, origin = threshold.default_uln[analyte.canonical_unit], "the configured default (no reference range on the result)"
+    return threshold.above_uln_times * uln, f"ULN {uln:g} {unit(analyte.canonical_unit)} from {origin}"
+
+
+def _baseline(facts: PatientFacts, analyte_name: str, start) -> tuple[LabValue | None, LabValue | None]:
+    """(latest value after the start date, latest value on or before it)."""
+    after = before = None
+    for value in facts.labs.get(analyte_name, []):          # newest first
+        if value.when > start and after is None:
+            after = value
+        elif value.when <= start:
+            before = value
+            break
+    return after, before
+
+
+def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, str, str | None]], start=None):
+    """Evaluate thresholds of ``phase`` for each (drug id, drug name, order id).
+
+    ``start`` (treatment start date) is needed by baseline-relative thresholds; without it they are skipped.
+    """
     k, facts = ctx.knowledge, ctx.facts
     for drug_id, drug_name, order_id in drugs_in_use:
         for threshold in k.rules.lab_threshold:
             if phase not in threshold.phase or drug_id not in threshold.drugs:
                 continue
             analyte = k.analytes[threshold.analyte]
-            value = facts.latest(threshold.analyte, analyte.max_age_days)
-            if value is None:
-                yield Missing(threshold.id, analyte.display,
-                              missing_reason(facts, k, threshold.analyte, analyte.max_age_days),
-                              tuple(threshold.sources), order_id, drug_id)
-                continue
-            crossed, limit, compared_unit = crosses(threshold, value, analyte.canonical_unit)
-            if not crossed:
-                continue
-            sign = "<" if threshold.direction == "below" else ">"
             verb = "do not start" if phase == "start" else "interrupt"
+            if threshold.basis == "baseline":
+                if start is None:
+                    continue
+                value, base = _baseline(facts, threshold.analyte, start)
+                if value is None or (facts.today - value.when).days > analyte.max_age_days:
+                    continue        # no on-treatment result yet: the monitoring schedule says so
+                if base is None:
+                    yield Missing(threshold.id, f"{analyte.display} rise against the pre-treatment baseline",
+                                  f"no {analyte.display} result on or before the treatment start ({start.isoformat()})",
+                                  tuple(threshold.sources), order_id, drug_id)
+                    continue
+                if base.value <= 0:
+                    continue
+                rise = (value.value / base.value - 1) * 100
+                if rise <= threshold.above_baseline_percent:
+                    continue
+                limit_text = f"{threshold.above_baseline_percent:g} % above baseline"
+                shown = f"{analyte.display.capitalize()} {value.reported_value:g} {unit(value.reported_unit)} is +{rise:.0f} %"
+                why = (f"**{analyte.display.capitalize()}:** {lab(value)} — **+{rise:.0f} %** against the pre-treatment "
+                       f"baseline {lab(base)} (threshold: more than {limit_text}).")
+            elif threshold.basis == "uln":
+                value = facts.latest(threshold.analyte, analyte.max_age_days)
+                if value is None:
+                    yield Missing(threshold.id, analyte.display,
+                                  missing_reason(facts, k, threshold.analyte, analyte.max_age_days),
+                                  tuple(threshold.sources), order_id, drug_id)
+                    continue
+                limit, origin = _relative_limit(threshold, value, analyte)
+                if not value.value > limit:
+                    continue
+                times = value.value / (limit / threshold.above_uln_times)
+                limit_text = f"{threshold.above_uln_times:g} x ULN"
+                shown = f"{analyte.display} {value.reported_value:g} {unit(value.reported_unit)} is {times:.1f} x ULN"
+                why = (f"**{analyte.display}:** {lab(value)} — **{times:.1f} x ULN** ({origin}); threshold: more than "
+                       f"{limit_text} = {limit:g} {unit(analyte.canonical_unit)}.")
+            else:
+                value = facts.latest(threshold.analyte, analyte.max_age_days)
+                if value is None:
+                    yield Missing(threshold.id, analyte.display,
+                                  missing_reason(facts, k, threshold.analyte, analyte.max_age_days),
+                                  tuple(threshold.sources), order_id, drug_id)
+                    continue
+                crossed, limit, compared_unit = crosses(threshold, value, analyte.canonical_unit)
+                if not crossed:
+                    continue
+                sign = "<" if threshold.direction == "below" else ">"
+                limit_text = f"{sign} {limit:g} {unit(compared_unit)}"
+                shown = f"{analyte.display.capitalize()} {value.reported_value:g} {unit(value.reported_unit)} {sign} {limit:g}"
+                why = (f"**{analyte.display.capitalize()}:** {lab(value)} — threshold {sign} {limit:g} "
+                       f"{unit(compared_unit)}.")
+            if threshold.summary:
+                summary = threshold.summary.format(analyte=analyte.display, value=shown, limit=limit_text, drug=drug_name)
+            else:
+                summary = f"{shown}: {verb} {drug_name}"
             yield Finding(
                 rule_id=threshold.id,
                 concern=f"lab:{threshold.analyte}:{threshold.direction}:{order_id or drug_id}",
                 indicator=threshold.indicator,
-                summary=f"{analyte.display.capitalize()} {value.reported_value:g} {unit(value.reported_unit)}"
-                        f" {sign} {limit:g}: {verb} {drug_name}",
-                detail=(f"**{analyte.display.capitalize()}:** {lab(value)} — threshold {sign} {limit:g} "
-                        f"{unit(compared_unit)}.\n\n{threshold.action}"),
+                summary=summary,
+                detail=f"{why}\n\n{threshold.action}",
                 sources=list(threshold.sources),
                 override_set="contraindication",
                 order_id=order_id,

@@ -1,0 +1,169 @@
+"""Monitoring a patient on a systemic JAK inhibitor (patient-view; decisions 10 and 11).
+
+Start date = the earliest start of the active systemic JAKi medications
+(MedicationRequest.authoredOn or MedicationStatement effective start).
+Schedules (``[[monitoring_schedule]]``): one card per schedule that is due
+(info) or overdue (warning). Response reviews (``[[response_review]]``): an
+info card inside their window. Thresholds crossed on treatment: the
+``lab_threshold`` entries of phase "on_treatment" through the shared engine;
+a threshold whose result is simply absent is left to the schedule (which
+says when a test is needed), so it is not repeated as a gap.
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.rules import lab_thresholds
+from cds_service.rules.context import RuleContext
+from cds_service.rules.screening import order_code, part_state, service_request
+from cds_service.schemas.monitoring import MonitoringSchedule
+
+
+def systemic_in_use(ctx: RuleContext):
+    return [m for m in ctx.facts.medications if m.active and m.drug is not None and m.drug.category == "systemic"]
+
+
+def _status(schedule: MonitoringSchedule, start: date, today: date, done: date | None) -> tuple[str | None, str]:
+    """(None | "due" | "overdue", why) for a schedule given the date the last complete set was done."""
+    days = (today - start).days
+    passed = [c for c in schedule.checkpoints if c.week * 7 <= days]
+    if schedule.checkpoints and not passed:
+        return None, ""
+    if passed:
+        current = passed[-1]
+        opens = start + timedelta(days=current.week * 7 - schedule.early_days)
+        if done is None or done < opens:
+            state = "overdue" if days >= current.overdue_week * 7 else "due"
+            when = (start + timedelta(days=current.week * 7)).isoformat()
+            last = f"last complete set {done.isoformat()}" if done else "no complete set on record since the start"
+            return state, f"week {current.week} check (due {when}): {last}"
+        if current is not schedule.checkpoints[-1]:
+            return None, ""
+    if done is None:
+        state = "overdue" if days >= schedule.overdue_days else "due"
+        return state, "no complete set on record since the start"
+    age = (today - done).days
+    if age >= schedule.overdue_days:
+        return "overdue", f"last complete set {done.isoformat()} ({age} days ago; repeat every {schedule.every_days} days)"
+    if age >= schedule.every_days:
+        return "due", f"last complete set {done.isoformat()} ({age} days ago; repeat every {schedule.every_days} days)"
+    return None, ""
+
+
+def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str):
+    k, facts = ctx.knowledge, ctx.facts
+    for schedule in k.rules.monitoring_schedule:
+        if not any(d in schedule.drugs for d in drugs):
+            continue
+        # results on or after the start count as monitoring (earlier ones are the baseline)
+        since = start if schedule.checkpoints else None
+        states = [(part, part_state(ctx, part, since=since)) for part in schedule.parts]
+        dates = [s.newest for _, s in states]
+        done = None if any(d is None for d in dates) else min(dates)
+        unobtainable = [s.unobtainable for _, s in states if s.newest is None and s.unobtainable]
+        if schedule.none_on_record == "info" and all(d is None for d in dates):
+            if unobtainable:
+                yield Missing(schedule.id, schedule.display, f"records could not be obtained: {unobtainable[0]}",
+                              tuple(schedule.sources))
+                continue
+            yield Finding(rule_id=schedule.id, concern=f"monitoring:{schedule.id}", indicator="info",
+                          summary=f"No {schedule.display} on record (patient on a JAK inhibitor since {start.isoformat()})",
+                          detail=f"No coded record ({'; '.join(s.codes for _, s in states)}) was found. It may have been "
+                                 f"done without a code; if not, plan one."
+                                 f"\n\n{schedule.action}",
+                          sources=list(schedule.sources))
+            continue
+        state, why = _status(schedule, start, facts.today, done)
+        if state is None:
+            continue
+        if unobtainable and done is None:
+            yield Missing(schedule.id, schedule.display, f"results could not be obtained: {unobtainable[0]}",
+                          tuple(schedule.sources))
+            continue
+        lines = []
+        wanted = {}
+        for part, part_st in states:
+            latest = part_st.shown if part_st.newest else "none since the start"
+            lines.append(f"- {part.display} ({part_st.codes}): {latest}")
+            code = order_code(ctx, part)
+            if code is not None:
+                wanted.setdefault(code.code, code)
+        suggestions = []
+        if wanted:
+            note = f"JAK inhibitor monitoring: {schedule.display}"
+            suggestions.append(ProposedSuggestion(
+                f"Order {schedule.display}",
+                tuple(ProposedAction("create", f"Order {c.display} (LOINC {c.code})",
+                                     service_request(c, patient_id, note)) for c in wanted.values())))
+        weeks = (facts.today - start).days // 7
+        yield Finding(
+            rule_id=schedule.id,
+            concern=f"monitoring:{schedule.id}",
+            indicator="warning" if state == "overdue" else "info",
+            summary=f"{schedule.display.capitalize()} {state} (week {weeks} of JAK inhibitor treatment)",
+            detail=(f"**Treatment started:** {start.isoformat()} (week {weeks}).  \n**{state.capitalize()}:** {why}.\n\n"
+                    + "\n".join(lines) + f"\n\n{schedule.action}"),
+            sources=list(schedule.sources),
+            override_set="missing-data" if state == "overdue" else None,
+            suggestions=suggestions,
+        )
+
+
+def _reviews(ctx: RuleContext, drugs: dict[str, date], names: dict[str, str]):
+    facts = ctx.facts
+    active_indications = {c.indication for c in facts.conditions if c.active and c.indication}
+    for review in ctx.knowledge.rules.response_review:
+        start = drugs.get(review.drug)
+        if start is None or not (active_indications & set(review.indications)):
+            continue
+        days = (facts.today - start).days
+        if not review.from_week * 7 <= days < review.until_week * 7:
+            continue
+        yield Finding(
+            rule_id=review.id,
+            concern=f"review:{review.id}",
+            indicator="info",
+            summary=review.summary.format(drug=names[review.drug], week=days // 7),
+            detail=f"**{names[review.drug].capitalize()} started:** {start.isoformat()} (week {days // 7}).\n\n{review.action}",
+            sources=list(review.sources),
+            drug=review.drug,
+        )
+
+
+def _thresholds(ctx: RuleContext, in_use: list[tuple[str, str, None]], start: date | None):
+    k, facts = ctx.knowledge, ctx.facts
+    by_id = {t.id: t for t in k.rules.lab_threshold}
+    for item in lab_thresholds.evaluate_phase(ctx, "on_treatment", in_use, start=start):
+        if isinstance(item, Missing):
+            threshold = by_id.get(item.rule_id)
+            if threshold is not None and threshold.basis != "baseline":
+                max_days = k.analytes[threshold.analyte].max_age_days
+                recent_bad = [u for u in facts.uninterpretable.get(threshold.analyte, [])
+                              if u.when is None or (facts.today - u.when).days <= max_days]
+                if not recent_bad:
+                    continue      # an absent result: the schedule says when it is needed
+        yield item
+
+
+def evaluate(ctx: RuleContext):
+    meds = systemic_in_use(ctx)
+    if not meds:
+        return
+    starts: dict[str, date] = {}
+    names: dict[str, str] = {}
+    for med in meds:
+        names.setdefault(med.drug.drug_id, med.drug.entry.display)
+        if med.start is not None and (med.drug.drug_id not in starts or med.start < starts[med.drug.drug_id]):
+            starts[med.drug.drug_id] = med.start
+    start = min(starts.values()) if starts else None
+    in_use = [(drug_id, name, None) for drug_id, name in names.items()]
+    if start is None:
+        sources = tuple(dict.fromkeys(s for sch in ctx.knowledge.rules.monitoring_schedule for s in sch.sources))
+        yield Missing("monitoring-start-date", "the on-treatment monitoring schedule",
+                      "the JAK inhibitor's start date is not recorded (no authoredOn or effective start)",
+                      sources or ("S000",))
+    else:
+        yield from _schedules(ctx, list(names), start, ctx.facts.patient_id)
+        yield from _reviews(ctx, starts, names)
+    yield from _thresholds(ctx, in_use, start)

@@ -1,0 +1,210 @@
+"""Baseline screening checklist before a patient's first systemic JAK inhibitor (decision 9).
+
+Only when the patient has no active or past systemic JAK inhibitor on record
+(the draft itself does not count). One card per order lists each missing or
+out-of-date item with its code and the date of a stale result, and one
+suggestion creates draft ServiceRequests for every missing orderable test
+(``selectionBehavior`` at-most-one: a single all-in-one suggestion, so
+accepting it cannot order a test twice). Lab gaps the card lists are not
+repeated on the "could not check" card (``Finding.covers``). Data that could
+not be obtained is not called missing (it may exist): it becomes a ``Missing``
+gap with the same wording the threshold rules use, so the two merge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.rules.context import RuleContext
+from cds_service.rules.lab_thresholds import missing_reason
+from cds_service.rules.text import lab
+from cds_service.schemas.screening import SYSTEM_URI, CodeRef, RecordPart
+
+_RECORD_TYPES = ("Observation", "DiagnosticReport", "Procedure", "Immunization", "ImagingStudy")
+_SYSTEM_LABEL = {"loinc": "LOINC", "snomed": "SNOMED CT", "cvx": "CVX"}
+
+
+@dataclass(frozen=True)
+class PartState:
+    newest: date | None          # date of the newest usable result/record
+    shown: str | None            # how the newest one reads on a card
+    codes: str                   # "LOINC 751-8"
+    unobtainable: str | None     # why the data could not be obtained (only when nothing usable was found)
+
+
+def codes_text(ctx: RuleContext, part: RecordPart) -> str:
+    if part.analytes:
+        return "LOINC " + " / ".join(ctx.knowledge.analytes[a].loinc[0] for a in part.analytes)
+    by_system: dict[str, list[str]] = {}
+    for ref in part.codes:
+        by_system.setdefault(ref.system, []).append(ref.code)
+    return "; ".join(f"{_SYSTEM_LABEL[s]} {', '.join(c)}" for s, c in by_system.items())
+
+
+def part_state(ctx: RuleContext, part: RecordPart, since: date | None = None) -> PartState:
+    """Newest usable result for one part (optionally only those on or after ``since``)."""
+    facts, k = ctx.facts, ctx.knowledge
+    best_date, shown = None, None
+    if part.analytes:
+        for name in part.analytes:
+            for value in facts.labs.get(name, []):
+                if since is not None and value.when < since:
+                    break
+                if best_date is None or value.when > best_date:
+                    best_date, shown = value.when, f"{k.analytes[name].display} {lab(value)}"
+                break
+        loincs = [c for a in part.analytes for c in k.analytes[a].loinc]
+        why = facts.why_unavailable("Observation", loincs) if best_date is None else None
+    else:
+        why = None
+        for ref in part.codes:
+            for record in facts.records.get(f"{ref.system}|{ref.code}", []):
+                if record.when is None or (since is not None and record.when < since):
+                    continue
+                if best_date is None or record.when > best_date:
+                    best_date, shown = record.when, f"{record.display} on {record.when.isoformat()}"
+                break
+        if best_date is None:
+            codes = [ref.code for ref in part.codes]
+            why = next((w for w in (facts.why_unavailable(t, codes) for t in _RECORD_TYPES) if w), None)
+    return PartState(best_date, shown, codes_text(ctx, part), why)
+
+
+def part_gap(ctx: RuleContext, part: RecordPart, state: PartState, max_days: int) -> tuple[str, str]:
+    """(check, why) for a part that is missing or stale, worded like the threshold rules' gaps."""
+    facts = ctx.facts
+    if part.analytes:
+        newest = max(part.analytes, key=lambda a: facts.labs[a][0].when if facts.labs.get(a) else date.min)
+        return ctx.knowledge.analytes[newest].display, missing_reason(facts, ctx.knowledge, newest, max_days)
+    if state.unobtainable:
+        return part.display, f"records could not be obtained: {state.unobtainable}"
+    undated = any(r.when is None for ref in part.codes for r in facts.records.get(f"{ref.system}|{ref.code}", []))
+    if state.newest is not None:
+        return part.display, f"the latest record ({state.shown}) is older than {max_days} days"
+    if undated:
+        return part.display, "only records without a date are on file"
+    return part.display, "nothing on record"
+
+
+def unreadable(ctx: RuleContext, part: RecordPart, max_days: int) -> bool:
+    """A recent lab result exists but could not be interpreted (unit, value), newer than any usable one."""
+    facts = ctx.facts
+    for name in part.analytes:
+        values = facts.labs.get(name)
+        for bad in facts.uninterpretable.get(name, []):
+            if bad.when is None or (facts.today - bad.when).days <= max_days:
+                if not values or bad.when is None or bad.when >= values[0].when:
+                    return True
+    return False
+
+
+def order_code(ctx: RuleContext, part: RecordPart) -> CodeRef | None:
+    if not part.orderable:
+        return None
+    if part.order is not None:
+        return part.order
+    if part.analytes:
+        analyte = ctx.knowledge.analytes[part.analytes[0]]
+        return CodeRef(system="loinc", code=analyte.loinc[0], display=analyte.display, from_analyte=True)
+    return None
+
+
+def service_request(code: CodeRef, patient_id: str, note: str) -> dict:
+    return {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        # an analyte's local name is not the LOINC display: it goes in text only
+        "code": {"coding": [{"system": SYSTEM_URI[code.system], "code": code.code,
+                             **({} if code.from_analyte else {"display": code.display})}],
+                 "text": code.display},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "note": [{"text": note}],
+    }
+
+
+def _applies(item, facts) -> tuple[bool, str]:
+    """(applies?, note when the patient data cannot decide)."""
+    notes = []
+    if item.sex is not None:
+        if facts.sex is None:
+            notes.append("sex not recorded")
+        elif facts.sex != item.sex:
+            return False, ""
+    if item.age_from is not None or item.age_to is not None:
+        if facts.age is None:
+            notes.append("age not known")
+        elif (item.age_from is not None and facts.age < item.age_from) or \
+                (item.age_to is not None and facts.age > item.age_to):
+            return False, ""
+    return True, "; ".join(notes)
+
+
+def is_first_systemic_order(ctx: RuleContext) -> bool:
+    draft_ids = {o.order_id for o in ctx.orders}
+    return not any(m.drug is not None and m.drug.category == "systemic" and m.resource_id not in draft_ids
+                   for m in ctx.facts.medications)
+
+
+def evaluate(ctx: RuleContext):
+    k, facts = ctx.knowledge, ctx.facts
+    orders = ctx.systemic_orders()
+    if not orders or not is_first_systemic_order(ctx):
+        return
+    for card in k.rules.screening_card:
+        for order in orders:
+            if order.drug not in card.drugs:
+                continue
+            blocks: list[str] = []
+            covers: list[str] = []
+            sources: list[str] = list(card.sources)
+            wanted: dict[str, CodeRef] = {}
+            count = 0
+            for item in k.rules.screening_item:
+                applies, note = _applies(item, facts)
+                if not applies:
+                    continue
+                lines = []
+                for part in item.parts:
+                    state = part_state(ctx, part)
+                    if state.newest is not None and (facts.today - state.newest).days <= item.max_age_days:
+                        continue
+                    check, why = part_gap(ctx, part, state, item.max_age_days)
+                    if (state.newest is None and state.unobtainable) or unreadable(ctx, part, item.max_age_days):
+                        # it may exist (could not be obtained) or it exists but cannot be read: say so on the
+                        # could-not-check card, in the threshold rules' words (so the two merge), order nothing
+                        yield Missing(item.id, check, why, tuple(item.sources), order.order_id, order.drug)
+                        continue
+                    lines.append(f"- {part.display} ({state.codes}): {why}")
+                    covers += [k.analytes[a].display for a in part.analytes]
+                    code = order_code(ctx, part)
+                    if code is not None:
+                        wanted.setdefault(code.code, code)
+                if lines:
+                    count += len(lines)
+                    sources += [s for s in item.sources if s not in sources]
+                    suffix = f" (applies unless excluded: {note})" if note else ""
+                    blocks.append(f"**{item.display}**{suffix} — {item.action}\n" + "\n".join(lines))
+            if not blocks:
+                continue
+            note = f"Baseline screening before the first dose of {order.name}"
+            suggestions = []
+            if wanted:
+                actions = tuple(
+                    ProposedAction("create", f"Order {c.display} (LOINC {c.code})",
+                                   service_request(c, facts.patient_id, note)) for c in wanted.values())
+                suggestions.append(ProposedSuggestion(card.suggestion_label, actions))
+            yield Finding(
+                rule_id=card.id,
+                concern=f"screening:{order.order_id}",
+                indicator=card.indicator,
+                summary=card.summary.format(drug=order.name, n=count),
+                detail=card.intro + "\n\n" + "\n\n".join(blocks),
+                sources=sources,
+                override_set=card.override_set,
+                suggestions=suggestions,
+                order_id=order.order_id,
+                drug=order.drug,
+                covers=tuple(dict.fromkeys(covers)),
+            )
