@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from cds_service.knowledge import DrugEntry, Knowledge
+from cds_service.textmatch import any_word
 
 RXNORM = "rxnorm"
 ATC = "atc"
@@ -132,10 +133,12 @@ def recognise(knowledge: Knowledge, concept: dict | None, medication: dict | Non
     texts = _texts(concept, medication)
     if found is None:
         lowered = " ".join(texts).lower()
-        for name, drug_id in knowledge.name_to_drug:
-            if re.search(r"\b" + re.escape(name), lowered):
-                found = (drug_id, "text", None, False)
-                break
+        names = tuple(name for name, _ in knowledge.name_to_drug)
+        if names and any_word(lowered, names, r"\b", ""):     # one cached pattern rules out most medications
+            for name, drug_id in knowledge.name_to_drug:         # longest name first
+                if re.search(r"\b" + re.escape(name), lowered):
+                    found = (drug_id, "text", None, False)
+                    break
     if found is None:
         return None
     drug_id, matched_by, strength, modified = found

@@ -60,7 +60,7 @@ def test_keep_observations_drops_only_loinc_coded_results_nobody_reads(knowledge
     pre = _prefetched(hb, hr, hr_spaced, anc_padded, snomed_coded, no_system, text_only, single_coding,
                       hostile, condition_)
     assert pre.keep_observations(knowledge.observation_codes) == 2
-    kept = pre.by_key["vitals"]
+    kept = pre.resources("Observation") + pre.resources("Condition")
     assert hr not in kept and hr_spaced not in kept
     for resource in (hb, anc_padded, snomed_coded, no_system, text_only, single_coding, hostile, condition_):
         assert resource in kept
@@ -74,8 +74,9 @@ def test_resources_are_indexed_once_deduplicated_and_follow_changes():
     assert pre.resources("MedicationRequest") == []
     pre.by_key["extra"] = [obs("2160-0", 0.9, "mg/dL")]
     assert len(pre.resources("Observation")) == 3            # a key added later is seen
-    pre.keep_observations(frozenset({"718-7"}))
+    assert pre.keep_observations(frozenset({"718-7"})) == 2    # b and the creatinine, in any key
     assert pre.resources("Observation") == [a]
+    assert pre.with_codes("Observation", {"718-7", "751-8"}) == [a]
 
 
 def test_thousands_of_over_sent_vital_signs_change_no_card(hook):
