@@ -328,3 +328,9 @@ def test_ritlecitinib_or_oral_ruxolitinib_with_a_jak_order_is_a_combination(hook
 @pytest.mark.parametrize("other", [statement("Sotyktu 6 mg (deucravacitinib)"), statement("Opzelura 1.5% cream")])
 def test_deucravacitinib_or_ruxolitinib_cream_is_not_a_jak_combination(hook, other):
     assert alerts(hook(record(extra=[other, BARI]))) == []
+
+
+def test_a_child_pugh_class_older_than_a_year_does_not_silence_the_cirrhosis_warning(hook):
+    old = obs("98153-0", None, None, 400, value_code=(LOINC, "A", "Class A"))
+    cards = hook(record(extra=[condition("19943007", "Cirrhosis of liver"), old, BARI]))
+    assert fired(cards) == ["cirrhosis-check-child-pugh"]
