@@ -57,7 +57,8 @@ def document(services: list[str] | None = None) -> dict:
                     "application/json": {"schema": {"$ref": "#/components/schemas/FeedbackRequest"}}}},
                 "responses": {"200": {"description": "stored"}, "400": _error("malformed feedback"),
                               "401": _UNAUTHORIZED, "404": _error("unknown service"),
-                              "413": _error("body too large"), "415": _error("not JSON")}}},
+                              "413": _error("body too large"), "415": _error("not JSON"),
+                              "503": _error("could not be stored just now; retry")}}},
             "/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3 document",
