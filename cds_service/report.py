@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from cds_service.config import Settings
 from cds_service.store import Store
 
@@ -41,6 +43,9 @@ def main(args, settings: Settings | None = None, out=None) -> int:
     store = Store.from_settings(settings)
     try:
         report = build_report(store)
+    except SQLAlchemyError as exc:
+        raise SystemExit(f"cannot read the database named by JAK_CDS_DATABASE_URL ({type(exc).__name__}); "
+                         "is it running and reachable?") from None
     finally:
         store.dispose()
     if getattr(args, "json", False):

@@ -249,3 +249,9 @@ def test_database_outage_still_answers_the_hook_and_asks_feedback_to_retry(tmp_p
     assert any("could not record" in r.getMessage() for r in caplog.records)
     response = client.post(FEEDBACK, json=feedback_body(card["uuid"]))
     assert_outcome(response, 503)
+
+
+def test_report_on_an_unreachable_database_says_so(monkeypatch, capsys):
+    monkeypatch.setenv("JAK_CDS_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    assert cli_main(["report"]) == 2
+    assert "cannot read the database" in capsys.readouterr().err
