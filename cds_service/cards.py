@@ -162,39 +162,10 @@ def _caused_by(gap: Missing, covers: tuple[str, ...]) -> bool:
     return all(any(n.search(clause) for n in names) for clause in gap.why.split("; "))
 
 
-def absorb(findings: list[Finding], gaps: list[Missing]) -> list[Missing]:
-    """Gaps a finding already states (``Finding.covers``: e.g. the baseline checklist lists the missing ANC)
-    are not repeated on the could-not-check card. A gap that is only *caused* by a covered result (e.g. renal
-    dose: "no serum creatinine in the last 90 days") is named on that finding's card instead. Returns the rest."""
-    owners = [f for f in findings if f.covers]
-    if not owners:
-        return gaps
-    remaining: list[Missing] = []
-    for gap in gaps:
-        owner = next((f for f in owners if f.order_id == gap.order_id and _caused_by(gap, f.covers)), None)
-        if owner is None:
-            remaining.append(gap)
-        elif gap.check not in owner.covers:
-            line = f"- {gap.check}: {gap.why}"
-            if "**Could not be checked until then:**" not in owner.detail:
-                owner.detail += "\n\n**Could not be checked until then:**"
-            if line not in owner.detail:
-                owner.detail += "\n" + line
-    return remaining
-
-
-def _caused_by(gap: Missing, covers: tuple[str, ...]) -> bool:
-    if gap.check in covers:
-        return True
-    names = [re.compile(r"\b" + re.escape(c) + r"\b") for c in covers]
-    return all(any(n.search(clause) for n in names) for clause in gap.why.split("; "))
-
-
 def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missing],
                 drug_names: dict[str | None, str]) -> tuple[list[Card], list[str]]:
     """Cards in order of severity; returns (cards, rule id of each card)."""
     cards: list[tuple[int, Card, str]] = []
-    gaps = absorb(findings, gaps)
     gaps = absorb(findings, gaps)
     for finding in one_edit_per_draft(dedupe(findings)):
         cards.append((SEVERITY[finding.indicator], finding_card(knowledge, finding), finding.rule_id))

@@ -106,7 +106,6 @@ class PatientFacts:
     gaps: dict[str, str] = field(default_factory=dict)                 # "Observation|<loinc>" / type -> why
     child_pugh: object | None = None    # hepatic.ChildPugh (latest class A/B/C) or None: not recorded
     records: dict = field(default_factory=dict)   # "loinc|code" -> coded_records.CodedRecord list, newest first
-    records: dict = field(default_factory=dict)   # "loinc|code" -> coded_records.CodedRecord list, newest first
     coded_results: dict = field(default_factory=dict)  # qualitative_test id -> safety_facts.CodedResult, newest first
     immunizations: list = field(default_factory=list)  # safety_facts.ImmunizationFact
     allergies: list = field(default_factory=list)      # safety_facts.AllergyFact (active, not refuted)
@@ -339,8 +338,6 @@ def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, t
             _read_medication(facts, knowledge, med)
     from cds_service.hepatic import read_child_pugh
     facts.child_pugh = read_child_pugh(knowledge, prefetched, today)
-    from cds_service.coded_records import read_records
-    facts.records = read_records(knowledge, prefetched)
     from cds_service.coded_records import read_records
     facts.records = read_records(knowledge, prefetched)
     from cds_service.safety_facts import read_safety_facts
