@@ -75,75 +75,118 @@ def resources_of(value) -> list[dict] | None:
     return [value]
 
 
-def _read_by(observation: dict, codes) -> bool:
-    concept = observation.get("code")
+def _coding_list(concept) -> list | tuple:
     coding = concept.get("coding") if isinstance(concept, dict) else None
     if isinstance(coding, dict):
-        coding = [coding]
-    if not isinstance(coding, list) or not coding:
-        return True
+        return [coding]
+    return coding if isinstance(coding, list) else ()
+
+
+def _observation_codes(observation: dict, keep) -> tuple[bool, list[str]]:
+    """(is it read by some rule, its trimmed codes) in one pass over ``Observation.code.coding``.
+
+    Not read only if every coding is a LOINC coding with a string code outside ``keep``; an
+    Observation with another or no system, a non-string code or no coding at all is kept.
+    """
+    coding = _coding_list(observation.get("code"))
+    read = keep is None or not coding
+    codes: list[str] = []
     for item in coding:
         if not isinstance(item, dict):
-            return True
-        system, code = item.get("system"), item.get("code")
-        if not isinstance(system, str) or "loinc" not in system.lower() or not isinstance(code, str) \
-                or code in codes or code.strip() in codes:
-            return True
-    return False
+            read = True
+            continue
+        code = item.get("code")
+        if not isinstance(code, str):
+            read = True
+            continue
+        code = code.strip()
+        codes.append(code)
+        if not read:
+            system = item.get("system")
+            if not isinstance(system, str) or "loinc" not in system.lower() or code in keep:
+                read = True
+    return read, codes
 
 
 @dataclass
 class Prefetched:
-    """Completed prefetch: resources per key plus the keys that could not be obtained."""
+    """Completed prefetch: resources per key plus the keys that could not be obtained.
+
+    ``resources(type)`` and ``with_codes(...)`` read from an index built in one pass on first use
+    (rebuilt if ``by_key`` changes). After ``keep_observations(codes)`` that pass leaves out the
+    Observations no rule reads, so they cost one look-up per coding and nothing after.
+    """
 
     by_key: dict[str, list[dict]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     fetched: list[str] = field(default_factory=list)       # keys filled by a fallback fetch
     gaps: dict[str, str] = field(default_factory=dict)     # "Observation|718-7" or "Condition" -> why unavailable
-
+    _keep: frozenset | set | None = field(default=None, init=False, repr=False, compare=False)
     _by_type: dict | None = field(default=None, init=False, repr=False, compare=False)
     _indexed: tuple = field(default=(), init=False, repr=False, compare=False)
+    _code_index: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    dropped: int = field(default=0, init=False, compare=False)   # Observations left out as unread
+
+    def _index(self) -> dict[str, list[dict]]:
+        signature = (id(self._keep), *map(id, self.by_key.values()), *map(len, self.by_key.values()))
+        if self._by_type is not None and signature == self._indexed:
+            return self._by_type
+        by_type: dict[str, list[dict]] = {}
+        observations: list[dict] = []
+        obs_codes: dict[str, list[int]] = {}
+        seen: set[tuple[str, str]] = set()
+        dropped = 0
+        keep = self._keep
+        for resources in self.by_key.values():
+            for resource in resources:
+                kind = resource.get("resourceType")
+                if kind == "Observation":
+                    read, codes = _observation_codes(resource, keep)
+                    if not read:
+                        dropped += 1
+                        continue
+                rid = resource.get("id")
+                if isinstance(rid, str):
+                    if (kind, rid) in seen:
+                        continue
+                    seen.add((kind, rid))
+                if kind == "Observation":
+                    position = len(observations)
+                    observations.append(resource)
+                    for code in codes:
+                        positions = obs_codes.setdefault(code, [])
+                        if not positions or positions[-1] != position:
+                            positions.append(position)
+                else:
+                    by_type.setdefault(kind, []).append(resource)
+        if observations:
+            by_type["Observation"] = observations
+        self._by_type, self._indexed, self.dropped = by_type, signature, dropped
+        self._code_index = {("Observation", "code"): obs_codes}
+        return by_type
 
     def resources(self, resource_type: str) -> list[dict]:
-        """Resources of this type over all keys, first occurrence of each id only (indexed once, in key order)."""
-        signature = tuple(map(id, self.by_key.values()))
-        if self._by_type is None or signature != self._indexed:
-            by_type: dict[str, list[dict]] = {}
-            seen: set[tuple[str, str]] = set()
-            for resources in self.by_key.values():
-                for resource in resources:
-                    kind = resource.get("resourceType")
-                    rid = resource.get("id")
-                    if isinstance(rid, str):
-                        if (kind, rid) in seen:
-                            continue
-                        seen.add((kind, rid))
-                    by_type.setdefault(kind, []).append(resource)
-            self._by_type, self._indexed = by_type, signature
-        return self._by_type.get(resource_type, [])
+        """Resources of this type over all keys, first occurrence of each id only, in key order."""
+        return self._index().get(resource_type, [])
 
     def with_codes(self, resource_type: str, codes, element: str = "code") -> list[dict]:
         """Resources of this type with a coding in ``element`` whose code (trimmed) is in ``codes``, in order.
 
-        The code index per (type, element) is built on first use and shared by every reader of the
-        call, so each reader touches only the resources it asks for (the system is the reader's to check).
+        The code index is built once per call and shared by every reader, so each reader touches
+        only the resources it asks for (checking the system is the reader's business).
         """
         resources = self.resources(resource_type)
-        cache = self.__dict__.setdefault("_code_index", {})
-        index_key = (resource_type, element, self._indexed)
-        index = cache.get(index_key)
+        index = self._code_index.get((resource_type, element))
         if index is None:
             index = {}
             for position, resource in enumerate(resources):
-                concept = resource.get(element)
-                coding = concept.get("coding") if isinstance(concept, dict) else None
-                for item in [coding] if isinstance(coding, dict) else coding if isinstance(coding, list) else ():
+                for item in _coding_list(resource.get(element)):
                     code = item.get("code") if isinstance(item, dict) else None
                     if isinstance(code, str):
                         positions = index.setdefault(code.strip(), [])
                         if not positions or positions[-1] != position:
                             positions.append(position)
-            cache[index_key] = index
+            self._code_index[(resource_type, element)] = index
         hits: set[int] = set()
         for code in codes:
             found = index.get(code)
@@ -152,18 +195,15 @@ class Prefetched:
         return [resources[p] for p in sorted(hits)]
 
     def keep_observations(self, codes: frozenset[str] | set[str]) -> int:
-        """Drop Observations coded only with LOINC codes outside ``codes`` (nothing reads them); returns how many.
+        """From now on leave out Observations coded only with LOINC codes outside ``codes``; returns how many.
 
-        One pass, one set look-up per coding. An Observation with any non-LOINC or system-less coding,
-        or with no coding, is kept: only what is known to be unread is dropped.
+        Nothing reads them: every LOINC code a rule uses is named in the knowledge
+        (``Knowledge.observation_codes``). Filtering happens in the one indexing pass.
         """
-        dropped = 0
-        for key, resources in self.by_key.items():
-            kept = [r for r in resources if r.get("resourceType") != "Observation" or _read_by(r, codes)]
-            if len(kept) != len(resources):
-                dropped += len(resources) - len(kept)
-                self.by_key[key] = kept
-        return dropped
+        self._keep = codes
+        self._by_type = None
+        self._index()
+        return self.dropped
 
     @property
     def nothing_usable(self) -> bool:
