@@ -99,6 +99,12 @@ def check_targets(result: dict) -> list[dict]:
         ratio = target_case["ratio_call_to_json_floor"]
         out.append(_target("order-sign 200 obs: median / JSON floor", ratio, "<=",
                            TARGETS["order_sign_200_ratio_to_json_floor"]))
+        # the same on CPU time of the thread: what the call costs, without other processes' load
+        out.append(_target("order-sign 200 obs: in-process p99, CPU time (ms)", target_case["cpu"]["call"]["p99_ms"],
+                           "<=", TARGETS["order_sign_200_p99_ms"]))
+        out.append(_target("order-sign 200 obs: median / JSON floor, CPU time",
+                           target_case["cpu_ratio_call_to_json_floor"], "<=",
+                           TARGETS["order_sign_200_ratio_to_json_floor"]))
     irr = result["inprocess"].get("irrelevant", {}).get("wall")
     if irr:
         out.append(_target(f"{result['settings']['irrelevant']} irrelevant obs: cost beyond decode / decode",
@@ -121,9 +127,11 @@ def table(result: dict) -> str:
                  f"load average at start {m.get('load_average_at_start')}")
     lines.append("")
     lines.append("In-process, per hook call (wall ms; call = strict JSON decode + evaluate + encode;")
-    lines.append("floor = json.loads + json.dumps of the same bodies; Flask rows = test client POST)")
+    lines.append("floor = json.loads + json.dumps of the same bodies; Flask rows = test client POST;")
+    lines.append("cpu = CPU time of the calling thread, unaffected by other processes on the machine)")
     head = (f"{'case':<44} {'req KB':>7} {'reps':>5} {'call med':>9} {'call p99':>9} {'floor med':>9} "
-            f"{'x floor':>7} {'eval med':>9} {'noop med':>9} {'app med':>9} {'app/noop':>8}")
+            f"{'x floor':>7} {'eval med':>9} {'noop med':>9} {'app med':>9} {'app/noop':>8} {'cpu med':>8} "
+            f"{'cpu p99':>8} {'cpu x fl':>8}")
     lines.append(head)
     lines.append("-" * len(head))
     cases = list(result["inprocess"]["cases"])
@@ -136,7 +144,8 @@ def table(result: dict) -> str:
                      f"{w['call']['median_ms']:>9.2f} {w['call']['p99_ms']:>9.2f} {w['json_floor']['median_ms']:>9.2f} "
                      f"{c['ratio_call_to_json_floor']:>7.2f} {w['evaluate']['median_ms']:>9.2f} "
                      f"{w['flask_noop']['median_ms']:>9.2f} {w['flask_app']['median_ms']:>9.2f} "
-                     f"{c['ratio_flask_app_to_noop']:>8.2f}")
+                     f"{c['ratio_flask_app_to_noop']:>8.2f} {c['cpu']['call']['median_ms']:>8.2f} "
+                     f"{c['cpu']['call']['p99_ms']:>8.2f} {c['cpu_ratio_call_to_json_floor']:>8.2f}")
     if irr:
         w = irr["wall"]
         lines.append("")

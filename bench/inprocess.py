@@ -27,8 +27,8 @@ from pathlib import Path
 from bench.noop_app import create_noop_app
 from bench.workload import EVALUATION_DATE, SERVICE_FOR_HOOK, hook_request
 from cds_service import hooks, strict_json
-from cds_service.app import build_engine, create_app
 from cds_service.config import Settings
+from cds_service.server import production_app
 
 SERIES = ("call", "decode", "evaluate", "encode", "json_floor", "json_loads", "flask_noop", "flask_app")
 
@@ -63,9 +63,9 @@ class Bench:
     def __init__(self, workdir: Path):
         self.settings = Settings(evaluation_date=EVALUATION_DATE, auth="off",
                                  database_url=f"sqlite:///{workdir / 'bench-inprocess.sqlite3'}")
-        self.engine = build_engine(self.settings)
-        self.app = create_app(self.settings, engine=self.engine)
-        self.app.extensions["jak_store"].migrate()
+        # built as the production server builds it (database migrated, start-up objects frozen for the GC)
+        self.app = production_app(self.settings, loopback=True)
+        self.engine = self.app.extensions["jak_engine"]
         self.client = self.app.test_client()
 
     def call(self, service, raw: bytes) -> tuple[bytes, float, float, float, float, float, float]:

@@ -12,6 +12,7 @@ serves it with the production server settings (``cds_service.server``).
 from __future__ import annotations
 
 import argparse
+import gc
 import json as stdjson
 import os
 import sys
@@ -66,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             body = stdjson.load(handle)
     from cds_service.server import _gunicorn
 
-    return _gunicorn(create_noop_app(response_body=body), args.host, args.port, args.workers)
+    app = create_noop_app(response_body=body)
+    gc.collect()                 # as cds_service.server.production_app does for the service
+    gc.freeze()
+    return _gunicorn(app, args.host, args.port, args.workers)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def test_in_process_run_writes_the_expected_structure(tmp_path, capsys):
     assert irrelevant["irrelevant_observations"] == 30
     assert set(irrelevant["wall"]) >= {"extra_call_ms", "extra_json_decode_ms", "beyond_decode_ratio"}
     assert [t["target"].split(":")[0] for t in result["targets"]] == [
-        "order-sign 200 obs", "order-sign 200 obs", "30 irrelevant obs"]
+        "order-sign 200 obs", "order-sign 200 obs", "order-sign 200 obs", "order-sign 200 obs", "30 irrelevant obs"]
     assert all(set(t) == {"target", "value", "limit", "met"} for t in result["targets"])
     printed = capsys.readouterr().out
     assert "order-sign 10 obs" in printed and "Targets" in printed
