@@ -85,6 +85,11 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
         wanted = {}
         for part, part_st in states:
             latest = part_st.shown if part_st.newest else "none since the start"
+            unreadable = [u for a in part.analytes for u in facts.uninterpretable.get(a, [])
+                          if u.when is None or u.when >= start]
+            if unreadable and (part_st.newest is None or unreadable[0].when is None
+                               or unreadable[0].when > part_st.newest):
+                latest += " (a newer result could not be interpreted)"
             lines.append(f"- {part.display} ({part_st.codes}): {latest}")
             code = order_code(ctx, part)
             if code is not None:
