@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 
 from cds_service import drugs as drugmod
 from cds_service.knowledge import Knowledge
@@ -26,6 +27,11 @@ def parse_date(value) -> date | None:
     """FHIR date/dateTime (YYYY, YYYY-MM, YYYY-MM-DD, or with a time) -> date (first day if partial)."""
     if not isinstance(value, str) or len(value) < 4:
         return None
+    return _parse_date_text(value)
+
+
+@lru_cache(maxsize=8192)      # a record repeats the same few dates (one per visit) across many resources
+def _parse_date_text(value: str) -> date | None:
     try:
         if len(value) == 4:
             return date(int(value), 1, 1)
@@ -205,11 +211,11 @@ def _read_observation(facts: PatientFacts, knowledge: Knowledge, obs: dict, anal
         facts.uninterpretable.setdefault(analyte_name, []).append(
             Uninterpretable(analyte_name, None, "result has no date"))
         return
-    if not isinstance(quantity, dict) or _quantity_value(quantity) is None:
+    value = _quantity_value(quantity) if isinstance(quantity, dict) else None
+    if value is None:
         facts.uninterpretable.setdefault(analyte_name, []).append(
             Uninterpretable(analyte_name, when, "result has no numeric value"))
         return
-    value = _quantity_value(quantity)
     resolved = resolve_unit(analyte, quantity.get("code"), quantity.get("unit"))
     if resolved is None:
         unit = quantity.get("code") or quantity.get("unit") or "no unit"
