@@ -234,3 +234,9 @@ def test_schedule_and_threshold_tables_are_validated():
 def test_skin_exam_code_is_read_from_a_procedure(view):
     exam = procedure(*SKIN_EXAM, days_ago=30)
     assert view(on_treatment(skin_days_ago=None, extra=[exam])) == []
+
+
+@pytest.mark.parametrize("text, dose, expected", [("Cibinqo 100 mg", 100, ["info:monitor-lipids-abrocitinib"]),
+                                                  ("upadacitinib 15 mg", 15, [])])
+def test_abrocitinib_lipids_at_week_4(view, text, dose, expected):
+    assert keys(view(on_treatment(5, labs_days_ago=3, drug=jaki(text, dose, weeks=5)))) == expected
