@@ -3,7 +3,8 @@
 Starts ``jak-cds serve --workers N`` (gunicorn, gthread) and ``python -m
 bench.noop_app`` (the same server settings) as subprocesses on free
 127.0.0.1 ports with a temporary SQLite database, drives a bounded load (a
-fixed number of requests, a duration limit) from a pool of threads each
+fixed number of requests, a duration limit; alternating rounds so that a
+change in machine load hits both servers alike) from a pool of threads each
 holding one keep-alive ``http.client`` connection, then stops both servers.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from bench.inprocess import summary
 from bench.workload import EVALUATION_DATE, SERVICE_FOR_HOOK, hook_request
+from cds_service.server import THREADS_PER_WORKER
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +36,7 @@ def free_port() -> int:
 
 
 def _env(workdir: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAK_CDS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAK_CDS_") or k == "JAK_CDS_THREADS"}
     env.update(JAK_CDS_AUTH="off", JAK_CDS_EVALUATION_DATE=EVALUATION_DATE,
                JAK_CDS_DATABASE_URL=f"sqlite:///{workdir / 'bench-http.sqlite3'}",
                PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
@@ -132,55 +134,67 @@ def load(port: int, path: str, raw: bytes, requests_total: int, concurrency: int
     elapsed = time.perf_counter() - started
     ok = statuses.get(200, 0)
     return {"requests": len(latencies), "ok": ok, "statuses": {str(k): v for k, v in statuses.items()},
-            "errors": len(errors), "seconds": round(elapsed, 3),
-            "requests_per_s": round(ok / elapsed, 1) if elapsed else None,
+            "errors": len(errors), "seconds": elapsed,
+            "requests_per_s": round(ok / elapsed, 1) if elapsed else None, "_latencies": latencies}
+
+
+def _merge(parts: list[dict]) -> dict:
+    """Several load rounds against one server -> one result (rate = all successes / all time)."""
+    seconds = sum(p["seconds"] for p in parts)
+    ok = sum(p["ok"] for p in parts)
+    statuses: dict[str, int] = {}
+    for p in parts:
+        for code, count in p["statuses"].items():
+            statuses[code] = statuses.get(code, 0) + count
+    latencies = [x for p in parts for x in p.pop("_latencies")]
+    return {"requests": sum(p["requests"] for p in parts), "ok": ok, "statuses": statuses,
+            "errors": sum(p["errors"] for p in parts), "seconds": round(seconds, 3), "rounds": len(parts),
+            "requests_per_s": round(ok / seconds, 1) if seconds else None,
             "latency": summary(latencies) if latencies else None}
 
 
 def run(workers: int, concurrency: int, requests_total: int, max_seconds: float, observations: int,
-        hooks_: list[str], progress=print) -> dict:
-    out = {"workers": workers, "threads_per_worker": 4, "concurrency": concurrency,
-           "requests_per_run": requests_total, "max_seconds_per_run": max_seconds, "runs": []}
+        hooks_: list[str], rounds: int = 3, progress=print) -> dict:
+    """Both servers up at once; per hook, ``rounds`` alternating runs (service, no-op, service, ...)
+    of ``requests_total / rounds`` requests each, so a change in machine load hits both alike."""
+    out = {"workers": workers, "threads_per_worker": THREADS_PER_WORKER, "concurrency": concurrency,
+           "requests_per_run": requests_total, "max_seconds_per_run": max_seconds, "rounds": rounds, "runs": []}
+    per_round = max(1, requests_total // rounds)
     with tempfile.TemporaryDirectory(prefix="jak-bench-http-") as tmp:
         workdir = Path(tmp)
         env = _env(workdir)
-        bodies = {h: json.dumps(hook_request(h, observations)).encode() for h in hooks_}
         real_port, noop_port = free_port(), free_port()
         real = Server("jak-cds serve", [sys.executable, "-m", "cds_service.cli", "serve", "--host", HOST,
                                         "--port", str(real_port), "--workers", str(workers)],
                       real_port, env, workdir / "serve.log")
         with real:
-            responses = {}
-            for hook, raw in bodies.items():
+            for hook in hooks_:
+                raw = json.dumps(hook_request(hook, observations)).encode()
+                path = f"/cds-services/{SERVICE_FOR_HOOK[hook]}"
                 conn = http.client.HTTPConnection(HOST, real_port, timeout=30)
-                conn.request("POST", f"/cds-services/{SERVICE_FOR_HOOK[hook]}", body=raw,
-                             headers={"Content-Type": "application/json"})
+                conn.request("POST", path, body=raw, headers={"Content-Type": "application/json"})
                 answer = conn.getresponse()
-                responses[hook] = answer.read()
+                response = answer.read()
                 conn.close()
                 if answer.status != 200:
-                    raise RuntimeError(f"{hook}: HTTP {answer.status}: {responses[hook][:300]!r}")
-            real_results = {}
-            for hook, raw in bodies.items():
-                progress(f"  http: {hook} {observations} obs, service ...")
-                real_results[hook] = load(real_port, f"/cds-services/{SERVICE_FOR_HOOK[hook]}", raw,
-                                          requests_total, concurrency, max_seconds)
-        for hook, raw in bodies.items():
-            response_file = workdir / f"noop-{hook}.json"
-            response_file.write_bytes(responses[hook])
-            noop = Server("no-op app", [sys.executable, "-m", "bench.noop_app", "--host", HOST,
-                                        "--port", str(noop_port), "--workers", str(workers),
-                                        "--response", str(response_file)],
-                          noop_port, env, workdir / "noop.log")
-            with noop:
-                progress(f"  http: {hook} {observations} obs, no-op route ...")
-                noop_result = load(noop_port, f"/cds-services/{SERVICE_FOR_HOOK[hook]}", raw,
-                                   requests_total, concurrency, max_seconds)
-            service_result = real_results[hook]
-            ratio = None
-            if service_result["requests_per_s"] and noop_result["requests_per_s"]:
-                ratio = round(service_result["requests_per_s"] / noop_result["requests_per_s"], 3)
-            out["runs"].append({"hook": hook, "observations": observations, "request_bytes": len(raw),
-                                "response_bytes": len(responses[hook]), "service": service_result,
-                                "noop": noop_result, "throughput_ratio": ratio})
+                    raise RuntimeError(f"{hook}: HTTP {answer.status}: {response[:300]!r}")
+                response_file = workdir / f"noop-{hook}.json"
+                response_file.write_bytes(response)
+                noop = Server("no-op app", [sys.executable, "-m", "bench.noop_app", "--host", HOST,
+                                            "--port", str(noop_port), "--workers", str(workers),
+                                            "--response", str(response_file)],
+                              noop_port, env, workdir / "noop.log")
+                with noop:
+                    service_parts, noop_parts = [], []
+                    for i in range(rounds):
+                        progress(f"  http: {hook} {observations} obs, round {i + 1}/{rounds}: service, no-op route")
+                        service_parts.append(load(real_port, path, raw, per_round, concurrency, max_seconds / rounds))
+                        noop_parts.append(load(noop_port, path, raw, per_round, concurrency, max_seconds / rounds))
+                service_result, noop_result = _merge(service_parts), _merge(noop_parts)
+                ratio = None
+                if service_result["requests_per_s"] and noop_result["requests_per_s"]:
+                    ratio = round(service_result["requests_per_s"] / noop_result["requests_per_s"], 3)
+                out["runs"].append({"hook": hook, "observations": observations, "request_bytes": len(raw),
+                                    "response_bytes": len(response), "service": service_result,
+                                    "noop": noop_result, "throughput_ratio": ratio})
     return out
