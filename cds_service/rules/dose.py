@@ -10,7 +10,6 @@ Data a rule needs but cannot read is reported as a ``Missing`` gap, never read a
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field
 
 from cds_service import drugs as drugmod
@@ -19,6 +18,7 @@ from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.lab_thresholds import missing_reason
 from cds_service.rules.text import lab, mg
 from cds_service.schemas.dose import DoseRule
+from cds_service.textmatch import any_word
 
 UCUM = "http://unitsofmeasure.org"
 _EPS = 1e-9
@@ -42,7 +42,7 @@ def order_phase(ctx: RuleContext, order: DraftOrder) -> str | None:
     """'induction' / 'maintenance' if the order's text says so (and not both), else None."""
     text = " ".join(_order_texts(order.resource)).lower()
     found = {phase for phase, entry in ctx.knowledge.rules.dose_phase.items()
-             if any(re.search(r"\b" + re.escape(w.lower()), text) for w in entry.words)}
+             if any_word(text, entry.words, r"\b", "")}
     return found.pop() if len(found) == 1 else None
 
 
@@ -134,11 +134,11 @@ def interacting_medications(ctx: RuleContext, class_id: str) -> list[str]:
     found: list[str] = []
     for shown, display, codes in candidates:
         text = display.lower()
-        if any(re.search(r"\b" + re.escape(w.lower()), text) for w in entry.exclude_words):
+        if any_word(text, entry.exclude_words, r"\b", ""):
             continue
         coded = any((kind == "atc" and code.upper() in atc) or (kind == "rxnorm" and code in rxnorm)
                     for kind, code in codes)
-        named = any(re.search(r"\b" + re.escape(n.lower()) + r"\b", text) for n in entry.names)
+        named = any_word(text, entry.names, r"\b", r"\b")
         if coded or named:
             found.append(shown)
     return found
