@@ -6,10 +6,11 @@ the note says so instead of claiming there was no prior therapy.
 """
 from __future__ import annotations
 
-import re
-
 from cds_service.findings import Finding
 from cds_service.rules.context import RuleContext
+from cds_service.textmatch import any_word
+
+WORD_START = r"\b"                 # a name matches at a word start ("ciclosporin" in "Neoral (ciclosporin)")
 
 
 def prior_therapy(ctx: RuleContext, class_id: str) -> list[str]:
@@ -22,11 +23,11 @@ def prior_therapy(ctx: RuleContext, class_id: str) -> list[str]:
         if med.drug is not None:          # a recognised JAK inhibitor is not a conventional agent
             continue
         text = med.display.lower()
-        if any(re.search(r"\b" + re.escape(w.lower()), text) for w in entry.exclude_words):
+        if any_word(text, entry.exclude_words, WORD_START, ""):
             continue
         coded = any((kind == "atc" and code.upper() in atc) or (kind == "rxnorm" and code in rxnorm)
                     for kind, code in med.codes)
-        named = any(re.search(r"\b" + re.escape(n.lower()), text) for n in entry.names)
+        named = any_word(text, entry.names, WORD_START, "")
         if coded or named:
             found.append(med.display + (f" (from {med.start.isoformat()})" if med.start else ""))
     return found
