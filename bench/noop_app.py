@@ -65,11 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.response:
         with open(args.response, encoding="utf-8") as handle:
             body = stdjson.load(handle)
-    from cds_service.server import _gunicorn
+    from cds_service.server import _gunicorn, tune_gc
 
     app = create_noop_app(response_body=body)
     gc.collect()                 # as cds_service.server.production_app does for the service
     gc.freeze()
+    tune_gc()
     return _gunicorn(app, args.host, args.port, args.workers)
 
 
