@@ -329,7 +329,7 @@ def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, t
     for resource in prefetched.resources("Patient"):
         _read_patient(facts, resource)
         break
-    for obs in prefetched.resources("Observation"):
+    for obs in prefetched.with_codes("Observation", loinc_index):   # only results carrying an analyte code
         for coding in codings(obs.get("code")):
             analyte = loinc_index.get(coding.get("code"))
             if analyte is not None and "loinc" in str(coding.get("system") or "loinc").lower():
