@@ -51,6 +51,10 @@ def cmd_fhir_server(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from cds_service.config import REPO_ROOT
+
+    if str(REPO_ROOT) not in sys.path:    # bench/ and fixtures/ live in the repository, not in the package
+        sys.path.insert(0, str(REPO_ROOT))
     from bench.__main__ import main as bench_main
 
     return bench_main(args.rest)
@@ -90,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     fhir.add_argument("--port", type=int, default=8099)
     fhir.set_defaults(func=cmd_fhir_server)
 
-    bench = sub.add_parser("bench", help="run the performance benchmark (see bench/)")
+    bench = sub.add_parser("bench", help="run the performance benchmark (see bench/)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
     return parser
@@ -98,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":           # its options are the benchmark's own (python -m bench --help)
+        args.rest = extra + args.rest
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args) or 0
     except SystemExit as exc:
