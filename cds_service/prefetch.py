@@ -75,6 +75,9 @@ def resources_of(value) -> list[dict] | None:
     return [value]
 
 
+_LOINC = "http://loinc.org"
+
+
 def _coding_list(concept) -> list | tuple:
     coding = concept.get("coding") if isinstance(concept, dict) else None
     if isinstance(coding, dict):
@@ -88,7 +91,18 @@ def _observation_codes(observation: dict, keep) -> tuple[bool, list[str]]:
     Not read only if every coding is a LOINC coding with a string code outside ``keep``; an
     Observation with another or no system, a non-string code or no coding at all is kept.
     """
-    coding = _coding_list(observation.get("code"))
+    concept = observation.get("code")
+    if type(concept) is dict:                     # fast path: the usual single LOINC coding
+        coding = concept.get("coding")
+        if type(coding) is list and len(coding) == 1 and type(coding[0]) is dict:
+            code = coding[0].get("code")
+            if type(code) is str:
+                code = code.strip()
+                if keep is None or code in keep:
+                    return True, [code]
+                if coding[0].get("system") == _LOINC:
+                    return False, [code]
+    coding = _coding_list(concept)
     read = keep is None or not coding
     codes: list[str] = []
     for item in coding:
