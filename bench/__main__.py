@@ -59,6 +59,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--http-hooks", default="order-sign")
     parser.add_argument("--quick", action="store_true", help="budget 0.3 s, 10 reps, 300 HTTP requests")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--markdown", action="store_true", help="also print the README (markdown) tables")
+    parser.add_argument("--from-json", type=Path, help="do not measure: print the tables of a results file")
     args = parser.parse_args(argv)
     if args.quick:
         args.budget, args.min_reps, args.requests, args.max_seconds = 0.3, 10, 300, 5.0
@@ -158,7 +160,8 @@ def table(result: dict) -> str:
         lines.append("")
         lines.append(f"HTTP on loopback: gunicorn gthread, {http['workers']} workers x {http['threads_per_worker']} "
                      f"threads; {http['concurrency']} concurrent keep-alive clients; up to {http['requests_per_run']} "
-                     f"requests or {http['max_seconds_per_run']:g} s per run")
+                     f"requests or {http['max_seconds_per_run']:g} s per server, in {http.get('rounds', 1)} "
+                     f"alternating rounds")
         head = f"{'run':<28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ok':>6} {'errors':>6}"
         lines.append(head)
         lines.append("-" * len(head))
@@ -176,13 +179,59 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(result: dict) -> str:
+    """The README table: in-process per hook and size, growth with irrelevant data, HTTP, targets."""
+    m = result["machine"]
+    out = [f"Measured {result['created']} on {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, "
+           f"Python {m['python']} (load average at start {m.get('load_average_at_start')}).", "",
+           "| hook, observations | request | call median | call p99 | JSON floor median | call / floor "
+           "| evaluate median | Flask no-op median | Flask app median |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    cases = list(result["inprocess"]["cases"])
+    irr = result["inprocess"].get("irrelevant")
+    if irr:
+        cases.append(irr["with_irrelevant"])
+    for c in cases:
+        w = c["wall"]
+        out.append(f"| {c['name']} | {c['request_bytes'] / 1024:.0f} KB | {w['call']['median_ms']:.2f} ms "
+                   f"| {w['call']['p99_ms']:.2f} ms | {w['json_floor']['median_ms']:.2f} ms "
+                   f"| {c['ratio_call_to_json_floor']:.2f} | {w['evaluate']['median_ms']:.2f} ms "
+                   f"| {w['flask_noop']['median_ms']:.2f} ms | {w['flask_app']['median_ms']:.2f} ms |")
+    if irr:
+        w = irr["wall"]
+        out += ["", f"{irr['irrelevant_observations']} irrelevant observations added to the 200: "
+                    f"+{w['extra_call_ms']:.1f} ms per call, of which decoding their JSON +{w['extra_json_decode_ms']:.1f} ms; "
+                    f"beyond decoding they cost {w['beyond_decode_ratio']}x their decode time."]
+    http = result.get("http")
+    if http:
+        out += ["", f"HTTP, loopback, gunicorn gthread {http['workers']} workers x {http['threads_per_worker']} threads, "
+                    f"{http['concurrency']} concurrent keep-alive clients (same machine), "
+                    f"{http['rounds']} alternating rounds:", "",
+                "| run | requests/s | p50 | p99 | errors |", "|---|---:|---:|---:|---:|"]
+        for r in http["runs"]:
+            for label, x in (("service", r["service"]), ("no-op route", r["noop"])):
+                lat = x["latency"] or {}
+                out.append(f"| {r['hook']} {r['observations']} obs, {label} | {x['requests_per_s']} "
+                           f"| {lat.get('median_ms', 0):.1f} ms | {lat.get('p99_ms', 0):.1f} ms | {x['errors']} |")
+    out += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
+    for t in result["targets"]:
+        out.append(f"| {t['target']} | {t['value']} | {t['limit']} | {'yes' if t['met'] else 'no'} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    result = run(args, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.from_json:
+        result = json.loads(args.from_json.read_text(encoding="utf-8"))
+    else:
+        result = run(args, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(table(result))
-    print(f"\nwritten to {args.output}")
+    if args.markdown:
+        print("\n" + markdown(result))
+    if not args.from_json:
+        print(f"\nwritten to {args.output}")
     return 0
 
 

@@ -58,6 +58,9 @@ def test_in_process_run_writes_the_expected_structure(tmp_path, capsys):
     assert all(set(t) == {"target", "value", "limit", "met"} for t in result["targets"])
     printed = capsys.readouterr().out
     assert "order-sign 10 obs" in printed and "Targets" in printed
+    assert bench_main.main(["--from-json", str(out), "--markdown"]) == 0
+    printed = capsys.readouterr().out
+    assert "| order-sign 10 obs | " in printed and "| target | measured | limit | met |" in printed
 
 
 def test_http_run_starts_and_stops_both_servers():
