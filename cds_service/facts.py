@@ -42,8 +42,7 @@ def _parse_date_text(value: str) -> date | None:
         return None
 
 
-def codings(concept) -> list[dict]:
-    return drugmod._codings(concept)
+codings = drugmod._codings      # concept -> its list of coding objects (tolerant); an alias, not a wrapper
 
 
 @dataclass(frozen=True)
