@@ -128,12 +128,22 @@ def prune(value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            item = prune(item)
+            if isinstance(item, (dict, list)):        # recurse into containers only; leaves are checked here
+                item = prune(item)
+            elif isinstance(item, str) and item == "":
+                continue
             if item is not None:
                 out[key] = item
         return out or None
     if isinstance(value, list):
-        out_list = [p for p in (prune(v) for v in value) if p is not None]
+        out_list = []
+        for item in value:
+            if isinstance(item, (dict, list)):
+                item = prune(item)
+            elif isinstance(item, str) and item == "":
+                continue
+            if item is not None:
+                out_list.append(item)
         return out_list or None
     if isinstance(value, str) and value == "":
         return None
