@@ -16,7 +16,7 @@ from cds_service import drugs as drugmod
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.lab_thresholds import missing_reason
-from cds_service.rules.text import lab, mg
+from cds_service.rules.text import lab, mg, sentence
 from cds_service.schemas.dose import DoseRule
 from cds_service.textmatch import any_word
 
@@ -378,7 +378,7 @@ def _stop_finding(ctx, order: DraftOrder, stops: list[Applied], caps: list[Appli
         rule_id=stops[0].rule.id,
         concern=f"dose:{order.order_id}",
         indicator="warning",
-        summary=f"{order.name.capitalize()} is not recommended ({reasons})",
+        summary=f"{sentence(order.name)} is not recommended ({reasons})",
         detail=(_common_detail(ctx, order, listed)
                 + "\n\n**Recommended:** do not start; choose another treatment or document why it is needed."),
         sources=_sources(listed),
@@ -430,7 +430,7 @@ def _info_finding(ctx, order: DraftOrder, notes: list[Applied]) -> Finding:
         rule_id=notes[0].rule.id,
         concern=f"dose:{order.order_id}",
         indicator="info",
-        summary=f"{order.name.capitalize()} {order.dose.describe()}: check {reasons}",
+        summary=f"{sentence(order.name)} {order.dose.describe()}: check {reasons}",
         detail=_common_detail(ctx, order, notes),
         sources=_sources(notes),
         order_id=order.order_id,

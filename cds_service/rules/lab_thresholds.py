@@ -11,7 +11,7 @@ from cds_service.findings import Finding, Missing
 from cds_service.knowledge import Knowledge
 from cds_service.schemas.lab_threshold import LabThreshold
 from cds_service.rules.context import RuleContext
-from cds_service.rules.text import lab, unit
+from cds_service.rules.text import lab, unit, sentence
 
 
 def crosses(threshold: LabThreshold, value: LabValue, canonical_unit: str) -> tuple[bool, float, str]:
@@ -90,8 +90,8 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
                 if rise <= threshold.above_baseline_percent:
                     continue
                 limit_text = f"{threshold.above_baseline_percent:g} % above baseline"
-                shown = f"{analyte.display.capitalize()} {value.reported_value:g} {unit(value.reported_unit)} is +{rise:.0f} %"
-                why = (f"**{analyte.display.capitalize()}:** {lab(value)} — **+{rise:.0f} %** against the pre-treatment "
+                shown = f"{sentence(analyte.display)} {value.reported_value:g} {unit(value.reported_unit)} is +{rise:.0f} %"
+                why = (f"**{sentence(analyte.display)}:** {lab(value)} — **+{rise:.0f} %** against the pre-treatment "
                        f"baseline {lab(base)} (threshold: more than {limit_text}).")
             elif threshold.basis == "uln":
                 value = facts.latest(threshold.analyte, analyte.max_age_days)
@@ -120,8 +120,8 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
                     continue
                 sign = "<" if threshold.direction == "below" else ">"
                 limit_text = f"{sign} {limit:g} {unit(compared_unit)}"
-                shown = f"{analyte.display.capitalize()} {value.reported_value:g} {unit(value.reported_unit)} {sign} {limit:g}"
-                why = (f"**{analyte.display.capitalize()}:** {lab(value)} — threshold {sign} {limit:g} "
+                shown = f"{sentence(analyte.display)} {value.reported_value:g} {unit(value.reported_unit)} {sign} {limit:g}"
+                why = (f"**{sentence(analyte.display)}:** {lab(value)} — threshold {sign} {limit:g} "
                        f"{unit(compared_unit)}.")
             if threshold.summary:
                 summary = threshold.summary.format(analyte=analyte.display, value=shown, limit=limit_text, drug=drug_name)

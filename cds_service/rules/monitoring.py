@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from cds_service.rules.text import sentence
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.rules import lab_thresholds
 from cds_service.rules.context import RuleContext
@@ -106,8 +107,8 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
             rule_id=schedule.id,
             concern=f"monitoring:{schedule.id}",
             indicator="warning" if state == "overdue" else "info",
-            summary=f"{schedule.display.capitalize()} {state} (week {weeks} of JAK inhibitor treatment)",
-            detail=(f"**Treatment started:** {start.isoformat()} (week {weeks}).  \n**{state.capitalize()}:** {why}.\n\n"
+            summary=f"{sentence(schedule.display)} {state} (week {weeks} of JAK inhibitor treatment)",
+            detail=(f"**Treatment started:** {start.isoformat()} (week {weeks}).  \n**{sentence(state)}:** {why}.\n\n"
                     + "\n".join(lines) + f"\n\n{schedule.action}"),
             sources=list(schedule.sources),
             override_set="missing-data" if state == "overdue" else None,
@@ -130,7 +131,7 @@ def _reviews(ctx: RuleContext, drugs: dict[str, date], names: dict[str, str]):
             concern=f"review:{review.id}",
             indicator="info",
             summary=review.summary.format(drug=names[review.drug], week=days // 7),
-            detail=f"**{names[review.drug].capitalize()} started:** {start.isoformat()} (week {days // 7}).\n\n{review.action}",
+            detail=f"**{sentence(names[review.drug])} started:** {start.isoformat()} (week {days // 7}).\n\n{review.action}",
             sources=list(review.sources),
             drug=review.drug,
         )

@@ -19,3 +19,8 @@ def lab(value: LabValue) -> str:
 def mg(dose_mg: float, per_day: float) -> str:
     freq = {1: "once daily", 2: "twice daily"}.get(per_day, f"{per_day:g} times daily")
     return f"{dose_mg:g} mg {freq}"
+
+
+def sentence(text: str) -> str:
+    """Upper-case the first letter only ("ALT" and "ruxolitinib cream (Opzelura)" keep their case)."""
+    return text[:1].upper() + text[1:]

@@ -1,6 +1,7 @@
 """Info card for a recognised JAK inhibitor this service does not check (``[[unsupported_notice]]``)."""
 from __future__ import annotations
 
+from cds_service.rules.text import sentence
 from cds_service.findings import Finding
 from cds_service.rules.context import RuleContext
 
@@ -16,7 +17,7 @@ def evaluate(ctx: RuleContext):
                 rule_id=notice.id,
                 concern=f"unsupported:{order.order_id}",
                 indicator=notice.indicator,
-                summary=notice.summary.format(drug=order.name.capitalize()),
+                summary=notice.summary.format(drug=sentence(order.name)),
                 detail=notice.detail.format(drug=order.name) + (f"\n\n{note}" if note else ""),
                 sources=list(dict.fromkeys(list(notice.sources) + list(order.match.entry.sources))),
                 order_id=order.order_id,
