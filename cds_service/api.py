@@ -58,7 +58,7 @@ def _refuse_truncated_chunked_body(raw: bytes) -> None:
         raise RequestEntityTooLarge()
 
 
-@bp.get("/cds-services")
+@bp.get("/cds-services", strict_slashes=False)
 def discovery():
     return _json(discovery_document(current_app.extensions["jak_engine"].services))
 

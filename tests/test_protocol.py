@@ -150,3 +150,8 @@ def test_invalid_draft_order_is_evaluated_and_the_problem_is_said(client):
     rules = {c["source"]["topic"]["code"] for c in cards}
     assert rules == {"baricitinib-age-65", "prac-risk-groups", "missing-data"}
     assert any("not valid FHIR R4" in c["detail"] for c in cards)
+
+
+def test_discovery_url_with_a_trailing_slash_works(client):
+    response = client.get("/cds-services/")
+    assert response.status_code == 200 and len(response.get_json()["services"]) == 3
