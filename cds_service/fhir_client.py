@@ -124,12 +124,15 @@ class FhirClient:
         return results
 
     def _fetch(self, server: str, query: str, headers: dict, deadline: float) -> tuple[list | None, str | None]:
+        """(resources, None), or (None, why), or (the pages read, why the rest is missing)."""
         url = f"{server.rstrip('/')}/{query.lstrip('/')}"
         collected: list[dict] = []
         for _page in range(MAX_PAGES):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return (collected or None), (None if collected else "the FHIR server did not answer in time")
+                if collected:
+                    return collected, "only the first pages arrived in time; the rest of the search was not read"
+                return None, "the FHIR server did not answer in time"
             try:
                 response = self.session.get(url, headers=headers, stream=True,
                                             timeout=(min(self.connect_timeout, remaining), remaining),
@@ -162,7 +165,7 @@ class FhirClient:
             if not next_url or not next_url.startswith(server.rstrip("/") + "/"):
                 return collected, None
             url = next_url
-        return collected, None
+        return collected, f"the search has more than {MAX_PAGES} pages; only the first {MAX_PAGES} were read"
 
     @staticmethod
     def _read_capped(response, deadline: float) -> bytes | None:

@@ -294,11 +294,11 @@ def _read_remaining_pages(request: HookRequest, done: Prefetched, client) -> Non
     if not queries:
         return
     for key, (resources, problem) in client.fetch_all(server, request.fhirAuthorization, queries).items():
-        if resources is None:
-            done.unavailable[key] = f"only the first page of the search was sent; the rest could not be read ({problem})"
-        else:
+        if resources is not None:
             done.by_key[key] = done.by_key[key] + resources
             done.fetched.append(key)
+        if resources is None or problem:
+            done.unavailable[key] = f"only the first page of the search was sent; the rest could not be read ({problem})"
 
 
 def _complete(request: HookRequest, templates: dict[str, str], client) -> Prefetched:
@@ -318,9 +318,9 @@ def _complete(request: HookRequest, templates: dict[str, str], client) -> Prefet
             done.unavailable[key] = f"the hook context has no value for prefetch token {exc}"
     results = client.fetch_all(request.fhirServer, request.fhirAuthorization, queries)
     for key, (resources, problem) in results.items():
-        if resources is None:
-            done.unavailable[key] = problem or "could not be fetched"
-        else:
+        if resources is not None:
             done.by_key[key] = resources
             done.fetched.append(key)
+        if resources is None or problem:        # partial data is used, and its gap is still said
+            done.unavailable[key] = problem or "could not be fetched"
     return done

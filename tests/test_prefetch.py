@@ -115,3 +115,36 @@ def test_low_anc_found_through_fallback_fetch(client):
         cards = cards_of(call_hook(client, [*record, draft_order("upadacitinib 15 mg", 15)], prefetch=False,
                                    fhir_server=FHIR_BASE))
     assert [rule_of(c) for c in alerts(cards)] == ["anc-below-1-start"]
+
+
+def test_a_search_cut_off_after_the_page_limit_is_used_and_the_gap_is_said(client):
+    """Condition search with endless next links: first pages are used, the rest is said to be unread."""
+    import json as _json
+    import re
+
+    from cds_service.fhir_client import MAX_PAGES
+    from cds_service.fhir_query import search
+
+    tb = condition("56717001", "Tuberculosis")
+    record = [*OLD_AD, tb]
+    pages = []
+
+    def handler(request):
+        query = request.url[len(FHIR_BASE):].lstrip("/")
+        if query.startswith("Condition"):
+            pages.append(query)
+            bundle = search(record, "Condition?patient=p1") if len(pages) == 1 else \
+                {"resourceType": "Bundle", "type": "searchset", "entry": []}
+            bundle["link"] = [{"relation": "next", "url": f"{FHIR_BASE}/Condition?patient=p1&page={len(pages) + 1}"}]
+            return 200, {}, _json.dumps(bundle)
+        return 200, {}, _json.dumps(search(record, query))
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_callback(responses.GET, re.compile(re.escape(FHIR_BASE) + r"/.*"), callback=handler)
+        body = make_request([*record, ORDER], fhir_server=FHIR_BASE)
+        del body["prefetch"]["conditions"]
+        cards = cards_of(client.post("/cds-services/jak-order-sign", json=body))
+    assert len(pages) == MAX_PAGES
+    rules = [rule_of(c) for c in cards]
+    assert "active-tuberculosis" in rules                 # the pages read are used
+    assert any(f"more than {MAX_PAGES} pages" in c["detail"] for c in cards)   # and the rest is said
