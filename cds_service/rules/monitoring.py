@@ -2,8 +2,9 @@
 
 Start date = the earliest start of the active systemic JAKi medications
 (MedicationRequest.authoredOn or MedicationStatement effective start).
-Schedules (``[[monitoring_schedule]]``): one card per schedule that is due
-(info) or overdue (warning). Response reviews (``[[response_review]]``): an
+Schedules (``[[monitoring_schedule]]``): the schedules that are overdue
+share one warning card, those that are due one info card (one visit, one
+card, one set of orders). Response reviews (``[[response_review]]``): an
 info card inside their window. Thresholds crossed on treatment: the
 ``lab_threshold`` entries of phase "on_treatment" through the shared engine;
 a threshold whose result is simply absent is left to the schedule (which
@@ -11,6 +12,7 @@ says when a test is needed), so it is not repeated as a gap.
 """
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from cds_service.rules.text import sentence
@@ -54,6 +56,7 @@ def _status(schedule: MonitoringSchedule, start: date, today: date, done: date |
 
 def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str):
     k, facts = ctx.knowledge, ctx.facts
+    pending: dict[str, list] = {}
     for schedule in k.rules.monitoring_schedule:
         if not any(d in schedule.drugs for d in drugs):
             continue
@@ -95,25 +98,46 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
             code = order_code(ctx, part)
             if code is not None:
                 wanted.setdefault(code.code, code)
-        suggestions = []
-        if wanted:
-            note = f"JAK inhibitor monitoring: {schedule.display}"
-            suggestions.append(ProposedSuggestion(
-                f"Order {schedule.display}",
-                tuple(ProposedAction("create", f"Order {c.display} (LOINC {c.code})",
-                                     service_request(c, patient_id, note)) for c in wanted.values())))
-        weeks = (facts.today - start).days // 7
-        yield Finding(
-            rule_id=schedule.id,
-            concern=f"monitoring:{schedule.id}",
-            indicator="warning" if state == "overdue" else "info",
-            summary=f"{sentence(schedule.display)} {state} (week {weeks} of JAK inhibitor treatment)",
-            detail=(f"**Treatment started:** {start.isoformat()} (week {weeks}).  \n**{sentence(state)}:** {why}.\n\n"
-                    + "\n".join(lines) + f"\n\n{schedule.action}"),
-            sources=list(schedule.sources),
-            override_set="missing-data" if state == "overdue" else None,
-            suggestions=suggestions,
-        )
+        pending.setdefault(state, []).append((schedule, why, lines, wanted))
+    for state, items in pending.items():
+        yield _schedule_card(ctx, state, items, start, patient_id)
+
+
+def _summary(items: list, state: str, weeks: int) -> str:
+    if len(items) == 1:
+        return f"{sentence(items[0][0].display)} {state} (week {weeks} of JAK inhibitor treatment)"
+    short = ", ".join(re.sub(r"\s*\([^)]*\)", "", schedule.display) for schedule, *_ in items)
+    text = f"JAK inhibitor monitoring {state} (week {weeks}): {short}"
+    return text if len(text) < 140 else f"{len(items)} JAK inhibitor monitoring checks {state} (week {weeks})"
+
+
+def _schedule_card(ctx: RuleContext, state: str, items: list, start: date, patient_id: str) -> Finding:
+    """One card per state (due / overdue) for all schedules in that state: one visit, one card, one order set."""
+    weeks = (ctx.facts.today - start).days // 7
+    names = ", ".join(schedule.display for schedule, *_ in items)
+    wanted: dict = {}
+    sections = []
+    for schedule, why, lines, codes in items:
+        for code in codes.values():
+            wanted.setdefault(code.code, code)
+        sections.append(f"**{sentence(schedule.display)}** — {why}.\n" + "\n".join(lines) + f"\n\n{schedule.action}")
+    suggestions = []
+    if wanted:
+        note = f"JAK inhibitor monitoring: {names}"
+        label = f"Order {items[0][0].display}" if len(items) == 1 else "Order the monitoring tests listed"
+        suggestions.append(ProposedSuggestion(
+            label, tuple(ProposedAction("create", f"Order {c.display} (LOINC {c.code})",
+                                        service_request(c, patient_id, note)) for c in wanted.values())))
+    return Finding(
+        rule_id="+".join(schedule.id for schedule, *_ in items),
+        concern=f"monitoring:{state}",
+        indicator="warning" if state == "overdue" else "info",
+        summary=_summary(items, state, weeks),
+        detail=f"**Treatment started:** {start.isoformat()} (week {weeks}).\n\n" + "\n\n".join(sections),
+        sources=list(dict.fromkeys(src for schedule, *_ in items for src in schedule.sources)),
+        override_set="missing-data" if state == "overdue" else None,
+        suggestions=suggestions,
+    )
 
 
 def _reviews(ctx: RuleContext, drugs: dict[str, date], names: dict[str, str]):
