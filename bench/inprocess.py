@@ -142,6 +142,15 @@ def _ratio(a: float, b: float) -> float | None:
 
 def run(sizes: list[int], hooks_: list[str], budget_s: float, min_reps: int, max_reps: int,
         target_obs: int = 200, irrelevant: int = 5000, progress=print) -> dict:
+    thresholds = gc.get_threshold()
+    try:
+        return _run(sizes, hooks_, budget_s, min_reps, max_reps, target_obs, irrelevant, progress)
+    finally:                              # the server's GC settings were applied to this process: undo
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+def _run(sizes, hooks_, budget_s, min_reps, max_reps, target_obs, irrelevant, progress) -> dict:
     with tempfile.TemporaryDirectory(prefix="jak-bench-") as tmp:
         bench = Bench(Path(tmp))
         cases = [Case(h, n) for h in hooks_ for n in sizes]
