@@ -93,7 +93,17 @@ def primary_source(finding_sources: list[str], drug: str | None) -> str:
     return own if own in finding_sources else finding_sources[0]
 
 
+def sources_for(source_ids: list[str], drug: str | None) -> list[str]:
+    """Another drug's product information is no source for this drug's card (kept if nothing else is left)."""
+    unique = list(dict.fromkeys(source_ids))
+    if not drug:
+        return unique
+    kept = [s for s in unique if not s.startswith("EU-") or s == f"EU-{drug}"]
+    return kept or unique
+
+
 def finding_card(knowledge: Knowledge, finding: Finding) -> Card:
+    finding.sources = sources_for(finding.sources, finding.drug)
     first = knowledge.sources[primary_source(finding.sources, finding.drug)]
     suggestions = [
         Suggestion(label=s.label, isRecommended=s.recommended or None,
@@ -122,10 +132,14 @@ def missing_card(knowledge: Knowledge, gaps: list[Missing], drug_name: str | Non
     items = list(unique.values())
     subject = f" for {drug_name}" if drug_name else ""
     n = len(items)
-    summary = (f"Could not check {items[0].check}{subject}: {items[0].why}" if n == 1
-               else f"{n} safety checks{subject} could not be done: data missing")
+    if n == 1:
+        said = drug_name and drug_name.lower() in items[0].check.lower()
+        summary = f"Could not check {items[0].check}{'' if said else subject}: {items[0].why}"
+    else:
+        summary = f"{n} safety checks{subject} could not be done: data missing"
     lines = "\n".join(f"- **{g.check}**: {g.why}" for g in items)
-    sources = [s for g in items for s in g.sources]
+    drugs = {g.drug for g in items if g.drug}
+    sources = sources_for([s for g in items for s in g.sources], next(iter(drugs)) if len(drugs) == 1 else None)
     detail = ("These checks were **not** done. Missing data is not evidence that the values are normal.\n\n"
               + lines + _sources_md(knowledge, sources))
     first = knowledge.sources[sources[0]]

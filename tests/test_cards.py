@@ -1,0 +1,24 @@
+"""Card rendering rules a clinician notices: the right sources, no repeated words."""
+from cds_service.cards import missing_card, sources_for
+from cds_service.findings import Missing
+from fixtures.builders import condition, draft_order, patient
+
+
+def test_another_drugs_product_information_is_not_cited():
+    assert sources_for(["S000", "EU-upadacitinib", "EU-tofacitinib", "S003"], "tofacitinib") == \
+        ["S000", "EU-tofacitinib", "S003"]
+    assert sources_for(["EU-upadacitinib"], "tofacitinib") == ["EU-upadacitinib"]    # never left without a source
+
+
+def test_tofacitinib_checklist_card_cites_no_upadacitinib_label(hook):
+    cards = hook([patient(), condition("69896004", "Rheumatoid arthritis"), draft_order("tofacitinib 5 mg", 5, per_day=2)])
+    assert cards
+    for card in cards:
+        assert "rinvoq" not in card["source"]["label"].lower()
+        assert "EPAR/rinvoq" not in card["detail"]
+
+
+def test_could_not_check_summary_does_not_repeat_the_drug(knowledge):
+    gap = Missing("x", "tofacitinib dose for renal function", "no serum creatinine", ("S001",), "o1", "tofacitinib")
+    card = missing_card(knowledge, [gap], "tofacitinib")
+    assert card.summary.lower().count("tofacitinib") == 1
