@@ -50,6 +50,19 @@ def parse_request(body, service: Service) -> HookRequest:
     return request
 
 
+def _record_problems(facts, prefetched) -> list[Missing]:
+    """Patient-level problems with the record itself, said on the could-not-check card."""
+    problems = []
+    if facts.birth_date_problem:
+        problems.append(Missing("patient-age", "the patient's age", facts.birth_date_problem, ("PRAC-2022",)))
+    if prefetched.foreign:
+        problems.append(Missing(
+            "foreign-records", "part of the patient record",
+            f"{prefetched.foreign} resource(s) from the EHR named a different patient and were left out; "
+            "the EHR's search may have ignored the patient filter", ("CDS-HOOKS",)))
+    return problems
+
+
 def evaluate(engine, service: Service, body) -> HookResult:
     request = parse_request(body, service)
     prefetched = prefetchmod.complete(request, service.prefetch, engine.fhir_client)
@@ -74,8 +87,8 @@ def evaluate(engine, service: Service, body) -> HookResult:
         on_jaki = any(m.active and m.drug is not None and m.drug.category == "systemic" for m in facts.medications)
         families = PATIENT_VIEW_RULES if on_jaki else ()
     findings: list[Finding] = []
-    if families and families is not NOTICE_RULES and facts.birth_date_problem:
-        gaps.append(Missing("patient-age", "the patient's age", facts.birth_date_problem, ("S001",)))
+    if families and families is not NOTICE_RULES:
+        gaps.extend(_record_problems(facts, prefetched))
     for family in families:
         for item in family.evaluate(ctx):
             (gaps if isinstance(item, Missing) else findings).append(item)

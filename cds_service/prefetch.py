@@ -122,6 +122,26 @@ def _observation_codes(observation: dict, keep) -> tuple[bool, list[str]]:
     return read, codes
 
 
+_PATIENT_REF = re.compile(r"(?:^|/)Patient/([^/]+)(?:/_history/[^/]+)?$")
+
+
+def _names_another_patient(resource: dict, kind, patient_id: str) -> bool:
+    """True only when the resource clearly belongs to someone else (a server that ignored ``patient=``).
+
+    Unresolvable references (urn:uuid, identifier-only, absent) are accepted: only a clear
+    mismatch is rejected.
+    """
+    if kind == "Patient":
+        rid = resource.get("id")
+        return isinstance(rid, str) and rid != patient_id
+    ref = resource.get("subject") or resource.get("patient")
+    reference = ref.get("reference") if isinstance(ref, dict) else None
+    if not isinstance(reference, str):
+        return False
+    match = _PATIENT_REF.search(reference)
+    return match is not None and match.group(1) != patient_id
+
+
 @dataclass
 class Prefetched:
     """Completed prefetch: resources per key plus the keys that could not be obtained.
@@ -140,6 +160,8 @@ class Prefetched:
     _indexed: tuple = field(default=(), init=False, repr=False, compare=False)
     _code_index: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     dropped: int = field(default=0, init=False, compare=False)   # Observations left out as unread
+    patient_id: str | None = None                                 # resources naming another patient are left out
+    foreign: int = field(default=0, init=False, compare=False)   # how many were
 
     def _index(self) -> dict[str, list[dict]]:
         signature = (id(self._keep), *map(id, self.by_key.values()), *map(len, self.by_key.values()))
@@ -149,8 +171,9 @@ class Prefetched:
         observations: list[dict] = []
         obs_codes: dict[str, list[int]] = {}
         seen: set[tuple[str, str]] = set()
-        dropped = 0
+        dropped = foreign = 0
         keep = self._keep
+        patient_id = self.patient_id
         for resources in self.by_key.values():
             for resource in resources:
                 kind = resource.get("resourceType")
@@ -159,6 +182,9 @@ class Prefetched:
                     if not read:
                         dropped += 1
                         continue
+                if patient_id is not None and _names_another_patient(resource, kind, patient_id):
+                    foreign += 1
+                    continue
                 rid = resource.get("id")
                 if isinstance(rid, str):
                     if (kind, rid) in seen:
@@ -175,7 +201,7 @@ class Prefetched:
                     by_type.setdefault(kind, []).append(resource)
         if observations:
             by_type["Observation"] = observations
-        self._by_type, self._indexed, self.dropped = by_type, signature, dropped
+        self._by_type, self._indexed, self.dropped, self.foreign = by_type, signature, dropped, foreign
         self._code_index = {("Observation", "code"): obs_codes}
         return by_type
 
@@ -226,7 +252,7 @@ class Prefetched:
 
 def from_request(request: HookRequest, templates: dict[str, str]) -> tuple[Prefetched, list[str]]:
     """Take what the EHR sent; return it and the keys still to fetch."""
-    done = Prefetched()
+    done = Prefetched(patient_id=request.patient_id)
     sent = request.prefetch or {}
     missing = []
     for key in templates:

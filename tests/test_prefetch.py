@@ -148,3 +148,27 @@ def test_a_search_cut_off_after_the_page_limit_is_used_and_the_gap_is_said(clien
     rules = [rule_of(c) for c in cards]
     assert "active-tuberculosis" in rules                 # the pages read are used
     assert any(f"more than {MAX_PAGES} pages" in c["detail"] for c in cards)   # and the rest is said
+
+
+def test_records_of_another_patient_are_left_out_and_said(client):
+    """A FHIR server that ignores patient= must not put someone else's neutropenia on this patient."""
+    someone_else = obs("751-8", 0.4, "10*9/L", pid="other-patient")
+    record = [*OLD_AD]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        import json as _json
+        import re
+        from cds_service.fhir_query import search
+
+        def ignores_patient_filter(request):
+            query = request.url[len(FHIR_BASE):].lstrip("/")
+            bundle = search(record + [someone_else], query.replace("patient=p1", "patient=other-patient")) \
+                if query.startswith("Observation") else search(record, query)
+            if query.startswith("Observation"):
+                bundle["entry"] += search(record, query)["entry"]
+            return 200, {}, _json.dumps(bundle)
+
+        rsps.add_callback(responses.GET, re.compile(re.escape(FHIR_BASE) + r"/.*"), callback=ignores_patient_filter)
+        cards = cards_of(call_hook(client, [*record, ORDER], prefetch=["patient", "conditions"], fhir_server=FHIR_BASE))
+    rules = [rule_of(c) for c in cards]
+    assert "anc-below-1-start" not in rules
+    assert any("named a different patient" in c["detail"] for c in cards)
