@@ -506,3 +506,16 @@ def test_an_interacting_medication_statement_counts_and_a_completed_one_does_not
     card = only_alert(hook(record(extra=[RA, statement("active"), draft_order("Olumiant 4 mg", 4)])))
     assert rule_of(card) == "baricitinib-probenecid"
     assert dose_alerts(hook(record(extra=[RA, statement("completed"), draft_order("Olumiant 4 mg", 4)]))) == []
+
+
+def test_once_daily_drug_ordered_twice_daily_is_changed_even_at_an_allowed_daily_total(client):
+    from fixtures.builders import condition, draft_order, full_baseline, patient
+    from tests.conftest import call_hook, cards_of, rule_of
+    ra = condition("69896004", "Rheumatoid arthritis")
+    twice = cards_of(call_hook(client, [patient(), *full_baseline(), ra, draft_order("baricitinib 2 mg", 2, per_day=2)]))
+    [card] = [c for c in twice if c["indicator"] == "warning"]
+    assert rule_of(card) == "baricitinib-max" and card["summary"].startswith("Change baricitinib to 4 mg once daily")
+    timing = card["suggestions"][0]["actions"][0]["resource"]["dosageInstruction"][0]["timing"]["repeat"]
+    assert timing["frequency"] == 1
+    once = cards_of(call_hook(client, [patient(), *full_baseline(), ra, draft_order("baricitinib 4 mg", 4, per_day=1)]))
+    assert [c for c in once if c["indicator"] != "info"] == []

@@ -295,6 +295,16 @@ def evaluate(ctx: RuleContext):
         yield from _evaluate_order(ctx, order, rules_by_drug.get(order.drug, []))
 
 
+def _exceeds(order: DraftOrder, applied: Applied) -> bool:
+    """Over the daily cap, or taken more often than the limit allows (baricitinib 2 mg twice daily is not
+    the labelled 4 mg once daily, even at the same daily total)."""
+    dose = order.dose
+    if dose.daily_mg is None:
+        return False
+    too_often = dose.per_day is not None and dose.per_day > applied.rule.per_day + _EPS
+    return dose.daily_mg > applied.cap + _EPS or too_often
+
+
 def _evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
     phase = order_phase(ctx, order)
     ordered = order.dose.daily_mg
@@ -341,14 +351,14 @@ def _evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
                       order.dose.problem or "the ordered dose could not be read", tuple(binding.rule.sources),
                       order.order_id, order.drug)
     if ordered is not None:     # list only the limits this order exceeds (the overall maximum is not a reason)
-        caps_exceeded = [a for a in caps if ordered > a.cap + _EPS]
+        caps_exceeded = [a for a in caps if _exceeds(order, a)]
     else:
         caps_exceeded = [a for a in caps if a.rule.kind == "adjustment"]
     if stops:
         yield _stop_finding(ctx, order, stops, caps_exceeded, notes)
         return
     binding = min(caps, key=lambda a: a.cap) if caps else None
-    if binding is not None and ordered is not None and ordered > binding.cap + _EPS:
+    if binding is not None and ordered is not None and (_exceeds(order, binding) or caps_exceeded):
         yield _reduce_finding(ctx, order, binding, caps_exceeded, notes, phase)
         return
     if notes:
@@ -405,12 +415,17 @@ def _reduce_finding(ctx, order: DraftOrder, binding: Applied, caps: list[Applied
     target = mg(rule.max_mg, rule.per_day)
     binding_reasons = "; ".join(dict.fromkeys(a.rule.reason for a in caps if abs(a.cap - binding.cap) < _EPS))
     listed = sorted(caps, key=lambda a: a.cap) + notes
+    only_too_often = order.dose.daily_mg is not None and order.dose.daily_mg <= binding.cap + _EPS
+    verb = "Change" if only_too_often else "Reduce"
+    frequency_note = (f"\n\nThe daily total is within the limit, but the order is taken "
+                      f"{order.dose.per_day:g} times a day where the limit is {mg(rule.max_mg, rule.per_day)}."
+                      if only_too_often else "")
     return Finding(
         rule_id=rule.id,
         concern=f"dose:{order.order_id}",
         indicator="warning",
-        summary=f"Reduce {order.name} to {target} ({binding_reasons})",
-        detail=(_common_detail(ctx, order, listed)
+        summary=f"{verb} {order.name} to {target} ({binding_reasons})",
+        detail=(_common_detail(ctx, order, listed) + frequency_note
                 + f"\n\n**Recommended:** {target} — the lowest applicable limit."),
         sources=_sources(listed),
         override_set="dose",
