@@ -138,6 +138,8 @@ def _names_another_patient(resource: dict, kind, patient_id: str) -> bool:
     reference = ref.get("reference") if isinstance(ref, dict) else None
     if not isinstance(reference, str):
         return False
+    if reference == "Patient/" + patient_id and "/" not in patient_id:   # the usual case, without the regex
+        return False
     match = _PATIENT_REF.search(reference)
     return match is not None and match.group(1) != patient_id
 
