@@ -25,16 +25,6 @@ def settings(tmp_path):
     return trust_settings(tmp_path, auth="off")
 
 
-@pytest.fixture
-def app(settings, knowledge):
-    return create_app(settings, knowledge=knowledge)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def issue_age_card(client, token="secret-token"):
     """The upadacitinib age >= 65 dose card (the fixture record is patient p1)."""
     body = make_request(record(age=65, extra=[AD, draft_order("Rinvoq 30 mg", 30)]), token=token)

@@ -61,6 +61,16 @@ def _baseline(facts: PatientFacts, analyte_name: str, start) -> tuple[LabValue |
     return after, before
 
 
+def _latest_or_gap(facts: PatientFacts, k: Knowledge, threshold, order_id, drug_id):
+    """(the latest current result, None) or (None, the Missing that says why there is none)."""
+    analyte = k.analytes[threshold.analyte]
+    value = facts.latest(threshold.analyte, analyte.max_age_days)
+    if value is not None:
+        return value, None
+    return None, Missing(threshold.id, analyte.display, missing_reason(facts, k, threshold.analyte, analyte.max_age_days),
+                         tuple(threshold.sources), order_id, drug_id)
+
+
 def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, str, str | None]], start=None):
     """Evaluate thresholds of ``phase`` for each (drug id, drug name, order id).
 
@@ -94,11 +104,9 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
                 why = (f"**{sentence(analyte.display)}:** {lab(value)} — **+{rise:.0f} %** against the pre-treatment "
                        f"baseline {lab(base)} (threshold: more than {limit_text}).")
             elif threshold.basis == "uln":
-                value = facts.latest(threshold.analyte, analyte.max_age_days)
-                if value is None:
-                    yield Missing(threshold.id, analyte.display,
-                                  missing_reason(facts, k, threshold.analyte, analyte.max_age_days),
-                                  tuple(threshold.sources), order_id, drug_id)
+                value, gap = _latest_or_gap(facts, k, threshold, order_id, drug_id)
+                if gap is not None:
+                    yield gap
                     continue
                 limit, origin = _relative_limit(threshold, value, analyte)
                 if not value.value > limit:
@@ -109,11 +117,9 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
                 why = (f"**{analyte.display}:** {lab(value)} — **{times:.1f} x ULN** ({origin}); threshold: more than "
                        f"{limit_text} = {limit:g} {unit(analyte.canonical_unit)}.")
             else:
-                value = facts.latest(threshold.analyte, analyte.max_age_days)
-                if value is None:
-                    yield Missing(threshold.id, analyte.display,
-                                  missing_reason(facts, k, threshold.analyte, analyte.max_age_days),
-                                  tuple(threshold.sources), order_id, drug_id)
+                value, gap = _latest_or_gap(facts, k, threshold, order_id, drug_id)
+                if gap is not None:
+                    yield gap
                     continue
                 crossed, limit, compared_unit = crosses(threshold, value, analyte.canonical_unit)
                 if not crossed:
