@@ -107,6 +107,9 @@ def _indication(knowledge: Knowledge, resource: dict, facts: PatientFacts, match
         return next(iter(candidates)), "active condition"
     if len(candidates) > 1:
         return None, "ambiguous: " + ", ".join(sorted(candidates))
+    if active:   # conditions that are indications of other drugs: say them, it is not "nothing recorded"
+        names = ", ".join(sorted(knowledge.indications[i].display for i in active if i in knowledge.indications))
+        return None, f"no approved indication of {match.entry.display} on record; recorded: {names}"
     return None, "not recorded"
 
 

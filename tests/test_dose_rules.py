@@ -519,3 +519,13 @@ def test_once_daily_drug_ordered_twice_daily_is_changed_even_at_an_allowed_daily
     assert timing["frequency"] == 1
     once = cards_of(call_hook(client, [patient(), *full_baseline(), ra, draft_order("baricitinib 4 mg", 4, per_day=1)]))
     assert [c for c in once if c["indicator"] != "info"] == []
+
+
+def test_a_recorded_indication_of_another_drug_is_named_not_called_unrecorded(client):
+    from fixtures.builders import condition, draft_order, full_baseline, patient
+    from tests.conftest import call_hook, cards_of
+    ad = condition("24079001", "Atopic dermatitis")
+    cards = cards_of(call_hook(client, [patient(), *full_baseline(), ad, draft_order("tofacitinib 10 mg", 10, per_day=3)]))
+    [card] = [c for c in cards if c["indicator"] == "warning"]
+    assert "no approved indication of tofacitinib on record; recorded: atopic dermatitis" in card["detail"]
+    assert "not known (not recorded)" not in card["detail"]
