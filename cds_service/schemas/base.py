@@ -15,3 +15,8 @@ def common_checks(knowledge, rule, drugs: list[str]) -> list[str]:
     problems = [f"rule {rule.id}: unknown source {s!r}" for s in rule.sources if s not in knowledge.sources]
     problems += [f"rule {rule.id}: unknown drug {d!r}" for d in drugs if d not in knowledge.drugs]
     return problems
+
+
+def indication_checks(knowledge, rule) -> list[str]:
+    """Rules limited to indications must name known ones."""
+    return [f"rule {rule.id}: unknown indication {i!r}" for i in rule.indications if i not in knowledge.indications]

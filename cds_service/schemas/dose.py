@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks
+from cds_service.schemas.base import Strict, common_checks, indication_checks
 
 Phase = Literal["induction", "maintenance"]
 ChildPughClass = Literal["A", "B", "C"]
@@ -129,8 +129,7 @@ def check(knowledge, rules: list[DoseRule]) -> list[str]:
     problems = []
     for rule in rules:
         problems += common_checks(knowledge, rule, [rule.drug])
-        problems += [f"rule {rule.id}: unknown indication {i!r}" for i in rule.indications
-                     if i not in knowledge.indications]
+        problems += indication_checks(knowledge, rule)
         classes = getattr(knowledge.rules, "interacting_class")
         problems += [f"rule {rule.id}: unknown interacting_class {c!r}" for c in rule.when.interacting
                      if c not in classes]

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks
+from cds_service.schemas.base import Strict, common_checks, indication_checks
 from cds_service.schemas.screening import RecordPart, check_parts
 
 
@@ -82,8 +82,7 @@ def check_reviews(knowledge, entries: list[ResponseReview]) -> list[str]:
     problems: list[str] = []
     for entry in entries:
         problems += common_checks(knowledge, entry, [entry.drug])
-        problems += [f"rule {entry.id}: unknown indication {i!r}" for i in entry.indications
-                     if i not in knowledge.indications]
+        problems += indication_checks(knowledge, entry)
         if entry.until_week <= entry.from_week:
             problems.append(f"rule {entry.id}: until_week must be after from_week")
     return problems

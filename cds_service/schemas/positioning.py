@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks
+from cds_service.schemas.base import Strict, common_checks, indication_checks
 
 
 class TherapyClass(Strict):
@@ -60,8 +60,7 @@ def check_rules(knowledge, rules: list[PositioningRule]) -> list[str]:
     classes = getattr(knowledge.rules, "therapy_class")
     for rule in rules:
         problems += common_checks(knowledge, rule, rule.drugs)
-        problems += [f"rule {rule.id}: unknown indication {i!r}" for i in rule.indications
-                     if i not in knowledge.indications]
+        problems += indication_checks(knowledge, rule)
         problems += [f"rule {rule.id}: unknown therapy_class {c!r}" for c in rule.prior_classes if c not in classes]
         for drug in rule.drugs:
             entry = knowledge.drugs.get(drug)

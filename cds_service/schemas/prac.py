@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks
+from cds_service.schemas.base import Strict, common_checks, indication_checks
 
 
 class PracCard(Strict):
@@ -99,8 +99,7 @@ def check_doses(knowledge, doses: list[PracLowerDose]) -> list[str]:
     problems = []
     for dose in doses:
         problems += common_checks(knowledge, dose, [dose.drug])
-        problems += [f"rule {dose.id}: unknown indication {i!r}" for i in dose.indications
-                     if i not in knowledge.indications]
+        problems += indication_checks(knowledge, dose)
     return problems
 
 
