@@ -119,5 +119,5 @@ def add_cors(response: Response) -> Response:
     response.headers["Access-Control-Allow-Headers"] = request.headers.get(
         "Access-Control-Request-Headers", "Authorization, Content-Type")
     response.headers["Access-Control-Max-Age"] = "600"
-    response.headers["Access-Control-Expose-Headers"] = "Content-Type"
+    response.headers["Access-Control-Expose-Headers"] = "Content-Type, WWW-Authenticate"
     return response

@@ -155,3 +155,8 @@ def test_invalid_draft_order_is_evaluated_and_the_problem_is_said(client):
 def test_discovery_url_with_a_trailing_slash_works(client):
     response = client.get("/cds-services/")
     assert response.status_code == 200 and len(response.get_json()["services"]) == 3
+
+
+def test_browser_clients_may_read_the_authentication_challenge(client):
+    exposed = client.get("/cds-services", headers={"Origin": "http://x"}).headers["Access-Control-Expose-Headers"]
+    assert "WWW-Authenticate" in exposed
