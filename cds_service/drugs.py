@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from cds_service.knowledge import DrugEntry, Knowledge
 from cds_service.textmatch import any_word
+from cds_service.tolerant import as_list
 
 RXNORM = "rxnorm"
 ATC = "atc"
@@ -86,10 +87,7 @@ def _strength_from_medication(medication: dict | None) -> float | None:
     """Medication.ingredient[0].strength as mg per 1 unit, if unambiguous."""
     if not isinstance(medication, dict):
         return None
-    ingredients = medication.get("ingredient") or []
-    if isinstance(ingredients, dict):
-        ingredients = [ingredients]
-    for ingredient in ingredients:
+    for ingredient in as_list(medication.get("ingredient")):
         strength = (ingredient or {}).get("strength") or {}
         numerator, denominator = strength.get("numerator") or {}, strength.get("denominator") or {}
         unit = (numerator.get("code") or numerator.get("unit") or "").lower()
@@ -175,8 +173,18 @@ class OrderedDose:
         return f"{self.dose_mg:g} mg {freq}"
 
 
+def contained_medication(resource: dict) -> dict | None:
+    """The contained Medication a ``medicationReference`` of the form "#id" points to."""
+    ref = (resource.get("medicationReference") or {}).get("reference")
+    if isinstance(ref, str) and ref.startswith("#"):
+        for item in resource.get("contained") or []:
+            if isinstance(item, dict) and item.get("id") == ref[1:]:
+                return item
+    return None
+
+
 def route_hint(request: dict) -> str | None:
-    for dosage in _as_list(request.get("dosageInstruction")):
+    for dosage in as_list(request.get("dosageInstruction")):
         route = (dosage or {}).get("route")
         for coding in _codings(route):
             if str(coding.get("code")) in _TOPICAL_ROUTE_CODES:
@@ -185,12 +193,6 @@ def route_hint(request: dict) -> str | None:
         if re.search(r"topical|cutaneous|skin", text, re.I):
             return "topical"
     return None
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 def _per_day(dosage: dict) -> tuple[float | None, str | None]:
@@ -217,13 +219,13 @@ def _per_day(dosage: dict) -> tuple[float | None, str | None]:
 
 def ordered_dose(request: dict, match: DrugMatch) -> OrderedDose:
     """Read dose and frequency from the first dosageInstruction."""
-    dosages = [d for d in _as_list(request.get("dosageInstruction")) if isinstance(d, dict)]
+    dosages = [d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)]
     if not dosages:
         return OrderedDose(None, None, "the order has no dosage instruction")
     dosage = dosages[0]
     per_day, freq_problem = _per_day(dosage)
     dose_mg, dose_problem = None, None
-    rates = _as_list(dosage.get("doseAndRate"))
+    rates = as_list(dosage.get("doseAndRate"))
     quantity = next((r.get("doseQuantity") for r in rates if isinstance(r, dict) and r.get("doseQuantity")), None)
     if quantity is None:
         match_text = _MG_IN_TEXT.search(str(dosage.get("text") or ""))

@@ -16,6 +16,7 @@ from cds_service import drugs as drugmod
 from cds_service.knowledge import Knowledge
 from cds_service.prefetch import Prefetched
 from cds_service.renal import ckd_epi_2021, cockcroft_gault
+from cds_service.tolerant import as_list
 from cds_service.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
@@ -227,10 +228,7 @@ def _read_observation(facts: PatientFacts, knowledge: Knowledge, obs: dict, anal
         return
     unit, factor = resolved
     ref_high = ref_low = None
-    ranges = obs.get("referenceRange") or []
-    if isinstance(ranges, dict):
-        ranges = [ranges]
-    for rng in ranges:
+    for rng in as_list(obs.get("referenceRange")):
         if not isinstance(rng, dict):
             continue
         for key in ("high", "low"):
@@ -259,11 +257,9 @@ def _read_condition(facts: PatientFacts, knowledge: Knowledge, condition: dict) 
         system = str(coding.get("system") or "").lower()
         if "snomed" in system:
             concepts += knowledge.snomed_to_concepts.get(value, [])
-            indication = indication or knowledge.snomed_to_indication.get(value)
-        elif "icd-10" in system or "icd10" in system:
-            concepts += _icd10_lookup(knowledge.icd10_to_concepts, value)
-            found = _icd10_lookup(knowledge.icd10_to_indication, value)
-            indication = indication or (found[0] if found else None)
+        elif is_icd10(system):
+            concepts += icd10_lookup(knowledge.icd10_to_concepts, value)
+        indication = indication or coded_indication(knowledge, coding)
     if not concepts and indication is None:
         return
     clinical = [c.get("code") for c in codings(condition.get("clinicalStatus"))]
@@ -280,7 +276,23 @@ def _read_condition(facts: PatientFacts, knowledge: Knowledge, condition: dict) 
                                           abatement))
 
 
-def _icd10_lookup(index: dict, code: str) -> list:
+def is_icd10(system: str) -> bool:
+    system = system.lower()
+    return "icd-10" in system or "icd10" in system
+
+
+def coded_indication(knowledge: Knowledge, coding: dict) -> str | None:
+    """The indication id (cards/indications*.toml) one SNOMED CT or ICD-10 coding names, if any."""
+    value, system = str(coding.get("code") or "").strip(), str(coding.get("system") or "").lower()
+    if "snomed" in system:
+        return knowledge.snomed_to_indication.get(value)
+    if is_icd10(system):
+        found = icd10_lookup(knowledge.icd10_to_indication, value)
+        return found[0] if found else None
+    return None
+
+
+def icd10_lookup(index: dict, code: str) -> list:
     """ICD-10 codes match themselves or any parent: A15.0 and A150 both match A15."""
     plain = code.upper().strip().replace(".", "")
     found: list = []
@@ -298,11 +310,7 @@ def _read_medication(facts: PatientFacts, knowledge: Knowledge, resource: dict) 
     if status in _BAD_STATUS:
         return
     concept = resource.get("medicationCodeableConcept")
-    medication = None
-    ref = (resource.get("medicationReference") or {}).get("reference")
-    if isinstance(ref, str) and ref.startswith("#"):
-        medication = next((c for c in resource.get("contained") or []
-                           if isinstance(c, dict) and c.get("id") == ref[1:]), None)
+    medication = drugmod.contained_medication(resource)
     match = drugmod.recognise(knowledge, concept, medication, drugmod.route_hint(resource))
     if kind == "MedicationRequest":
         # a draft is an order being decided on (the hook's draftOrders), not a medication the patient takes

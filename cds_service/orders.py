@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cds_service import drugs as drugmod
 from cds_service.errors import CdsError
-from cds_service.facts import PatientFacts, codings
+from cds_service.facts import PatientFacts, codings, coded_indication
 from cds_service.findings import Missing
 from cds_service.knowledge import Knowledge
 from cds_service.prefetch import resources_of
@@ -60,14 +60,9 @@ def selected(resources: list[dict], context: dict) -> list[dict]:
 def _lookup_indication(knowledge: Knowledge, concept) -> str | None:
     """The indication id (cards/indications*.toml) a coded concept names, if any."""
     for coding in codings(concept):
-        code, system = str(coding.get("code") or ""), str(coding.get("system") or "").lower()
-        if "snomed" in system and code in knowledge.snomed_to_indication:
-            return knowledge.snomed_to_indication[code]
-        if "icd" in system:
-            from cds_service.facts import _icd10_lookup
-            found = _icd10_lookup(knowledge.icd10_to_indication, code)
-            if found:
-                return found[0]
+        found = coded_indication(knowledge, coding)
+        if found:
+            return found
     return None
 
 
@@ -125,7 +120,7 @@ def read_orders(knowledge: Knowledge, resources: list[dict], facts: PatientFacts
         resource = normalise(raw)
         order_id = str(resource.get("id") or f"draft-{index + 1}")
         match = drugmod.recognise(knowledge, resource.get("medicationCodeableConcept"),
-                                  _contained_medication(resource), drugmod.route_hint(resource))
+                                  drugmod.contained_medication(resource), drugmod.route_hint(resource))
         if match is None:
             continue
         problem = _validate_r4(resource)
@@ -152,12 +147,3 @@ def _dstu2_order(knowledge: Knowledge, raw: dict, index: int) -> list[Missing]:
     return [Missing("fhir-version", f"the {match.entry.display} draft order",
                     "a FHIR DSTU2 MedicationOrder is not read (R4 MedicationRequest only): nothing was checked",
                     tuple(match.entry.sources), order_id, match.drug_id)]
-
-
-def _contained_medication(resource: dict) -> dict | None:
-    ref = str((resource.get("medicationReference") or {}).get("reference") or "")
-    if ref.startswith("#"):
-        for item in resource.get("contained") or []:
-            if isinstance(item, dict) and item.get("id") == ref[1:]:
-                return item
-    return None

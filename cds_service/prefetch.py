@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from cds_service.tolerant import as_list
 from cds_service.wire import HookRequest
 
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
@@ -62,11 +63,8 @@ def resources_of(value) -> list[dict] | None:
     if kind == "OperationOutcome" or not isinstance(kind, str):
         return None
     if kind == "Bundle":
-        entries = value.get("entry") or []
-        if isinstance(entries, dict):
-            entries = [entries]
         out = []
-        for entry in entries:
+        for entry in as_list(value.get("entry")):
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) \
                     and resource["resourceType"] != "OperationOutcome":

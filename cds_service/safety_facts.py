@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from cds_service.facts import PatientFacts, codings, parse_date
+from cds_service.tolerant import as_list
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
 
@@ -67,10 +68,7 @@ def _category(answer_set, obs: dict) -> tuple[str | None, str]:
             if cat.boolean is obs["valueBoolean"]:
                 return name, str(obs["valueBoolean"]).lower()
         return None, str(obs["valueBoolean"]).lower()
-    interpretations = obs.get("interpretation") or []
-    if isinstance(interpretations, dict):
-        interpretations = [interpretations]
-    for interp in interpretations:
+    for interp in as_list(obs.get("interpretation")):
         for coding in codings(interp):
             code = str(coding.get("code") or "").strip()
             for name, cat in answer_set.categories.items():

@@ -19,6 +19,13 @@ LIST_FIELDS = frozenset({
 _NUMERIC_FIELDS = frozenset({"value", "frequency", "frequencyMax", "period", "periodMax", "count", "low", "high"})
 
 
+def as_list(value) -> list:
+    """A list for an R4 array element that a client may send as a single object (None -> [])."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def normalise(value, key: str | None = None):
     """Return a copy with single objects wrapped into lists where R4 wants a list."""
     if isinstance(value, dict):

@@ -106,8 +106,8 @@ def order_with(dosage, med_concept=None, contained=None):
 
 
 def dose_of(knowledge, resource):
-    from cds_service.orders import _contained_medication
-    match = recognise(knowledge, resource.get("medicationCodeableConcept"), _contained_medication(resource),
+    from cds_service.drugs import contained_medication
+    match = recognise(knowledge, resource.get("medicationCodeableConcept"), contained_medication(resource),
                       drugmod.route_hint(resource))
     return match, drugmod.ordered_dose(resource, match)
 
