@@ -1,13 +1,17 @@
 """Patient facts: the few things the rules need, read once from the prefetch.
 
-Resources are reduced here to small typed facts (latest lab per analyte with
+Resources are reduced here to small typed facts (lab results per analyte with
 date and unit, recognised conditions, medications, renal function ...).
 Observations whose LOINC code no rule reads are skipped after one dict
-look-up, so the cost does not grow with irrelevant data in the prefetch.
-Missing or uninterpretable values are kept as explicit gaps, never as normal.
+look-up, so the cost does not grow with irrelevant data in the prefetch; the
+results a rule does read are dated and sorted here but each is interpreted
+(value, unit, reference range) only when a rule reaches it, newest first, so
+years of history cost a date each. Missing or uninterpretable values are kept
+as explicit gaps, never as normal.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -104,8 +108,7 @@ class PatientFacts:
     birth_date_precision: int = 10      # 4 = year only, 7 = year-month, 10 = full date
     birth_date_problem: str | None = None
     sex: str | None = None
-    labs: dict[str, list[LabValue]] = field(default_factory=dict)     # newest first
-    uninterpretable: dict[str, list[Uninterpretable]] = field(default_factory=dict)
+    labs: dict[str, "LabSeries"] = field(default_factory=dict)        # newest first, read on demand
     conditions: list[ConditionFact] = field(default_factory=list)
     medications: list[MedicationFact] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)          # prefetch key -> why
@@ -146,6 +149,12 @@ class PatientFacts:
         if max_age_days is not None and (self.today - newest.when).days > max_age_days:
             return None
         return newest
+
+    def unreadable(self, analyte: str, since: date | None = None) -> list[Uninterpretable]:
+        """Results of ``analyte`` that could not be interpreted and are not older than its newest usable
+        result (undated ones included), dated on or after ``since`` if given; newest first."""
+        series = self.labs.get(analyte)
+        return series.unreadable(since) if series is not None else []
 
     def concept_present(self, concept: str) -> list[ConditionFact]:
         return [c for c in self.conditions if concept in c.concepts]
@@ -201,31 +210,18 @@ def _quantity_value(q: dict) -> float | None:
     return float(value)
 
 
-def _read_observation(facts: PatientFacts, knowledge: Knowledge, obs: dict, analyte_name: str) -> None:
-    if obs.get("status") in _BAD_STATUS:
-        return
-    analyte = knowledge.analytes[analyte_name]
-    when = _effective_date(obs)
+def _interpret(analyte, analyte_name: str, obs: dict, when: date) -> LabValue | Uninterpretable:
+    """One dated result -> its value in the canonical unit, or why it cannot be used."""
     quantity = obs.get("valueQuantity")
-    if when is None:
-        facts.uninterpretable.setdefault(analyte_name, []).append(
-            Uninterpretable(analyte_name, None, "result has no date"))
-        return
     value = _quantity_value(quantity) if isinstance(quantity, dict) else None
     if value is None:
-        facts.uninterpretable.setdefault(analyte_name, []).append(
-            Uninterpretable(analyte_name, when, "result has no numeric value"))
-        return
+        return Uninterpretable(analyte_name, when, "result has no numeric value")
     resolved = resolve_unit(analyte, quantity.get("code"), quantity.get("unit"))
     if resolved is None:
         unit = quantity.get("code") or quantity.get("unit") or "no unit"
-        facts.uninterpretable.setdefault(analyte_name, []).append(
-            Uninterpretable(analyte_name, when, f"unit {unit!r} is not a recognised unit for {analyte.display}"))
-        return
+        return Uninterpretable(analyte_name, when, f"unit {unit!r} is not a recognised unit for {analyte.display}")
     if value < 0:
-        facts.uninterpretable.setdefault(analyte_name, []).append(
-            Uninterpretable(analyte_name, when, f"negative value {value:g}"))
-        return
+        return Uninterpretable(analyte_name, when, f"negative value {value:g}")
     unit, factor = resolved
     ref_high = ref_low = None
     for rng in as_list(obs.get("referenceRange")):
@@ -241,8 +237,108 @@ def _read_observation(facts: PatientFacts, knowledge: Knowledge, obs: dict, anal
                 elif key == "low" and ref_low is None:
                     ref_low = converted
         break
-    facts.labs.setdefault(analyte_name, []).append(
-        LabValue(analyte_name, value * factor, value, unit, when, ref_high, ref_low, obs.get("id")))
+    return LabValue(analyte_name, value * factor, value, unit, when, ref_high, ref_low, obs.get("id"))
+
+
+class LabSeries(Sequence):
+    """One analyte's usable results, newest first, interpreted only as far as a rule reads.
+
+    Built from (date, Observation) pairs; most rules want the newest result, a few walk back to a
+    treatment start, so a long history costs one date per result and nothing more. Results that
+    cannot be interpreted are kept apart (``unreadable``), never dropped and never read as normal.
+    """
+
+    __slots__ = ("_analyte", "_name", "_pending", "_next", "_values", "_bad")
+
+    def __init__(self, analyte, name: str, dated: list[tuple[date, dict]], undated: list[Uninterpretable]):
+        dated.sort(key=_first, reverse=True)        # stable: same-day results keep the EHR's order
+        self._analyte, self._name, self._pending, self._next = analyte, name, dated, 0
+        self._values: list[LabValue] = []
+        self._bad: list[Uninterpretable] = list(undated)
+
+    def _read_one(self) -> None:
+        when, obs = self._pending[self._next]
+        self._next += 1
+        found = _interpret(self._analyte, self._name, obs, when)
+        (self._values if type(found) is LabValue else self._bad).append(found)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice) or index < 0:
+            return list(self)[index]
+        while len(self._values) <= index and self._next < len(self._pending):
+            self._read_one()
+        return self._values[index]
+
+    def __iter__(self):
+        position = 0
+        while True:
+            while len(self._values) <= position and self._next < len(self._pending):
+                self._read_one()
+            if position >= len(self._values):
+                return
+            yield self._values[position]
+            position += 1
+
+    def __len__(self) -> int:
+        while self._next < len(self._pending):
+            self._read_one()
+        return len(self._values)
+
+    def __bool__(self) -> bool:
+        while not self._values and self._next < len(self._pending):
+            self._read_one()
+        return bool(self._values)
+
+    def __repr__(self) -> str:
+        return f"LabSeries({self._name}: {len(self._pending)} dated results, {len(self._values)} read)"
+
+    def unreadable(self, since: date | None = None) -> list[Uninterpretable]:
+        """See ``PatientFacts.unreadable``: reads on until the newest usable result (and its same-day peers)."""
+        pending = self._pending
+        while self._next < len(pending):
+            when = pending[self._next][0]
+            if since is not None and when < since:
+                break
+            if self._values and when < self._values[0].when:
+                break
+            self._read_one()
+        newest = self._values[0].when if self._values else None
+        found = [u for u in self._bad if u.when is not None and (since is None or u.when >= since)
+                 and (newest is None or u.when >= newest)]
+        found.sort(key=_when_of, reverse=True)
+        return found + [u for u in self._bad if u.when is None]
+
+
+def _first(pair: tuple) -> date:
+    return pair[0]
+
+
+def _when_of(item: Uninterpretable) -> date:
+    return item.when
+
+
+def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched) -> None:
+    """Group the results carrying an analyte's LOINC code by analyte, dated; interpretation waits."""
+    loinc_index = knowledge.loinc_to_analyte
+    dated: dict[str, list[tuple[date, dict]]] = {}
+    undated: dict[str, list[Uninterpretable]] = {}
+    for obs in prefetched.with_codes("Observation", loinc_index):   # only results carrying an analyte code
+        for coding in codings(obs.get("code")):
+            code = coding.get("code")
+            analyte = loinc_index.get(code.strip()) if isinstance(code, str) else None
+            if analyte is not None and "loinc" in str(coding.get("system") or "loinc").lower():
+                break
+        else:
+            continue
+        if obs.get("status") in _BAD_STATUS:
+            continue
+        when = _effective_date(obs)
+        if when is None:
+            undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, "result has no date"))
+        else:
+            dated.setdefault(analyte, []).append((when, obs))
+    for name in dated.keys() | undated.keys():
+        facts.labs[name] = LabSeries(knowledge.analytes[name], name, dated.get(name, []), undated.get(name, []))
 
 
 def _read_condition(facts: PatientFacts, knowledge: Knowledge, condition: dict) -> None:
@@ -332,18 +428,10 @@ def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, t
     """Reduce the completed prefetch to PatientFacts (one pass per resource list)."""
     facts = PatientFacts(today=today, patient_id=patient_id, unavailable=dict(prefetched.unavailable),
                          gaps=dict(prefetched.gaps))
-    loinc_index = knowledge.loinc_to_analyte
     for resource in prefetched.resources("Patient"):
         _read_patient(facts, resource)
         break
-    for obs in prefetched.with_codes("Observation", loinc_index):   # only results carrying an analyte code
-        for coding in codings(obs.get("code")):
-            analyte = loinc_index.get(coding.get("code"))
-            if analyte is not None and "loinc" in str(coding.get("system") or "loinc").lower():
-                _read_observation(facts, knowledge, obs, analyte)
-                break
-    for values in facts.labs.values():
-        values.sort(key=lambda v: v.when, reverse=True)
+    _read_labs(facts, knowledge, prefetched)
     for condition in prefetched.resources("Condition"):
         _read_condition(facts, knowledge, condition)
     for kind in ("MedicationRequest", "MedicationStatement"):

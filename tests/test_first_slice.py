@@ -1,6 +1,8 @@
 """First slice of clinical rules through every layer: this patient -> this card."""
+import pytest
+
 from fixtures.builders import ICD10, condition, draft_order, full_baseline, obs, patient
-from tests.conftest import alerts, rule_of
+from tests.conftest import alerts, cards_of, make_request, rule_of
 
 RA = condition("69896004", "Rheumatoid arthritis")
 AD = condition("24079001", "Atopic dermatitis")
@@ -108,6 +110,26 @@ def test_unknown_unit_is_reported_as_uninterpretable(hook):
     cards = hook(record(drop=["751-8"], extra=[obs("751-8", 3.0, "furlongs"), RA, draft_order("upadacitinib 15 mg", 15)]))
     [card] = alerts(cards)
     assert "could not be interpreted" in card["detail"] and "furlongs" in card["detail"]
+
+
+@pytest.mark.parametrize("newest_first", [True, False])
+def test_the_newest_uninterpretable_result_is_the_one_said_whatever_order_the_ehr_sends(client, newest_first):
+    results = [obs("751-8", 3.0, "furlongs", days_ago=3), obs("751-8", 3.0, "bananas", days_ago=60),
+               obs("751-8", 3.0, "10*9/L", days_ago=200)]
+    body = make_request(record(drop=["751-8"], extra=[*results, RA, draft_order("upadacitinib 15 mg", 15)]))
+    if not newest_first:                      # the prefetch asks for _sort=-date; not every EHR obeys
+        body["prefetch"]["haematology"]["entry"].reverse()
+    [card] = alerts(cards_of(client.post("/cds-services/jak-order-sign", json=body)))
+    assert "could not be interpreted" in card["detail"] and "furlongs" in card["detail"]
+    assert "bananas" not in card["detail"]
+
+
+def test_a_loinc_code_with_stray_spaces_in_the_prefetch_is_still_read(client):
+    body = make_request(record(drop=["751-8"], extra=[RA, draft_order("upadacitinib 15 mg", 15)]))
+    neutrophils = obs("751-8", 3.0, "10*9/L")
+    neutrophils["code"]["coding"][0]["code"] = " 751-8 "       # as an EHR's own prefetch might send it
+    body["prefetch"]["haematology"].setdefault("entry", []).append({"resource": neutrophils})
+    assert alerts(cards_of(client.post("/cds-services/jak-order-sign", json=body))) == []
 
 
 def test_order_for_another_drug_gets_no_cards(hook):

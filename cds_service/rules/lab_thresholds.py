@@ -6,6 +6,8 @@ the value is converted to the analyte's canonical unit.
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 from cds_service.facts import LabValue, PatientFacts
 from cds_service.findings import Finding, Missing
 from cds_service.knowledge import Knowledge
@@ -27,9 +29,9 @@ def crosses(threshold: LabThreshold, value: LabValue, canonical_unit: str) -> tu
 
 def missing_reason(facts: PatientFacts, knowledge: Knowledge, analyte: str, max_days: int) -> str:
     """Why there is no usable value: unavailable data, uninterpretable, stale, or none."""
-    bad = [u for u in facts.uninterpretable.get(analyte, []) if u.when is None or (facts.today - u.when).days <= max_days]
+    bad = facts.unreadable(analyte, since=facts.today - timedelta(days=max_days))
     values = facts.labs.get(analyte)
-    if bad and (not values or bad[0].when is None or bad[0].when >= values[0].when):
+    if bad:
         when = f" of {bad[0].when.isoformat()}" if bad[0].when else ""
         return f"the result{when} could not be interpreted: {bad[0].why}"
     if values:

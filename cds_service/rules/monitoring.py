@@ -89,10 +89,8 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
         wanted = {}
         for part, part_st in states:
             latest = part_st.shown if part_st.newest else "none since the start"
-            unreadable = [u for a in part.analytes for u in facts.uninterpretable.get(a, [])
-                          if u.when is None or u.when >= start]
-            if unreadable and (part_st.newest is None or unreadable[0].when is None
-                               or unreadable[0].when > part_st.newest):
+            if any(u.when is None or part_st.newest is None or u.when > part_st.newest
+                   for a in part.analytes for u in facts.unreadable(a, since=start)):
                 latest += " (a newer result could not be interpreted)"
             lines.append(f"- {part.display} ({part_st.codes}): {latest}")
             code = order_code(ctx, part)
@@ -169,9 +167,7 @@ def _thresholds(ctx: RuleContext, in_use: list[tuple[str, str, None]], start: da
             threshold = by_id.get(item.rule_id)
             if threshold is not None and threshold.basis != "baseline":
                 max_days = k.analytes[threshold.analyte].max_age_days
-                recent_bad = [u for u in facts.uninterpretable.get(threshold.analyte, [])
-                              if u.when is None or (facts.today - u.when).days <= max_days]
-                if not recent_bad:
+                if not facts.unreadable(threshold.analyte, since=facts.today - timedelta(days=max_days)):
                     continue      # an absent result: the schedule says when it is needed
         yield item
 
