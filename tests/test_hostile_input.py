@@ -171,6 +171,16 @@ def test_non_finite_and_out_of_range_numbers_are_refused(client, constant):
     assert "not valid JSON" in body["issue"][0]["diagnostics"]
 
 
+@pytest.mark.parametrize("number", ["922337203685477580", "-922337203685477580", "1.5e308", "1e99", "1e-400",
+                                    "123456789012345678901.5"])
+def test_large_but_representable_numbers_and_long_digit_strings_are_read(client, number):
+    body = good_body()
+    body["hookInstance"] = "12345678901234567890123-e400"        # digits and an exponent-like run in a string
+    text = json.dumps(body)
+    response = post_raw(client, text.replace('"value": 15', f'"value": {number}', 1))
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
 def test_unpaired_surrogate_is_refused_but_a_real_pair_is_fine(client):
     text = json.dumps(good_body())
     outcome(post_raw(client, text.replace('"patientId": "p1"', '"patientId": "\\ud800"')), 400)
