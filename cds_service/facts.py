@@ -24,6 +24,7 @@ from cds_service.tolerant import as_list
 from cds_service.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
+_LOINC = "http://loinc.org"
 MAX_PLAUSIBLE_AGE = 125
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 
@@ -317,22 +318,33 @@ def _when_of(item: Uninterpretable) -> date:
     return item.when
 
 
+def _analyte_of(concept, loinc_index: dict) -> str | None:
+    """The analyte named by the first LOINC (or system-less) coding that names one."""
+    coding = concept.get("coding") if concept.__class__ is dict else None
+    if coding.__class__ is list and len(coding) == 1 and coding[0].__class__ is dict \
+            and coding[0].get("system") == _LOINC and (code := coding[0].get("code")).__class__ is str:
+        return loinc_index.get(code) or loinc_index.get(code.strip())     # the usual single LOINC coding
+    for coding in codings(concept):
+        code = coding.get("code")
+        if code.__class__ is str and (analyte := loinc_index.get(code) or loinc_index.get(code.strip())) \
+                and "loinc" in str(coding.get("system") or "loinc").lower():
+            return analyte
+    return None
+
+
 def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched) -> None:
     """Group the results carrying an analyte's LOINC code by analyte, dated; interpretation waits."""
     loinc_index = knowledge.loinc_to_analyte
     dated: dict[str, list[tuple[date, dict]]] = {}
     undated: dict[str, list[Uninterpretable]] = {}
     for obs in prefetched.with_codes("Observation", loinc_index):   # only results carrying an analyte code
-        for coding in codings(obs.get("code")):
-            code = coding.get("code")
-            analyte = loinc_index.get(code.strip()) if isinstance(code, str) else None
-            if analyte is not None and "loinc" in str(coding.get("system") or "loinc").lower():
-                break
-        else:
+        analyte = _analyte_of(obs.get("code"), loinc_index)
+        if analyte is None or obs.get("status") in _BAD_STATUS:
             continue
-        if obs.get("status") in _BAD_STATUS:
-            continue
-        when = _effective_date(obs)
+        when = obs.get("effectiveDateTime")           # the usual one, else the general rule
+        when = _parse_date_text(when) if when.__class__ is str and len(when) >= 4 else None
+        if when is None:
+            when = _effective_date(obs)
         if when is None:
             undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, "result has no date"))
         else:
