@@ -28,23 +28,15 @@ def _finite_float(text: str) -> float:
 
 
 def _bounded_int(text: str) -> int:
+    if len(text) < 19:                    # the usual case: at most 18 digits is always in range
+        return int(text)
     if len(text.lstrip("-")) > 19 or abs(value := int(text)) >= MAX_INT:
         raise ValueError(f"integer {text[:20]}... is out of range")
     return value
 
 
-# A number can only be out of range with a run of 19+ digits (|int| >= 2**63 needs 19; a float past
-# 1.8e308 needs 309 integer digits) or a 3-digit exponent. Bodies without either (nearly all) are parsed
-# by the C parser alone; the others take the per-number checks. Strings may match too: merely slower.
-_MAYBE_OUT_OF_RANGE = re.compile(r"\d{19}|[eE][+-]?\d{3}")
-_MAYBE_OUT_OF_RANGE_BYTES = re.compile(rb"\d{19}|[eE][+-]?\d{3}")
-
-
 def loads(raw: bytes | str):
     """json.loads, refusing NaN, Infinity and out-of-range numbers (ValueError; RecursionError if too deep)."""
-    probe = _MAYBE_OUT_OF_RANGE_BYTES if isinstance(raw, (bytes, bytearray)) else _MAYBE_OUT_OF_RANGE
-    if probe.search(raw) is None:
-        return json.loads(raw, parse_constant=_no_constant)
     return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_bounded_int)
 
 
