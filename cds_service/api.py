@@ -75,7 +75,7 @@ def call_service(service_id: str):
     if store is not None and result.cards:
         store.record_issued(service.id, result.request.hookInstance, result.request.patient_id,
                             [(c.uuid, rule) for c, rule in zip(result.cards, result.rule_ids)],
-                            engine.knowledge.version)
+                            engine.knowledge.version, wait=False)
     return _json(result.body)
 
 

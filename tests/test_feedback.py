@@ -235,6 +235,7 @@ def test_database_outage_still_answers_the_hook_and_asks_feedback_to_retry(tmp_p
     app = create_app(settings, knowledge=knowledge)
     client = app.test_client()
     _, card = issue_age_card(client)                              # the clinician still gets the cards
+    app.extensions["jak_store"].flush()                           # the audit is written in the background
     assert app.extensions["jak_store"].audit_failures == 1
     assert any("could not record" in r.getMessage() for r in caplog.records)
     response = client.post(FEEDBACK, json=feedback_body(card["uuid"]))

@@ -266,3 +266,30 @@ def test_in_memory_sqlite_is_one_database_for_all_threads():
     worker.start()
     worker.join()
     assert store.count("jak_issued_card") == 2
+
+
+def test_hook_calls_audit_in_the_background_and_nothing_is_lost(stores):
+    store = stores()
+    store.migrate()
+    calls = 200
+    for n in range(calls):
+        store.record_issued("svc", f"h{n}", f"p{n}", [(f"bg-{n}-a", "rule-a"), (f"bg-{n}-b", "rule-b")], "kv",
+                            wait=False)
+    other = stores()                       # another process's view: everything arrives once flushed
+    assert store.flush(timeout=30)
+    assert other.count("jak_issued_card") == 2 * calls
+    assert store.audit_failures == 0
+
+
+def test_rows_still_waiting_at_exit_are_written(tmp_path):
+    """A worker that stops (gunicorn's graceful exit) writes what its audit writer still holds."""
+    import subprocess
+    import sys
+    url = f"sqlite:///{tmp_path / 'exit.sqlite3'}"
+    script = ("from cds_service.store import Store\n"
+              f"s = Store({url!r})\n"
+              "s.migrate()\n"
+              "for n in range(500):\n"
+              "    s.record_issued('svc', f'h{n}', 'p', [(f'exit-{n}', 'rule')], 'kv', wait=False)\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert Store(url).count("jak_issued_card") == 500
