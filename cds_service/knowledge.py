@@ -102,12 +102,28 @@ class Rules:
 
     def __init__(self, tables: dict[str, list | dict]):
         self._tables = tables
+        for name, table in tables.items():     # plain attributes: no look-up function on the hot path
+            if hasattr(type(self), name):
+                raise ValueError(f"rule table name {name!r} is reserved")
+            self.__dict__[name] = table
+        self._for_drug: dict[tuple[str, str], list] = {}
 
     def __getattr__(self, name: str):
         try:
             return self.__dict__["_tables"][name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def for_drug(self, name: str, drug: str | None) -> list:
+        """The entries of list table ``name`` that apply to ``drug`` (its ``drug`` or one of its ``drugs``),
+        in file order; computed once per table and drug (the knowledge does not change after loading)."""
+        key = (name, drug)
+        found = self._for_drug.get(key)
+        if found is None:
+            found = [entry for entry in self._tables[name]
+                     if getattr(entry, "drug", None) == drug or drug in (getattr(entry, "drugs", None) or ())]
+            self._for_drug[key] = found
+        return found
 
     def all_rules(self) -> list:
         return [entry for table in self._tables.values() if isinstance(table, list) for entry in table]

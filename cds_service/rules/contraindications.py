@@ -254,6 +254,5 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
 
 def evaluate(ctx: RuleContext):
     for order in ctx.systemic_orders():
-        for rule in ctx.knowledge.rules.contraindication:
-            if order.drug in rule.drugs:
-                yield from _evaluate_rule(ctx, rule, order)
+        for rule in ctx.knowledge.rules.for_drug("contraindication", order.drug):
+            yield from _evaluate_rule(ctx, rule, order)

@@ -288,11 +288,8 @@ def _indication_text(ctx: RuleContext, order: DraftOrder) -> str:
 
 
 def evaluate(ctx: RuleContext):
-    rules_by_drug: dict[str, list[DoseRule]] = {}
-    for rule in ctx.knowledge.rules.dose:
-        rules_by_drug.setdefault(rule.drug, []).append(rule)
     for order in ctx.systemic_orders():
-        yield from _evaluate_order(ctx, order, rules_by_drug.get(order.drug, []))
+        yield from _evaluate_order(ctx, order, ctx.knowledge.rules.for_drug("dose", order.drug))
 
 
 def _exceeds(order: DraftOrder, applied: Applied) -> bool:
