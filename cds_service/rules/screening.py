@@ -48,12 +48,11 @@ def part_state(ctx: RuleContext, part: RecordPart, since: date | None = None) ->
     best_date, shown = None, None
     if part.analytes:
         for name in part.analytes:
-            for value in facts.labs.get(name, []):
-                if since is not None and value.when < since:
-                    break
-                if best_date is None or value.when > best_date:
-                    best_date, shown = value.when, f"{k.analytes[name].display} {lab(value)}"
-                break
+            value = facts.latest(name)
+            if value is None or (since is not None and value.when < since):
+                continue
+            if best_date is None or value.when > best_date:
+                best_date, shown = value.when, f"{k.analytes[name].display} {lab(value)}"
         loincs = [c for a in part.analytes for c in k.analytes[a].loinc]
         why = facts.why_unavailable("Observation", loincs) if best_date is None else None
     else:
