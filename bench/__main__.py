@@ -162,7 +162,7 @@ def table(result: dict) -> str:
                      f"threads; {http['concurrency']} concurrent keep-alive clients; up to {http['requests_per_run']} "
                      f"requests or {http['max_seconds_per_run']:g} s per server, in {http.get('rounds', 1)} "
                      f"alternating rounds")
-        head = f"{'run':<28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ok':>6} {'errors':>6}"
+        head = f"{'run':<28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>10} {'ok':>6} {'errors':>6}"
         lines.append(head)
         lines.append("-" * len(head))
         for r in http["runs"]:
@@ -170,13 +170,19 @@ def table(result: dict) -> str:
                 lat = x["latency"] or {}
                 lines.append(f"{r['hook'] + ' ' + str(r['observations']) + ' obs ' + label:<28} "
                              f"{x['requests_per_s'] or 0:>8.1f} {lat.get('median_ms', 0):>8.2f} "
-                             f"{lat.get('p99_ms', 0):>8.2f} {x['ok']:>6} {x['errors']:>6}")
+                             f"{lat.get('p99_ms', 0):>8.2f} {_cpu(x):>10} {x['ok']:>6} {x['errors']:>6}")
             lines.append(f"{'  service / no-op':<28} {r['throughput_ratio']}")
     lines.append("")
     lines.append("Targets")
     for t in result["targets"]:
         lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']} (target {t['limit']})")
     return "\n".join(lines)
+
+
+def _cpu(run_result: dict) -> str:
+    """Server CPU ms per request (gunicorn master and workers, from /proc), or '-' where not measured."""
+    value = run_result.get("server_cpu_ms_per_request")
+    return f"{value:.2f}" if value is not None else "-"
 
 
 def markdown(result: dict) -> str:
@@ -207,12 +213,13 @@ def markdown(result: dict) -> str:
         out += ["", f"HTTP, loopback, gunicorn gthread {http['workers']} workers x {http['threads_per_worker']} threads, "
                     f"{http['concurrency']} concurrent keep-alive clients (same machine), "
                     f"{http['rounds']} alternating rounds:", "",
-                "| run | requests/s | p50 | p99 | errors |", "|---|---:|---:|---:|---:|"]
+                "| run | requests/s | p50 | p99 | server CPU per request | errors |", "|---|---:|---:|---:|---:|---:|"]
         for r in http["runs"]:
             for label, x in (("service", r["service"]), ("no-op route", r["noop"])):
                 lat = x["latency"] or {}
                 out.append(f"| {r['hook']} {r['observations']} obs, {label} | {x['requests_per_s']} "
-                           f"| {lat.get('median_ms', 0):.1f} ms | {lat.get('p99_ms', 0):.1f} ms | {x['errors']} |")
+                           f"| {lat.get('median_ms', 0):.1f} ms | {lat.get('p99_ms', 0):.1f} ms | {_cpu(x)} ms "
+                           f"| {x['errors']} |")
     out += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
     for t in result["targets"]:
         out.append(f"| {t['target']} | {t['value']} | {t['limit']} | {'yes' if t['met'] else 'no'} |")

@@ -138,6 +138,29 @@ def load(port: int, path: str, raw: bytes, requests_total: int, concurrency: int
             "requests_per_s": round(ok / elapsed, 1) if elapsed else None, "_latencies": latencies}
 
 
+def server_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a server process and its children (gunicorn workers), from /proc."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        total = 0
+        for process in [pid, *map(int, children)]:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])     # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None                                       # not Linux, or a worker just restarted
+
+
+def measured_load(server: "Server", path: str, raw: bytes, requests_total: int, concurrency: int,
+                  max_seconds: float) -> dict:
+    """``load`` plus the server's own CPU time per successful request (the load generator's is not in it)."""
+    before = server_cpu_seconds(server.proc.pid)
+    result = load(server.port, path, raw, requests_total, concurrency, max_seconds)
+    after = server_cpu_seconds(server.proc.pid)
+    result["server_cpu_s"] = after - before if before is not None and after is not None else None
+    return result
+
+
 def _merge(parts: list[dict]) -> dict:
     """Several load rounds against one server -> one result (rate = all successes / all time)."""
     seconds = sum(p["seconds"] for p in parts)
@@ -147,7 +170,10 @@ def _merge(parts: list[dict]) -> dict:
         for code, count in p["statuses"].items():
             statuses[code] = statuses.get(code, 0) + count
     latencies = [x for p in parts for x in p.pop("_latencies")]
+    cpu = [p.get("server_cpu_s") for p in parts]
+    cpu_ms = round(sum(cpu) / ok * 1000, 2) if ok and None not in cpu else None
     return {"requests": sum(p["requests"] for p in parts), "ok": ok, "statuses": statuses,
+            "server_cpu_ms_per_request": cpu_ms,
             "errors": sum(p["errors"] for p in parts), "seconds": round(seconds, 3), "rounds": len(parts),
             "requests_per_s": round(ok / seconds, 1) if seconds else None,
             "latency": summary(latencies) if latencies else None}
@@ -188,8 +214,9 @@ def run(workers: int, concurrency: int, requests_total: int, max_seconds: float,
                     service_parts, noop_parts = [], []
                     for i in range(rounds):
                         progress(f"  http: {hook} {observations} obs, round {i + 1}/{rounds}: service, no-op route")
-                        service_parts.append(load(real_port, path, raw, per_round, concurrency, max_seconds / rounds))
-                        noop_parts.append(load(noop_port, path, raw, per_round, concurrency, max_seconds / rounds))
+                        service_parts.append(measured_load(real, path, raw, per_round, concurrency,
+                                                           max_seconds / rounds))
+                        noop_parts.append(measured_load(noop, path, raw, per_round, concurrency, max_seconds / rounds))
                 service_result, noop_result = _merge(service_parts), _merge(noop_parts)
                 ratio = None
                 if service_result["requests_per_s"] and noop_result["requests_per_s"]:

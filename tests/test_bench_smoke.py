@@ -71,5 +71,6 @@ def test_http_run_starts_and_stops_both_servers():
         assert run[side]["ok"] == 6 and run[side]["errors"] == 0
         assert run[side]["requests_per_s"] > 0
         assert set(run[side]["latency"]) >= {"median_ms", "p99_ms"}
+        assert run[side]["server_cpu_ms_per_request"] > 0       # the server's CPU, read from /proc
     assert run["throughput_ratio"] > 0
     assert run["response_bytes"] > 0
