@@ -124,6 +124,15 @@ def test_the_newest_uninterpretable_result_is_the_one_said_whatever_order_the_eh
     assert "bananas" not in card["detail"]
 
 
+def test_a_newer_uninterpretable_result_is_said_even_when_an_older_one_was_usable(hook):
+    cards = hook(record(drop=["751-8"], extra=[obs("751-8", 3.0, "furlongs", days_ago=2), obs("751-8", 3.0, "10*9/L",
+                                                                                            days_ago=20),
+                                               RA, draft_order("upadacitinib 15 mg", 15)]))
+    [card] = alerts(cards)
+    assert rule_of(card) == "missing-data"
+    assert "newer result" in card["detail"] and "furlongs" in card["detail"] and "checked against" in card["detail"]
+
+
 def test_a_loinc_code_with_stray_spaces_in_the_prefetch_is_still_read(client):
     body = make_request(record(drop=["751-8"], extra=[RA, draft_order("upadacitinib 15 mg", 15)]))
     neutrophils = obs("751-8", 3.0, "10*9/L")

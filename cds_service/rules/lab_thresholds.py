@@ -64,11 +64,19 @@ def _baseline(facts: PatientFacts, analyte_name: str, start) -> tuple[LabValue |
 
 
 def _latest_or_gap(facts: PatientFacts, k: Knowledge, threshold, order_id, drug_id):
-    """(the latest current result, None) or (None, the Missing that says why there is none)."""
+    """(the latest current result, None), (None, the Missing that says why there is none), or the result
+    and a Missing that says a newer result could not be interpreted (the check used the older one)."""
     analyte = k.analytes[threshold.analyte]
     value = facts.latest(threshold.analyte, analyte.max_age_days)
     if value is not None:
-        return value, None
+        newer = [u for u in facts.unreadable(threshold.analyte, since=value.when)
+                 if u.when is None or u.when > value.when]
+        if not newer:
+            return value, None
+        when = f" of {newer[0].when.isoformat()}" if newer[0].when else " without a date"
+        return value, Missing(threshold.id, analyte.display,
+                              f"a newer result{when} could not be interpreted: {newer[0].why}; checked against "
+                              f"the previous result ({lab(value)})", tuple(threshold.sources), order_id, drug_id)
     return None, Missing(threshold.id, analyte.display, missing_reason(facts, k, threshold.analyte, analyte.max_age_days),
                          tuple(threshold.sources), order_id, drug_id)
 
@@ -109,6 +117,7 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
                 value, gap = _latest_or_gap(facts, k, threshold, order_id, drug_id)
                 if gap is not None:
                     yield gap
+                if value is None:
                     continue
                 limit, origin = _relative_limit(threshold, value, analyte)
                 if not value.value > limit:
@@ -122,6 +131,7 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
                 value, gap = _latest_or_gap(facts, k, threshold, order_id, drug_id)
                 if gap is not None:
                     yield gap
+                if value is None:
                     continue
                 crossed, limit, compared_unit = crosses(threshold, value, analyte.canonical_unit)
                 if not crossed:
