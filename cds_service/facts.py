@@ -24,7 +24,6 @@ from cds_service.tolerant import as_list
 from cds_service.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
-_LOINC = "http://loinc.org"
 MAX_PLAUSIBLE_AGE = 125
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 
@@ -263,32 +262,30 @@ class LabSeries(Sequence):
         found = _interpret(self._analyte, self._name, obs, when)
         (self._values if type(found) is LabValue else self._bad).append(found)
 
+    def _has(self, index: int) -> bool:
+        """Read on until the usable result at ``index`` exists or nothing is left; does it exist?"""
+        while len(self._values) <= index and self._next < len(self._pending):
+            self._read_one()
+        return index < len(self._values)
+
     def __getitem__(self, index):
         if isinstance(index, slice) or index < 0:
             return list(self)[index]
-        while len(self._values) <= index and self._next < len(self._pending):
-            self._read_one()
+        self._has(index)
         return self._values[index]
 
     def __iter__(self):
         position = 0
-        while True:
-            while len(self._values) <= position and self._next < len(self._pending):
-                self._read_one()
-            if position >= len(self._values):
-                return
+        while self._has(position):
             yield self._values[position]
             position += 1
 
     def __len__(self) -> int:
-        while self._next < len(self._pending):
-            self._read_one()
+        self._has(len(self._pending))
         return len(self._values)
 
     def __bool__(self) -> bool:
-        while not self._values and self._next < len(self._pending):
-            self._read_one()
-        return bool(self._values)
+        return self._has(0)
 
     def __repr__(self) -> str:
         return f"LabSeries({self._name}: {len(self._pending)} dated results, {len(self._values)} read)"
@@ -320,13 +317,9 @@ def _when_of(item: Uninterpretable) -> date:
 
 def _analyte_of(concept, loinc_index: dict) -> str | None:
     """The analyte named by the first LOINC (or system-less) coding that names one."""
-    coding = concept.get("coding") if concept.__class__ is dict else None
-    if coding.__class__ is list and len(coding) == 1 and coding[0].__class__ is dict \
-            and coding[0].get("system") == _LOINC and (code := coding[0].get("code")).__class__ is str:
-        return loinc_index.get(code) or loinc_index.get(code.strip())     # the usual single LOINC coding
     for coding in codings(concept):
         code = coding.get("code")
-        if code.__class__ is str and (analyte := loinc_index.get(code) or loinc_index.get(code.strip())) \
+        if isinstance(code, str) and (analyte := loinc_index.get(code.strip())) is not None \
                 and "loinc" in str(coding.get("system") or "loinc").lower():
             return analyte
     return None
@@ -341,10 +334,7 @@ def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched
         analyte = _analyte_of(obs.get("code"), loinc_index)
         if analyte is None or obs.get("status") in _BAD_STATUS:
             continue
-        when = obs.get("effectiveDateTime")           # the usual one, else the general rule
-        when = _parse_date_text(when) if when.__class__ is str and len(when) >= 4 else None
-        if when is None:
-            when = _effective_date(obs)
+        when = _effective_date(obs)
         if when is None:
             undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, "result has no date"))
         else:

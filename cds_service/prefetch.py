@@ -171,51 +171,17 @@ class Prefetched:
         observations: list[dict] = []
         obs_codes: dict[str, list[int]] = {}
         seen: set[tuple[str, str]] = set()
-        seen_obs: set[str] = set()
         dropped = foreign = 0
         keep = self._keep
         patient_id = self.patient_id
-        # the usual subject reference, compared as a string before any parsing
-        usual = "Patient/" + patient_id if patient_id is not None and "/" not in patient_id else None
         for resources in self.by_key.values():
             for resource in resources:
                 kind = resource.get("resourceType")
                 if kind == "Observation":
-                    # inline fast path for the usual single string-coded coding (else _observation_codes)
-                    concept = resource.get("code")
-                    coding = concept.get("coding") if concept.__class__ is dict else None
-                    if coding.__class__ is list and len(coding) == 1 and coding[0].__class__ is dict \
-                            and (code := coding[0].get("code")).__class__ is str:
-                        code = code.strip()
-                        if keep is not None and code not in keep and coding[0].get("system") == _LOINC:
-                            dropped += 1
-                            continue
-                        codes = (code,)
-                    else:
-                        read, codes = _observation_codes(resource, keep)
-                        if not read:
-                            dropped += 1
-                            continue
-                    if patient_id is not None:
-                        subject = resource.get("subject")
-                        if not (usual is not None and subject.__class__ is dict and subject.get("reference") == usual) \
-                                and _names_another_patient(resource, kind, patient_id):
-                            foreign += 1
-                            continue
-                    rid = resource.get("id")
-                    if rid.__class__ is str:
-                        if rid in seen_obs:
-                            continue
-                        seen_obs.add(rid)
-                    position = len(observations)
-                    observations.append(resource)
-                    for code in codes:
-                        positions = obs_codes.get(code)
-                        if positions is None:
-                            obs_codes[code] = [position]
-                        elif positions[-1] != position:
-                            positions.append(position)
-                    continue
+                    read, codes = _observation_codes(resource, keep)
+                    if not read:
+                        dropped += 1
+                        continue
                 if patient_id is not None and _names_another_patient(resource, kind, patient_id):
                     foreign += 1
                     continue
@@ -224,7 +190,15 @@ class Prefetched:
                     if (kind, rid) in seen:
                         continue
                     seen.add((kind, rid))
-                by_type.setdefault(kind, []).append(resource)
+                if kind == "Observation":
+                    position = len(observations)
+                    observations.append(resource)
+                    for code in codes:
+                        positions = obs_codes.setdefault(code, [])
+                        if not positions or positions[-1] != position:
+                            positions.append(position)
+                else:
+                    by_type.setdefault(kind, []).append(resource)
         if observations:
             by_type["Observation"] = observations
         self._by_type, self._indexed, self.dropped, self.foreign = by_type, signature, dropped, foreign
