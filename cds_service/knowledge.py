@@ -108,12 +108,6 @@ class Rules:
             self.__dict__[name] = table
         self._for_drug: dict[tuple[str, str], list] = {}
 
-    def __getattr__(self, name: str):
-        try:
-            return self.__dict__["_tables"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
     def for_drug(self, name: str, drug: str | None) -> list:
         """The entries of list table ``name`` that apply to ``drug`` (its ``drug`` or one of its ``drugs``),
         in file order; computed once per table and drug (the knowledge does not change after loading)."""
