@@ -21,7 +21,9 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -107,6 +109,21 @@ class FeedbackRow:
     override_code: str | None = None
     override_display: str | None = None
     user_comment: str | None = None
+
+
+def _enable_wal(cursor, patience_s: float = 30.0) -> None:
+    """Switch a SQLite database to WAL. Several workers opening a new database at once race for the
+    switch, and SQLite answers "database is locked" at once (its busy timeout does not cover this
+    pragma): try again until ``patience_s``, as the busy timeout would for any other statement."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class AuditQueue:
@@ -211,8 +228,8 @@ class Store:
             def _pragmas(dbapi_conn, _record):
                 dbapi_conn.isolation_level = None      # we issue BEGIN ourselves (see _begin)
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA busy_timeout=30000")
+                _enable_wal(cur)
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
 
