@@ -19,7 +19,7 @@ from cds_service.rules.text import sentence
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.rules import lab_thresholds
 from cds_service.rules.context import RuleContext
-from cds_service.rules.screening import order_code, part_state, service_request
+from cds_service.rules.screening import codes_text, order_code, part_state, service_request
 from cds_service.schemas.monitoring import MonitoringSchedule
 
 
@@ -73,7 +73,7 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
                 continue
             yield Finding(rule_id=schedule.id, concern=f"monitoring:{schedule.id}", indicator="info",
                           summary=f"No {schedule.display} on record (patient on a JAK inhibitor since {start.isoformat()})",
-                          detail=f"No coded record ({'; '.join(s.codes for _, s in states)}) was found. It may have been "
+                          detail=f"No coded record ({'; '.join(codes_text(ctx, part) for part, _ in states)}) was found. It may have been "
                                  f"done without a code; if not, plan one."
                                  f"\n\n{schedule.action}",
                           sources=list(schedule.sources))
@@ -92,7 +92,7 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
             if any(u.when is None or part_st.newest is None or u.when > part_st.newest
                    for a in part.analytes for u in facts.unreadable(a, since=start)):
                 latest += " (a newer result could not be interpreted)"
-            lines.append(f"- {part.display} ({part_st.codes}): {latest}")
+            lines.append(f"- {part.display} ({codes_text(ctx, part)}): {latest}")
             code = order_code(ctx, part)
             if code is not None:
                 wanted.setdefault(code.code, code)

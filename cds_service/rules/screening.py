@@ -28,12 +28,22 @@ _SYSTEM_LABEL = {"loinc": "LOINC", "snomed": "SNOMED CT", "cvx": "CVX"}
 @dataclass(frozen=True)
 class PartState:
     newest: date | None          # date of the newest usable result/record
-    shown: str | None            # how the newest one reads on a card
-    codes: str                   # "LOINC 751-8"
     unobtainable: str | None     # why the data could not be obtained (only when nothing usable was found)
+    label: str | None = None     # the newest one: the analyte's name (a lab result) ...
+    item: object = None          # ... and the LabValue, or the coded record
+
+    @property
+    def shown(self) -> str | None:
+        """How the newest one reads on a card (worked out only for a line that is shown)."""
+        if self.item is None:
+            return None
+        if self.label is not None:
+            return f"{self.label} {lab(self.item)}"
+        return f"{self.item.display} on {self.item.when.isoformat()}"
 
 
 def codes_text(ctx: RuleContext, part: RecordPart) -> str:
+    """How a part's codes read on a card: "LOINC 751-8" (only worked out for a line that is shown)."""
     if part.analytes:
         return "LOINC " + " / ".join(ctx.knowledge.analytes[a].loinc[0] for a in part.analytes)
     by_system: dict[str, list[str]] = {}
@@ -45,29 +55,29 @@ def codes_text(ctx: RuleContext, part: RecordPart) -> str:
 def part_state(ctx: RuleContext, part: RecordPart, since: date | None = None) -> PartState:
     """Newest usable result for one part (optionally only those on or after ``since``)."""
     facts, k = ctx.facts, ctx.knowledge
-    best_date, shown = None, None
+    best, label = None, None
     if part.analytes:
         for name in part.analytes:
             value = facts.latest(name)
             if value is None or (since is not None and value.when < since):
                 continue
-            if best_date is None or value.when > best_date:
-                best_date, shown = value.when, f"{k.analytes[name].display} {lab(value)}"
+            if best is None or value.when > best.when:
+                best, label = value, k.analytes[name].display
         loincs = [c for a in part.analytes for c in k.analytes[a].loinc]
-        why = facts.why_unavailable("Observation", loincs) if best_date is None else None
+        why = facts.why_unavailable("Observation", loincs) if best is None else None
     else:
         why = None
         for ref in part.codes:
             for record in facts.records.get(f"{ref.system}|{ref.code}", []):
                 if record.when is None or (since is not None and record.when < since):
                     continue
-                if best_date is None or record.when > best_date:
-                    best_date, shown = record.when, f"{record.display} on {record.when.isoformat()}"
+                if best is None or record.when > best.when:
+                    best = record
                 break
-        if best_date is None:
+        if best is None:
             codes = [ref.code for ref in part.codes]
             why = next((w for w in (facts.why_unavailable(t, codes) for t in _RECORD_TYPES) if w), None)
-    return PartState(best_date, shown, codes_text(ctx, part), why)
+    return PartState(best.when if best is not None else None, why, label, best)
 
 
 def part_gap(ctx: RuleContext, part: RecordPart, state: PartState, max_days: int) -> tuple[str, str]:
@@ -169,7 +179,7 @@ def evaluate(ctx: RuleContext):
                         # could-not-check card, in the threshold rules' words (so the two merge), order nothing
                         yield Missing(item.id, check, why, tuple(item.sources), order.order_id, order.drug)
                         continue
-                    lines.append(f"- {part.display} ({state.codes}): {why}")
+                    lines.append(f"- {part.display} ({codes_text(ctx, part)}): {why}")
                     covers += [k.analytes[a].display for a in part.analytes]
                     code = order_code(ctx, part)
                     if code is not None:
