@@ -293,3 +293,26 @@ def test_rows_still_waiting_at_exit_are_written(tmp_path):
               "    s.record_issued('svc', f'h{n}', 'p', [(f'exit-{n}', 'rule')], 'kv', wait=False)\n")
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert Store(url).count("jak_issued_card") == 500
+
+
+def test_audit_rows_of_calls_close_together_share_a_transaction_and_arrive_without_a_reader(tmp_path):
+    """Under load the writer lingers a moment, so ten calls a millisecond apart cost one or two database
+    transactions instead of ten; and nobody has to ask (flush) for the rows to arrive."""
+    import time
+    url = f"sqlite:///{tmp_path / 'linger.sqlite3'}"
+    store = Store(url)
+    store.migrate()
+    batches: list[int] = []
+    real_write = store._audit._write_rows
+    store._audit._write_rows = lambda rows: (batches.append(len(rows)), real_write(rows))
+    for n in range(10):
+        store.record_issued("svc", f"h{n}", "p", [(f"linger-{n}", "rule")], "kv", wait=False)
+        time.sleep(0.001)
+    other = Store(url)
+    deadline = time.monotonic() + 10
+    while other.count("jak_issued_card") < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert other.count("jak_issued_card") == 10
+    assert sum(batches) == 10 and len(batches) <= 2, batches
+    other.dispose()
+    store.dispose()
