@@ -24,6 +24,7 @@ from cds_service.tolerant import as_list
 from cds_service.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
+_LOINC = "http://loinc.org"
 MAX_PLAUSIBLE_AGE = 125
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 
@@ -176,7 +177,10 @@ def _age_on(born: date, today: date) -> int:
 
 
 def _effective_date(resource: dict) -> date | None:
-    for key in ("effectiveDateTime", "effectiveInstant", "issued"):
+    found = parse_date(resource.get("effectiveDateTime"))     # the usual one first
+    if found:
+        return found
+    for key in ("effectiveInstant", "issued"):
         found = parse_date(resource.get(key))
         if found:
             return found
@@ -317,6 +321,18 @@ def _when_of(item: Uninterpretable) -> date:
 
 def _analyte_of(concept, loinc_index: dict) -> str | None:
     """The analyte named by the first LOINC (or system-less) coding that names one."""
+    coding = concept.get("coding") if type(concept) is dict else None
+    if type(coding) is list and len(coding) == 1:      # the usual shape: one coding, checked as below
+        coding = coding[0]
+        code = coding.get("code") if type(coding) is dict else None
+        if type(code) is str:
+            analyte = loinc_index.get(code)
+            if analyte is None:
+                analyte = loinc_index.get(code.strip())
+            system = coding.get("system")
+            if analyte is None or not system or system == _LOINC or "loinc" in str(system).lower():
+                return analyte
+            return None
     for coding in codings(concept):
         code = coding.get("code")
         if isinstance(code, str) and (analyte := loinc_index.get(code.strip())) is not None \

@@ -123,11 +123,11 @@ def _observation_codes(observation: dict, keep) -> tuple[bool, list[str]]:
 _PATIENT_REF = re.compile(r"(?:^|/)Patient/([^/]+)(?:/_history/[^/]+)?$")
 
 
-def _names_another_patient(resource: dict, kind, patient_id: str) -> bool:
+def _names_another_patient(resource: dict, kind, patient_id: str, own_reference: str | None) -> bool:
     """True only when the resource clearly belongs to someone else (a server that ignored ``patient=``).
 
     Unresolvable references (urn:uuid, identifier-only, absent) are accepted: only a clear
-    mismatch is rejected.
+    mismatch is rejected. ``own_reference``: "Patient/<patient_id>" (None if the id has a "/").
     """
     if kind == "Patient":
         rid = resource.get("id")
@@ -136,7 +136,7 @@ def _names_another_patient(resource: dict, kind, patient_id: str) -> bool:
     reference = ref.get("reference") if isinstance(ref, dict) else None
     if not isinstance(reference, str):
         return False
-    if reference == "Patient/" + patient_id and "/" not in patient_id:   # the usual case, without the regex
+    if reference == own_reference:        # the usual case, without the regex
         return False
     match = _PATIENT_REF.search(reference)
     return match is not None and match.group(1) != patient_id
@@ -174,6 +174,7 @@ class Prefetched:
         dropped = foreign = 0
         keep = self._keep
         patient_id = self.patient_id
+        own_reference = "Patient/" + patient_id if patient_id is not None and "/" not in patient_id else None
         for resources in self.by_key.values():
             for resource in resources:
                 kind = resource.get("resourceType")
@@ -182,20 +183,23 @@ class Prefetched:
                     if not read:
                         dropped += 1
                         continue
-                if patient_id is not None and _names_another_patient(resource, kind, patient_id):
+                if patient_id is not None and _names_another_patient(resource, kind, patient_id, own_reference):
                     foreign += 1
                     continue
                 rid = resource.get("id")
-                if isinstance(rid, str):
-                    if (kind, rid) in seen:
+                if type(rid) is str:
+                    key = (kind, rid)
+                    if key in seen:
                         continue
-                    seen.add((kind, rid))
+                    seen.add(key)
                 if kind == "Observation":
                     position = len(observations)
                     observations.append(resource)
                     for code in codes:
-                        positions = obs_codes.setdefault(code, [])
-                        if not positions or positions[-1] != position:
+                        positions = obs_codes.get(code)
+                        if positions is None:
+                            obs_codes[code] = [position]
+                        elif positions[-1] != position:
                             positions.append(position)
                 else:
                     by_type.setdefault(kind, []).append(resource)
