@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 
 from cds_service.config import Settings
 
@@ -79,8 +80,16 @@ def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool
     log.info("serving CDS Hooks on http://%s:%d/cds-services", host, port)
     from werkzeug.serving import run_simple
 
+    # SIGTERM (a deploy, a container stop) ends the built-in server as an exception does, so the exit
+    # handlers run: the background audit writer then writes the cards it still holds (gunicorn does the
+    # same for its workers). Without this the default action killed the process with them unwritten.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     run_simple(host, port, app, threaded=True, use_reloader=False)
     return 0
+
+
+def _exit_on_sigterm(_signum, _frame) -> None:
+    raise SystemExit(0)
 
 
 def _gunicorn(app, host: str, port: int, workers: int) -> int:

@@ -72,3 +72,22 @@ def test_gunicorn_refuses_an_oversized_chunked_body_with_413(tmp_path):
         assert status == 400                      # under the limit: read, and refused for what it is
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_server_stopped_right_after_a_hook_call_has_recorded_its_cards(tmp_path, workers):
+    """SIGTERM a moment after the last answer (a deploy, a scale-down): the audit of the cards that
+    went out is written before the process ends, by the built-in server as by gunicorn."""
+    import requests
+    from cds_service.store import Store
+
+    url = f"sqlite:///{tmp_path / 'stop.sqlite3'}"
+    server = loadtest.Server(url, workers)
+    try:
+        server.wait_ready()
+        answer = requests.post(f"{server.url}/cds-services/jak-order-sign", json=loadtest.hook_body(1), timeout=30)
+        cards = [c["uuid"] for c in answer.json()["cards"]]
+    finally:
+        server.stop()
+    assert cards
+    assert Store(url).count("jak_issued_card") == len(cards)
