@@ -282,6 +282,9 @@ class Store:
         return self._engine
 
     def dispose(self) -> None:
+        """Close the connections; audit rows already handed to the background writer are written first
+        (a caller that disposes and then removes the database would otherwise lose them at exit)."""
+        self.flush()
         if self._engine is not None:
             self._engine.dispose()
         self._engine = None
