@@ -131,7 +131,7 @@ def recognise(knowledge: Knowledge, concept: dict | None, medication: dict | Non
     texts = _texts(concept, medication)
     if found is None:
         lowered = " ".join(texts).lower()
-        names = tuple(name for name, _ in knowledge.name_to_drug)
+        names = knowledge.drug_names
         if names and any_word(lowered, names, r"\b", ""):     # one cached pattern rules out most medications
             for name, drug_id in knowledge.name_to_drug:         # longest name first
                 if re.search(r"\b" + re.escape(name), lowered):
