@@ -107,3 +107,37 @@ def test_analyte_under_an_alternative_loinc_code_is_still_read(client):
     near_miss = _over_sent(client, base, [obs("26499-4", 1.1, "10*9/L"), *vitals(50)])
     assert "anc-below-1-start" not in [rule_of(c) for c in alerts(near_miss)]
     assert "anc-below-1-start" not in [rule_of(c) for c in alerts(_over_sent(client, base, vitals(50)))]
+
+
+# -- the usual one-coding shape is read first; every shape must read the same as the general rule ---------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from cds_service.facts import build_facts  # noqa: E402
+from fixtures.builders import TODAY  # noqa: E402
+
+_SYSTEMS = st.sampled_from([None, "", "http://loinc.org", "LOINC", "urn:oid:loinc-ish", "http://snomed.info/sct",
+                            "http://example.org/local", 5])
+_CODES = st.sampled_from(["751-8", " 751-8 ", "751-8\n", "7518", 7518, None, "26499-4"])
+
+
+def _neutrophils_read(knowledge, coding_list) -> bool:
+    result = obs("751-8", 1.9, "10*9/L", 3)
+    result["code"] = {"coding": coding_list}
+    facts = build_facts(knowledge, Prefetched(by_key={"k": [result]}), "p1", TODAY)
+    return facts.latest("anc") is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(system=_SYSTEMS, code=_CODES, other_first=st.booleans())
+def test_a_neutrophil_count_is_read_under_the_same_rule_whatever_the_coding_shape(knowledge, system, code,
+                                                                                    other_first):
+    """Read when a coding carries an ANC LOINC code (trimmed) with a LOINC system or none at all; the
+    one-coding shape and the same coding behind an unrelated one must agree."""
+    coding = {"code": code} if system is None else {"system": system, "code": code}
+    codes = [coding]
+    if other_first:
+        codes.insert(0, {"system": "http://example.org/local", "code": "ANC-LOCAL"})
+    expected = (isinstance(code, str) and code.strip() in ("751-8", "26499-4", "753-4")
+                and (not system or "loinc" in str(system).lower()))
+    assert _neutrophils_read(knowledge, codes) is expected
