@@ -74,3 +74,21 @@ def test_http_run_starts_and_stops_both_servers():
         assert run[side]["server_cpu_ms_per_request"] > 0       # the server's CPU, read from /proc
     assert run["throughput_ratio"] > 0
     assert run["response_bytes"] > 0
+
+
+def test_stage_breakdown_times_every_step_of_the_call_and_puts_the_pipeline_back():
+    from bench import stages
+    from cds_service import hooks, orders, prefetch
+
+    before = (hooks.build_facts, hooks.parse_request, orders._validate_r4, prefetch.Prefetched.keep_observations)
+    result = stages.measure("order-sign", 10, reps=3)
+    steps = result["steps"]
+    for label in ("whole evaluate", "parse request", "prefetch completion", "patient facts",
+                  "draft orders (incl. FHIR R4 validation)", "  of which FHIR R4 validation", "rules: dose",
+                  "rules: screening", "cards", "wire format"):
+        assert steps[label]["best_us"] > 0, label
+    assert "rules: monitoring" not in steps                 # a patient-view family: not run on order-sign
+    assert steps["whole evaluate"]["best_us"] >= steps["patient facts"]["best_us"]
+    assert (hooks.build_facts, hooks.parse_request, orders._validate_r4,
+            prefetch.Prefetched.keep_observations) == before
+    assert "% of evaluate" in stages.table(result)

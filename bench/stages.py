@@ -1,0 +1,130 @@
+"""Where the time of one hook call goes: ``python -m bench.stages``.
+
+    python -m bench.stages                              # order-sign, 200 observations, 500 calls
+    python -m bench.stages --hook patient-view --observations 1000 --reps 300
+
+Runs ``hooks.evaluate`` on the benchmark's generated request and times each step it calls
+(request parsing, prefetch completion and indexing, patient facts, draft orders, each rule family,
+cards, wire format) by wrapping those functions where ``hooks`` looks them up, so the pipeline
+itself is not copied here and cannot drift from it. Prints best and median per step (microseconds)
+and each step's share of the median call; the JSON decode of the request is shown for scale.
+Best-of is the stable number on a machine whose speed drifts; medians move with it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.workload import SERVICE_FOR_HOOK, hook_request
+from cds_service import hooks, strict_json
+
+# (label, object holding the name hooks.evaluate calls, attribute)
+def _steps() -> list[tuple[str, object, str]]:
+    from cds_service import cards, orders, prefetch, rules
+    steps = [("parse request", hooks, "parse_request"),
+             ("prefetch completion", prefetch, "complete"),
+             ("drop unread observations + index", prefetch.Prefetched, "keep_observations"),
+             ("patient facts", hooks, "build_facts"),
+             ("draft orders (incl. FHIR R4 validation)", orders, "read_orders"),
+             ("  of which FHIR R4 validation", orders, "_validate_r4")]
+    families = dict.fromkeys(rules.ORDER_RULES + rules.PATIENT_VIEW_RULES + rules.NOTICE_RULES)
+    steps += [(f"rules: {family.__name__.rsplit('.', 1)[-1]}", family, "evaluate") for family in families]
+    steps += [("cards", cards, "build_cards"), ("wire format", hooks, "cards_response")]
+    return steps
+
+
+@contextmanager
+def timed_steps(samples: dict[str, list[float]]):
+    """Wrap each step so that every call adds its wall time to ``samples[label]`` (rule families are
+    generators: their time is that of draining them)."""
+    originals = []
+    for label, owner, name in _steps():
+        original = getattr(owner, name)
+        originals.append((owner, name, original))
+        setattr(owner, name, _wrap(original, samples.setdefault(label, []), label.startswith("rules:")))
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(originals):
+            setattr(owner, name, original)
+
+
+def _wrap(function, sink: list[float], drain: bool):
+    if drain:
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            items = list(function(*args, **kwargs))
+            sink.append(time.perf_counter() - t0)
+            return iter(items)
+    else:
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                sink.append(time.perf_counter() - t0)
+    return wrapper
+
+
+def measure(hook: str, observations: int, reps: int) -> dict:
+    from bench.inprocess import Bench
+
+    raw = json.dumps(hook_request(hook, observations)).encode()
+    with tempfile.TemporaryDirectory(prefix="jak-stages-") as tmp:
+        bench = Bench(Path(tmp))
+        service = bench.engine.services[SERVICE_FOR_HOOK[hook]]
+        for _ in range(20):                                     # warm-up: caches, lazy imports
+            hooks.evaluate(bench.engine, service, strict_json.loads(raw))
+        samples: dict[str, list[float]] = {"JSON decode of the request (for scale)": [], "whole evaluate": []}
+        with timed_steps(samples):
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                body = strict_json.loads(raw)
+                t1 = time.perf_counter()
+                hooks.evaluate(bench.engine, service, body)
+                t2 = time.perf_counter()
+                samples["JSON decode of the request (for scale)"].append(t1 - t0)
+                samples["whole evaluate"].append(t2 - t1)
+        bench.app.extensions["jak_store"].dispose()
+    per_call = {label: _per_call(values, reps) for label, values in samples.items() if values}
+    return {"hook": hook, "observations": observations, "reps": reps, "request_bytes": len(raw), "steps": per_call}
+
+
+def _per_call(values: list[float], reps: int) -> dict:
+    """A step called k times per hook call (e.g. a family for two orders) is summed per call."""
+    k = max(1, round(len(values) / reps))
+    per_call = [sum(values[i:i + k]) for i in range(0, len(values) - k + 1, k)]
+    return {"calls_per_hook_call": k, "best_us": round(min(per_call) * 1e6, 1),
+            "median_us": round(statistics.median(per_call) * 1e6, 1)}
+
+
+def table(result: dict) -> str:
+    whole = result["steps"]["whole evaluate"]["median_us"]
+    lines = [f"{result['hook']}, {result['observations']} observations ({result['request_bytes'] / 1024:.0f} KB), "
+             f"{result['reps']} calls; microseconds per hook call",
+             f"{'step':<44} {'best':>8} {'median':>8} {'% of evaluate':>14}"]
+    lines.append("-" * len(lines[-1]))
+    for label, row in result["steps"].items():
+        share = "" if label.startswith("JSON") or label == "whole evaluate" else f"{100 * row['median_us'] / whole:.0f}"
+        lines.append(f"{label:<44} {row['best_us']:>8.1f} {row['median_us']:>8.1f} {share:>14}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stages", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hook", default="order-sign", choices=sorted(SERVICE_FOR_HOOK))
+    parser.add_argument("--observations", type=int, default=200)
+    parser.add_argument("--reps", type=int, default=500)
+    args = parser.parse_args(argv)
+    print(table(measure(args.hook, args.observations, args.reps)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
