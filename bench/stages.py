@@ -26,11 +26,17 @@ from cds_service import hooks, strict_json
 
 # (label, object holding the name hooks.evaluate calls, attribute)
 def _steps() -> list[tuple[str, object, str]]:
-    from cds_service import cards, orders, prefetch, rules
+    from cds_service import cards, coded_records, facts, hepatic, orders, prefetch, rules, safety_facts
     steps = [("parse request", hooks, "parse_request"),
              ("prefetch completion", prefetch, "complete"),
              ("drop unread observations + index", prefetch.Prefetched, "keep_observations"),
              ("patient facts", hooks, "build_facts"),
+             ("  of which lab results by analyte", facts, "_read_labs"),
+             ("  of which conditions", facts, "_read_condition"),
+             ("  of which medications", facts, "_read_medication"),
+             ("  of which Child-Pugh", hepatic, "read_child_pugh"),
+             ("  of which coded records", coded_records, "read_records"),
+             ("  of which results, vaccinations, allergies", safety_facts, "read_safety_facts"),
              ("draft orders (incl. FHIR R4 validation)", orders, "read_orders"),
              ("  of which FHIR R4 validation", orders, "_validate_r4")]
     families = dict.fromkeys(rules.ORDER_RULES + rules.PATIENT_VIEW_RULES + rules.NOTICE_RULES)
