@@ -228,22 +228,33 @@ def fire(url: str, total: int, concurrency: int, duration: float) -> Result:
     return result
 
 
-def count_stored(database_url: str, result: Result) -> None:
+# A server this script did not start is still running when the rows are counted: its background audit
+# writer may hold the issued cards of the last ~20 ms (store.AuditQueue.LINGER_S). Recount for up to this
+# long before calling anything lost; a server stopped gracefully (the default) has written everything.
+SETTLE_SECONDS_RUNNING_SERVER = 2.0
+
+
+def count_stored(database_url: str, result: Result, settle_seconds: float = 0.0) -> None:
     from sqlalchemy import select
 
     from cds_service.store import Store, feedback, issued_card
 
     store = Store(database_url)
+    deadline = time.monotonic() + settle_seconds
     try:
         sent = set(result.feedback_sent)
         issued = set(result.cards_issued)
-        with store.engine.connect() as conn:
-            rows = conn.execute(select(feedback.c.card_uuid)).scalars().all()
-            recorded = conn.execute(select(issued_card.c.card_uuid)).scalars().all()
+        while True:
+            with store.engine.connect() as conn:
+                rows = conn.execute(select(feedback.c.card_uuid)).scalars().all()
+                recorded = conn.execute(select(issued_card.c.card_uuid)).scalars().all()
+            result.stored_issued = len(set(recorded) & issued)
+            if result.stored_issued == len(issued) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
         result.stored_feedback = len(rows)
         result.stored_matching = len(set(rows) & sent)          # each card got exactly one feedback item
         result.duplicates = len(rows) - len(set(rows))
-        result.stored_issued = len(set(recorded) & issued)
     finally:
         store.dispose()
 
@@ -264,8 +275,9 @@ def run(requests_total: int = 200, concurrency: int = 8, duration: float = 60.0,
         tmp = tempfile.TemporaryDirectory(prefix="jak-load-")
         database_url = f"sqlite:///{Path(tmp.name) / 'load.sqlite3'}"
     server = None
+    started_here = url is None
     try:
-        if url is None:
+        if started_here:
             server = Server(database_url, workers)
             server.wait_ready()
             url = server.url
@@ -273,7 +285,7 @@ def run(requests_total: int = 200, concurrency: int = 8, duration: float = 60.0,
         if server is not None:
             server.stop()                      # graceful: whatever the workers acknowledged is committed
             server = None
-        count_stored(database_url, result)
+        count_stored(database_url, result, 0.0 if started_here else SETTLE_SECONDS_RUNNING_SERVER)
         return result
     finally:
         if server is not None:

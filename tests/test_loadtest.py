@@ -91,3 +91,35 @@ def test_a_server_stopped_right_after_a_hook_call_has_recorded_its_cards(tmp_pat
         server.stop()
     assert cards
     assert Store(url).count("jak_issued_card") == len(cards)
+
+
+def test_rows_still_arriving_from_a_running_server_are_waited_for_not_called_lost(tmp_path):
+    """Against a server it did not start (--url), the check recounts for a moment: that server's audit
+    writer may still hold the last cards. Lost rows stay lost."""
+    import threading
+    import time
+
+    from cds_service.store import Store
+
+    url = f"sqlite:///{tmp_path / 'settle.sqlite3'}"
+    Store(url).migrate()
+    card = str(uuid.uuid4())
+
+    def late_writer():
+        time.sleep(0.3)
+        writer = Store(url)
+        writer.record_issued("jak-order-sign", "h1", "p1", [(card, "rule")], "kv")
+        writer.dispose()
+
+    thread = threading.Thread(target=late_writer)
+    thread.start()
+    at_once = loadtest.Result(hook_calls=1, cards_issued=[card])
+    loadtest.count_stored(url, at_once)
+    settled = loadtest.Result(hook_calls=1, cards_issued=[card])
+    loadtest.count_stored(url, settled, settle_seconds=5)
+    thread.join()
+    assert at_once.stored_issued == 0 and settled.stored_issued == 1
+    never = loadtest.Result(hook_calls=1, cards_issued=[str(uuid.uuid4())])
+    started = time.monotonic()
+    loadtest.count_stored(url, never, settle_seconds=0.5)
+    assert never.stored_issued == 0 and time.monotonic() - started < 5
