@@ -49,6 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=2.0, help="seconds of repetitions per in-process case")
     parser.add_argument("--min-reps", type=int, default=30)
     parser.add_argument("--max-reps", type=int, default=2000)
+    parser.add_argument("--target-reps", type=int, default=1000,
+                        help="at least this many repetitions of order-sign 200 obs (its p99 is a target)")
     parser.add_argument("--irrelevant", type=int, default=5000, help="irrelevant vital signs added (growth test)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP load test")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers (default: cores)")
@@ -63,7 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--from-json", type=Path, help="do not measure: print the tables of a results file")
     args = parser.parse_args(argv)
     if args.quick:
-        args.budget, args.min_reps, args.requests, args.max_seconds = 0.3, 10, 300, 5.0
+        args.budget, args.min_reps, args.requests, args.max_seconds, args.target_reps = 0.3, 10, 300, 5.0, 0
     return args
 
 
@@ -78,10 +80,12 @@ def run(args: argparse.Namespace, progress=print) -> dict:
     result = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
               "settings": {"sizes": [int(s) for s in _split(args.sizes)], "hooks": _split(args.hooks),
                            "budget_s": args.budget, "min_reps": args.min_reps, "max_reps": args.max_reps,
+                           "target_reps": args.target_reps,
                            "irrelevant": args.irrelevant}}
     progress("in-process ...")
     result["inprocess"] = inprocess.run(result["settings"]["sizes"], result["settings"]["hooks"], args.budget,
-                                        args.min_reps, args.max_reps, irrelevant=args.irrelevant, progress=progress)
+                                        args.min_reps, args.max_reps, irrelevant=args.irrelevant, progress=progress,
+                                        target_reps=args.target_reps)
     if not args.no_http:
         progress("HTTP ...")
         result["http"] = http_load.run(args.workers, args.concurrency, args.requests, args.max_seconds,

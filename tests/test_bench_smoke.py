@@ -36,7 +36,7 @@ def test_noop_route_decodes_and_answers_the_given_body():
 def test_in_process_run_writes_the_expected_structure(tmp_path, capsys):
     out = tmp_path / "results.json"
     assert bench_main.main(["--sizes", "10", "--hooks", "order-sign,patient-view", "--budget", "0",
-                            "--min-reps", "2", "--max-reps", "2", "--irrelevant", "30", "--no-http",
+                            "--min-reps", "2", "--max-reps", "2", "--target-reps", "3", "--irrelevant", "30", "--no-http",
                             "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result) >= {"machine", "settings", "inprocess", "targets", "created"}
@@ -44,10 +44,10 @@ def test_in_process_run_writes_the_expected_structure(tmp_path, capsys):
     assert {(c["hook"], c["observations"]) for c in cases} == {("order-sign", 10), ("patient-view", 10),
                                                              ("order-sign", 200)}
     for case in cases:
-        assert case["reps"] == 2
+        assert case["reps"] == (3 if (case["hook"], case["observations"]) == ("order-sign", 200) else 2)
         for series in inprocess.SERIES:
             assert set(case["wall"][series]) == {"median_ms", "p99_ms", "min_ms", "mean_ms", "n"}
-            assert case["wall"][series]["n"] == 2 and case["cpu"][series]["n"] == 2
+            assert case["wall"][series]["n"] == case["cpu"][series]["n"] == case["reps"]
         assert case["request_bytes"] > 0 and case["response_bytes"] > 0
         assert isinstance(case["ratio_call_to_json_floor"], float)
     irrelevant = result["inprocess"]["irrelevant"]
