@@ -13,6 +13,7 @@ from cds_service.facts import PatientFacts, codings, coded_indication
 from cds_service.findings import Missing
 from cds_service.knowledge import Knowledge
 from cds_service.prefetch import resources_of
+from cds_service.r4_draft_check import plainly_valid
 from cds_service.rules.context import DraftOrder
 from cds_service.tolerant import normalise
 
@@ -20,7 +21,12 @@ _validator = None
 
 
 def _validate_r4(resource: dict) -> str | None:
-    """None if the MedicationRequest validates as FHIR R4(B), else the first problem."""
+    """None if the MedicationRequest validates as FHIR R4(B), else the first problem.
+
+    The usual plain shape is settled by ``r4_draft_check`` (stricter than the library, ~20 us);
+    everything else by ``fhir.resources`` (~0.2-0.3 ms)."""
+    if plainly_valid(resource):
+        return None
     global _validator
     if _validator is None:
         from fhir.resources.R4B.medicationrequest import MedicationRequest
