@@ -142,6 +142,47 @@ def _names_another_patient(resource: dict, kind, patient_id: str, own_reference:
     return match is not None and match.group(1) != patient_id
 
 
+class _Keys(dict):
+    """``Prefetched.by_key`` as prefetch completion builds it: a dict that counts its changes, so the
+    index can tell in one comparison that nothing changed (it is read ~17 times per hook call).
+    A key's list is replaced when it grows (``by_key[key] = old + more``), never changed in place."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.version = 0
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.version += 1
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self.version += 1
+
+    def _changed(self, result):
+        self.version += 1
+        return result
+
+    def pop(self, *args):
+        return self._changed(super().pop(*args))
+
+    def popitem(self):
+        return self._changed(super().popitem())
+
+    def clear(self):
+        return self._changed(super().clear())
+
+    def update(self, *args, **kwargs):
+        return self._changed(super().update(*args, **kwargs))
+
+    def setdefault(self, key, default=None):
+        return self._changed(super().setdefault(key, default))
+
+    def __ior__(self, other):
+        super().__ior__(other)
+        return self._changed(self)
+
+
 @dataclass
 class Prefetched:
     """Completed prefetch: resources per key plus the keys that could not be obtained.
@@ -151,7 +192,7 @@ class Prefetched:
     Observations no rule reads, so they cost one look-up per coding and nothing after.
     """
 
-    by_key: dict[str, list[dict]] = field(default_factory=dict)
+    by_key: dict[str, list[dict]] = field(default_factory=_Keys)
     unavailable: dict[str, str] = field(default_factory=dict)
     fetched: list[str] = field(default_factory=list)       # keys filled by a fallback fetch
     gaps: dict[str, str] = field(default_factory=dict)     # "Observation|718-7" or "Condition" -> why unavailable
@@ -164,7 +205,12 @@ class Prefetched:
     foreign: int = field(default=0, init=False, compare=False)   # how many were
 
     def _index(self) -> dict[str, list[dict]]:
-        signature = (id(self._keep), *map(id, self.by_key.values()), *map(len, self.by_key.values()))
+        keys = self.by_key
+        version = getattr(keys, "version", None)
+        if version is not None:                  # built by prefetch completion: it counts its changes
+            signature = (id(self._keep), id(keys), version)
+        else:                                    # a plain dict (tests): compare every list, and its length
+            signature = (id(self._keep), *map(id, keys.values()), *map(len, keys.values()))
         if self._by_type is not None and signature == self._indexed:
             return self._by_type
         by_type: dict[str, list[dict]] = {}

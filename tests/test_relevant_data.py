@@ -141,3 +141,22 @@ def test_a_neutrophil_count_is_read_under_the_same_rule_whatever_the_coding_shap
     expected = (isinstance(code, str) and code.strip() in ("751-8", "26499-4", "753-4")
                 and (not system or "loinc" in str(system).lower()))
     assert _neutrophils_read(knowledge, codes) is expected
+
+
+def test_the_index_follows_changes_made_the_way_prefetch_completion_makes_them():
+    """Completion's by_key counts its changes (one comparison per read instead of one per key): a key set,
+    grown by replacement, updated, popped or deleted after indexing is seen."""
+    a, b, c = obs("718-7", 13.0, "g/dL"), obs("751-8", 3.0, "10*9/L"), obs("2160-0", 0.9, "mg/dL")
+    pre = Prefetched()
+    pre.by_key["haematology"] = [a]
+    assert pre.resources("Observation") == [a]
+    pre.by_key["haematology"] = pre.by_key["haematology"] + [b]          # a next page read later
+    assert pre.resources("Observation") == [a, b]
+    pre.by_key.update(chemistry=[c])
+    assert pre.resources("Observation") == [a, b, c]
+    pre.by_key.pop("chemistry")
+    assert pre.resources("Observation") == [a, b]
+    del pre.by_key["haematology"]
+    assert pre.resources("Observation") == []
+    pre.by_key.setdefault("other", [RA])
+    assert pre.resources("Condition") == [RA]
