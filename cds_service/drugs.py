@@ -183,14 +183,19 @@ def contained_medication(resource: dict) -> dict | None:
     return None
 
 
+_TOPICAL_ROUTE_TEXT = re.compile(r"topical|cutaneous|skin", re.I)
+
+
 def route_hint(request: dict) -> str | None:
     for dosage in as_list(request.get("dosageInstruction")):
         route = (dosage or {}).get("route")
+        if route is None:                  # the usual case: no route stated
+            continue
         for coding in _codings(route):
             if str(coding.get("code")) in _TOPICAL_ROUTE_CODES:
                 return "topical"
         text = " ".join([str((route or {}).get("text") or "")] + [str(c.get("display") or "") for c in _codings(route)])
-        if re.search(r"topical|cutaneous|skin", text, re.I):
+        if _TOPICAL_ROUTE_TEXT.search(text):
             return "topical"
     return None
 
