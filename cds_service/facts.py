@@ -143,10 +143,10 @@ class PatientFacts:
 
     # -- labs ---------------------------------------------------------------
     def latest(self, analyte: str, max_age_days: int | None = None) -> LabValue | None:
-        values = self.labs.get(analyte)
-        if not values:
+        series = self.labs.get(analyte)
+        newest = series.newest() if series is not None else None
+        if newest is None:
             return None
-        newest = values[0]
         if max_age_days is not None and (self.today - newest.when).days > max_age_days:
             return None
         return newest
@@ -290,6 +290,10 @@ class LabSeries(Sequence):
 
     def __bool__(self) -> bool:
         return self._has(0)
+
+    def newest(self) -> LabValue | None:
+        """The newest usable result (the one most rules want), or None."""
+        return self._values[0] if self._has(0) else None
 
     def __repr__(self) -> str:
         return f"LabSeries({self._name}: {len(self._pending)} dated results, {len(self._values)} read)"

@@ -52,9 +52,10 @@ def codes_text(ctx: RuleContext, part: RecordPart) -> str:
     return "; ".join(f"{_SYSTEM_LABEL[s]} {', '.join(c)}" for s, c in by_system.items())
 
 
-def part_state(ctx: RuleContext, part: RecordPart, since: date | None = None) -> PartState:
-    """Newest usable result for one part (optionally only those on or after ``since``)."""
-    facts, k = ctx.facts, ctx.knowledge
+def newest_of(ctx: RuleContext, part: RecordPart, since: date | None = None) -> tuple[object, str | None]:
+    """(newest usable LabValue or coded record for one part, the analyte's name if a lab), optionally only
+    those on or after ``since``; (None, None) if there is none."""
+    facts = ctx.facts
     best, label = None, None
     if part.analytes:
         for name in part.analytes:
@@ -62,21 +63,28 @@ def part_state(ctx: RuleContext, part: RecordPart, since: date | None = None) ->
             if value is None or (since is not None and value.when < since):
                 continue
             if best is None or value.when > best.when:
-                best, label = value, k.analytes[name].display
-        loincs = [c for a in part.analytes for c in k.analytes[a].loinc]
-        why = facts.why_unavailable("Observation", loincs) if best is None else None
-    else:
-        why = None
-        for ref in part.codes:
-            for record in facts.records.get(f"{ref.system}|{ref.code}", []):
-                if record.when is None or (since is not None and record.when < since):
-                    continue
-                if best is None or record.when > best.when:
-                    best = record
-                break
-        if best is None:
-            codes = [ref.code for ref in part.codes]
-            why = next((w for w in (facts.why_unavailable(t, codes) for t in _RECORD_TYPES) if w), None)
+                best, label = value, name
+        return best, ctx.knowledge.analytes[label].display if label else None
+    for ref in part.codes:
+        for record in facts.records.get(f"{ref.system}|{ref.code}", []):
+            if record.when is None or (since is not None and record.when < since):
+                continue
+            if best is None or record.when > best.when:
+                best = record
+            break
+    return best, None
+
+
+def part_state(ctx: RuleContext, part: RecordPart, since: date | None = None) -> PartState:
+    """Newest usable result for one part (optionally only those on or after ``since``), or why there is none."""
+    facts, k = ctx.facts, ctx.knowledge
+    best, label = newest_of(ctx, part, since)
+    why = None
+    if best is None and part.analytes:
+        why = facts.why_unavailable("Observation", [c for a in part.analytes for c in k.analytes[a].loinc])
+    elif best is None:
+        codes = [ref.code for ref in part.codes]
+        why = next((w for w in (facts.why_unavailable(t, codes) for t in _RECORD_TYPES) if w), None)
     return PartState(best.when if best is not None else None, why, label, best)
 
 
@@ -170,9 +178,10 @@ def evaluate(ctx: RuleContext):
                     continue
                 lines = []
                 for part in item.parts:
+                    newest, _ = newest_of(ctx, part)
+                    if newest is not None and (facts.today - newest.when).days <= item.max_age_days:
+                        continue                        # up to date: nothing to say
                     state = part_state(ctx, part)
-                    if state.newest is not None and (facts.today - state.newest).days <= item.max_age_days:
-                        continue
                     check, why = part_gap(ctx, part, state, item.max_age_days)
                     if (state.newest is None and state.unobtainable) or unreadable(ctx, part, item.max_age_days):
                         # it may exist (could not be obtained) or it exists but cannot be read: say so on the
