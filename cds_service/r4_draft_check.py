@@ -3,7 +3,8 @@
 Validating a draft with ``fhir.resources`` costs about 0.2-0.3 ms (its Python validators run for
 each of the ~11 nested elements), the largest single step of an order hook. Most drafts have one
 plain shape: status, intent, a coded or named medication, the subject, the date, dosage text,
-frequency/period/unit and an mg quantity, maybe a reason. ``plainly_valid`` walks that shape
+frequency/period/unit and an mg quantity, maybe a reason, a category and a dispense request (as the
+CDS Hooks sandbox sends). ``plainly_valid`` walks that shape
 with checks *stricter* than the library's (see below) and answers True only when every element
 passes; anything else — another element, an extension, an unusual value — answers False, and the
 caller validates with ``fhir.resources`` as before. So True never hides a problem the library would
@@ -33,7 +34,8 @@ _MAX_TEXT = 10_000
 
 # the elements this check takes, per element type (everything else goes to fhir.resources)
 _MEDICATION_REQUEST = {"resourceType", "id", "status", "intent", "medicationCodeableConcept", "subject",
-                       "authoredOn", "dosageInstruction", "reasonCode", "requester", "encounter"}
+                       "authoredOn", "dosageInstruction", "reasonCode", "requester", "encounter", "category",
+                       "dispenseRequest"}
 _CODEABLE_CONCEPT = {"coding", "text"}
 _CODING = {"system", "code", "display"}
 _REFERENCE = {"reference", "display"}
@@ -42,6 +44,7 @@ _TIMING = {"repeat"}
 _REPEAT = {"frequency", "period", "periodUnit"}
 _DOSE_AND_RATE = {"doseQuantity"}
 _QUANTITY = {"value", "unit", "system", "code"}
+_DISPENSE_REQUEST = {"expectedSupplyDuration", "numberOfRepeatsAllowed", "quantity"}
 
 _value_sets: dict[str, frozenset[str]] | None = None
 
@@ -52,7 +55,8 @@ def _load_value_sets() -> dict[str, frozenset[str]]:
     from fhir.resources.R4B.codeableconcept import CodeableConcept
     from fhir.resources.R4B.coding import Coding
     from fhir.resources.R4B.dosage import Dosage, DosageDoseAndRate
-    from fhir.resources.R4B.medicationrequest import MedicationRequest
+    from fhir.resources.R4B.duration import Duration
+    from fhir.resources.R4B.medicationrequest import MedicationRequest, MedicationRequestDispenseRequest
     from fhir.resources.R4B.quantity import Quantity
     from fhir.resources.R4B.reference import Reference
     from fhir.resources.R4B.timing import Timing, TimingRepeat
@@ -60,7 +64,8 @@ def _load_value_sets() -> dict[str, frozenset[str]]:
     for model, taken in ((MedicationRequest, _MEDICATION_REQUEST - {"resourceType"}),
                          (CodeableConcept, _CODEABLE_CONCEPT), (Coding, _CODING), (Reference, _REFERENCE),
                          (Dosage, _DOSAGE), (Timing, _TIMING), (TimingRepeat, _REPEAT),
-                         (DosageDoseAndRate, _DOSE_AND_RATE), (Quantity, _QUANTITY)):
+                         (DosageDoseAndRate, _DOSE_AND_RATE), (Quantity, _QUANTITY), (Duration, _QUANTITY),
+                         (MedicationRequestDispenseRequest, _DISPENSE_REQUEST)):
         elements = {field.alias or name for name, field in model.model_fields.items()}
         missing = taken - elements
         if missing:
@@ -92,8 +97,10 @@ def plainly_valid(resource: dict) -> bool:
             ok = _date_time(value)
         elif key == "dosageInstruction":
             ok = _list_of(value, _dosage)
-        elif key == "reasonCode":
+        elif key in ("reasonCode", "category"):
             ok = _list_of(value, _codeable_concept)
+        elif key == "dispenseRequest":
+            ok = _dispense_request(value)
         elif key in ("requester", "encounter"):
             ok = _reference(value)
         else:
@@ -180,6 +187,14 @@ def _timing(value) -> bool:
     if "period" in repeat and not (_decimal(period) and period > 0 and unit is not None):
         return False
     return "periodUnit" not in repeat or _in(unit, "periodUnit")
+
+
+def _dispense_request(value) -> bool:
+    if not _element(value, _DISPENSE_REQUEST):
+        return False
+    repeats = value.get("numberOfRepeatsAllowed", 0)
+    return (type(repeats) is int and 0 <= repeats <= 2 ** 31 - 1
+            and all(_quantity(value[key]) for key in ("expectedSupplyDuration", "quantity") if key in value))
 
 
 def _dose_and_rate(value) -> bool:

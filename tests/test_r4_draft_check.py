@@ -18,6 +18,7 @@ from bench.workload import hook_request
 from cds_service.r4_draft_check import plainly_valid
 from cds_service.tolerant import normalise
 from fixtures.builders import ATC, RXNORM, SNOMED, draft_order
+from tests.test_sandbox_interop import sandbox_order
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fhir"
 
@@ -48,6 +49,8 @@ PLAIN = [
     normalise(draft_order("baricitinib 2 mg tablet", 2, codings=[{"system": RXNORM, "code": "2047232"}])),
     normalise(draft_order("tofacitinib 5 mg", 5, per_day=2)),
     normalise(hook_request("order-sign", 10)["context"]["draftOrders"]["entry"][0]["resource"]),
+    normalise(sandbox_order(pills=1, per_day=2, reason={"code": [{"coding": [
+        {"system": SNOMED, "code": "69896004", "display": "Rheumatoid arthritis"}]}]})),   # the CDS Hooks sandbox's
 ]
 
 
@@ -81,6 +84,9 @@ def test_plain_drafts_take_the_quick_path():
     (lambda d: d.update(status="bogus"), "status outside its value set"),
     (lambda d: d["medicationCodeableConcept"].update(coding=[None]), "null in a list"),
     (lambda d: d.update(_status={"extension": []}), "primitive extension"),
+    (lambda d: d.update(dispenseRequest={"numberOfRepeatsAllowed": -1}), "unsignedInt below zero"),
+    (lambda d: d.update(dispenseRequest={"validityPeriod": {"start": "2026-11-01"}}), "an element not taken"),
+    (lambda d: d.update(category={"text": "community"}), "an object where R4 wants a list"),
 ])
 def test_anything_unusual_goes_to_the_library(change, why):
     draft = copy.deepcopy(PLAIN[0])
