@@ -4,10 +4,10 @@ Validating a draft with ``fhir.resources`` costs about 0.2-0.3 ms (its Python va
 each of the ~11 nested elements), the largest single step of an order hook. Most drafts have one
 plain shape: status, intent, a coded or named medication, the subject, the date, dosage text,
 frequency/period/unit and an mg quantity, maybe a reason, a category and a dispense request (as the
-CDS Hooks sandbox sends). ``plainly_valid`` walks that shape
-with checks *stricter* than the library's (see below) and answers True only when every element
-passes; anything else — another element, an extension, an unusual value — answers False, and the
-caller validates with ``fhir.resources`` as before. So True never hides a problem the library would
+CDS Hooks sandbox sends). ``plainly_valid`` walks that shape with checks *stricter* than the
+library's (see below) and answers True only when every element passes; anything else — another
+element, an extension, an unusual value — answers False, and the caller validates with
+``fhir.resources`` as before. So True never hides a problem the library would
 report (tests/test_r4_draft_check.py checks this over every fixture draft and random mutations).
 
 Stricter than the library, on purpose: strings must match the FHIR string pattern in full (the
@@ -15,7 +15,7 @@ library accepts any string with one matching character), codes may have single s
 whitespace, no empty object or list, status/intent/periodUnit must be in their value sets (the
 library does not check them; the value sets are read from its models), dateTime must be a full date or
 a full date-time with a time zone, numbers must be plain (no boolean, no exponent, no string), a
-period needs its unit. The elements taken are checked against the library's models at import.
+period needs its unit. The elements taken are checked against the library's models on first use.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ _CODE = re.compile(r"[^\s]+(?: [^\s]+)*")
 _STRING = re.compile(r"[ \r\n\t\S]+")
 _URI = re.compile(r"\S+")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
-_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-3]):[0-5]\d|[+-]14:00)", re.ASCII)
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?"
+                        r"(?:Z|[+-](?:0\d|1[0-3]):[0-5]\d|[+-]14:00)", re.ASCII)     # offsets up to 14:00
 _PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d{0,14})(?:\.\d{1,15})?", re.ASCII)
 _MAX_TEXT = 10_000
 
