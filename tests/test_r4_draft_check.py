@@ -145,3 +145,13 @@ def test_a_mutated_draft_is_quick_valid_only_if_the_library_accepts_it(base, pic
         mutated = _mutate(mutated, paths[pick2 % len(paths)], "replace", odd2)
     if plainly_valid(mutated):
         assert library_accepts(mutated), json.dumps(mutated, default=str)[:600]
+
+
+def test_a_library_without_an_element_taken_turns_the_quick_check_off_not_the_service(monkeypatch, caplog):
+    from cds_service import r4_draft_check
+
+    monkeypatch.setattr(r4_draft_check, "_value_sets", None)
+    monkeypatch.setattr(r4_draft_check, "_CODING", r4_draft_check._CODING | {"renamedByANewRelease"})
+    assert not plainly_valid(PLAIN[0])                       # every draft now goes to the library
+    assert "quick R4 check of draft orders is off" in caplog.text
+    monkeypatch.setattr(r4_draft_check, "_value_sets", None)  # put back for the other tests
