@@ -18,13 +18,12 @@ from functools import lru_cache
 
 from cds_service import drugs as drugmod
 from cds_service.knowledge import Knowledge
-from cds_service.prefetch import Prefetched
+from cds_service.prefetch import LOINC_SYSTEM, Prefetched
 from cds_service.renal import ckd_epi_2021, cockcroft_gault
 from cds_service.tolerant import as_list
 from cds_service.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
-_LOINC = "http://loinc.org"
 MAX_PLAUSIBLE_AGE = 125
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 
@@ -323,25 +322,19 @@ def _when_of(item: Uninterpretable) -> date:
     return item.when
 
 
+def loinc_or_unstated(system) -> bool:
+    """A coding's system is LOINC, or is not stated (read as LOINC: EHRs often leave it out)."""
+    return not system or system == LOINC_SYSTEM or "loinc" in str(system).lower()
+
+
 def _analyte_of(concept, loinc_index: dict) -> str | None:
     """The analyte named by the first LOINC (or system-less) coding that names one."""
-    coding = concept.get("coding") if type(concept) is dict else None
-    if type(coding) is list and len(coding) == 1:      # the usual shape: one coding, checked as below
-        coding = coding[0]
-        code = coding.get("code") if type(coding) is dict else None
-        if type(code) is str:
-            analyte = loinc_index.get(code)
-            if analyte is None:
-                analyte = loinc_index.get(code.strip())
-            system = coding.get("system")
-            if analyte is None or not system or system == _LOINC or "loinc" in str(system).lower():
-                return analyte
-            return None
     for coding in codings(concept):
         code = coding.get("code")
-        if isinstance(code, str) and (analyte := loinc_index.get(code.strip())) is not None \
-                and "loinc" in str(coding.get("system") or "loinc").lower():
-            return analyte
+        if type(code) is str:
+            analyte = loinc_index.get(code) or loinc_index.get(code.strip())
+            if analyte is not None and loinc_or_unstated(coding.get("system")):
+                return analyte
     return None
 
 

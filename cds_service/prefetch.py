@@ -73,7 +73,7 @@ def resources_of(value) -> list[dict] | None:
     return [value]
 
 
-_LOINC = "http://loinc.org"
+LOINC_SYSTEM = "http://loinc.org"
 
 
 def _coding_list(concept) -> list | tuple:
@@ -98,7 +98,7 @@ def _observation_codes(observation: dict, keep) -> tuple[bool, list[str]]:
                 code = code.strip()
                 if keep is None or code in keep:
                     return True, [code]
-                if coding[0].get("system") == _LOINC:
+                if coding[0].get("system") == LOINC_SYSTEM:
                     return False, [code]
     coding = _coding_list(concept)
     read = keep is None or not coding

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts import PatientFacts, codings, parse_date
+from cds_service.facts import PatientFacts, codings, loinc_or_unstated, parse_date
 from cds_service.tolerant import as_list
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
@@ -101,7 +101,7 @@ def read_safety_facts(facts: PatientFacts, knowledge, prefetched) -> None:
             for coding in codings(obs.get("code")):
                 code = str(coding.get("code") or "")
                 name = by_loinc.get(code)
-                if name is None or "loinc" not in str(coding.get("system") or "loinc").lower():
+                if name is None or not loinc_or_unstated(coding.get("system")):
                     continue
                 category, written = _category(answer_sets[tests[name].answers], obs)
                 when = (parse_date(obs.get("effectiveDateTime")) or parse_date(obs.get("issued"))

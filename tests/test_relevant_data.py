@@ -109,7 +109,7 @@ def test_analyte_under_an_alternative_loinc_code_is_still_read(client):
     assert "anc-below-1-start" not in [rule_of(c) for c in alerts(_over_sent(client, base, vitals(50)))]
 
 
-# -- the usual one-coding shape is read first; every shape must read the same as the general rule ---------------
+# -- one coding rule for lab results, whether the coding stands alone or behind another one ----------------------
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
