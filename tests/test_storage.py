@@ -30,6 +30,24 @@ def overridden(card: str, code: str = "declined", display: str = "Patient declin
     return FeedbackRow(card, "overridden", NOW, override_system="urn:x", override_code=code, override_display=display)
 
 
+def run_together(target, args_list) -> list[Exception]:
+    """Run ``target(*args)`` for every args tuple at once, one thread each; the exceptions they raised."""
+    errors: list[Exception] = []
+
+    def run(*args):
+        try:
+            target(*args)
+        except Exception as exc:      # noqa: BLE001 - returned to the test, which asserts on them
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=args) for args in args_list]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 def all_values(store: Store) -> str:
     """Every value in every table, as one string (to look for things that must not be stored)."""
     out = []
@@ -60,20 +78,8 @@ def test_a_database_newer_than_the_code_refuses(stores):
 
 
 def test_concurrent_start_up_migrates_once(stores):
-    errors = []
     fresh = [stores() for _ in range(6)]
-
-    def start(store):
-        try:
-            store.migrate()
-        except Exception as exc:      # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start, args=(s,)) for s in fresh]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_together(Store.migrate, [(s,) for s in fresh])
     assert errors == []
     assert fresh[0].count("jak_schema_version") == 1
 
@@ -106,19 +112,8 @@ def test_generated_hash_key_is_persisted_so_hashes_survive_a_restart(stores):
 def test_concurrent_first_use_agrees_on_one_hash_key(stores):
     stores().migrate()
     fresh = [stores() for _ in range(6)]
-    hashes, errors = [], []
-
-    def use(store):
-        try:
-            hashes.append(store.patient_hash("p-1"))
-        except Exception as exc:      # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=use, args=(s,)) for s in fresh]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    hashes = []
+    errors = run_together(lambda store: hashes.append(store.patient_hash("p-1")), [(s,) for s in fresh])
     assert errors == [] and len(set(hashes)) == 1
 
 
@@ -195,24 +190,16 @@ def test_expired_jti_entries_are_purged(stores):
 def test_concurrent_writers_lose_nothing(stores):
     stores().migrate()
     writers, per_writer = 8, 25
-    errors = []
 
     def write(n):
         store = stores()
-        try:
-            for i in range(per_writer):
-                card = f"w{n}-{i}"
-                store.record_issued("svc", f"h{n}", f"p{n}", [(card, f"rule-{n % 3}")], "kv")
-                store.record_feedback("svc", [overridden(card)])
-                assert store.remember_jti("iss", card, None)
-        except Exception as exc:      # noqa: BLE001
-            errors.append(exc)
+        for i in range(per_writer):
+            card = f"w{n}-{i}"
+            store.record_issued("svc", f"h{n}", f"p{n}", [(card, f"rule-{n % 3}")], "kv")
+            store.record_feedback("svc", [overridden(card)])
+            assert store.remember_jti("iss", card, None)
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_together(write, [(n,) for n in range(writers)])
     assert errors == []
     check = stores()
     total = writers * per_writer
@@ -230,11 +217,7 @@ def test_concurrent_replays_of_one_jti_admit_exactly_one(stores):
         barrier.wait()
         results.append(store.remember_jti("iss", "same", None))
 
-    threads = [threading.Thread(target=attempt) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(attempt, [()] * 8)
     assert sorted(results) == [False] * 7 + [True]
 
 
