@@ -143,8 +143,8 @@ def _names_another_patient(resource: dict, kind, patient_id: str, own_reference:
 
 
 class _Keys(dict):
-    """``Prefetched.by_key`` as prefetch completion builds it: a dict that counts its changes, so the
-    index can tell in one comparison that nothing changed (it is read ~17 times per hook call).
+    """``Prefetched.by_key``: a dict that counts its changes, so the index can tell in one comparison
+    that nothing changed (it is read ~17 times per hook call).
     A key's list is replaced when it grows (``by_key[key] = old + more``), never changed in place."""
 
     def __init__(self, *args, **kwargs):
@@ -204,13 +204,12 @@ class Prefetched:
     patient_id: str | None = None                                 # resources naming another patient are left out
     foreign: int = field(default=0, init=False, compare=False)   # how many were
 
+    def __post_init__(self) -> None:
+        if type(self.by_key) is not _Keys:       # given a plain dict: count its changes from now on
+            self.by_key = _Keys(self.by_key)
+
     def _index(self) -> dict[str, list[dict]]:
-        keys = self.by_key
-        version = getattr(keys, "version", None)
-        if version is not None:                  # built by prefetch completion: it counts its changes
-            signature = (id(self._keep), id(keys), version)
-        else:                                    # a plain dict (tests): compare every list, and its length
-            signature = (id(self._keep), *map(id, keys.values()), *map(len, keys.values()))
+        signature = (id(self._keep), id(self.by_key), self.by_key.version)
         if self._by_type is not None and signature == self._indexed:
             return self._by_type
         by_type: dict[str, list[dict]] = {}
