@@ -229,7 +229,7 @@ def fire(url: str, total: int, concurrency: int, duration: float) -> Result:
 
 
 # A server this script did not start is still running when the rows are counted: its background audit
-# writer may hold the issued cards of the last ~20 ms (store.AuditQueue.LINGER_S). Recount for up to this
+# writer may hold the issued cards of the last ~100 ms (store.AuditQueue.LINGER_S). Recount for up to this
 # long before calling anything lost; a server stopped gracefully (the default) has written everything.
 SETTLE_SECONDS_RUNNING_SERVER = 2.0
 
