@@ -9,6 +9,11 @@ cards, wire format) by wrapping those functions where ``hooks`` looks them up, s
 itself is not copied here and cannot drift from it. Prints best and median per step (microseconds)
 and each step's share of the median call; the JSON decode of the request is shown for scale.
 Best-of is the stable number on a machine whose speed drifts; medians move with it.
+
+``--cold`` overwrites a buffer larger than the CPU caches before each call, as a server's caches are
+between requests (other requests, the load, the network stack ran in between). Calls back to back
+find the knowledge, the code and the just-decoded request in cache and flatter the memory-bound
+steps; under HTTP load a call costs about what ``--cold`` shows.
 """
 from __future__ import annotations
 
@@ -78,7 +83,23 @@ def _wrap(function, sink: list[float], drain: bool):
     return wrapper
 
 
-def measure(hook: str, observations: int, reps: int) -> dict:
+def _cache_evictor():
+    """A function that overwrites 64 MiB (or twice the last-level cache, if larger): nothing of the
+    previous call stays in any CPU cache."""
+    size = 64 << 20
+    try:
+        text = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
+        size = max(size, 2 * int(text.rstrip("KkMm")) << (20 if text[-1] in "Mm" else 10))
+    except (OSError, ValueError, IndexError):
+        pass
+    buffer, zeros = bytearray(size), bytes(size)
+
+    def evict() -> None:
+        buffer[:] = zeros
+    return evict
+
+
+def measure(hook: str, observations: int, reps: int, cold: bool = False) -> dict:
     from bench.inprocess import Bench
 
     raw = json.dumps(hook_request(hook, observations)).encode()
@@ -88,8 +109,10 @@ def measure(hook: str, observations: int, reps: int) -> dict:
         for _ in range(20):                                     # warm-up: caches, lazy imports
             hooks.evaluate(bench.engine, service, strict_json.loads(raw))
         samples: dict[str, list[float]] = {"JSON decode of the request (for scale)": [], "whole evaluate": []}
+        evict = _cache_evictor() if cold else (lambda: None)
         with timed_steps(samples):
             for _ in range(reps):
+                evict()
                 t0 = time.perf_counter()
                 body = strict_json.loads(raw)
                 t1 = time.perf_counter()
@@ -99,7 +122,8 @@ def measure(hook: str, observations: int, reps: int) -> dict:
                 samples["whole evaluate"].append(t2 - t1)
         bench.app.extensions["jak_store"].dispose()
     per_call = {label: _per_call(values, reps) for label, values in samples.items() if values}
-    return {"hook": hook, "observations": observations, "reps": reps, "request_bytes": len(raw), "steps": per_call}
+    return {"hook": hook, "observations": observations, "reps": reps, "cold": cold, "request_bytes": len(raw),
+            "steps": per_call}
 
 
 def _per_call(values: list[float], reps: int) -> dict:
@@ -112,8 +136,9 @@ def _per_call(values: list[float], reps: int) -> dict:
 
 def table(result: dict) -> str:
     whole = result["steps"]["whole evaluate"]["median_us"]
+    caches = ", CPU caches overwritten before each call" if result.get("cold") else ""
     lines = [f"{result['hook']}, {result['observations']} observations ({result['request_bytes'] / 1024:.0f} KB), "
-             f"{result['reps']} calls; microseconds per hook call",
+             f"{result['reps']} calls{caches}; microseconds per hook call",
              f"{'step':<44} {'best':>8} {'median':>8} {'% of evaluate':>14}"]
     lines.append("-" * len(lines[-1]))
     for label, row in result["steps"].items():
@@ -127,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hook", default="order-sign", choices=sorted(SERVICE_FOR_HOOK))
     parser.add_argument("--observations", type=int, default=200)
     parser.add_argument("--reps", type=int, default=500)
+    parser.add_argument("--cold", action="store_true", help="overwrite the CPU caches before each call")
     args = parser.parse_args(argv)
-    print(table(measure(args.hook, args.observations, args.reps)))
+    print(table(measure(args.hook, args.observations, args.reps, args.cold)))
     return 0
 
 

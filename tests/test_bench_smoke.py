@@ -92,3 +92,13 @@ def test_stage_breakdown_times_every_step_of_the_call_and_puts_the_pipeline_back
     assert (hooks.build_facts, hooks.parse_request, orders._validate_r4,
             prefetch.Prefetched.keep_observations) == before
     assert "% of evaluate" in stages.table(result)
+
+
+def test_stage_breakdown_with_cold_caches_says_so_and_times_the_same_steps():
+    from bench import stages
+
+    result = stages.measure("order-sign", 10, reps=2, cold=True)
+    assert result["cold"] is True
+    assert result["steps"]["whole evaluate"]["best_us"] > 0 and result["steps"]["rules: dose"]["best_us"] > 0
+    assert "CPU caches overwritten before each call" in stages.table(result)
+    assert "overwritten" not in stages.table(stages.measure("order-sign", 10, reps=1))
