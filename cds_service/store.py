@@ -141,9 +141,9 @@ class AuditQueue:
     HTTP, 2 cores), mostly handing the interpreter lock back and forth. Each batch still costs a
     wake-up, a transaction and the lock handed to the writer and back around each database call:
     at 20 ms (4-5 calls per batch at ~200 calls/s per worker) that was 0.7-1.2 ms of server CPU per
-    call in three of four alternating A/B runs (the same service with and without audit, same load;
-    the fourth showed no difference); at 100 ms, at most ten batches a second per process, it was
-    0.1 ms or less above no audit in three runs and 0.5 ms in a fourth (20 ms: 1.0 ms in that run).
+    call in four of five alternating A/B runs (the same service with and without audit, same load;
+    one showed no difference); at 100 ms, at most ten batches a second per process, it was 0.1 ms or
+    less above no audit in three of the four runs that had it and 0.5 ms in the fourth (20 ms: 1.0).
     """
 
     MAX_PENDING_CALLS = 10_000          # a database that stays down must not grow memory without bound
