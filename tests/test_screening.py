@@ -161,6 +161,13 @@ def test_an_uninterpretable_result_is_not_called_missing_and_not_reordered(hook)
     assert "could not be interpreted" in card["detail"] and "furlongs" in card["detail"]
 
 
+def test_an_uninterpretable_result_older_than_the_limit_does_not_stop_the_test_being_ordered(hook):
+    cards = hook([*baseline(drop=["751-8"], extra=[obs("751-8", 3.0, "furlongs", days_ago=200)]), ORDER])
+    card = only(cards, "baseline-screening")
+    assert "absolute neutrophil count (LOINC 751-8): no result in the last 90 days" in card["detail"]
+    assert [a["resource"]["code"]["coding"][0]["code"] for a in card["suggestions"][0]["actions"]] == ["751-8"]
+
+
 def test_data_that_could_not_be_obtained_is_said_not_ordered(hook, templates):
     keys = [k for k in templates if k != "screening"]       # the serology query is neither sent nor fetchable
     cards = hook([*baseline(), ORDER], prefetch=keys)
