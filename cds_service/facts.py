@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 
 from cds_service import drugs as drugmod
@@ -155,6 +155,10 @@ class PatientFacts:
         result (undated ones included), dated on or after ``since`` if given; newest first."""
         series = self.labs.get(analyte)
         return series.unreadable(since) if series is not None else []
+
+    def unreadable_within(self, analyte: str, max_age_days: int) -> list[Uninterpretable]:
+        """``unreadable`` for results at most ``max_age_days`` old (the age limit ``latest`` applies)."""
+        return self.unreadable(analyte, since=self.today - timedelta(days=max_age_days))
 
     def concept_present(self, concept: str) -> list[ConditionFact]:
         return [c for c in self.conditions if concept in c.concepts]

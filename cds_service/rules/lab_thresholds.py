@@ -6,8 +6,6 @@ the value is converted to the analyte's canonical unit.
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
 from cds_service.facts import LabValue, PatientFacts
 from cds_service.findings import Finding, Missing
 from cds_service.knowledge import Knowledge
@@ -29,7 +27,7 @@ def crosses(threshold: LabThreshold, value: LabValue, canonical_unit: str) -> tu
 
 def missing_reason(facts: PatientFacts, knowledge: Knowledge, analyte: str, max_days: int) -> str:
     """Why there is no usable value: unavailable data, uninterpretable, stale, or none."""
-    bad = facts.unreadable(analyte, since=facts.today - timedelta(days=max_days))
+    bad = facts.unreadable_within(analyte, max_days)
     values = facts.labs.get(analyte)
     if bad:
         when = f" of {bad[0].when.isoformat()}" if bad[0].when else ""

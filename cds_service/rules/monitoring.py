@@ -167,7 +167,7 @@ def _thresholds(ctx: RuleContext, in_use: list[tuple[str, str, None]], start: da
             threshold = by_id.get(item.rule_id)
             if threshold is not None and threshold.basis != "baseline":
                 max_days = k.analytes[threshold.analyte].max_age_days
-                if not facts.unreadable(threshold.analyte, since=facts.today - timedelta(days=max_days)):
+                if not facts.unreadable_within(threshold.analyte, max_days):
                     continue      # an absent result: the schedule says when it is needed
         yield item
 

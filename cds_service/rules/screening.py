@@ -13,7 +13,7 @@ gap with the same wording the threshold rules use, so the two merge.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.rules.context import RuleContext
@@ -106,8 +106,7 @@ def part_gap(ctx: RuleContext, part: RecordPart, state: PartState, max_days: int
 
 def unreadable(ctx: RuleContext, part: RecordPart, max_days: int) -> bool:
     """A recent lab result exists but could not be interpreted (unit, value), newer than any usable one."""
-    since = ctx.facts.today - timedelta(days=max_days)
-    return any(ctx.facts.unreadable(name, since=since) for name in part.analytes)
+    return any(ctx.facts.unreadable_within(name, max_days) for name in part.analytes)
 
 
 def order_code(ctx: RuleContext, part: RecordPart) -> CodeRef | None:
