@@ -415,7 +415,7 @@ def _reduce_finding(ctx, order: DraftOrder, binding: Applied, caps: list[Applied
     only_too_often = order.dose.daily_mg is not None and order.dose.daily_mg <= binding.cap + _EPS
     verb = "Change" if only_too_often else "Reduce"
     frequency_note = (f"\n\nThe daily total is within the limit, but the order is taken "
-                      f"{order.dose.per_day:g} times a day where the limit is {mg(rule.max_mg, rule.per_day)}."
+                      f"{order.dose.per_day:g} times a day where the limit is {target}."
                       if only_too_often else "")
     return Finding(
         rule_id=rule.id,
