@@ -267,22 +267,18 @@ class Store:
 
     @property
     def engine(self) -> Engine:
+        engine = self._raw_engine()
+        if not self._migrated:
+            self.migrate()
+        return engine
+
+    def _raw_engine(self) -> Engine:
+        """This process's engine, without migrating (``migrate`` itself uses it)."""
         pid = os.getpid()
         if self._engine is None or self._pid != pid:
             with self._lock:
                 if self._engine is None or self._pid != pid:
                     self._engine = self._make_engine()   # a forked worker must not share its parent's sockets
-                    self._pid = pid
-        if not self._migrated:
-            self.migrate()
-        return self._engine
-
-    def _raw_engine(self) -> Engine:
-        pid = os.getpid()
-        if self._engine is None or self._pid != pid:
-            with self._lock:
-                if self._engine is None or self._pid != pid:
-                    self._engine = self._make_engine()
                     self._pid = pid
         return self._engine
 
