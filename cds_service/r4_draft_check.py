@@ -177,11 +177,11 @@ def _reference(value) -> bool:
     return _element(value, _REFERENCE) and all(_string(item) for item in value.values())
 
 
+_QUANTITY_CHECKS = {"value": _decimal, "unit": _string, "system": _uri, "code": _code}
+
+
 def _quantity(value) -> bool:
-    if not _element(value, _QUANTITY):
-        return False
-    checks = {"value": _decimal, "unit": _string, "system": _uri, "code": _code}
-    return all(checks[key](item) for key, item in value.items())
+    return _element(value, _QUANTITY) and all(_QUANTITY_CHECKS[key](item) for key, item in value.items())
 
 
 def _timing(value) -> bool:
@@ -210,9 +210,12 @@ def _dose_and_rate(value) -> bool:
     return _element(value, _DOSE_AND_RATE) and _quantity(value.get("doseQuantity"))
 
 
+def _dose_and_rates(value) -> bool:
+    return _list_of(value, _dose_and_rate)
+
+
+_DOSAGE_CHECKS = {"text": _string, "timing": _timing, "doseAndRate": _dose_and_rates, "route": _codeable_concept}
+
+
 def _dosage(value) -> bool:
-    if not _element(value, _DOSAGE):
-        return False
-    checks = {"text": _string, "timing": _timing, "doseAndRate": lambda v: _list_of(v, _dose_and_rate),
-              "route": _codeable_concept}
-    return all(checks[key](item) for key, item in value.items())
+    return _element(value, _DOSAGE) and all(_DOSAGE_CHECKS[key](item) for key, item in value.items())
