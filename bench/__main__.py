@@ -170,8 +170,7 @@ def table(result: dict) -> str:
         lines.append(head)
         lines.append("-" * len(head))
         for r in http["runs"]:
-            for label, x in (("service", r["service"]), ("no-op route", r["noop"])):
-                lat = x["latency"] or {}
+            for label, x, lat in _http_rows(r):
                 lines.append(f"{r['hook'] + ' ' + str(r['observations']) + ' obs ' + label:<28} "
                              f"{x['requests_per_s'] or 0:>8.1f} {lat.get('median_ms', 0):>8.2f} "
                              f"{lat.get('p99_ms', 0):>8.2f} {_cpu(x):>10} {x['ok']:>6} {x['errors']:>6}")
@@ -181,6 +180,12 @@ def table(result: dict) -> str:
     for t in result["targets"]:
         lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']} (target {t['limit']})")
     return "\n".join(lines)
+
+
+def _http_rows(run: dict):
+    """The rows of one HTTP run, service first: (label, result, latency summary or {})."""
+    for label, key in (("service", "service"), ("no-op route", "noop")):
+        yield label, run[key], run[key]["latency"] or {}
 
 
 def _cpu(run_result: dict) -> str:
@@ -219,8 +224,7 @@ def markdown(result: dict) -> str:
                     f"{http['rounds']} alternating rounds:", "",
                 "| run | requests/s | p50 | p99 | server CPU per request | errors |", "|---|---:|---:|---:|---:|---:|"]
         for r in http["runs"]:
-            for label, x in (("service", r["service"]), ("no-op route", r["noop"])):
-                lat = x["latency"] or {}
+            for label, x, lat in _http_rows(r):
                 out.append(f"| {r['hook']} {r['observations']} obs, {label} | {x['requests_per_s']} "
                            f"| {lat.get('median_ms', 0):.1f} ms | {lat.get('p99_ms', 0):.1f} ms | {_cpu(x)} ms "
                            f"| {x['errors']} |")
