@@ -90,16 +90,6 @@ def _observation_codes(observation: dict, keep) -> tuple[bool, list[str]]:
     Observation with another or no system, a non-string code or no coding at all is kept.
     """
     concept = observation.get("code")
-    if type(concept) is dict:                     # fast path: the usual single LOINC coding
-        coding = concept.get("coding")
-        if type(coding) is list and len(coding) == 1 and type(coding[0]) is dict:
-            code = coding[0].get("code")
-            if type(code) is str:
-                code = code.strip()
-                if keep is None or code in keep:
-                    return True, [code]
-                if coding[0].get("system") == LOINC_SYSTEM:
-                    return False, [code]
     coding = _coding_list(concept)
     read = keep is None or not coding
     codes: list[str] = []
@@ -224,13 +214,29 @@ class Prefetched:
             for resource in resources:
                 kind = resource.get("resourceType")
                 if kind == "Observation":
-                    read, codes = _observation_codes(resource, keep)
-                    if not read:
-                        dropped += 1
+                    # what EHRs usually send, one coding with a string code, settled here without a call
+                    codes = None
+                    concept = resource.get("code")
+                    coding = concept.get("coding") if type(concept) is dict else None
+                    if type(coding) is list and len(coding) == 1 and type(first := coding[0]) is dict \
+                            and type(code := first.get("code")) is str:
+                        code = code.strip()
+                        if keep is None or code in keep:
+                            codes = (code,)
+                        elif first.get("system") == LOINC_SYSTEM:
+                            dropped += 1
+                            continue
+                    if codes is None:
+                        read, codes = _observation_codes(resource, keep)
+                        if not read:
+                            dropped += 1
+                            continue
+                if patient_id is not None:
+                    subject = resource.get("subject")
+                    if not (type(subject) is dict and subject.get("reference") == own_reference) \
+                            and _names_another_patient(resource, kind, patient_id, own_reference):
+                        foreign += 1
                         continue
-                if patient_id is not None and _names_another_patient(resource, kind, patient_id, own_reference):
-                    foreign += 1
-                    continue
                 rid = resource.get("id")
                 if type(rid) is str:
                     key = (kind, rid)

@@ -160,3 +160,25 @@ def test_the_index_follows_changes_made_the_way_prefetch_completion_makes_them()
     assert pre.resources("Observation") == []
     pre.by_key.setdefault("other", [RA])
     assert pre.resources("Condition") == [RA]
+
+
+_UNREAD_LOINC = {"system": LOINC, "code": "8867-4"}      # heart rate: a LOINC code no rule reads
+
+
+def _dropped(coding_list) -> bool:
+    result = obs("8867-4", 70, "/min")
+    result["code"] = {"coding": coding_list}
+    return Prefetched(by_key={"k": [result]}).keep_observations(frozenset({"751-8"})) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(system=_SYSTEMS, code=_CODES, behind=st.booleans())
+def test_a_result_is_left_out_only_when_every_coding_is_loinc_and_unread(system, code, behind):
+    """One rule, whether the coding stands alone (the usual shape, settled without a call) or next to an
+    unread LOINC coding: left out only if its system names LOINC and its code (trimmed) is a string no
+    rule reads. No system, another system or a code that is not a string: kept."""
+    coding = {"code": code} if system is None else {"system": system, "code": code}
+    expected = (isinstance(system, str) and "loinc" in system.lower()
+                and isinstance(code, str) and code.strip() != "751-8")
+    assert _dropped([coding]) is expected
+    assert _dropped([_UNREAD_LOINC, coding] if behind else [coding, _UNREAD_LOINC]) is expected
