@@ -347,8 +347,11 @@ def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched
     loinc_index = knowledge.loinc_to_analyte
     dated: dict[str, list[tuple[date, dict]]] = {}
     undated: dict[str, list[Uninterpretable]] = {}
-    for obs in prefetched.with_codes("Observation", loinc_index):   # only results carrying an analyte code
-        analyte = _analyte_of(obs.get("code"), loinc_index)
+    for obs, lone in prefetched.observations_with_codes(loinc_index):   # only results carrying an analyte code
+        if lone is not None:            # its only coding, read by the index: the analyte is its code's
+            analyte = loinc_index[lone[0]] if loinc_or_unstated(lone[1]) else None
+        else:
+            analyte = _analyte_of(obs.get("code"), loinc_index)
         if analyte is None or obs.get("status") in _BAD_STATUS:
             continue
         when = _effective_date(obs)

@@ -190,6 +190,7 @@ class Prefetched:
     _by_type: dict | None = field(default=None, init=False, repr=False, compare=False)
     _indexed: tuple = field(default=(), init=False, repr=False, compare=False)
     _code_index: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _lone: list = field(default_factory=list, init=False, repr=False, compare=False)
     dropped: int = field(default=0, init=False, compare=False)   # Observations left out as unread
     patient_id: str | None = None                                 # resources naming another patient are left out
     foreign: int = field(default=0, init=False, compare=False)   # how many were
@@ -204,6 +205,7 @@ class Prefetched:
             return self._by_type
         by_type: dict[str, list[dict]] = {}
         observations: list[dict] = []
+        lone: list[tuple[str, object] | None] = []    # per Observation: (trimmed code, system) of its only coding
         obs_codes: dict[str, list[int]] = {}
         seen: set[tuple[str, str]] = set()
         dropped = foreign = 0
@@ -215,14 +217,14 @@ class Prefetched:
                 kind = resource.get("resourceType")
                 if kind == "Observation":
                     # what EHRs usually send, one coding with a string code, settled here without a call
-                    codes = None
+                    codes = only = None
                     concept = resource.get("code")
                     coding = concept.get("coding") if type(concept) is dict else None
                     if type(coding) is list and len(coding) == 1 and type(first := coding[0]) is dict \
                             and type(code := first.get("code")) is str:
                         code = code.strip()
                         if keep is None or code in keep:
-                            codes = (code,)
+                            codes, only = (code,), (code, first.get("system"))
                         elif first.get("system") == LOINC_SYSTEM:
                             dropped += 1
                             continue
@@ -246,6 +248,7 @@ class Prefetched:
                 if kind == "Observation":
                     position = len(observations)
                     observations.append(resource)
+                    lone.append(only)
                     for code in codes:
                         positions = obs_codes.get(code)
                         if positions is None:
@@ -258,6 +261,7 @@ class Prefetched:
             by_type["Observation"] = observations
         self._by_type, self._indexed, self.dropped, self.foreign = by_type, signature, dropped, foreign
         self._code_index = {("Observation", "code"): obs_codes}
+        self._lone = lone
         return by_type
 
     def resources(self, resource_type: str) -> list[dict]:
@@ -270,6 +274,18 @@ class Prefetched:
         The code index is built once per call and shared by every reader, so each reader touches
         only the resources it asks for (checking the system is the reader's business).
         """
+        resources = self.resources(resource_type)
+        return [resources[p] for p in self._positions(resource_type, codes, element)]
+
+    def observations_with_codes(self, codes) -> list[tuple[dict, tuple[str, object] | None]]:
+        """``with_codes("Observation", codes)``, each result with (trimmed code, system) of its only coding
+        when ``code.coding`` is a list of one coding with a string code (what EHRs usually send), else None:
+        the indexing pass read that coding already, the reader need not read it again."""
+        observations = self.resources("Observation")
+        lone = self._lone
+        return [(observations[p], lone[p]) for p in self._positions("Observation", codes, "code")]
+
+    def _positions(self, resource_type: str, codes, element: str) -> list[int]:
         resources = self.resources(resource_type)
         index = self._code_index.get((resource_type, element))
         if index is None:
@@ -287,7 +303,7 @@ class Prefetched:
             found = index.get(code)
             if found:
                 hits.update(found)
-        return [resources[p] for p in sorted(hits)]
+        return sorted(hits)
 
     def keep_observations(self, codes: frozenset[str] | set[str]) -> int:
         """From now on leave out Observations coded only with LOINC codes outside ``codes``; returns how many.
