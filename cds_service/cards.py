@@ -7,6 +7,7 @@ reasons from the knowledge, and nothing empty on the wire.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 
 import re
 
@@ -18,6 +19,7 @@ MAX_SUMMARY = 139
 RULE_SYSTEM = "https://jak-cds.example.org/fhir/CodeSystem/rule"
 
 
+@lru_cache(maxsize=512)          # one per rule id (a few dozen), shared by every card of that rule
 def rule_topic(rule_id: str) -> Coding:
     """source.topic names the rule behind a card, so EHR analytics and feedback can group by rule."""
     return Coding(code=rule_id, system=RULE_SYSTEM, display=f"JAK CDS rule {rule_id}")
@@ -39,11 +41,25 @@ def _sources_md(knowledge: Knowledge, source_ids: list[str]) -> str:
     return "\n\n**Sources**\n" + "\n".join(lines)
 
 
-def _override(knowledge: Knowledge, set_name: str | None) -> list[Coding] | None:
+def _override(knowledge: Knowledge, set_name: str | None) -> tuple[Coding, ...] | None:
     if not set_name:
         return None
-    system = knowledge.overrides.system
-    return [Coding(code=r.code, system=system, display=r.display) for r in knowledge.overrides.sets[set_name].reasons]
+    key = ("override", set_name)
+    found = knowledge.card_parts.get(key)
+    if found is None:
+        system = knowledge.overrides.system
+        found = knowledge.card_parts[key] = tuple(
+            Coding(code=r.code, system=system, display=r.display) for r in knowledge.overrides.sets[set_name].reasons)
+    return found
+
+
+def _link(knowledge: Knowledge, source_id: str) -> Link:
+    key = ("link", source_id)
+    found = knowledge.card_parts.get(key)
+    if found is None:
+        source = knowledge.sources[source_id]
+        found = knowledge.card_parts[key] = Link(label=_link_label(source.label), url=source.url)
+    return found
 
 
 def dedupe(findings: list[Finding]) -> list[Finding]:
@@ -119,8 +135,7 @@ def finding_card(knowledge: Knowledge, finding: Finding) -> Card:
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=_override(knowledge, finding.override_set) if finding.indicator != "info" else None,
-        links=[Link(label=_link_label(knowledge.sources[s].label), url=knowledge.sources[s].url)
-               for s in dict.fromkeys(finding.sources)],
+        links=[_link(knowledge, s) for s in dict.fromkeys(finding.sources)],
     )
 
 

@@ -149,6 +149,9 @@ class Knowledge:
     # every LOINC-shaped code named anywhere in the knowledge: an Observation coded only with other
     # LOINC codes is read by no rule and is dropped once, right after prefetch completion
     observation_codes: frozenset[str] = frozenset()
+    # the parts of cards that follow from this knowledge alone (override reasons, links to sources), made
+    # once on first use by cards.py and shared by every card (immutable wire models)
+    card_parts: dict = field(default_factory=dict, repr=False, compare=False)
 
     def source(self, source_id: str) -> SourceEntry:
         return self.sources[source_id]

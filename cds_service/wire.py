@@ -66,6 +66,7 @@ class HookRequest(BaseModel):
 # --- response -------------------------------------------------------------
 
 class Coding(BaseModel):
+    model_config = ConfigDict(frozen=True)       # shared by many cards (cards.py makes each once)
     code: str
     system: str
     display: str
@@ -78,6 +79,7 @@ class Source(BaseModel):
 
 
 class Link(BaseModel):
+    model_config = ConfigDict(frozen=True)       # shared by many cards (cards.py makes each once)
     label: str
     url: str
     type: Literal["absolute", "smart"] = "absolute"
