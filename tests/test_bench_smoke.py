@@ -102,3 +102,13 @@ def test_stage_breakdown_with_cold_caches_says_so_and_times_the_same_steps():
     assert result["steps"]["whole evaluate"]["best_us"] > 0 and result["steps"]["rules: dose"]["best_us"] > 0
     assert "CPU caches overwritten before each call" in stages.table(result)
     assert "overwritten" not in stages.table(stages.measure("order-sign", 10, reps=1))
+
+
+def test_wsgi_level_run_calls_both_apps_and_reports_the_extra():
+    from bench import wsgi
+
+    result = wsgi.measure("order-sign", 10, calls=3, cold=True, warmup=1)
+    for app in ("service", "noop"):
+        assert 0 < result[app]["p25_ms"] <= result[app]["median_ms"] <= result[app]["p75_ms"]
+    assert result["extra_ms"] == result["service"]["median_ms"] - result["noop"]["median_ms"]
+    assert "CPU caches overwritten" in wsgi.table(result) and "service - no-op" in wsgi.table(result)

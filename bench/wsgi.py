@@ -1,0 +1,105 @@
+"""The production app and the no-op app called at the WSGI level: ``python -m bench.wsgi``.
+
+    python -m bench.wsgi --cold                  # what a busy server pays per request, without sockets
+    python -m bench.wsgi --hook patient-view --observations 1000 --calls 300
+
+Each call goes through the whole Flask app (body read, strict decode, hook pipeline, audit hand-over,
+JSON response) with a prepared WSGI environ instead of a socket; the two apps alternate call by call.
+CPU time of the calling thread per call, median and quartiles, and the service's extra over the no-op.
+With ``--cold`` a buffer larger than the CPU caches is overwritten before every call: under HTTP load
+the server's per-request CPU (``python -m bench``) follows these cold figures, not the warm ones, and
+with far less noise, so this is the quick A/B for a code change: run it alternately in two checkouts
+and compare the extra. (The audit writer thread's time is not in the calling thread's CPU.)
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.noop_app import create_noop_app
+from bench.stages import _cache_evictor
+from bench.workload import SERVICE_FOR_HOOK, hook_request
+from cds_service import hooks, strict_json
+
+
+def _environ(path: str, raw: bytes) -> dict:
+    return {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080",
+            "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(raw),
+            "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "application/json", "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
+
+
+def _call(app, path: str, raw: bytes) -> None:
+    status: list[str] = []
+    b"".join(app(_environ(path, raw), lambda s, _headers, _exc=None: status.append(s)))
+    if not status or not status[0].startswith("200"):
+        raise RuntimeError(f"{path}: {status}")
+
+
+def _quartiles(samples: list[int]) -> dict:
+    ordered = sorted(samples)
+    n = len(ordered)
+    return {"p25_ms": ordered[n // 4] / 1e6, "median_ms": statistics.median(ordered) / 1e6,
+            "p75_ms": ordered[(3 * n) // 4] / 1e6}
+
+
+def measure(hook: str, observations: int, calls: int, cold: bool = False, warmup: int = 20) -> dict:
+    from bench.inprocess import Bench
+
+    # a few distinct requests (hookInstance, card ids differ), as an EHR sends
+    raws = [json.dumps(hook_request(hook, observations)).encode() for _ in range(4)]
+    with tempfile.TemporaryDirectory(prefix="jak-wsgi-") as tmp:
+        bench = Bench(Path(tmp))                    # built as the production server builds it
+        service = bench.engine.services[SERVICE_FOR_HOOK[hook]]
+        path = f"/cds-services/{service.id}"
+        answer = hooks.evaluate(bench.engine, service, strict_json.loads(raws[0])).body
+        noop = create_noop_app(bench.settings, answer)
+        evict = _cache_evictor() if cold else (lambda: None)
+        samples: dict[str, list[int]] = {"service": [], "noop": []}
+        for i in range(warmup + calls):
+            raw = raws[i % len(raws)]
+            for name, app in (("service", bench.app), ("noop", noop)):
+                evict()
+                t0 = time.thread_time_ns()
+                _call(app, path, raw)
+                if i >= warmup:
+                    samples[name].append(time.thread_time_ns() - t0)
+        bench.app.extensions["jak_store"].dispose()
+    service_q, noop_q = _quartiles(samples["service"]), _quartiles(samples["noop"])
+    return {"hook": hook, "observations": observations, "calls": calls, "cold": cold, "request_bytes": len(raws[0]),
+            "service": service_q, "noop": noop_q,
+            "extra_ms": service_q["median_ms"] - noop_q["median_ms"],
+            "ratio": service_q["median_ms"] / noop_q["median_ms"]}
+
+
+def table(result: dict) -> str:
+    caches = "CPU caches overwritten before each call" if result["cold"] else "warm (back-to-back calls)"
+    lines = [f"{result['hook']}, {result['observations']} observations ({result['request_bytes'] / 1024:.0f} KB), "
+             f"{result['calls']} calls each, {caches}; CPU ms per call",
+             f"{'app':<10} {'p25':>8} {'median':>8} {'p75':>8}"]
+    for name in ("service", "noop"):
+        q = result[name]
+        lines.append(f"{name:<10} {q['p25_ms']:>8.3f} {q['median_ms']:>8.3f} {q['p75_ms']:>8.3f}")
+    lines.append(f"service - no-op: {result['extra_ms']:.3f} ms per call; service / no-op: {result['ratio']:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.wsgi", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hook", default="order-sign", choices=sorted(SERVICE_FOR_HOOK))
+    parser.add_argument("--observations", type=int, default=200)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--cold", action="store_true", help="overwrite the CPU caches before each call")
+    args = parser.parse_args(argv)
+    print(table(measure(args.hook, args.observations, args.calls, args.cold)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
