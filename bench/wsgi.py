@@ -7,9 +7,10 @@ Each call goes through the whole Flask app (body read, strict decode, hook pipel
 JSON response) with a prepared WSGI environ instead of a socket; the two apps alternate call by call.
 CPU time of the calling thread per call, median and quartiles, and the service's extra over the no-op.
 With ``--cold`` a buffer larger than the CPU caches is overwritten before every call: under HTTP load
-the server's per-request CPU (``python -m bench``) follows these cold figures, not the warm ones, and
-with far less noise, so this is the quick A/B for a code change: run it alternately in two checkouts
-and compare the extra. (The audit writer thread's time is not in the calling thread's CPU.)
+the server's per-request CPU (``python -m bench``) follows these cold figures, not the warm ones, with
+less noise than an HTTP run but still about +-0.15 ms from run to run on a shared VM: to compare two
+checkouts, run it in each alternately, several times, and compare the medians of the extra. (The audit
+writer thread's time is not in the calling thread's CPU.)
 """
 from __future__ import annotations
 
