@@ -147,13 +147,18 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.stages", description=__doc__.split("\n\n")[0])
+def case_arguments(prog: str, doc: str, count: str, count_default: int) -> argparse.ArgumentParser:
+    """The options of the per-call tools (this one, ``bench.wsgi``): hook, observations, how many calls, cold."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     parser.add_argument("--hook", default="order-sign", choices=sorted(SERVICE_FOR_HOOK))
     parser.add_argument("--observations", type=int, default=200)
-    parser.add_argument("--reps", type=int, default=500)
+    parser.add_argument(f"--{count}", type=int, default=count_default)
     parser.add_argument("--cold", action="store_true", help="overwrite the CPU caches before each call")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = case_arguments("python -m bench.stages", __doc__, "reps", 500).parse_args(argv)
     print(table(measure(args.hook, args.observations, args.reps, args.cold)))
     return 0
 

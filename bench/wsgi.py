@@ -14,7 +14,6 @@ writer thread's time is not in the calling thread's CPU.)
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import statistics
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench.noop_app import create_noop_app
-from bench.stages import _cache_evictor
+from bench.stages import _cache_evictor, case_arguments
 from bench.workload import SERVICE_FOR_HOOK, hook_request
 from cds_service import hooks, strict_json
 
@@ -92,12 +91,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.wsgi", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hook", default="order-sign", choices=sorted(SERVICE_FOR_HOOK))
-    parser.add_argument("--observations", type=int, default=200)
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--cold", action="store_true", help="overwrite the CPU caches before each call")
-    args = parser.parse_args(argv)
+    args = case_arguments("python -m bench.wsgi", __doc__, "calls", 200).parse_args(argv)
     print(table(measure(args.hook, args.observations, args.calls, args.cold)))
     return 0
 
