@@ -174,12 +174,18 @@ def table(result: dict) -> str:
                 lines.append(f"{r['hook'] + ' ' + str(r['observations']) + ' obs ' + label:<28} "
                              f"{x['requests_per_s'] or 0:>8.1f} {lat.get('median_ms', 0):>8.2f} "
                              f"{lat.get('p99_ms', 0):>8.2f} {_cpu(x):>10} {x['ok']:>6} {x['errors']:>6}")
-            lines.append(f"{'  service / no-op':<28} {r['throughput_ratio']}")
+            lines.append(f"{'  service / no-op':<28} {r['throughput_ratio']}{_by_round(r)}")
     lines.append("")
     lines.append("Targets")
     for t in result["targets"]:
         lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']} (target {t['limit']})")
     return "\n".join(lines)
+
+
+def _by_round(run: dict) -> str:
+    """' (rounds: 0.43, 0.47, 0.45)' when the run kept each round's ratio (older results did not)."""
+    ratios = run.get("round_ratios")
+    return f" (rounds: {', '.join(f'{x:.2f}' for x in ratios)})" if ratios else ""
 
 
 def _http_rows(run: dict):
@@ -228,6 +234,8 @@ def markdown(result: dict) -> str:
                 out.append(f"| {r['hook']} {r['observations']} obs, {label} | {x['requests_per_s']} "
                            f"| {lat.get('median_ms', 0):.1f} ms | {lat.get('p99_ms', 0):.1f} ms | {_cpu(x)} ms "
                            f"| {x['errors']} |")
+            if r.get("round_ratios"):
+                out += ["", f"Service / no-op requests/s: {r['throughput_ratio']}{_by_round(r)}."]
     out += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
     for t in result["targets"]:
         out.append(f"| {t['target']} | {t['value']} | {t['limit']} | {'yes' if t['met'] else 'no'} |")

@@ -217,11 +217,14 @@ def run(workers: int, concurrency: int, requests_total: int, max_seconds: float,
                         service_parts.append(measured_load(real, path, raw, per_round, concurrency,
                                                            max_seconds / rounds))
                         noop_parts.append(measured_load(noop, path, raw, per_round, concurrency, max_seconds / rounds))
+                # each round's ratio too: how far one round is from the next says how far to trust the total
+                round_ratios = [round((s["ok"] / s["seconds"]) / (n["ok"] / n["seconds"]), 3)
+                                for s, n in zip(service_parts, noop_parts) if s["seconds"] and n["ok"]]
                 service_result, noop_result = _merge(service_parts), _merge(noop_parts)
                 ratio = None
                 if service_result["requests_per_s"] and noop_result["requests_per_s"]:
                     ratio = round(service_result["requests_per_s"] / noop_result["requests_per_s"], 3)
                 out["runs"].append({"hook": hook, "observations": observations, "request_bytes": len(raw),
                                     "response_bytes": len(response), "service": service_result,
-                                    "noop": noop_result, "throughput_ratio": ratio})
+                                    "noop": noop_result, "throughput_ratio": ratio, "round_ratios": round_ratios})
     return out

@@ -73,6 +73,7 @@ def test_http_run_starts_and_stops_both_servers():
         assert set(run[side]["latency"]) >= {"median_ms", "p99_ms"}
         assert run[side]["server_cpu_ms_per_request"] > 0       # the server's CPU, read from /proc
     assert run["throughput_ratio"] > 0
+    assert len(run["round_ratios"]) == 3 and all(r > 0 for r in run["round_ratios"])   # 3 rounds by default
     assert run["response_bytes"] > 0
 
 
