@@ -207,7 +207,7 @@ class Prefetched:
         observations: list[dict] = []
         lone: list[tuple[str, object] | None] = []    # per Observation: (trimmed code, system) of its only coding
         obs_codes: dict[str, list[int]] = {}
-        seen: set[tuple[str, str]] = set()
+        seen_ids: dict[str, set[str]] = {}              # per resource type, the ids indexed so far
         dropped = foreign = 0
         keep = self._keep
         patient_id = self.patient_id
@@ -241,14 +241,23 @@ class Prefetched:
                         continue
                 rid = resource.get("id")
                 if type(rid) is str:
-                    key = (kind, rid)
-                    if key in seen:
+                    ids = seen_ids.get(kind)
+                    if ids is None:
+                        ids = seen_ids[kind] = set()
+                    elif rid in ids:
                         continue
-                    seen.add(key)
+                    ids.add(rid)
                 if kind == "Observation":
                     position = len(observations)
                     observations.append(resource)
                     lone.append(only)
+                    if only is not None:                # one code: nothing to de-duplicate
+                        positions = obs_codes.get(only[0])
+                        if positions is None:
+                            obs_codes[only[0]] = [position]
+                        else:
+                            positions.append(position)
+                        continue
                     for code in codes:
                         positions = obs_codes.get(code)
                         if positions is None:
