@@ -182,3 +182,21 @@ def test_a_result_is_left_out_only_when_every_coding_is_loinc_and_unread(system,
                 and isinstance(code, str) and code.strip() != "751-8")
     assert _dropped([coding]) is expected
     assert _dropped([_UNREAD_LOINC, coding] if behind else [coding, _UNREAD_LOINC]) is expected
+
+
+def test_a_result_is_dated_by_issued_or_its_period_when_effective_date_time_is_absent_or_unreadable(hook):
+    """Most results carry effectiveDateTime, read first; one without it (or with a broken one) is still dated
+    from effectivePeriod or issued, and so still read."""
+    def low_hb(**dates):
+        result = obs("718-7", 7.4, "g/dL")
+        del result["effectiveDateTime"]
+        result.update(dates)
+        return result
+
+    base = [patient(), *without("718-7"), RA, draft_order("upadacitinib 15 mg", 15)]
+    for dated in (low_hb(issued=f"{TODAY.isoformat()}T08:00:00Z"),
+                  low_hb(effectivePeriod={"start": TODAY.isoformat()}),
+                  low_hb(effectiveDateTime="not a date", issued=TODAY.isoformat())):
+        assert "hb-below-8-start" in [rule_of(c) for c in alerts(hook(base + [dated]))], dated
+    undated = low_hb()
+    assert "hb-below-8-start" not in [rule_of(c) for c in alerts(hook(base + [undated]))]
