@@ -251,13 +251,6 @@ class Prefetched:
                     position = len(observations)
                     observations.append(resource)
                     lone.append(only)
-                    if only is not None:                # one code: nothing to de-duplicate
-                        positions = obs_codes.get(only[0])
-                        if positions is None:
-                            obs_codes[only[0]] = [position]
-                        else:
-                            positions.append(position)
-                        continue
                     for code in codes:
                         positions = obs_codes.get(code)
                         if positions is None:
