@@ -41,25 +41,26 @@ def _sources_md(knowledge: Knowledge, source_ids: list[str]) -> str:
     return "\n\n**Sources**\n" + "\n".join(lines)
 
 
+def _card_part(knowledge: Knowledge, key: tuple, make):
+    """A card part that follows from the knowledge alone: made on first use, then shared by every card."""
+    found = knowledge.card_parts.get(key)
+    if found is None:
+        found = knowledge.card_parts[key] = make()
+    return found
+
+
 def _override(knowledge: Knowledge, set_name: str | None) -> tuple[Coding, ...] | None:
     if not set_name:
         return None
-    key = ("override", set_name)
-    found = knowledge.card_parts.get(key)
-    if found is None:
-        system = knowledge.overrides.system
-        found = knowledge.card_parts[key] = tuple(
-            Coding(code=r.code, system=system, display=r.display) for r in knowledge.overrides.sets[set_name].reasons)
-    return found
+    system = knowledge.overrides.system
+    return _card_part(knowledge, ("override", set_name), lambda: tuple(
+        Coding(code=r.code, system=system, display=r.display) for r in knowledge.overrides.sets[set_name].reasons))
 
 
 def _link(knowledge: Knowledge, source_id: str) -> Link:
-    key = ("link", source_id)
-    found = knowledge.card_parts.get(key)
-    if found is None:
-        source = knowledge.sources[source_id]
-        found = knowledge.card_parts[key] = Link(label=_link_label(source.label), url=source.url)
-    return found
+    source = knowledge.sources[source_id]
+    return _card_part(knowledge, ("link", source_id),
+                      lambda: Link(label=_link_label(source.label), url=source.url))
 
 
 def dedupe(findings: list[Finding]) -> list[Finding]:
