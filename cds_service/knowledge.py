@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cds_service import schemas
+from cds_service.textmatch import Words
 
 
 class KnowledgeError(SystemExit):
@@ -141,7 +142,7 @@ class Knowledge:
     rxnorm_to_drug: dict[str, tuple[str, RxNormCode]] = field(default_factory=dict)
     snomed_to_drug: dict[str, str] = field(default_factory=dict)
     name_to_drug: list[tuple[str, str]] = field(default_factory=list)
-    drug_names: tuple[str, ...] = ()          # the names of name_to_drug, for one pattern that rules most out
+    drug_names: tuple[str, ...] = ()          # the names of name_to_drug (a Words), for one pattern that rules most out
     snomed_to_concepts: dict[str, list[str]] = field(default_factory=dict)
     icd10_to_concepts: dict[str, list[str]] = field(default_factory=dict)
     snomed_to_indication: dict[str, str] = field(default_factory=dict)
@@ -311,7 +312,7 @@ def _index(k: Knowledge) -> None:
             k.name_to_drug.append((text.lower(), name))
     # longest names first, so "ruxolitinib cream" wins over "ruxolitinib"
     k.name_to_drug.sort(key=lambda pair: -len(pair[0]))
-    k.drug_names = tuple(name for name, _ in k.name_to_drug)
+    k.drug_names = Words(name for name, _ in k.name_to_drug)
     for name, concept in k.concepts.items():
         for code in concept.snomed:
             k.snomed_to_concepts.setdefault(code, []).append(name)

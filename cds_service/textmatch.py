@@ -1,13 +1,17 @@
 """Word matching in free text (drug names, class names, vaccine names), compiled once.
 
 ``any_word(text, words)`` is ``any(re.search(left + re.escape(w) + right, text) for w in words)``
-as one cached alternation: the pattern for a word list is built on first use and reused, so a
-rule that checks every medication against every drug class costs one regex search per pair.
+as one alternation. A knowledge word list is a ``Words`` (schemas declare it as ``WordList``): it
+carries its compiled patterns, so a rule that checks every medication against every drug class costs
+one regex search per pair and no look-up. Any other list or tuple uses a cache keyed by its words.
 """
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 NOT_A_LETTER_BEFORE, NOT_A_LETTER_AFTER = r"(?<![a-z])", r"(?![a-z])"
 
@@ -18,10 +22,27 @@ def word_pattern(words: tuple[str, ...], left: str = NOT_A_LETTER_BEFORE, right:
     return re.compile(left + "(?:" + "|".join(re.escape(w.lower()) for w in words) + ")" + right, flags)
 
 
+class Words(tuple):
+    """An immutable word list that keeps the pattern of each boundary style it was searched with."""
+
+    def __new__(cls, words=()):
+        self = super().__new__(cls, words)
+        self._patterns: dict[tuple[str, str, int], re.Pattern] = {}
+        return self
+
+
+WordList = Annotated[tuple[str, ...], AfterValidator(Words)]   # a knowledge field holding a Words
+
+
 def any_word(text: str, words, left: str = NOT_A_LETTER_BEFORE, right: str = NOT_A_LETTER_AFTER,
              flags: int = 0) -> bool:
     """True if any of ``words`` (lower-cased) occurs in ``text`` between ``left`` and ``right``."""
-    words = tuple(words)
     if not words:
         return False
-    return word_pattern(words, left, right, flags).search(text) is not None
+    if type(words) is Words:
+        pattern = words._patterns.get((left, right, flags))
+        if pattern is None:
+            pattern = words._patterns[(left, right, flags)] = word_pattern(words, left, right, flags)
+    else:
+        pattern = word_pattern(tuple(words), left, right, flags)
+    return pattern.search(text) is not None

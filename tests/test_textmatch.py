@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from cds_service.textmatch import NOT_A_LETTER_AFTER, NOT_A_LETTER_BEFORE, any_word
+from cds_service.textmatch import NOT_A_LETTER_AFTER, NOT_A_LETTER_BEFORE, Words, any_word
 
 WORDS = ["Ketoconazole", "st. john's wort", "c++", "5-fu", "itraconazol"]
 TEXTS = ["ketoconazole 200 mg", "St. John's wort tea", "pre-ketoconazole", "ketoconazolex", "c++ tablet",
@@ -30,3 +30,33 @@ def test_examples():
     assert not any_word("ketoconazolex", ["ketoconazole"])            # a longer word is not the name
     assert any_word("itraconazole", ["itraconazol"], r"\b", "")        # prefix match where asked for
     assert not any_word("itraconazole", ["itraconazol"], r"\b", r"\b")
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_a_knowledge_word_list_answers_as_a_plain_list(text):
+    """Knowledge lists (``Words``) keep their compiled pattern; the answer is the same, for every boundary style
+    asked of the same list (one list is searched with different boundaries by different rules)."""
+    words = Words(WORDS)
+    for left, right in [(r"\b", ""), (NOT_A_LETTER_BEFORE, NOT_A_LETTER_AFTER), (r"\b", r"\b")]:
+        assert any_word(text.lower(), words, left, right) is any_word(text.lower(), list(WORDS), left, right)
+    assert any_word("anything", Words()) is False
+
+
+def test_drug_class_atc_prefixes_and_exclusions_whatever_the_case():
+    """A class written with lower-case ATC prefixes still matches; a coded member in a local form does not."""
+    from cds_service.facts import MedicationFact
+    from cds_service.rules.contraindications import in_class
+    from cds_service.schemas.contraindication import DrugClass
+
+    klass = DrugClass(display="calcineurin inhibitors", atc=["l04ad"], names=["tacrolimus"],
+                      exclude_words=["ointment"], sources=["x"])
+
+    def med(display, *codes):
+        return MedicationFact(None, display, True, None, tuple(("atc", c) for c in codes), "MedicationRequest", "m")
+
+    assert in_class(med("Prograf 1 mg capsule", "L04AD02"), klass)
+    assert in_class(med("Prograf 1 mg capsule", "l04ad02"), klass)
+    assert in_class(med("tacrolimus 1 mg capsule"), klass)
+    assert not in_class(med("tacrolimus 0.1% ointment", "L04AD02"), klass)
+    assert not in_class(med("tacrolimus 0.1% ointment"), klass)
+    assert not in_class(med("methotrexate 15 mg", "L04AX03"), klass)

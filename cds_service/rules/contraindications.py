@@ -64,13 +64,12 @@ def _words_in(text: str, words: list[str]) -> bool:
 
 
 def in_class(med: MedicationFact, drug_class) -> bool:
-    """A medication of this class: ATC code/prefix, else a name in the text (never a local form)."""
-    if drug_class.exclude_words and _words_in(med.display, drug_class.exclude_words):
-        return False
-    for kind, code in med.codes:
-        if kind == drugmod.ATC and any(code.upper().startswith(prefix.upper()) for prefix in drug_class.atc):
-            return True
-    return bool(drug_class.names) and _words_in(med.display, drug_class.names)
+    """A medication of this class: ATC code/prefix, else a name in the text (never a local form).
+
+    The exclusion words are looked for only in a medication that is a member otherwise (most are not)."""
+    member = any(kind == drugmod.ATC and code.upper().startswith(drug_class.atc) for kind, code in med.codes) \
+        or _words_in(med.display, drug_class.names)
+    return member and not _words_in(med.display, drug_class.exclude_words)
 
 
 def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
@@ -161,10 +160,10 @@ def is_live_vaccine(imm, vaccines) -> bool:
         s = system.lower()
         if "cvx" in s and code in vaccines.cvx:
             return True
-        if ("atc" in s or "whocc" in s) and not any(code.upper().startswith(x) for x in vaccines.atc_not) \
-                and any(code.upper().startswith(p) for p in vaccines.atc):
+        if ("atc" in s or "whocc" in s) and code.upper().startswith(vaccines.atc) \
+                and not code.upper().startswith(vaccines.atc_not):
             return True
-    return bool(vaccines.names) and _words_in(imm.display, vaccines.names)
+    return _words_in(imm.display, vaccines.names)
 
 
 def _vaccine_evidence(ctx: RuleContext, days: int) -> list[str]:

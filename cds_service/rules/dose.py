@@ -134,12 +134,10 @@ def interacting_medications(ctx: RuleContext, class_id: str) -> list[str]:
     found: list[str] = []
     for shown, display, codes in candidates:
         text = display.lower()
-        if any_word(text, entry.exclude_words, r"\b", ""):
-            continue
         coded = any((kind == "atc" and code.upper() in atc) or (kind == "rxnorm" and code in rxnorm)
                     for kind, code in codes)
-        named = any_word(text, entry.names, r"\b", r"\b")
-        if coded or named:
+        member = coded or any_word(text, entry.names, r"\b", r"\b")
+        if member and not any_word(text, entry.exclude_words, r"\b", ""):     # a local form is not a member
             found.append(shown)
     return found
 

@@ -23,12 +23,10 @@ def prior_therapy(ctx: RuleContext, class_id: str) -> list[str]:
         if med.drug is not None:          # a recognised JAK inhibitor is not a conventional agent
             continue
         text = med.display.lower()
-        if any_word(text, entry.exclude_words, WORD_START, ""):
-            continue
         coded = any((kind == "atc" and code.upper() in atc) or (kind == "rxnorm" and code in rxnorm)
                     for kind, code in med.codes)
-        named = any_word(text, entry.names, WORD_START, "")
-        if coded or named:
+        member = coded or any_word(text, entry.names, WORD_START, "")
+        if member and not any_word(text, entry.exclude_words, WORD_START, ""):  # a local form is not a member
             found.append(med.display + (f" (from {med.start.isoformat()})" if med.start else ""))
     return found
 

@@ -1,13 +1,19 @@
 """Shared pieces for rule-table schemas."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
 class Strict(BaseModel):
     """Unknown keys are errors: a misspelt threshold must not be silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ATC codes are upper case; kept so (a tuple, so that a prefix test is one ``str.startswith``)
+AtcCodes = Annotated[tuple[str, ...], AfterValidator(lambda codes: tuple(c.strip().upper() for c in codes))]
 
 
 def common_checks(knowledge, rule, drugs: list[str]) -> list[str]:

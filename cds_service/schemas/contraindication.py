@@ -17,7 +17,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks
+from cds_service.schemas.base import AtcCodes, Strict, common_checks
+from cds_service.textmatch import WordList
 
 
 class Contraindication(Strict):
@@ -81,9 +82,9 @@ class QualitativeTest(Strict):
 
 class DrugClass(Strict):
     display: str
-    atc: list[str] = []                   # ATC codes or prefixes (L04AB matches L04AB01 ...)
-    names: list[str] = []                 # ingredient / brand names matched as words in the text
-    exclude_words: list[str] = []         # a text with one of these is a local form, not systemic
+    atc: AtcCodes = ()                    # ATC codes or prefixes (L04AB matches L04AB01 ...)
+    names: WordList = ()                  # ingredient / brand names matched as words in the text
+    exclude_words: WordList = ()          # a text with one of these is a local form, not systemic
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -96,9 +97,9 @@ class DrugClass(Strict):
 class LiveVaccines(Strict):
     display: str
     cvx: list[str] = []
-    atc: list[str] = []                   # codes or prefixes
-    atc_not: list[str] = []               # exceptions inside a prefix (J07BK03 recombinant zoster is not live)
-    names: list[str] = []
+    atc: AtcCodes = ()                    # codes or prefixes
+    atc_not: AtcCodes = ()                # exceptions inside a prefix (J07BK03 recombinant zoster is not live)
+    names: WordList = ()
     sources: list[str] = Field(min_length=1)
 
 

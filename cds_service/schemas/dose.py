@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from cds_service.schemas import register
 from cds_service.schemas.base import Strict, common_checks, indication_checks
+from cds_service.textmatch import WordList
 
 Phase = Literal["induction", "maintenance"]
 ChildPughClass = Literal["A", "B", "C"]
@@ -95,7 +96,7 @@ class DoseRule(Strict):
 
 
 class PhaseWords(Strict):
-    words: list[str] = Field(min_length=1)
+    words: WordList = Field(min_length=1)
     sources: list[str] = Field(min_length=1)
 
 
@@ -103,9 +104,9 @@ class InteractingClass(Strict):
     display: str
     atc: list[str] = []
     rxnorm: list[str] = []
-    names: list[str] = Field(min_length=1)
+    names: WordList = Field(min_length=1)
     # a medication whose text contains one of these words is a local form (cream, shampoo ...), not systemic
-    exclude_words: list[str] = []
+    exclude_words: WordList = ()
     sources: list[str] = Field(min_length=1)
 
 

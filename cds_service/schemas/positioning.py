@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from cds_service.schemas import register
 from cds_service.schemas.base import Strict, common_checks, indication_checks
+from cds_service.textmatch import WordList
 
 
 class TherapyClass(Strict):
@@ -21,8 +22,8 @@ class TherapyClass(Strict):
     members: list[str] = Field(min_length=1)     # how the card names the members
     atc: list[str] = []
     rxnorm: list[str] = []
-    names: list[str] = Field(min_length=1)
-    exclude_words: list[str] = []                # a text naming a local form (eye drops, cream) is not systemic
+    names: WordList = Field(min_length=1)
+    exclude_words: WordList = ()                 # a text naming a local form (eye drops, cream) is not systemic
     sources: list[str] = Field(min_length=1)
 
 
