@@ -53,6 +53,11 @@ def _date(resource: dict, fields: tuple[str, ...]) -> date | None:
 
 def wanted_codes(knowledge) -> frozenset[str]:
     """Every "system|code" any rule table asks about (tables expose ``record_keys()``)."""
+    return _wanted(knowledge)[0]
+
+
+def _wanted(knowledge) -> tuple[frozenset[str], frozenset[str]]:
+    """(``wanted_codes``, the same codes without their system), worked out once per knowledge."""
     cached = getattr(knowledge, "_record_keys", None)
     if cached is not None:
         return cached
@@ -61,18 +66,17 @@ def wanted_codes(knowledge) -> frozenset[str]:
         record_keys = getattr(entry, "record_keys", None)
         if callable(record_keys):
             keys.update(record_keys())
-    frozen = frozenset(keys)
-    object.__setattr__(knowledge, "_record_keys", frozen)
-    return frozen
+    cached = frozenset(keys), frozenset(key.split("|", 1)[-1] for key in keys)
+    object.__setattr__(knowledge, "_record_keys", cached)
+    return cached
 
 
 def read_records(knowledge, prefetched) -> dict[str, list[CodedRecord]]:
     """key -> records, newest first (undated last)."""
-    wanted = wanted_codes(knowledge)
+    wanted, observation_codes = _wanted(knowledge)
     out: dict[str, list[CodedRecord]] = {}
     if not wanted:
         return out
-    observation_codes = {key.split("|", 1)[-1] for key in wanted}
     for kind, (code_fields, date_fields) in _READ.items():
         # Observations: only those carrying a wanted code (shared code index), not every lab result
         with_codes = getattr(prefetched, "with_codes", None)
