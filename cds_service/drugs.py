@@ -18,6 +18,7 @@ RXNORM = "rxnorm"
 ATC = "atc"
 SNOMED = "snomed"
 _TOPICAL_ROUTE_CODES = {"6064005", "45890007", "359540000"}   # SNOMED topical / transdermal / cutaneous
+_MODIFIED_RELEASE_WORDS = re.compile(r"\b(XR|ER|prolonged|extended|retard)\b", re.I)
 _TOPICAL_WORDS = re.compile(r"\b(cream|topical|ointment|crème|creme|1\.5\s*%)", re.I)
 _MG_IN_TEXT = re.compile(r"(\d+(?:[.,]\d+)?)\s*mg\b(?!\s*/)", re.I)   # not a concentration (15 mg/g, 1 mg/mL)
 _TABLET_UNITS = {"tablet", "tablets", "tab", "tabs", "{tbl}", "{tablet}", "{tablets}", "tbl", "1", "{tab}",
@@ -146,7 +147,7 @@ def recognise(knowledge: Knowledge, concept: dict | None, medication: dict | Non
     entry = knowledge.drugs[drug_id]
     if strength is None:
         strength = _strength_from_medication(medication) or _strength_from_text(texts, entry)
-    if not modified and any(re.search(r"\b(XR|ER|prolonged|extended|retard)\b", t, re.I) for t in texts):
+    if not modified and any(_MODIFIED_RELEASE_WORDS.search(t) for t in texts):
         modified = True
     return DrugMatch(drug_id, entry, matched_by, strength, modified)
 
