@@ -15,6 +15,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.prefetch import resources_of
 from cds_service.r4_draft_check import plainly_valid
 from cds_service.rules.context import DraftOrder
+from cds_service.textmatch import any_word
 from cds_service.tolerant import normalise
 
 _validator = None
@@ -114,6 +115,26 @@ def _indication(knowledge: Knowledge, resource: dict, facts: PatientFacts, match
     return None, "not recorded"
 
 
+def _order_texts(resource: dict) -> list[str]:
+    texts: list[str] = []
+    dosages = resource.get("dosageInstruction") or []
+    for dosage in dosages if isinstance(dosages, list) else [dosages]:
+        if isinstance(dosage, dict):
+            texts += [dosage.get("text"), dosage.get("patientInstruction")]
+            texts += [(a or {}).get("text") for a in dosage.get("additionalInstruction") or [] if isinstance(a, dict)]
+    texts += [(n or {}).get("text") for n in resource.get("note") or [] if isinstance(n, dict)]
+    texts.append((resource.get("courseOfTherapyType") or {}).get("text"))
+    return [t for t in texts if isinstance(t, str) and t]
+
+
+def order_phase(knowledge: Knowledge, resource: dict) -> str | None:
+    """'induction' / 'maintenance' if the order's text says so (and not both), else None (``[dose_phase.*]``)."""
+    text = " ".join(_order_texts(resource)).lower()
+    found = {phase for phase, entry in knowledge.rules.dose_phase.items()
+             if any_word(text, entry.words, r"\b", "")}
+    return found.pop() if len(found) == 1 else None
+
+
 def read_orders(knowledge: Knowledge, resources: list[dict], facts: PatientFacts,
                 conditions_by_id: dict[str, dict]) -> tuple[list[DraftOrder], list[Missing]]:
     orders: list[DraftOrder] = []
@@ -137,7 +158,8 @@ def read_orders(knowledge: Knowledge, resources: list[dict], facts: PatientFacts
         dose = drugmod.ordered_dose(resource, match)
         indication, how = _indication(knowledge, resource, facts, match, conditions_by_id)
         reason_given, reasons = reason_indications(knowledge, resource, conditions_by_id)
-        orders.append(DraftOrder(resource, order_id, match, dose, indication, how, reason_given, reasons))
+        orders.append(DraftOrder(resource, order_id, match, dose, indication, how, reason_given, reasons,
+                                 order_phase(knowledge, resource)))
     return orders, gaps
 
 

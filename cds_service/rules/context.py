@@ -20,6 +20,7 @@ class DraftOrder:
     indication_how: str             # "order reason" | "active condition" | "not recorded" | "ambiguous: ..."
     reason_given: bool = False      # the order carries a reasonCode or reasonReference (recognised or not)
     reasons: tuple[str, ...] = ()   # every indication id (approved or off-label) recognised in the order's reason
+    phase: str | None = None        # "induction" / "maintenance" when the order's text says which (orders.order_phase)
 
     @property
     def drug(self) -> str:

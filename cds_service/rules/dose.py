@@ -1,8 +1,9 @@
 """Dose rules: the licensed maximum for the order's indication and the lower doses a patient's situation calls
 for (age, weight, kidney and liver function, interacting medicines, start vs continuation).
 
-Reads ``[[dose]]`` (cards/rules/dose.toml), ``[dose_phase.*]`` and ``[interacting_class.*]``. For each draft
-order every applicable entry is evaluated; the lowest applicable cap wins and ONE card per order (concern
+Reads ``[[dose]]`` (cards/rules/dose.toml) and ``[interacting_class.*]``; the order's induction/maintenance phase
+(``[dose_phase.*]``) is read with the order (``DraftOrder.phase``). For each draft order every applicable entry
+is evaluated; the lowest applicable cap wins and ONE card per order (concern
 ``dose:<order id>``) lists every reason with the patient's values. Its suggestion edits the draft to that dose
 and frequency (or, for "not recommended", removes the draft), so accepting it makes the same order pass on sign.
 Data a rule needs but cannot read is reported as a ``Missing`` gap, never read as normal.
@@ -24,27 +25,7 @@ UCUM = "http://unitsofmeasure.org"
 _EPS = 1e-9
 
 
-# -- reading the order --------------------------------------------------------
-
-def _order_texts(resource: dict) -> list[str]:
-    texts: list[str] = []
-    dosages = resource.get("dosageInstruction") or []
-    for dosage in dosages if isinstance(dosages, list) else [dosages]:
-        if isinstance(dosage, dict):
-            texts += [dosage.get("text"), dosage.get("patientInstruction")]
-            texts += [(a or {}).get("text") for a in dosage.get("additionalInstruction") or [] if isinstance(a, dict)]
-    texts += [(n or {}).get("text") for n in resource.get("note") or [] if isinstance(n, dict)]
-    texts.append((resource.get("courseOfTherapyType") or {}).get("text"))
-    return [t for t in texts if isinstance(t, str) and t]
-
-
-def order_phase(ctx: RuleContext, order: DraftOrder) -> str | None:
-    """'induction' / 'maintenance' if the order's text says so (and not both), else None."""
-    text = " ".join(_order_texts(order.resource)).lower()
-    found = {phase for phase, entry in ctx.knowledge.rules.dose_phase.items()
-             if any_word(text, entry.words, r"\b", "")}
-    return found.pop() if len(found) == 1 else None
-
+# -- the corrected order --------------------------------------------------------
 
 def corrected_order(order: DraftOrder, dose_mg: float, per_day: int, phase: str | None = None,
                     modified_release: bool | None = None) -> dict:
@@ -301,7 +282,7 @@ def _exceeds(order: DraftOrder, applied: Applied) -> bool:
 
 
 def _evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
-    phase = order_phase(ctx, order)
+    phase = order.phase
     ordered = order.dose.daily_mg
     caps: list[Applied] = []
     stops: list[Applied] = []

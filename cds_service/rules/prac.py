@@ -65,7 +65,7 @@ def _factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
 
 
 def _lower_dose(ctx: RuleContext, order: DraftOrder):
-    phase = dosemod.order_phase(ctx, order)
+    phase = order.phase
     for entry in ctx.knowledge.rules.prac_lower_dose:
         if entry.drug != order.drug:
             continue
