@@ -59,7 +59,7 @@ def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool,
     return None
 
 
-def _words_in(text: str, words: list[str]) -> bool:
+def _words_in(text: str, words) -> bool:
     return any_word(text.lower(), words)      # one cached pattern per word list (cds_service.textmatch)
 
 

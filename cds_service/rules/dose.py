@@ -3,8 +3,8 @@ for (age, weight, kidney and liver function, interacting medicines, start vs con
 
 Reads ``[[dose]]`` (cards/rules/dose.toml) and ``[interacting_class.*]``; the order's induction/maintenance phase
 (``[dose_phase.*]``) is read with the order (``DraftOrder.phase``). For each draft order every applicable entry
-is evaluated; the lowest applicable cap wins and ONE card per order (concern
-``dose:<order id>``) lists every reason with the patient's values. Its suggestion edits the draft to that dose
+is evaluated; the lowest applicable cap wins and ONE card per order (concern ``dose:<order id>``) lists every
+reason with the patient's values. Its suggestion edits the draft to that dose
 and frequency (or, for "not recommended", removes the draft), so accepting it makes the same order pass on sign.
 Data a rule needs but cannot read is reported as a ``Missing`` gap, never read as normal.
 """
