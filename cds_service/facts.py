@@ -180,7 +180,8 @@ def _age_on(born: date, today: date) -> int:
 
 
 def _effective_date(resource: dict) -> date | None:
-    found = parse_date(resource.get("effectiveDateTime"))     # the usual one first
+    stated = resource.get("effectiveDateTime")     # the usual one first (parse_date's own test, without its call)
+    found = _parse_date_text(stated) if isinstance(stated, str) and len(stated) >= 4 else None
     if found:
         return found
     for key in ("effectiveInstant", "issued"):
@@ -354,10 +355,7 @@ def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched
             analyte = _analyte_of(obs.get("code"), loinc_index)
         if analyte is None or obs.get("status") in _BAD_STATUS:
             continue
-        stated = obs.get("effectiveDateTime")        # the usual date, looked up here; anything else: _effective_date
-        when = _parse_date_text(stated) if type(stated) is str and len(stated) >= 4 else None
-        if when is None:
-            when = _effective_date(obs)
+        when = _effective_date(obs)
         if when is None:
             undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, "result has no date"))
         else:
