@@ -33,7 +33,7 @@ from cds_service import hooks, strict_json
 def _steps() -> list[tuple[str, object, str]]:
     from cds_service import cards, coded_records, facts, hepatic, orders, prefetch, rules, safety_facts
     steps = [("parse request", hooks, "parse_request"),
-             ("prefetch completion", prefetch, "complete"),
+             ("prefetch completion", prefetch.Completion, "fill"),
              ("drop unread observations + index", prefetch.Prefetched, "keep_observations"),
              ("patient facts", hooks, "build_facts"),
              ("  of which lab results by analyte", facts, "_read_labs"),

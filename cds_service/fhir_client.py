@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import requests
 
 from cds_service import strict_json
-from cds_service.prefetch import resources_of
+from cds_service.prefetch import query_type, resources_of
 
 log = logging.getLogger(__name__)
 MAX_PAGES = 5
@@ -91,15 +91,26 @@ class FhirClient:
         self.session = session or requests.Session()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fhir-fetch")
 
-    def fetch_all(self, server: str, authorization, queries: dict[str, str]) -> dict[str, tuple[list | None, str | None]]:
-        """Run each query against ``server`` in parallel within the total budget."""
+    def deadline(self) -> float:
+        """The end (``time.monotonic()``) of a hook call's budget for outbound reads, starting now."""
+        return time.monotonic() + self.budget
+
+    def fetch_all(self, server: str, authorization, queries: dict[str, str],
+                  deadline: float | None = None) -> dict[str, tuple[list | None, str | None]]:
+        """Run each query against ``server`` in parallel until ``deadline`` (default: the whole budget from now).
+
+        A hook call that fetches in turns passes the same ``deadline`` to each (``prefetch.Completion``)."""
         if not queries:
             return {}
         if not server_allowed(server, self.allowed):
             log.warning("fhirServer %s is not in JAK_CDS_ALLOWED_FHIR_SERVERS; not called", redact_server(server))
             why = "the EHR's fhirServer is not on this service's allowed list, so it was not called"
             return {key: (None, why) for key in queries}
-        deadline = time.monotonic() + self.budget
+        if deadline is None:
+            deadline = self.deadline()
+        elif deadline <= time.monotonic():
+            why = f"not read: the {self.budget:g} s allowed for reading from the FHIR server were used up"
+            return {key: (None, why) for key in queries}
         headers = {"Accept": "application/fhir+json, application/json"}
         if authorization is not None:
             headers["Authorization"] = f"{authorization.token_type or 'Bearer'} {authorization.access_token}"
@@ -179,17 +190,13 @@ class FhirClient:
         return b"".join(chunks)
 
 
-def _expected_type(query: str) -> str:
-    return query.lstrip("/").split("?", 1)[0].split("/", 1)[0]
-
-
 def _of_expected_type(query: str, payload, resources: list[dict]) -> tuple[list[dict], str | None]:
     """Keep the resources of the type the query asked for; say what came instead if none did.
 
     A read (``Patient/1``) must answer that resource type (or a Bundle of it); a search must answer
     a Bundle, whose entries of other types are dropped (e.g. included resources).
     """
-    expected = _expected_type(query)
+    expected = query_type(query)
     kind = payload.get("resourceType") if isinstance(payload, dict) else None
     if "?" in query and kind not in ("Bundle", expected):
         return [], f"a {kind or 'non-resource'} instead of a search Bundle"

@@ -65,7 +65,7 @@ def _record_problems(facts, prefetched) -> list[Missing]:
 
 def evaluate(engine, service: Service, body) -> HookResult:
     request = parse_request(body, service)
-    prefetched = prefetchmod.complete(request, service.prefetch, engine.fhir_client)
+    prefetched = prefetchmod.Completion(request, service.prefetch, engine.fhir_client).fill()
     if prefetched.nothing_usable:
         reasons = sorted(set(prefetched.unavailable.values()))
         raise CdsError(412, "no patient data could be obtained: " + "; ".join(reasons), code="not-found")

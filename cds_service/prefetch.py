@@ -342,24 +342,19 @@ def from_request(request: HookRequest, templates: dict[str, str]) -> tuple[Prefe
     return done, missing
 
 
+def query_type(query: str) -> str:
+    """The resource type a prefetch template or FHIR query reads: ``Observation?code=...`` -> ``Observation``."""
+    return query.lstrip("/").split("?", 1)[0].split("/", 1)[0]
+
+
 def what_a_query_reads(template: str) -> list[str]:
     """``Observation?...&code=a,b`` -> ["Observation|a", "Observation|b"]; ``Condition?...`` -> ["Condition"]."""
-    path, _, query = template.partition("?")
-    kind = path.split("/")[0]
-    for param in query.split("&"):
+    kind = query_type(template)
+    for param in template.partition("?")[2].split("&"):
         name, _, value = param.partition("=")
         if name == "code":
             return [f"{kind}|{code.split('|')[-1]}" for code in value.split(",")]
     return [kind]
-
-
-def complete(request: HookRequest, templates: dict[str, str], client) -> Prefetched:
-    """Fill the prefetch, fetching missing keys through ``client`` (a FhirClient) if possible."""
-    done = _complete(request, templates, client)
-    for key, why in done.unavailable.items():
-        for item in what_a_query_reads(templates[key]):
-            done.gaps.setdefault(item, why)
-    return done
 
 
 def _next_page(value) -> str | None:
@@ -373,53 +368,87 @@ def _next_page(value) -> str | None:
     return None
 
 
-def _read_remaining_pages(request: HookRequest, done: Prefetched, client) -> None:
-    """A prefetch key sent as the first page of a search is completed from ``fhirServer``; if it cannot
-    be, the key is said to be incomplete (its first page is still used), never read as the whole list."""
-    sent = request.prefetch or {}
-    server = (request.fhirServer or "").rstrip("/")
-    queries = {}
-    for key in done.by_key:
-        url = _next_page(sent.get(key))
-        if url is None:
-            continue
-        if not server:
-            done.unavailable[key] = ("only the first page of the search was sent and the EHR gave no fhirServer "
-                                     "to read the rest from")
-        elif not url.startswith(server + "/"):
-            done.unavailable[key] = "only the first page of the search was sent; its next page is not on fhirServer"
-        else:
-            queries[key] = url[len(server) + 1:]
-    if not queries:
-        return
-    for key, (resources, problem) in client.fetch_all(server, request.fhirAuthorization, queries).items():
-        if resources is not None:
-            done.by_key[key] = done.by_key[key] + resources
-            done.fetched.append(key)
-        if resources is None or problem:
-            done.unavailable[key] = f"only the first page of the search was sent; the rest could not be read ({problem})"
+class Completion:
+    """One hook call's prefetch, completed in turns that share one time budget.
 
+    ``fill(types)`` completes the keys whose queries read those resource types (every key without
+    ``types``): the rest of a key the EHR sent as a first page, and the keys it did not send, fetched from
+    ``fhirServer``. A hook that needs only part of the record to know whether it has anything to say
+    (patient-view: the medications) fills that part first. Every fetch of the call ends by one deadline
+    (``JAK_CDS_FHIR_TIMEOUT``), set when the first one starts.
+    """
 
-def _complete(request: HookRequest, templates: dict[str, str], client) -> Prefetched:
-    done, missing = from_request(request, templates)
-    _read_remaining_pages(request, done, client)
-    if not missing:
+    def __init__(self, request: HookRequest, templates: dict[str, str], client) -> None:
+        self.request, self.templates, self.client = request, templates, client
+        self.prefetched, missing = from_request(request, templates)
+        self._missing = set(missing)
+        self._open = list(templates)           # keys not completed yet, in template order
+        self._deadline: float | None = None
+
+    def fill(self, types: tuple[str, ...] | None = None) -> Prefetched:
+        keys = [k for k in self._open if types is None or query_type(self.templates[k]) in types]
+        self._open = [k for k in self._open if k not in keys]
+        done = self.prefetched
+        self._read_remaining_pages(keys)
+        self._fetch_missing([k for k in keys if k in self._missing])
+        for key in keys:
+            why = done.unavailable.get(key)
+            if why:
+                for item in what_a_query_reads(self.templates[key]):
+                    done.gaps.setdefault(item, why)
         return done
-    if request.fhirServer is None:
-        for key in missing:
-            done.unavailable[key] = "not in the prefetch and the EHR gave no fhirServer to fetch it from"
-        return done
-    queries = {}
-    for key in missing:
-        try:
-            queries[key] = render(templates[key], request.context)
-        except UnresolvedToken as exc:
-            done.unavailable[key] = f"the hook context has no value for prefetch token {exc}"
-    results = client.fetch_all(request.fhirServer, request.fhirAuthorization, queries)
-    for key, (resources, problem) in results.items():
-        if resources is not None:
-            done.by_key[key] = resources
-            done.fetched.append(key)
-        if resources is None or problem:        # partial data is used, and its gap is still said
-            done.unavailable[key] = problem or "could not be fetched"
-    return done
+
+    def _fetch(self, server: str, queries: dict[str, str]) -> dict[str, tuple[list | None, str | None]]:
+        if not queries:
+            return {}
+        if self._deadline is None:
+            self._deadline = self.client.deadline()
+        return self.client.fetch_all(server, self.request.fhirAuthorization, queries, self._deadline)
+
+    def _read_remaining_pages(self, keys: list[str]) -> None:
+        """A key sent as the first page of a search is completed from ``fhirServer``; if it cannot be, the
+        key is said to be incomplete (its first page is still used), never read as the whole list."""
+        request, done = self.request, self.prefetched
+        sent = request.prefetch or {}
+        server = (request.fhirServer or "").rstrip("/")
+        queries = {}
+        for key in keys:
+            url = _next_page(sent.get(key)) if key in done.by_key else None
+            if url is None:
+                continue
+            if not server:
+                done.unavailable[key] = ("only the first page of the search was sent and the EHR gave no "
+                                         "fhirServer to read the rest from")
+            elif not url.startswith(server + "/"):
+                done.unavailable[key] = ("only the first page of the search was sent; its next page is not on "
+                                         "fhirServer")
+            else:
+                queries[key] = url[len(server) + 1:]
+        for key, (resources, problem) in self._fetch(server, queries).items():
+            if resources is not None:
+                done.by_key[key] = done.by_key[key] + resources
+                done.fetched.append(key)
+            if resources is None or problem:
+                done.unavailable[key] = ("only the first page of the search was sent; the rest could not be read "
+                                         f"({problem})")
+
+    def _fetch_missing(self, keys: list[str]) -> None:
+        request, done = self.request, self.prefetched
+        if not keys:
+            return
+        if request.fhirServer is None:
+            for key in keys:
+                done.unavailable[key] = "not in the prefetch and the EHR gave no fhirServer to fetch it from"
+            return
+        queries = {}
+        for key in keys:
+            try:
+                queries[key] = render(self.templates[key], request.context)
+            except UnresolvedToken as exc:
+                done.unavailable[key] = f"the hook context has no value for prefetch token {exc}"
+        for key, (resources, problem) in self._fetch(request.fhirServer, queries).items():
+            if resources is not None:
+                done.by_key[key] = resources
+                done.fetched.append(key)
+            if resources is None or problem:        # partial data is used, and its gap is still said
+                done.unavailable[key] = problem or "could not be fetched"

@@ -17,7 +17,7 @@ import responses
 from cds_service.app import create_app
 from cds_service.fhir_client import FhirClient, server_allowed
 from cds_service.wire import FhirAuthorization
-from fixtures.builders import draft_order
+from fixtures.builders import draft_order, medication_request
 from tests.conftest import FHIR_BASE, make_request
 from tests.test_first_slice import RA, record
 from tests.trust_helpers import trust_settings
@@ -86,6 +86,32 @@ def test_slow_server_is_cut_off_at_the_budget(client):
         response, elapsed = post_timed(client, body_missing_haematology())
     could_not_check(response, f"did not answer within {BUDGET:g} s")
     assert elapsed < BUDGET + 1.0, f"took {elapsed:.2f} s with a budget of {BUDGET} s"
+
+
+@pytest.mark.parametrize("hook_name", ["order-sign"])
+def test_every_fetch_of_one_hook_call_shares_one_budget(tmp_path, knowledge, hook_name):
+    """The rest of a paged key and the keys not sent are fetched in turn; together they take one
+    budget (JAK_CDS_FHIR_TIMEOUT), not one budget each."""
+    budget = 1.0
+    settings = trust_settings(tmp_path, auth="off", fhir_timeout=budget, fhir_connect_timeout=0.2)
+    slow_client = create_app(settings, knowledge=knowledge).test_client()
+    resources = record(extra=[RA, medication_request("upadacitinib 15 mg", dose_mg=15, authored_days_ago=200),
+                              draft_order("upadacitinib 15 mg", 15)])
+    keys = [k for k in make_request(resources)["prefetch"] if k not in ("haematology", "medications")]
+    body = make_request(resources, hook_name, prefetch=keys, fhir_server=FHIR_BASE)
+    body["prefetch"]["conditions"]["link"] = [{"relation": "next", "url": f"{FHIR_BASE}/Condition?patient=p1&_page=2"}]
+
+    def slow(_request):
+        time.sleep(budget * 3)
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps({"resourceType": "Bundle", "entry": []})
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.add_callback(responses.GET, re.compile(re.escape(FHIR_BASE) + r"/.*"), callback=slow)
+        start = time.monotonic()
+        response = slow_client.post(f"/cds-services/jak-{hook_name}", json=body)
+        elapsed = time.monotonic() - start
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert elapsed < budget * 1.5, f"took {elapsed:.2f} s with a budget of {budget} s"
 
 
 def test_read_timeout_is_a_stated_gap(client):
