@@ -42,8 +42,9 @@ def _steps() -> list[tuple[str, object, str]]:
              ("  of which Child-Pugh", hepatic, "read_child_pugh"),
              ("  of which coded records", coded_records, "read_records"),
              ("  of which results, vaccinations, allergies", safety_facts, "read_safety_facts"),
-             ("draft orders (incl. FHIR R4 validation)", orders, "read_orders"),
-             ("  of which FHIR R4 validation", orders, "_validate_r4")]
+             ("draft orders recognised (incl. FHIR R4 validation)", orders, "recognise_drafts"),
+             ("  of which FHIR R4 validation", orders, "_validate_r4"),
+             ("draft orders read (dose, indication, phase)", orders, "read_orders")]
     families = dict.fromkeys(rules.ORDER_RULES + rules.PATIENT_VIEW_RULES + rules.NOTICE_RULES)
     steps += [(f"rules: {family.__name__.rsplit('.', 1)[-1]}", family, "evaluate") for family in families]
     steps += [("cards", cards, "build_cards"), ("wire format", hooks, "cards_response")]

@@ -65,33 +65,43 @@ def _record_problems(facts, prefetched) -> list[Missing]:
 
 def evaluate(engine, service: Service, body) -> HookResult:
     request = parse_request(body, service)
-    prefetched = prefetchmod.Completion(request, service.prefetch, engine.fhir_client).fill()
+    knowledge = engine.knowledge
+    completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
+    gaps: list[Missing] = []
+    if service.hook != "patient-view":
+        # orders of every drug reach us: the drafts alone tell whether there is anything to say
+        all_drafts = ordermod.draft_resources(request.context)
+        drafts = ordermod.selected(all_drafts, request.context) if service.hook == "order-select" else all_drafts
+        recognised, gaps = ordermod.recognise_drafts(knowledge, drafts)
+        if not recognised:
+            return _answer(knowledge, request, [], gaps)
+    prefetched = completion.fill()
     if prefetched.nothing_usable:
         reasons = sorted(set(prefetched.unavailable.values()))
         raise CdsError(412, "no patient data could be obtained: " + "; ".join(reasons), code="not-found")
-    knowledge = engine.knowledge
     prefetched.keep_observations(knowledge.observation_codes)   # results no rule reads cost one look-up
     facts = build_facts(knowledge, prefetched, request.patient_id, today_from(engine.settings.evaluation_date))
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook)
-    gaps: list[Missing] = []
-    if service.hook in ("order-select", "order-sign"):
-        drafts = ordermod.draft_resources(request.context)
-        ctx.draft_resources = drafts
-        if service.hook == "order-select":
-            drafts = ordermod.selected(drafts, request.context)
-        conditions_by_id = {c.get("id"): c for c in prefetched.resources("Condition")}
-        ctx.orders, gaps = ordermod.read_orders(knowledge, drafts, facts, conditions_by_id)
-        families = ORDER_RULES if ctx.systemic_orders() else NOTICE_RULES if ctx.orders else ()
-    else:
+    if service.hook == "patient-view":
         # patient-view serves patients on a systemic JAK inhibitor only (others get no cards at all)
         on_jaki = any(m.active and m.drug is not None and m.drug.category == "systemic" for m in facts.medications)
         families = PATIENT_VIEW_RULES if on_jaki else ()
-    findings: list[Finding] = []
+    else:
+        ctx.draft_resources = all_drafts
+        conditions_by_id = {c.get("id"): c for c in prefetched.resources("Condition")}
+        ctx.orders = ordermod.read_orders(knowledge, recognised, facts, conditions_by_id)
+        families = ORDER_RULES if ctx.systemic_orders() else NOTICE_RULES
     if families and families is not NOTICE_RULES:
         gaps.extend(_record_problems(facts, prefetched))
+    findings: list[Finding] = []
     for family in families:
         for item in family.evaluate(ctx):
             (gaps if isinstance(item, Missing) else findings).append(item)
-    drug_names = {o.order_id: o.name for o in ctx.orders}
+    return _answer(knowledge, request, findings, gaps, ctx.orders)
+
+
+def _answer(knowledge, request: HookRequest, findings: list[Finding], gaps: list[Missing],
+            orders=()) -> HookResult:
+    drug_names = {o.order_id: o.name for o in orders}
     cards, rule_ids = cardmod.build_cards(knowledge, findings, gaps, drug_names)
     return HookResult(cards_response(cards), cards, rule_ids, request)

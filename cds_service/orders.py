@@ -1,4 +1,4 @@
-"""Draft orders from the hook context, recognised and read once.
+"""Draft orders from the hook context: recognised from the drafts alone, then read with the record.
 
 ``draftOrders`` should be a Bundle; a bare resource or a list of resources
 is accepted too. Each MedicationRequest is validated as FHIR R4 with
@@ -6,6 +6,8 @@ fhir.resources after tolerant normalisation; an order that still fails is
 evaluated from what could be read and the failure is said on a card.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from cds_service import drugs as drugmod
 from cds_service.errors import CdsError
@@ -135,9 +137,20 @@ def order_phase(knowledge: Knowledge, resource: dict) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def read_orders(knowledge: Knowledge, resources: list[dict], facts: PatientFacts,
-                conditions_by_id: dict[str, dict]) -> tuple[list[DraftOrder], list[Missing]]:
-    orders: list[DraftOrder] = []
+@dataclass(frozen=True)
+class RecognisedDraft:
+    """A draft MedicationRequest of a drug the knowledge knows, before the patient's record is read."""
+
+    resource: dict                  # after tolerant normalisation
+    order_id: str
+    match: drugmod.DrugMatch
+
+
+def recognise_drafts(knowledge: Knowledge, resources: list[dict]) -> tuple[list[RecognisedDraft], list[Missing]]:
+    """The drafts this service speaks about, and what cannot be read of them (not R4, not valid).
+
+    Needs nothing but the drafts: an order of any other drug is answered without reading the record."""
+    recognised: list[RecognisedDraft] = []
     gaps: list[Missing] = []
     for index, raw in enumerate(resources):
         if raw.get("resourceType") == "MedicationOrder":
@@ -155,12 +168,22 @@ def read_orders(knowledge: Knowledge, resources: list[dict], facts: PatientFacts
             gaps.append(Missing("fhir-validation", f"the {match.entry.display} draft order",
                                 f"it is not valid FHIR R4 ({problem}); checks used what could be read",
                                 tuple(match.entry.sources), order_id, match.drug_id))
+        recognised.append(RecognisedDraft(resource, order_id, match))
+    return recognised, gaps
+
+
+def read_orders(knowledge: Knowledge, drafts: list[RecognisedDraft], facts: PatientFacts,
+                conditions_by_id: dict[str, dict]) -> list[DraftOrder]:
+    """Each recognised draft with its dose, its indication (from the order or the record) and its phase."""
+    orders: list[DraftOrder] = []
+    for draft in drafts:
+        resource, match = draft.resource, draft.match
         dose = drugmod.ordered_dose(resource, match)
         indication, how = _indication(knowledge, resource, facts, match, conditions_by_id)
         reason_given, reasons = reason_indications(knowledge, resource, conditions_by_id)
-        orders.append(DraftOrder(resource, order_id, match, dose, indication, how, reason_given, reasons,
+        orders.append(DraftOrder(resource, draft.order_id, match, dose, indication, how, reason_given, reasons,
                                  order_phase(knowledge, resource)))
-    return orders, gaps
+    return orders
 
 
 def _dstu2_order(knowledge: Knowledge, raw: dict, index: int) -> list[Missing]:

@@ -85,7 +85,8 @@ def test_stage_breakdown_times_every_step_of_the_call_and_puts_the_pipeline_back
     result = stages.measure("order-sign", 10, reps=3)
     steps = result["steps"]
     for label in ("whole evaluate", "parse request", "prefetch completion", "patient facts",
-                  "draft orders (incl. FHIR R4 validation)", "  of which FHIR R4 validation", "rules: dose",
+                  "draft orders recognised (incl. FHIR R4 validation)", "  of which FHIR R4 validation",
+                  "draft orders read (dose, indication, phase)", "rules: dose",
                   "rules: screening", "cards", "wire format"):
         assert steps[label]["best_us"] > 0, label
     assert "rules: monitoring" not in steps                 # a patient-view family: not run on order-sign

@@ -172,3 +172,34 @@ def test_records_of_another_patient_are_left_out_and_said(client):
     rules = [rule_of(c) for c in cards]
     assert "anc-below-1-start" not in rules
     assert any("named a different patient" in c["detail"] for c in cards)
+
+
+# -- what an EHR sends most: orders of other drugs ------------------------------------------------------
+
+AMOXICILLIN = draft_order("amoxicillin 500 mg capsule", 500, 3)
+
+
+@pytest.mark.parametrize("hook_name", ["order-select", "order-sign"])
+def test_an_order_of_another_drug_reads_nothing_from_the_ehr(client, hook_name):
+    calls = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_fhir(rsps, OLD_AD, calls=calls)
+        cards = cards_of(call_hook(client, [*OLD_AD, AMOXICILLIN], hook_name, prefetch=False,
+                                   fhir_server=FHIR_BASE))
+    assert cards == []
+    assert calls == []          # no rule reads the record for it: twelve queries to the EHR's server saved
+
+
+def test_an_order_of_another_drug_without_any_patient_data_is_answered_not_refused(client):
+    response = call_hook(client, [patient(), AMOXICILLIN], prefetch=False)
+    assert cards_of(response) == []         # a 412 here would be an error in the EHR's log for every order
+
+
+def test_near_miss_a_jak_inhibitor_next_to_another_drug_still_reads_the_record(client, templates):
+    calls = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_fhir(rsps, OLD_AD, calls=calls)
+        cards = cards_of(call_hook(client, [*OLD_AD], drafts=[AMOXICILLIN, {**ORDER, "id": "draft-2"}],
+                                   prefetch=False, fhir_server=FHIR_BASE))
+    assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65", "prac-risk-groups"]
+    assert len(calls) == len(templates)

@@ -102,6 +102,12 @@ def test_a_dstu2_medication_order_of_a_jak_inhibitor_is_said_not_silently_ignore
         assert "R4 MedicationRequest" in card["detail"] and "…" not in card["summary"]
 
 
+def test_a_dstu2_order_of_a_jak_inhibitor_is_said_even_when_no_record_can_be_read(hook):
+    """The sandbox on a DSTU2 server without prefetch: the card needs only the draft (no 412)."""
+    [card] = hook([patient(age=70)], drafts=[dstu2_order()], prefetch=False)
+    assert rule_of(card) == "missing-data" and "DSTU2 MedicationOrder" in card["summary"]
+
+
 def test_a_dstu2_order_of_another_drug_stays_silent(hook):
     order = dstu2_order(drug=("105586", "methotrexate 2.5 MG Oral Tablet"))
     assert hook(record(age=70, extra=[RA]), drafts=[order]) == []
