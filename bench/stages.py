@@ -38,10 +38,11 @@ def _steps() -> list[tuple[str, object, str]]:
              ("patient facts", hooks, "build_facts"),
              ("  of which lab results by analyte", facts, "_read_labs"),
              ("  of which conditions", facts, "_read_condition"),
-             ("  of which medications", facts, "_read_medication"),
+             ("  of which medications", facts, "read_medications"),
              ("  of which Child-Pugh", hepatic, "read_child_pugh"),
              ("  of which coded records", coded_records, "read_records"),
              ("  of which results, vaccinations, allergies", safety_facts, "read_safety_facts"),
+             ("medications, read first (patient-view)", hooks, "read_medications"),
              ("draft orders recognised (incl. FHIR R4 validation)", orders, "recognise_drafts"),
              ("  of which FHIR R4 validation", orders, "_validate_r4"),
              ("draft orders read (dose, indication, phase)", orders, "read_orders")]
@@ -100,10 +101,10 @@ def _cache_evictor():
     return evict
 
 
-def measure(hook: str, observations: int, reps: int, cold: bool = False) -> dict:
+def measure(hook: str, observations: int, reps: int, cold: bool = False, jak: bool = True) -> dict:
     from bench.inprocess import Bench
 
-    raw = json.dumps(hook_request(hook, observations)).encode()
+    raw = json.dumps(hook_request(hook, observations, jak=jak)).encode()
     with tempfile.TemporaryDirectory(prefix="jak-stages-") as tmp:
         bench = Bench(Path(tmp))
         service = bench.engine.services[SERVICE_FOR_HOOK[hook]]
@@ -123,8 +124,8 @@ def measure(hook: str, observations: int, reps: int, cold: bool = False) -> dict
                 samples["whole evaluate"].append(t2 - t1)
         bench.app.extensions["jak_store"].dispose()
     per_call = {label: _per_call(values, reps) for label, values in samples.items() if values}
-    return {"hook": hook, "observations": observations, "reps": reps, "cold": cold, "request_bytes": len(raw),
-            "steps": per_call}
+    return {"hook": hook, "observations": observations, "reps": reps, "cold": cold, "jak": jak,
+            "request_bytes": len(raw), "steps": per_call}
 
 
 def _per_call(values: list[float], reps: int) -> dict:
@@ -138,6 +139,7 @@ def _per_call(values: list[float], reps: int) -> dict:
 def table(result: dict) -> str:
     whole = result["steps"]["whole evaluate"]["median_us"]
     caches = ", CPU caches overwritten before each call" if result.get("cold") else ""
+    caches += "" if result.get("jak", True) else ", nothing to say (another drug / no JAK inhibitor)"
     lines = [f"{result['hook']}, {result['observations']} observations ({result['request_bytes'] / 1024:.0f} KB), "
              f"{result['reps']} calls{caches}; microseconds per hook call",
              f"{'step':<44} {'best':>8} {'median':>8} {'% of evaluate':>14}"]
@@ -155,12 +157,14 @@ def case_arguments(prog: str, doc: str, count: str, count_default: int) -> argpa
     parser.add_argument("--observations", type=int, default=200)
     parser.add_argument(f"--{count}", type=int, default=count_default)
     parser.add_argument("--cold", action="store_true", help="overwrite the CPU caches before each call")
+    parser.add_argument("--no-jak", dest="jak", action="store_false",
+                        help="a call with nothing to say: an order of another drug, a patient on no JAK inhibitor")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = case_arguments("python -m bench.stages", __doc__, "reps", 500).parse_args(argv)
-    print(table(measure(args.hook, args.observations, args.reps, args.cold)))
+    print(table(measure(args.hook, args.observations, args.reps, args.cold, args.jak)))
     return 0
 
 

@@ -7,7 +7,9 @@ vital signs. ``observations`` results are taken newest first, so a small
 record is a recent one. Each result goes into the prefetch key whose
 template asks for its LOINC code; results no template asks for (heart rate,
 blood pressure, temperature) go into ``vitals``, as an EHR that over-sends
-would do. The ``irrelevant`` variant appends that many more such vital signs.
+would do. The ``irrelevant`` variant appends that many more such vital signs. With ``jak=False`` the
+call is one we have nothing to say about, as most calls an EHR makes are: an order of another drug
+(amoxicillin), the chart of a patient who takes no JAK inhibitor.
 """
 from __future__ import annotations
 
@@ -109,8 +111,8 @@ def _bundle(resources: list[dict]) -> dict:
                       for r in resources]}
 
 
-def hook_request(hook: str, n_observations: int, n_irrelevant: int = 0) -> dict:
-    """A complete CDS Hooks request for ``hook`` with every prefetch key filled."""
+def hook_request(hook: str, n_observations: int, n_irrelevant: int = 0, jak: bool = True) -> dict:
+    """A complete CDS Hooks request for ``hook`` with every prefetch key filled (``jak``: see above)."""
     templates = next(iter(load_services().values())).prefetch
     key_for = _key_for_code(templates)
     per_key: dict[str, list[dict]] = {key: [] for key in templates}
@@ -118,7 +120,7 @@ def hook_request(hook: str, n_observations: int, n_irrelevant: int = 0) -> dict:
         code = resource["code"]["coding"][0]["code"]
         per_key[key_for.get(code, "vitals")].append(resource)
     rest = record()
-    if hook == "patient-view":      # on treatment: the JAK inhibitor is a current medication
+    if hook == "patient-view" and jak:      # on treatment: the JAK inhibitor is a current medication
         rest.append(medication_request("upadacitinib 15 mg prolonged-release tablet", dose_mg=15, pid=PID,
                                        authored_days_ago=180, codings=[{"system": ATC, "code": "L04AF03"}],
                                        reason=(SNOMED, "69896004", "Rheumatoid arthritis")))
@@ -128,9 +130,13 @@ def hook_request(hook: str, n_observations: int, n_irrelevant: int = 0) -> dict:
     prefetch = {key: value if isinstance(value, dict) else _bundle(value) for key, value in per_key.items()}
     context = {"userId": "Practitioner/dr-bench", "patientId": PID}
     if hook != "patient-view":
-        draft = draft_order("upadacitinib 15 mg prolonged-release tablet", 15, pid=PID, rid="draft-bench-1",
-                            codings=[{"system": ATC, "code": "L04AF03"}],
-                            reason=(SNOMED, "69896004", "Rheumatoid arthritis"))
+        if jak:
+            draft = draft_order("upadacitinib 15 mg prolonged-release tablet", 15, pid=PID, rid="draft-bench-1",
+                                codings=[{"system": ATC, "code": "L04AF03"}],
+                                reason=(SNOMED, "69896004", "Rheumatoid arthritis"))
+        else:
+            draft = draft_order("amoxicillin 500 mg capsule", 500, 3, pid=PID, rid="draft-bench-1",
+                                codings=[{"system": ATC, "code": "J01CA04"}])
         context["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": draft}]}
         if hook == "order-select":
             context["selections"] = ["MedicationRequest/draft-bench-1"]

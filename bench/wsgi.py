@@ -49,11 +49,11 @@ def _quartiles(samples: list[int]) -> dict:
             "p75_ms": ordered[(3 * n) // 4] / 1e6}
 
 
-def measure(hook: str, observations: int, calls: int, cold: bool = False, warmup: int = 20) -> dict:
+def measure(hook: str, observations: int, calls: int, cold: bool = False, warmup: int = 20, jak: bool = True) -> dict:
     from bench.inprocess import Bench
 
     # a few distinct requests (hookInstance, card ids differ), as an EHR sends
-    raws = [json.dumps(hook_request(hook, observations)).encode() for _ in range(4)]
+    raws = [json.dumps(hook_request(hook, observations, jak=jak)).encode() for _ in range(4)]
     with tempfile.TemporaryDirectory(prefix="jak-wsgi-") as tmp:
         bench = Bench(Path(tmp))                    # built as the production server builds it
         service = bench.engine.services[SERVICE_FOR_HOOK[hook]]
@@ -92,7 +92,7 @@ def table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = case_arguments("python -m bench.wsgi", __doc__, "calls", 200).parse_args(argv)
-    print(table(measure(args.hook, args.observations, args.calls, args.cold)))
+    print(table(measure(args.hook, args.observations, args.calls, args.cold, jak=args.jak)))
     return 0
 
 

@@ -89,6 +89,11 @@ class MedicationFact:
     resource_type: str
     resource_id: str | None
 
+    @property
+    def systemic_jaki_in_use(self) -> bool:
+        """An active record of a systemic JAK inhibitor: what patient-view monitors."""
+        return self.active and self.drug is not None and self.drug.category == "systemic"
+
 
 @dataclass(frozen=True)
 class Derived:
@@ -423,11 +428,25 @@ def icd10_lookup(index: dict, code: str) -> list:
     return found
 
 
-def _read_medication(facts: PatientFacts, knowledge: Knowledge, resource: dict) -> None:
+MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
+
+
+def read_medications(knowledge: Knowledge, prefetched: Prefetched) -> list[MedicationFact]:
+    """Every medication request and statement of the record, recognised (entered in error or cancelled: left out)."""
+    found = []
+    for kind in MEDICATION_TYPES:
+        for resource in prefetched.resources(kind):
+            fact = _medication_fact(knowledge, resource)
+            if fact is not None:
+                found.append(fact)
+    return found
+
+
+def _medication_fact(knowledge: Knowledge, resource: dict) -> MedicationFact | None:
     kind = resource.get("resourceType")
     status = resource.get("status")
     if status in _BAD_STATUS:
-        return
+        return None
     concept = resource.get("medicationCodeableConcept")
     medication = drugmod.contained_medication(resource)
     match = drugmod.recognise(knowledge, concept, medication, drugmod.route_hint(resource))
@@ -444,11 +463,14 @@ def _read_medication(facts: PatientFacts, knowledge: Knowledge, resource: dict) 
     display = (concept or {}).get("text") or next(
         (c.get("display") for c in codings(concept) if c.get("display")), None) or (
         match.entry.display if match else "medication")
-    facts.medications.append(MedicationFact(match, str(display), active, start, codes, kind, resource.get("id")))
+    return MedicationFact(match, str(display), active, start, codes, kind, resource.get("id"))
 
 
-def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, today: date) -> PatientFacts:
-    """Reduce the completed prefetch to PatientFacts (one pass per resource list)."""
+def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, today: date,
+                medications: list[MedicationFact] | None = None) -> PatientFacts:
+    """Reduce the completed prefetch to PatientFacts (one pass per resource list).
+
+    ``medications``: ``read_medications`` of the same record, if the caller has read them already."""
     facts = PatientFacts(today=today, patient_id=patient_id, unavailable=dict(prefetched.unavailable),
                          gaps=dict(prefetched.gaps))
     for resource in prefetched.resources("Patient"):
@@ -457,9 +479,7 @@ def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, t
     _read_labs(facts, knowledge, prefetched)
     for condition in prefetched.resources("Condition"):
         _read_condition(facts, knowledge, condition)
-    for kind in ("MedicationRequest", "MedicationStatement"):
-        for med in prefetched.resources(kind):
-            _read_medication(facts, knowledge, med)
+    facts.medications = read_medications(knowledge, prefetched) if medications is None else medications
     from cds_service.hepatic import read_child_pugh
     facts.child_pugh = read_child_pugh(knowledge, prefetched, today)
     from cds_service.coded_records import read_records

@@ -16,7 +16,7 @@ from cds_service import orders as ordermod
 from cds_service import prefetch as prefetchmod
 from cds_service.discovery import Service
 from cds_service.errors import CdsError
-from cds_service.facts import build_facts, today_from
+from cds_service.facts import MEDICATION_TYPES, build_facts, read_medications, today_from
 from cds_service.findings import Finding, Missing
 from cds_service.rules import NOTICE_RULES, ORDER_RULES, PATIENT_VIEW_RULES
 from cds_service.rules.context import RuleContext
@@ -68,7 +68,16 @@ def evaluate(engine, service: Service, body) -> HookResult:
     knowledge = engine.knowledge
     completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
     gaps: list[Missing] = []
-    if service.hook != "patient-view":
+    medications = None
+    if service.hook == "patient-view":
+        # most charts opened are of patients who take no JAK inhibitor: their medications are read first
+        # (fetched first when not sent), the rest of the record only for a patient who takes one
+        sent = completion.fill(MEDICATION_TYPES)
+        if sent.by_key:                        # else nothing could be obtained: the 412 below says so
+            medications = read_medications(knowledge, sent.only(MEDICATION_TYPES))
+            if not any(m.systemic_jaki_in_use for m in medications):
+                return _answer(knowledge, request, [], gaps)
+    else:
         # orders of every drug reach us: the drafts alone tell whether there is anything to say
         all_drafts = ordermod.draft_resources(request.context)
         drafts = ordermod.selected(all_drafts, request.context) if service.hook == "order-select" else all_drafts
@@ -80,12 +89,12 @@ def evaluate(engine, service: Service, body) -> HookResult:
         reasons = sorted(set(prefetched.unavailable.values()))
         raise CdsError(412, "no patient data could be obtained: " + "; ".join(reasons), code="not-found")
     prefetched.keep_observations(knowledge.observation_codes)   # results no rule reads cost one look-up
-    facts = build_facts(knowledge, prefetched, request.patient_id, today_from(engine.settings.evaluation_date))
+    facts = build_facts(knowledge, prefetched, request.patient_id, today_from(engine.settings.evaluation_date),
+                        medications)
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook)
     if service.hook == "patient-view":
         # patient-view serves patients on a systemic JAK inhibitor only (others get no cards at all)
-        on_jaki = any(m.active and m.drug is not None and m.drug.category == "systemic" for m in facts.medications)
-        families = PATIENT_VIEW_RULES if on_jaki else ()
+        families = PATIENT_VIEW_RULES if any(m.systemic_jaki_in_use for m in facts.medications) else ()
     else:
         ctx.draft_resources = all_drafts
         conditions_by_id = {c.get("id"): c for c in prefetched.resources("Condition")}

@@ -322,6 +322,12 @@ class Prefetched:
     def nothing_usable(self) -> bool:
         return not self.by_key
 
+    def only(self, types: tuple[str, ...]) -> "Prefetched":
+        """The resources of these types from every key, read by the same rules (this patient's, first of
+        each id), without indexing the rest: e.g. the medications, to see whether anything else is needed."""
+        kept = [r for resources in self.by_key.values() for r in resources if r.get("resourceType") in types]
+        return Prefetched(by_key={"only": kept}, patient_id=self.patient_id)
+
 
 def from_request(request: HookRequest, templates: dict[str, str]) -> tuple[Prefetched, list[str]]:
     """Take what the EHR sent; return it and the keys still to fetch."""

@@ -23,6 +23,13 @@ def test_generated_requests_are_realistic_and_sized():
     assert len(resources_of(noisy["prefetch"]["vitals"])) == len(resources_of(body["prefetch"]["vitals"])) + 300
     view = workload.hook_request("patient-view", 10)
     assert "draftOrders" not in view["context"]
+    jak_texts = [m["medicationCodeableConcept"]["text"] for m in resources_of(view["prefetch"]["medications"])]
+    assert any("upadacitinib" in t for t in jak_texts)
+    quiet_view = workload.hook_request("patient-view", 10, jak=False)
+    assert len(resources_of(quiet_view["prefetch"]["medications"])) == len(jak_texts) - 1
+    quiet_order = workload.hook_request("order-sign", 10, jak=False)
+    assert "amoxicillin" in quiet_order["context"]["draftOrders"]["entry"][0]["resource"][
+        "medicationCodeableConcept"]["text"]
 
 
 def test_noop_route_decodes_and_answers_the_given_body():
@@ -41,10 +48,13 @@ def test_in_process_run_writes_the_expected_structure(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert set(result) >= {"machine", "settings", "inprocess", "targets", "created"}
     cases = result["inprocess"]["cases"]
-    assert {(c["hook"], c["observations"]) for c in cases} == {("order-sign", 10), ("patient-view", 10),
-                                                             ("order-sign", 200)}
+    assert {(c["hook"], c["observations"], c["jak"]) for c in cases} == {
+        ("order-sign", 10, True), ("patient-view", 10, True), ("order-sign", 200, True),
+        ("order-sign", 200, False), ("patient-view", 200, False)}        # the last two: nothing to say
+    assert all((case["cards"] == 0) == (not case["jak"]) for case in cases)
     for case in cases:
-        assert case["reps"] == (3 if (case["hook"], case["observations"]) == ("order-sign", 200) else 2)
+        assert case["reps"] == (3 if (case["hook"], case["observations"], case["jak"]) == ("order-sign", 200, True)
+                                else 2)
         for series in inprocess.SERIES:
             assert set(case["wall"][series]) == {"median_ms", "p99_ms", "min_ms", "mean_ms", "n"}
             assert case["wall"][series]["n"] == case["cpu"][series]["n"] == case["reps"]
@@ -90,10 +100,24 @@ def test_stage_breakdown_times_every_step_of_the_call_and_puts_the_pipeline_back
                   "rules: screening", "cards", "wire format"):
         assert steps[label]["best_us"] > 0, label
     assert "rules: monitoring" not in steps                 # a patient-view family: not run on order-sign
+    assert "medications, read first (patient-view)" not in steps
     assert steps["whole evaluate"]["best_us"] >= steps["patient facts"]["best_us"]
     assert (hooks.build_facts, hooks.parse_request, orders._validate_r4,
             prefetch.Prefetched.keep_observations) == before
     assert "% of evaluate" in stages.table(result)
+
+
+def test_a_call_with_nothing_to_say_reads_no_more_than_it_needs():
+    """Another drug's order: the drafts only; a patient on no JAK inhibitor: the medications only."""
+    from bench import stages
+
+    order = stages.measure("order-sign", 10, reps=2, jak=False)["steps"]
+    assert "draft orders recognised (incl. FHIR R4 validation)" in order
+    assert not {"prefetch completion", "patient facts", "rules: dose"} & set(order)
+    view = stages.measure("patient-view", 10, reps=2, jak=False)
+    assert "medications, read first (patient-view)" in view["steps"]
+    assert not {"drop unread observations + index", "patient facts", "rules: monitoring"} & set(view["steps"])
+    assert "nothing to say" in stages.table(view)
 
 
 def test_stage_breakdown_with_cold_caches_says_so_and_times_the_same_steps():

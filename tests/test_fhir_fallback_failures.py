@@ -88,10 +88,10 @@ def test_slow_server_is_cut_off_at_the_budget(client):
     assert elapsed < BUDGET + 1.0, f"took {elapsed:.2f} s with a budget of {BUDGET} s"
 
 
-@pytest.mark.parametrize("hook_name", ["order-sign"])
+@pytest.mark.parametrize("hook_name", ["order-sign", "patient-view"])
 def test_every_fetch_of_one_hook_call_shares_one_budget(tmp_path, knowledge, hook_name):
-    """The rest of a paged key and the keys not sent are fetched in turn; together they take one
-    budget (JAK_CDS_FHIR_TIMEOUT), not one budget each."""
+    """The rest of a paged key, the medications patient-view reads first, and the keys not sent are
+    fetched in turn; together they take one budget (JAK_CDS_FHIR_TIMEOUT), not one budget each."""
     budget = 1.0
     settings = trust_settings(tmp_path, auth="off", fhir_timeout=budget, fhir_connect_timeout=0.2)
     slow_client = create_app(settings, knowledge=knowledge).test_client()

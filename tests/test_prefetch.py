@@ -4,7 +4,8 @@ import time
 import pytest
 import responses
 
-from fixtures.builders import condition, draft_order, full_baseline, obs, patient
+from fixtures.builders import condition, draft_order, full_baseline, medication_request, obs, patient
+from fixtures.scenarios_monitoring import on_treatment
 from tests.conftest import FHIR_BASE, alerts, call_hook, cards_of, make_request, rule_of, serve_fhir
 
 RA = condition("69896004", "Rheumatoid arthritis")
@@ -174,9 +175,14 @@ def test_records_of_another_patient_are_left_out_and_said(client):
     assert any("named a different patient" in c["detail"] for c in cards)
 
 
-# -- what an EHR sends most: orders of other drugs ------------------------------------------------------
+# -- what an EHR sends most: orders of other drugs, charts of patients on no JAK inhibitor ---------------
 
 AMOXICILLIN = draft_order("amoxicillin 500 mg capsule", 500, 3)
+MEDICATION_QUERIES = ("MedicationRequest?", "MedicationStatement?")
+
+
+def _queries(calls) -> list[str]:
+    return sorted(c.url.split("/fhir/", 1)[1] for c in calls)
 
 
 @pytest.mark.parametrize("hook_name", ["order-select", "order-sign"])
@@ -203,3 +209,36 @@ def test_near_miss_a_jak_inhibitor_next_to_another_drug_still_reads_the_record(c
                                    prefetch=False, fhir_server=FHIR_BASE))
     assert [rule_of(c) for c in alerts(cards)] == ["upadacitinib-ad-age-65", "prac-risk-groups"]
     assert len(calls) == len(templates)
+
+
+def test_patient_view_of_a_patient_on_no_jak_inhibitor_fetches_the_medications_only(client):
+    methotrexate = medication_request("methotrexate 15 mg weekly", authored_days_ago=200)
+    calls = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_fhir(rsps, [*OLD_AD, methotrexate], calls=calls)
+        cards = cards_of(call_hook(client, [*OLD_AD, methotrexate], "patient-view", prefetch=False,
+                                   fhir_server=FHIR_BASE))
+    assert cards == []
+    assert [q.split("?")[0] + "?" for q in _queries(calls)] == sorted(MEDICATION_QUERIES)
+
+
+def test_patient_view_of_a_patient_on_a_jak_inhibitor_fetches_the_rest_and_answers_as_with_prefetch(client, templates):
+    record = on_treatment(5, labs_days_ago=None)
+    with_prefetch = cards_of(call_hook(client, record, "patient-view"))
+    calls = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        serve_fhir(rsps, record, calls=calls)
+        fetched = cards_of(call_hook(client, record, "patient-view", prefetch=False, fhir_server=FHIR_BASE))
+    assert sorted(rule_of(c) for c in fetched) == sorted(rule_of(c) for c in with_prefetch) != []
+    assert len(calls) == len(templates)     # each key once: the medications first, then the rest
+
+
+def test_patient_view_finds_a_jak_inhibitor_sent_under_another_prefetch_key(client):
+    """The medications are looked for in everything the EHR sent, not only under the medication keys."""
+    record = on_treatment(5, labs_days_ago=None)
+    body = make_request(record, "patient-view")
+    [jak] = [r for r in record if r["resourceType"] == "MedicationRequest"]
+    body["prefetch"]["medications"] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
+    body["prefetch"]["conditions"]["entry"].append({"resource": jak})
+    cards = cards_of(client.post("/cds-services/jak-patient-view", json=body))
+    assert "monitor-cbc" in " ".join(rule_of(c) for c in cards)

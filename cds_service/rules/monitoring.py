@@ -24,7 +24,7 @@ from cds_service.schemas.monitoring import MonitoringSchedule
 
 
 def systemic_in_use(ctx: RuleContext):
-    return [m for m in ctx.facts.medications if m.active and m.drug is not None and m.drug.category == "systemic"]
+    return [m for m in ctx.facts.medications if m.systemic_jaki_in_use]
 
 
 def _status(schedule: MonitoringSchedule, start: date, today: date, done: date | None) -> tuple[str | None, str]:
