@@ -66,12 +66,12 @@ def _record_problems(facts, prefetched) -> list[Missing]:
 def evaluate(engine, service: Service, body) -> HookResult:
     request = parse_request(body, service)
     knowledge = engine.knowledge
-    completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
     gaps: list[Missing] = []
     medications = None
     if service.hook == "patient-view":
         # most charts opened are of patients who take no JAK inhibitor: their medications are read first
         # (fetched first when not sent), the rest of the record only for a patient who takes one
+        completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
         sent = completion.fill(MEDICATION_TYPES)
         if sent.by_key:                        # else nothing could be obtained: the 412 below says so
             medications = read_medications(knowledge, sent.only(MEDICATION_TYPES))
@@ -84,6 +84,7 @@ def evaluate(engine, service: Service, body) -> HookResult:
         recognised, gaps = ordermod.recognise_drafts(knowledge, drafts)
         if not recognised:
             return _answer(knowledge, request, [], gaps)
+        completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
     prefetched = completion.fill()
     if prefetched.nothing_usable:
         reasons = sorted(set(prefetched.unavailable.values()))
