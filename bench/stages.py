@@ -138,10 +138,10 @@ def _per_call(values: list[float], reps: int) -> dict:
 
 def table(result: dict) -> str:
     whole = result["steps"]["whole evaluate"]["median_us"]
-    caches = ", CPU caches overwritten before each call" if result.get("cold") else ""
-    caches += "" if result.get("jak", True) else ", nothing to say (another drug / no JAK inhibitor)"
+    notes = ", CPU caches overwritten before each call" if result.get("cold") else ""
+    notes += "" if result.get("jak", True) else ", nothing to say (another drug / no JAK inhibitor)"
     lines = [f"{result['hook']}, {result['observations']} observations ({result['request_bytes'] / 1024:.0f} KB), "
-             f"{result['reps']} calls{caches}; microseconds per hook call",
+             f"{result['reps']} calls{notes}; microseconds per hook call",
              f"{'step':<44} {'best':>8} {'median':>8} {'% of evaluate':>14}"]
     lines.append("-" * len(lines[-1]))
     for label, row in result["steps"].items():

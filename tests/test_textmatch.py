@@ -60,3 +60,31 @@ def test_drug_class_atc_prefixes_and_exclusions_whatever_the_case():
     assert not in_class(med("tacrolimus 0.1% ointment", "L04AD02"), klass)
     assert not in_class(med("tacrolimus 0.1% ointment"), klass)
     assert not in_class(med("methotrexate 15 mg", "L04AX03"), klass)
+
+
+def test_interacting_and_prior_therapy_classes_match_atc_codes_whatever_the_case():
+    """Whole ATC codes written in lower case in the knowledge match a patient's coded medication (and only
+    that code: a class's code is not a prefix here); a coded member in a local form does not count."""
+    from types import SimpleNamespace
+
+    from cds_service.facts import MedicationFact
+    from cds_service.rules.dose import interacting_medications
+    from cds_service.rules.positioning import prior_therapy
+    from cds_service.schemas.dose import InteractingClass
+    from cds_service.schemas.positioning import TherapyClass
+
+    interacting = InteractingClass(display="strong CYP3A4 inhibitors", atc=["j02ac02"], names=["itraconazole"],
+                                   exclude_words=["cream"], sources=["x"])
+    therapy = TherapyClass(display="csDMARD", members=["methotrexate"], atc=["l04ax03"], names=["methotrexate"],
+                           exclude_words=["cream"], sources=["x"])
+
+    def med(display, code):
+        return MedicationFact(None, display, True, None, (("atc", code),), "MedicationRequest", "m")
+
+    meds = [med("Sporanox capsule", "J02AC02"), med("Sporanox cream", "J02AC02"), med("Trexall", "L04AX03"),
+            med("Other", "J02AC0")]
+    rules = SimpleNamespace(interacting_class={"c": interacting}, therapy_class={"t": therapy})
+    ctx = SimpleNamespace(knowledge=SimpleNamespace(rules=rules), facts=SimpleNamespace(medications=meds),
+                          orders=[], draft_resources=[])
+    assert interacting_medications(ctx, "c") == ["Sporanox capsule"]
+    assert prior_therapy(ctx, "t") == ["Trexall"]

@@ -107,15 +107,13 @@ def _co_ordered(ctx: RuleContext) -> list[tuple[str, tuple[tuple[str, str], ...]
 def interacting_medications(ctx: RuleContext, class_id: str) -> list[str]:
     """Displays of the patient's active (or co-ordered) medications that belong to an interacting class."""
     entry = ctx.knowledge.rules.interacting_class[class_id]
-    atc = {c.upper() for c in entry.atc}
-    rxnorm = set(entry.rxnorm)
     candidates = [(m.display + (f" (since {m.start.isoformat()})" if m.start else ""), m.display, m.codes)
                   for m in ctx.facts.medications if m.active and m.drug is None]
     candidates += [(display, display, codes) for display, codes in _co_ordered(ctx)]
     found: list[str] = []
     for shown, display, codes in candidates:
         text = display.lower()
-        coded = any((kind == "atc" and code.upper() in atc) or (kind == "rxnorm" and code in rxnorm)
+        coded = any((kind == "atc" and code.upper() in entry.atc) or (kind == "rxnorm" and code in entry.rxnorm)
                     for kind, code in codes)
         member = coded or any_word(text, entry.names, r"\b", r"\b")
         if member and not any_word(text, entry.exclude_words, r"\b", ""):     # a local form is not a member

@@ -16,14 +16,12 @@ WORD_START = r"\b"                 # a name matches at a word start ("ciclospori
 def prior_therapy(ctx: RuleContext, class_id: str) -> list[str]:
     """Displays (with start dates) of any recorded medication of the class, active or not."""
     entry = ctx.knowledge.rules.therapy_class[class_id]
-    atc = {c.upper() for c in entry.atc}
-    rxnorm = set(entry.rxnorm)
     found: list[str] = []
     for med in ctx.facts.medications:
         if med.drug is not None:          # a recognised JAK inhibitor is not a conventional agent
             continue
         text = med.display.lower()
-        coded = any((kind == "atc" and code.upper() in atc) or (kind == "rxnorm" and code in rxnorm)
+        coded = any((kind == "atc" and code.upper() in entry.atc) or (kind == "rxnorm" and code in entry.rxnorm)
                     for kind, code in med.codes)
         member = coded or any_word(text, entry.names, WORD_START, "")
         if member and not any_word(text, entry.exclude_words, WORD_START, ""):  # a local form is not a member

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks, indication_checks
+from cds_service.schemas.base import AtcCodes, Strict, common_checks, indication_checks
 from cds_service.textmatch import WordList
 
 Phase = Literal["induction", "maintenance"]
@@ -102,7 +102,7 @@ class PhaseWords(Strict):
 
 class InteractingClass(Strict):
     display: str
-    atc: list[str] = []
+    atc: AtcCodes = ()                    # whole ATC codes
     rxnorm: list[str] = []
     names: WordList = Field(min_length=1)
     # a medication whose text contains one of these words is a local form (cream, shampoo ...), not systemic

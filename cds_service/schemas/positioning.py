@@ -13,14 +13,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks, indication_checks
+from cds_service.schemas.base import AtcCodes, Strict, common_checks, indication_checks
 from cds_service.textmatch import WordList
 
 
 class TherapyClass(Strict):
     display: str
     members: list[str] = Field(min_length=1)     # how the card names the members
-    atc: list[str] = []
+    atc: AtcCodes = ()                           # whole ATC codes
     rxnorm: list[str] = []
     names: WordList = Field(min_length=1)
     exclude_words: WordList = ()                 # a text naming a local form (eye drops, cream) is not systemic
