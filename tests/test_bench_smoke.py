@@ -66,11 +66,29 @@ def test_in_process_run_writes_the_expected_structure(tmp_path, capsys):
     assert [t["target"].split(":")[0] for t in result["targets"]] == [
         "order-sign 200 obs", "order-sign 200 obs", "order-sign 200 obs", "order-sign 200 obs", "30 irrelevant obs"]
     assert all(set(t) == {"target", "value", "limit", "met"} for t in result["targets"])
+    assert result["steadiness"]["case"] == "order-sign 200 obs"
     printed = capsys.readouterr().out
-    assert "order-sign 10 obs" in printed and "Targets" in printed
+    assert "order-sign 10 obs" in printed and "Targets" in printed and "Machine steadiness during" in printed
     assert bench_main.main(["--from-json", str(out), "--markdown"]) == 0
     printed = capsys.readouterr().out
     assert "| order-sign 10 obs | " in printed and "| target | measured | limit | met |" in printed
+
+
+def _series(median: float, p99: float) -> dict:
+    return {"median_ms": median, "p99_ms": p99, "min_ms": median / 2, "mean_ms": median, "n": 100}
+
+
+def test_steadiness_puts_the_floor_spread_beside_the_call_spread():
+    """A p99 miss is read beside how widely the JSON floor alone (none of our code) spread in the same run."""
+    case = {"name": "order-sign 200 obs", "hook": "order-sign", "observations": 200, "irrelevant": 0, "jak": True,
+            "wall": {"json_floor": _series(1.0, 2.4), "call": _series(3.0, 6.6)}}
+    quiet = dict(case, name="order-sign 200 obs, another drug", jak=False,
+                 wall={"json_floor": _series(1.0, 1.0), "call": _series(1.0, 1.0)})
+    result = {"inprocess": {"cases": [quiet, case]}}
+    assert bench_main.steadiness(result) == {"case": "order-sign 200 obs", "json_floor_p99_over_median": 2.4,
+                                             "call_p99_over_median": 2.2}
+    assert "JSON floor alone (no code of ours) 2.40, of the hook call 2.20" in bench_main._steadiness_line(result)
+    assert bench_main.steadiness({"inprocess": {"cases": [quiet]}}) is None
 
 
 def test_http_run_starts_and_stops_both_servers():
