@@ -179,6 +179,14 @@ class PatientFacts:
                 return why
         return self.gaps.get(resource_type)
 
+    def why_medications_unavailable(self) -> str | None:
+        """Why the medication list (requests or statements) could not be obtained, if it could not."""
+        for resource_type in MEDICATION_TYPES:
+            why = self.gaps.get(resource_type)
+            if why:
+                return why
+        return None
+
 
 def _age_on(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))

@@ -86,10 +86,6 @@ def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
     return found
 
 
-def medications_unavailable(facts: PatientFacts) -> str | None:
-    return facts.why_unavailable("MedicationRequest") or facts.why_unavailable("MedicationStatement")
-
-
 # -- evidence per key ----------------------------------------------------------------------------------------------
 
 def _test_evidence(ctx: RuleContext, test_ids: list[str], order: DraftOrder, rule) -> tuple[list[str], list[Missing]]:
@@ -212,7 +208,7 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
             evidence += class_evidence(ctx, rule.medication_classes)
         if rule.other_systemic_jak:
             evidence += _other_jak_evidence(ctx, order, rule.other_jak_categories)
-        why = medications_unavailable(facts)
+        why = facts.why_medications_unavailable()
         if why:
             unavailable.append(("current medications (combinations with biologics, JAK inhibitors, "
                                 "immunosuppressants)", why))

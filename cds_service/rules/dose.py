@@ -121,10 +121,6 @@ def interacting_medications(ctx: RuleContext, class_id: str) -> list[str]:
     return found
 
 
-def _medications_unavailable(ctx: RuleContext) -> str | None:
-    return ctx.facts.why_unavailable("MedicationRequest") or ctx.facts.why_unavailable("MedicationStatement")
-
-
 def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: str | None) -> Check:
     """Does the rule's situation hold for this patient and order? Missing data is collected, not guessed."""
     when, facts, k = rule.when, ctx.facts, ctx.knowledge
@@ -199,7 +195,7 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
             if meds:
                 out.evidence.append(f"{display}: {', '.join(meds)}")
                 continue
-            why = _medications_unavailable(ctx)
+            why = facts.why_medications_unavailable()
             if why:
                 out.missing.append(("interacting medicines", f"the medication list could not be obtained: {why}"))
             else:
@@ -211,7 +207,7 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
             return out.fail()
         if not when.new_start and not continuing:
             return out.fail()
-        why = _medications_unavailable(ctx)
+        why = facts.why_medications_unavailable()
         out.evidence.append(f"new start of {order.name}" + (
             f" (assumed: the medication list could not be obtained: {why})" if why and not continuing else ""))
     return out

@@ -52,10 +52,6 @@ def _already_on(ctx: RuleContext, drug_id: str) -> bool:
     return any(m.active and m.drug is not None and m.drug.drug_id == drug_id for m in ctx.facts.medications)
 
 
-def _history_unavailable(ctx: RuleContext) -> str | None:
-    return ctx.facts.why_unavailable("MedicationRequest") or ctx.facts.why_unavailable("MedicationStatement")
-
-
 def evaluate(ctx: RuleContext):
     k = ctx.knowledge
     for rule in k.rules.positioning:
@@ -70,7 +66,7 @@ def evaluate(ctx: RuleContext):
                 continue
             classes = [k.rules.therapy_class[c] for c in rule.prior_classes]
             members = ", ".join(m for c in classes for m in c.members)
-            unavailable = _history_unavailable(ctx)
+            unavailable = ctx.facts.why_medications_unavailable()
             if unavailable:
                 looked = (f"**Medication history could not be obtained** ({unavailable}), so prior {members} "
                           f"could not be checked.")

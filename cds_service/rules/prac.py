@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.rules import dose as dosemod
-from cds_service.rules.contraindications import class_evidence, condition_evidence, medications_unavailable
+from cds_service.rules.contraindications import class_evidence, condition_evidence
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.text import lab, mg
 
@@ -97,10 +97,10 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
         if note:
             not_recorded.append(note)
     unavailable = []
-    if facts.why_unavailable("Condition"):
-        unavailable.append(f"conditions could not be obtained: {facts.why_unavailable('Condition')}")
-    if medications_unavailable(facts):
-        unavailable.append(f"current medications could not be obtained: {medications_unavailable(facts)}")
+    if why := facts.why_unavailable("Condition"):
+        unavailable.append(f"conditions could not be obtained: {why}")
+    if why := facts.why_medications_unavailable():
+        unavailable.append(f"current medications could not be obtained: {why}")
     if not found["prac"] and not found["vte"]:
         for why in unavailable:
             yield Missing(card.id, "PRAC risk groups (CV disease, cancer, VTE risk)", why, tuple(card.sources),
