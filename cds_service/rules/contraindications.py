@@ -11,7 +11,7 @@ import re
 from datetime import date
 
 from cds_service import drugs as drugmod
-from cds_service.facts import ConditionFact, MedicationFact, PatientFacts
+from cds_service.facts import ConditionFact, PatientFacts
 from cds_service.findings import Finding, Missing
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.text import lab, unit
@@ -63,15 +63,6 @@ def _words_in(text: str, words) -> bool:
     return any_word(text.lower(), words)      # one cached pattern per word list (cds_service.textmatch)
 
 
-def in_class(med: MedicationFact, drug_class) -> bool:
-    """A medication of this class: ATC code/prefix, else a name in the text (never a local form).
-
-    The exclusion words are looked for only in a medication that is a member otherwise (most are not)."""
-    member = any(kind == drugmod.ATC and code.upper().startswith(drug_class.atc) for kind, code in med.codes) \
-        or _words_in(med.display, drug_class.names)
-    return member and not _words_in(med.display, drug_class.exclude_words)
-
-
 def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
     classes = ctx.knowledge.rules.drug_class
     found = []
@@ -79,7 +70,7 @@ def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
         if not med.active:
             continue
         for class_id in class_ids:
-            if in_class(med, classes[class_id]):
+            if classes[class_id].contains(med.display, med.codes):
                 started = f", since {med.start.isoformat()}" if med.start else ""
                 found.append(f"{med.display} ({classes[class_id].display}; active {med.resource_type}{started})")
                 break

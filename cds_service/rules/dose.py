@@ -19,7 +19,6 @@ from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.lab_thresholds import missing_reason
 from cds_service.rules.text import lab, mg, sentence
 from cds_service.schemas.dose import DoseRule
-from cds_service.textmatch import any_word
 
 UCUM = "http://unitsofmeasure.org"
 _EPS = 1e-9
@@ -110,15 +109,7 @@ def interacting_medications(ctx: RuleContext, class_id: str) -> list[str]:
     candidates = [(m.display + (f" (since {m.start.isoformat()})" if m.start else ""), m.display, m.codes)
                   for m in ctx.facts.medications if m.active and m.drug is None]
     candidates += [(display, display, codes) for display, codes in _co_ordered(ctx)]
-    found: list[str] = []
-    for shown, display, codes in candidates:
-        text = display.lower()
-        coded = any((kind == "atc" and code.upper() in entry.atc) or (kind == "rxnorm" and code in entry.rxnorm)
-                    for kind, code in codes)
-        member = coded or any_word(text, entry.names, r"\b", r"\b")
-        if member and not any_word(text, entry.exclude_words, r"\b", ""):     # a local form is not a member
-            found.append(shown)
-    return found
+    return [shown for shown, display, codes in candidates if entry.contains(display, codes)]
 
 
 def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: str | None) -> Check:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from cds_service.findings import Finding
 from cds_service.rules.context import RuleContext
-from cds_service.textmatch import any_word
-
-WORD_START = r"\b"                 # a name matches at a word start ("ciclosporin" in "Neoral (ciclosporin)")
 
 
 def prior_therapy(ctx: RuleContext, class_id: str) -> list[str]:
@@ -20,11 +17,7 @@ def prior_therapy(ctx: RuleContext, class_id: str) -> list[str]:
     for med in ctx.facts.medications:
         if med.drug is not None:          # a recognised JAK inhibitor is not a conventional agent
             continue
-        text = med.display.lower()
-        coded = any((kind == "atc" and code.upper() in entry.atc) or (kind == "rxnorm" and code in entry.rxnorm)
-                    for kind, code in med.codes)
-        member = coded or any_word(text, entry.names, WORD_START, "")
-        if member and not any_word(text, entry.exclude_words, WORD_START, ""):  # a local form is not a member
+        if entry.contains(med.display, med.codes):
             found.append(med.display + (f" (from {med.start.isoformat()})" if med.start else ""))
     return found
 

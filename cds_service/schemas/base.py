@@ -1,9 +1,11 @@
 """Shared pieces for rule-table schemas."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from cds_service.textmatch import NOT_A_LETTER_AFTER, NOT_A_LETTER_BEFORE, WordList, any_word
 
 
 class Strict(BaseModel):
@@ -14,6 +16,45 @@ class Strict(BaseModel):
 
 # ATC codes are upper case; kept so (a tuple, so that a prefix test is one ``str.startswith``)
 AtcCodes = Annotated[tuple[str, ...], AfterValidator(lambda codes: tuple(c.strip().upper() for c in codes))]
+
+WORD, WORD_START = (r"\b", r"\b"), (r"\b", "")     # regex bounds of a name: a whole word, or a word start
+
+
+class MedicationClass(Strict):
+    """A class of medicines a rule looks for in the record (drug_class, interacting_class, therapy_class).
+
+    A member is coded with one of the class's ATC or RxNorm codes or named in the text, and a text naming
+    a local form (cream, eye drops: ``exclude_words``) is never a member, coded or not. Each kind of class
+    declares how its codes and names match; ``contains`` is the one place that reads them.
+    """
+
+    display: str
+    atc: AtcCodes = ()
+    rxnorm: list[str] = []
+    names: WordList = ()
+    exclude_words: WordList = ()
+
+    ATC_PREFIXES: ClassVar[bool] = False                 # True: L04AB matches L04AB01
+    NAME_BOUNDS: ClassVar[tuple[str, str]] = WORD
+    EXCLUDE_BOUNDS: ClassVar[tuple[str, str]] = WORD_START
+
+    def contains(self, display: str, codes) -> bool:
+        """Is a medication shown as ``display`` with ``codes`` ((kind, code) pairs, see drugs.py) a member?"""
+        text = display.lower()
+        coded = False
+        for kind, code in codes:
+            if kind == "atc":
+                code = code.upper()
+                coded = code.startswith(self.atc) if self.ATC_PREFIXES else code in self.atc
+            elif kind == "rxnorm":
+                coded = code in self.rxnorm
+            if coded:
+                break
+        member = coded or any_word(text, self.names, *self.NAME_BOUNDS)
+        return member and not any_word(text, self.exclude_words, *self.EXCLUDE_BOUNDS)
+
+
+LETTERS = (NOT_A_LETTER_BEFORE, NOT_A_LETTER_AFTER)    # a name not inside a longer word of letters
 
 
 def common_checks(knowledge, rule, drugs: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import AtcCodes, Strict, common_checks
+from cds_service.schemas.base import LETTERS, AtcCodes, MedicationClass, Strict, common_checks
 from cds_service.textmatch import WordList
 
 
@@ -80,11 +80,11 @@ class QualitativeTest(Strict):
     sources: list[str] = Field(min_length=1)
 
 
-class DrugClass(Strict):
-    display: str
-    atc: AtcCodes = ()                    # ATC codes or prefixes (L04AB matches L04AB01 ...)
-    names: WordList = ()                  # ingredient / brand names matched as words in the text
-    exclude_words: WordList = ()          # a text with one of these is a local form, not systemic
+class DrugClass(MedicationClass):
+    """Current medicines a contraindication looks for: ATC codes or prefixes, names as words, no local form."""
+
+    ATC_PREFIXES = True                   # ATC codes or prefixes (L04AB matches L04AB01 ...)
+    NAME_BOUNDS = EXCLUDE_BOUNDS = LETTERS   # names and local-form words not inside a longer word
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import AtcCodes, Strict, common_checks, indication_checks
+from cds_service.schemas.base import MedicationClass, Strict, common_checks, indication_checks
 from cds_service.textmatch import WordList
 
 Phase = Literal["induction", "maintenance"]
@@ -100,13 +100,12 @@ class PhaseWords(Strict):
     sources: list[str] = Field(min_length=1)
 
 
-class InteractingClass(Strict):
-    display: str
-    atc: AtcCodes = ()                    # whole ATC codes
-    rxnorm: list[str] = []
+class InteractingClass(MedicationClass):
+    """Medicines that change a JAK inhibitor's dose: whole ATC or RxNorm codes, whole-word names, no local form.
+
+    A text naming a local form (cream, shampoo ...) is not a member, even when coded."""
+
     names: WordList = Field(min_length=1)
-    # a medication whose text contains one of these words is a local form (cream, shampoo ...), not systemic
-    exclude_words: WordList = ()
     sources: list[str] = Field(min_length=1)
 
 

@@ -13,17 +13,19 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import AtcCodes, Strict, common_checks, indication_checks
+from cds_service.schemas.base import WORD_START, MedicationClass, Strict, common_checks, indication_checks
 from cds_service.textmatch import WordList
 
 
-class TherapyClass(Strict):
-    display: str
+class TherapyClass(MedicationClass):
+    """Prior therapy a positioning rule looks for: whole ATC or RxNorm codes, names at a word start, no local form.
+
+    A name matches at the start of a word ("ciclosporin" in "Neoral (ciclosporin)" and in "ciclosporine");
+    a text naming a local form (eye drops, cream) is not a member, even when coded."""
+
+    NAME_BOUNDS = WORD_START
     members: list[str] = Field(min_length=1)     # how the card names the members
-    atc: AtcCodes = ()                           # whole ATC codes
-    rxnorm: list[str] = []
     names: WordList = Field(min_length=1)
-    exclude_words: WordList = ()                 # a text naming a local form (eye drops, cream) is not systemic
     sources: list[str] = Field(min_length=1)
 
 
