@@ -90,3 +90,25 @@ def test_interacting_and_prior_therapy_classes_match_atc_codes_whatever_the_case
                           orders=[], draft_resources=[])
     assert interacting_medications(ctx, "c") == ["Sporanox capsule"]
     assert prior_therapy(ctx, "t") == ["Trexall"]
+
+
+def test_each_kind_of_medication_class_matches_names_as_it_declares():
+    """Prior therapy names match at a word start (a spelling variant such as "ciclosporine" counts as
+    history); interacting and contraindicating names must be whole words; a drug class may also be coded by
+    RxNorm; a local form is never a member."""
+    from cds_service.schemas.contraindication import DrugClass
+    from cds_service.schemas.dose import InteractingClass
+    from cds_service.schemas.positioning import TherapyClass
+
+    therapy = TherapyClass(display="csDMARD", members=["ciclosporin"], names=["ciclosporin"],
+                           exclude_words=["eye"], sources=["x"])
+    interacting = InteractingClass(display="CYP3A4", names=["ritonavir"], exclude_words=["gel"], sources=["x"])
+    drug_class = DrugClass(display="calcineurin", names=["tacrolimus"], rxnorm=["42316"],
+                           exclude_words=["ointment"], sources=["x"])
+    assert therapy.contains("Ciclosporine 100 mg", ())
+    assert not therapy.contains("ciclosporin eye drops", ())
+    assert interacting.contains("Ritonavir 100 mg tablet", ())
+    assert not interacting.contains("ritonavirx 100 mg", ())
+    assert drug_class.contains("Envarsus 1 mg", (("rxnorm", "42316"),))
+    assert not drug_class.contains("tacrolimusum", ())
+    assert not drug_class.contains("Protopic ointment", (("rxnorm", "42316"),))
