@@ -42,6 +42,24 @@ def machine() -> dict:
     return info
 
 
+def cpu_counters(stat_text: str | None = None) -> tuple[int, int] | None:
+    """(steal, total) clock ticks of all CPUs from /proc/stat (Linux), or None where not available."""
+    try:
+        text = stat_text if stat_text is not None else Path("/proc/stat").read_text()
+        fields = [int(x) for x in text.splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already inside user and nice]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def stolen_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of the machine's CPU time the hypervisor gave to other guests between two ``cpu_counters``."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 4)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,100,1000,5000", help="observation counts (comma separated)")
@@ -82,6 +100,7 @@ def run(args: argparse.Namespace, progress=print) -> dict:
                            "budget_s": args.budget, "min_reps": args.min_reps, "max_reps": args.max_reps,
                            "target_reps": args.target_reps,
                            "irrelevant": args.irrelevant}}
+    counters = cpu_counters()
     progress("in-process ...")
     result["inprocess"] = inprocess.run(result["settings"]["sizes"], result["settings"]["hooks"], args.budget,
                                         args.min_reps, args.max_reps, irrelevant=args.irrelevant, progress=progress,
@@ -90,6 +109,7 @@ def run(args: argparse.Namespace, progress=print) -> dict:
         progress("HTTP ...")
         result["http"] = http_load.run(args.workers, args.concurrency, args.requests, args.max_seconds,
                                        args.http_observations, _split(args.http_hooks), progress=progress)
+    result["machine"]["cpu_stolen_share"] = stolen_share(counters, cpu_counters())
     result["targets"] = check_targets(result)
     result["steadiness"] = steadiness(result)
     result["seconds"] = round(time.time() - started, 1)
@@ -121,6 +141,12 @@ def steadiness(result: dict) -> dict | None:
 
     return {"case": case["name"], "json_floor_p99_over_median": spread("json_floor"),
             "call_p99_over_median": spread("call")}
+
+
+def _stolen(m: dict) -> str:
+    """', CPU time stolen by the hypervisor during the run 0.1 %' where it was measured (Linux)."""
+    share = m.get("cpu_stolen_share")
+    return "" if share is None else f", CPU time stolen by the hypervisor during the run {share * 100:.1f} %"
 
 
 def _steadiness_line(result: dict) -> str | None:
@@ -166,7 +192,7 @@ def table(result: dict) -> str:
     lines = []
     m = result["machine"]
     lines.append(f"Machine: {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, Python {m['python']}, "
-                 f"load average at start {m.get('load_average_at_start')}")
+                 f"load average at start {m.get('load_average_at_start')}{_stolen(m)}")
     lines.append("")
     lines.append("In-process, per hook call (wall ms; call = strict JSON decode + evaluate + encode;")
     lines.append("floor = json.loads + json.dumps of the same bodies; Flask rows = test client POST;")
@@ -242,7 +268,7 @@ def markdown(result: dict) -> str:
     """The README table: in-process per hook and size, growth with irrelevant data, HTTP, targets."""
     m = result["machine"]
     out = [f"Measured {result['created']} on {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, "
-           f"Python {m['python']} (load average at start {m.get('load_average_at_start')}).", "",
+           f"Python {m['python']} (load average at start {m.get('load_average_at_start')}{_stolen(m)}).", "",
            "| hook, observations | request | call median | call p99 | JSON floor median | call / floor "
            "| evaluate median | Flask no-op median | Flask app median |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -67,6 +67,7 @@ def test_in_process_run_writes_the_expected_structure(tmp_path, capsys):
         "order-sign 200 obs", "order-sign 200 obs", "order-sign 200 obs", "order-sign 200 obs", "30 irrelevant obs"]
     assert all(set(t) == {"target", "value", "limit", "met"} for t in result["targets"])
     assert result["steadiness"]["case"] == "order-sign 200 obs"
+    assert "cpu_stolen_share" in result["machine"]
     printed = capsys.readouterr().out
     assert "order-sign 10 obs" in printed and "Targets" in printed and "Machine steadiness during" in printed
     assert bench_main.main(["--from-json", str(out), "--markdown"]) == 0
@@ -89,6 +90,17 @@ def test_steadiness_puts_the_floor_spread_beside_the_call_spread():
                                              "call_p99_over_median": 2.2}
     assert "JSON floor alone (no code of ours) 2.40, of the hook call 2.20" in bench_main._steadiness_line(result)
     assert bench_main.steadiness({"inprocess": {"cases": [quiet]}}) is None
+
+
+def test_stolen_cpu_time_is_read_from_two_proc_stat_snapshots():
+    """A VM whose hypervisor runs other guests on its CPUs says so in /proc/stat (steal, the 8th number)."""
+    before = bench_main.cpu_counters("cpu  100 0 50 800 0 0 0 50 0 0\ncpu0 1 2 3\n")
+    after = bench_main.cpu_counters("cpu  200 0 100 1500 0 0 0 200 0 0\ncpu0 1 2 3\n")
+    assert before == (50, 1000) and after == (200, 2000)
+    assert bench_main.stolen_share(before, after) == 0.15
+    assert bench_main.stolen_share(None, after) is None and bench_main.stolen_share(after, after) is None
+    assert "stolen by the hypervisor during the run 15.0 %" in bench_main._stolen({"cpu_stolen_share": 0.15})
+    assert bench_main._stolen({}) == ""
 
 
 def test_http_run_starts_and_stops_both_servers():
