@@ -92,7 +92,7 @@ def _split(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace, progress=print) -> dict:
-    from bench import http_load, inprocess
+    from bench import auth_cost, http_load, inprocess
 
     started = time.time()
     result = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
@@ -105,6 +105,8 @@ def run(args: argparse.Namespace, progress=print) -> dict:
     result["inprocess"] = inprocess.run(result["settings"]["sizes"], result["settings"]["hooks"], args.budget,
                                         args.min_reps, args.max_reps, irrelevant=args.irrelevant, progress=progress,
                                         target_reps=args.target_reps)
+    progress("authentication ...")
+    result["auth"] = auth_cost.measure(calls=max(args.min_reps, min(args.max_reps, 300)))
     if not args.no_http:
         progress("HTTP ...")
         result["http"] = http_load.run(args.workers, args.concurrency, args.requests, args.max_seconds,
@@ -221,6 +223,9 @@ def table(result: dict) -> str:
                      f"of which their JSON decode +{w['extra_json_decode_ms']:.2f} ms and evaluate "
                      f"+{w['extra_evaluate_ms']:.2f} ms; beyond decode = {w['beyond_decode_ratio']}x their decode time "
                      f"(CPU time: {irr['cpu']['beyond_decode_ratio']}x)")
+    if result.get("auth"):
+        from bench.auth_cost import line as auth_line
+        lines += ["", auth_line(result["auth"])]
     http = result.get("http")
     if http:
         lines.append("")
@@ -287,6 +292,9 @@ def markdown(result: dict) -> str:
         out += ["", f"{irr['irrelevant_observations']} irrelevant observations added to the 200: "
                     f"+{w['extra_call_ms']:.1f} ms per call, of which decoding their JSON +{w['extra_json_decode_ms']:.1f} ms; "
                     f"beyond decoding they cost {w['beyond_decode_ratio']}x their decode time."]
+    if result.get("auth"):
+        from bench.auth_cost import line as auth_line
+        out += ["", auth_line(result["auth"])]
     http = result.get("http")
     if http:
         out += ["", f"HTTP, loopback, gunicorn gthread {http['workers']} workers x {http['threads_per_worker']} threads, "
