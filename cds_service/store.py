@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, event, func,
-                        select, text)
+from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, bindparam, create_engine, event,
+                        func, select, text)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -87,6 +87,9 @@ def _migration_1(conn: Connection) -> None:
 MIGRATIONS: list[tuple[int, callable]] = [(1, _migration_1)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 JTI_MIN_RETENTION = timedelta(hours=1)
+JTI_PRUNE_INTERVAL_S = 60.0        # expired token ids are deleted at most this often per process
+_INSERT_JTI = seen_jti.insert()
+_PRUNE_JTI = seen_jti.delete().where(seen_jti.c.expires_at < bindparam("now"))
 MAX_COMMENT = 2000
 
 
@@ -230,6 +233,8 @@ class Store:
         self._migrated = False
         self.audit_failures = 0
         self._audit = AuditQueue(self._insert_issued, self._audit_failed)
+        self.jti_prune_interval_s = JTI_PRUNE_INTERVAL_S
+        self._next_jti_prune = 0.0             # time.monotonic() after which the next call prunes
 
     @classmethod
     def from_settings(cls, settings) -> "Store":
@@ -400,16 +405,25 @@ class Store:
         return len(rows)
 
     def remember_jti(self, iss: str, jti: str, exp: datetime | None) -> bool:
-        """Record a token id; False if it was seen before (a replay). Kept at least one hour."""
+        """Record a token id; False if it was seen before (a replay). Kept at least one hour.
+
+        Every authenticated hook call comes here, so it is one INSERT in its own transaction: the primary
+        key (iss, jti) refuses a second use in any worker. Expired ids are deleted in the same transaction
+        at most every ``jti_prune_interval_s`` per process (a delete and a savepoint on every call cost
+        as much again as the insert).
+        """
         now = utcnow()
         keep_until = max(filter(None, [_aware(exp) if exp else None, now + JTI_MIN_RETENTION]))
-        with self.engine.begin() as conn:
-            conn.execute(seen_jti.delete().where(seen_jti.c.expires_at < now))
-            try:
-                with conn.begin_nested():
-                    conn.execute(seen_jti.insert().values(iss=iss[:300], jti=jti[:300], expires_at=keep_until))
-            except IntegrityError:
-                return False
+        prune = time.monotonic() >= self._next_jti_prune
+        try:
+            with self.engine.begin() as conn:
+                if prune:
+                    conn.execute(_PRUNE_JTI, {"now": now})
+                conn.execute(_INSERT_JTI, {"iss": iss[:300], "jti": jti[:300], "expires_at": keep_until})
+        except IntegrityError:
+            return False                                  # a replay (the prune, if any, is retried next call)
+        if prune:
+            self._next_jti_prune = time.monotonic() + self.jti_prune_interval_s
         return True
 
     # --- reads ----------------------------------------------------------------------------------

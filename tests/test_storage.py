@@ -179,7 +179,9 @@ def test_jti_is_kept_at_least_an_hour_even_if_the_token_expired_sooner(stores):
 
 
 def test_expired_jti_entries_are_purged(stores):
+    """Expired token ids are deleted by the next call once the prune interval has passed (here: at once)."""
     store = stores()
+    store.jti_prune_interval_s = 0
     store.remember_jti("iss", "old", None)
     with store.engine.begin() as conn:
         conn.execute(storemod.seen_jti.update().values(expires_at=datetime.now(timezone.utc) - timedelta(hours=1)))
