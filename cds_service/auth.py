@@ -40,6 +40,7 @@ JWKS_TTL = 3600                    # seconds a fetched JWKS is trusted before re
 JWKS_REFETCH_INTERVAL = 60         # at most one refetch per JWKS URL per this many seconds
 JWKS_TIMEOUT = (2.0, 3.0)          # connect, read
 MAX_JWKS_BYTES = 512 * 1024
+MAX_KEY_OBJECTS = 256              # distinct JWKs kept as key objects (trusted clients' keys, a few each)
 PUBLIC_PATHS = ("/openapi.json",)  # documentation only; no patient data
 
 
@@ -216,6 +217,7 @@ class Authenticator:
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
         self.jwks = jwks_cache or JwksCache()
         self.clock = clock
+        self._key_objects: dict[tuple[str, str], jwt.PyJWK] = {}
 
     def audience(self) -> str:
         if self.public_base_url:
@@ -249,10 +251,22 @@ class Authenticator:
                 raise AuthError(f"key {kid!r} does not match algorithm {alg}")
             if _rsa_bits(key) < MIN_RSA_BITS:
                 raise AuthError(f"RSA key {kid!r} is shorter than {MIN_RSA_BITS} bits")
-        try:
-            return jwt.PyJWK(key, algorithm=alg)
-        except jwt.PyJWTError as exc:
-            raise AuthError(f"key {kid!r} is unusable ({type(exc).__name__})") from None
+        return self._usable_key(key, alg, kid)
+
+    def _usable_key(self, key: dict, alg: str, kid: str) -> jwt.PyJWK:
+        """The key object for a JWK, built once per distinct key content (about 70 us each time otherwise):
+        a rotated key with the same kid has other content and is built anew."""
+        content = (alg, json.dumps(key, sort_keys=True))
+        found = self._key_objects.get(content)
+        if found is None:
+            try:
+                found = jwt.PyJWK(key, algorithm=alg)
+            except jwt.PyJWTError as exc:
+                raise AuthError(f"key {kid!r} is unusable ({type(exc).__name__})") from None
+            if len(self._key_objects) >= MAX_KEY_OBJECTS:
+                self._key_objects.clear()
+            self._key_objects[content] = found
+        return found
 
     def verify(self, authorization: str | None) -> dict:
         if not authorization:

@@ -255,6 +255,21 @@ def test_key_rotation_refetches_on_unknown_kid(jku_app):
 
 
 @responses.activate
+def test_a_key_replaced_under_the_same_kid_is_the_one_used(jku_app):
+    """An EHR that replaces its key but keeps the kid: once the JWKS is fetched again, tokens signed with
+    the old key are refused and those signed with the new key accepted (no stale key object is reused)."""
+    old, new = ec_key("main"), ec_key("main")
+    responses.get(JKU, json=jwks(old))
+    client = jku_app.test_client()
+    assert client.get("/cds-services", headers=bearer(token(old, DISCOVERY, jku=JKU))).status_code == 200
+    responses.replace(responses.GET, JKU, json=jwks(new))
+    jku_app.extensions["jak_auth"].jwks._keys.clear()             # past the JWKS cache lifetime
+    jku_app.extensions["jak_auth"].jwks._last_attempt.clear()     # and the refetch interval
+    assert client.get("/cds-services", headers=bearer(token(new, DISCOVERY, jku=JKU))).status_code == 200
+    assert_refused(client.get("/cds-services", headers=bearer(token(old, DISCOVERY, jku=JKU))))
+
+
+@responses.activate
 def test_unknown_kid_refetch_is_rate_limited(jku_app, key):
     responses.get(JKU, json=jwks(key))
     client = jku_app.test_client()
