@@ -199,14 +199,16 @@ class JwksCache:
 
 # --- verification -------------------------------------------------------------------------------
 
-def _b64_header(token: str) -> dict:
+def _unverified(token: str) -> tuple[dict, dict]:
+    """(header, claims) read once without checking anything: enough to choose the issuer and its key."""
     try:
-        header = jwt.get_unverified_header(token)
+        parts = jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError as exc:
-        raise AuthError(f"malformed JWT header ({type(exc).__name__})") from None
-    if not isinstance(header, dict):
-        raise AuthError("malformed JWT header")
-    return header
+        raise AuthError(f"malformed JWT ({type(exc).__name__})") from None
+    header, claims = parts.get("header"), parts.get("payload")
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise AuthError("malformed JWT")
+    return header, claims
 
 
 class Authenticator:
@@ -277,14 +279,10 @@ class Authenticator:
             raise AuthError("the Authorization header is not a Bearer token")
         if len(token) > MAX_TOKEN_BYTES:
             raise AuthError("the token is too long")
-        header = _b64_header(token)
+        header, unverified = _unverified(token)
         alg = header.get("alg")
         if alg not in ALLOWED_ALGS:
             raise AuthError(f"algorithm {alg!r} is not accepted")
-        try:
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise AuthError(f"malformed JWT ({type(exc).__name__})") from None
         iss = unverified.get("iss")
         client = self.clients.get(iss) if isinstance(iss, str) else None
         if client is None:
