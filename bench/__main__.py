@@ -242,6 +242,9 @@ def table(result: dict) -> str:
                              f"{x['requests_per_s'] or 0:>8.1f} {lat.get('median_ms', 0):>8.2f} "
                              f"{lat.get('p99_ms', 0):>8.2f} {_cpu(x):>10} {x['ok']:>6} {x['errors']:>6}")
             lines.append(f"{'  service / no-op':<28} {r['throughput_ratio']}{_by_round(r)}")
+            if r.get("authenticated_ratio") is not None:
+                lines.append(f"{'  auth on / auth off':<28} {r['authenticated_ratio']} (not a target: the no-op has "
+                             f"no authentication)")
     lines.append("")
     lines.append("Targets")
     for t in result["targets"]:
@@ -259,8 +262,9 @@ def _by_round(run: dict) -> str:
 
 def _http_rows(run: dict):
     """The rows of one HTTP run, service first: (label, result, latency summary or {})."""
-    for label, key in (("service", "service"), ("no-op route", "noop")):
-        yield label, run[key], run[key]["latency"] or {}
+    for label, key in (("service", "service"), ("no-op route", "noop"), ("service, auth on", "authenticated")):
+        if key in run:
+            yield label, run[key], run[key]["latency"] or {}
 
 
 def _cpu(run_result: dict) -> str:
@@ -308,6 +312,10 @@ def markdown(result: dict) -> str:
                            f"| {x['errors']} |")
             if r.get("round_ratios"):
                 out += ["", f"Service / no-op requests/s: {r['throughput_ratio']}{_by_round(r)}."]
+            if r.get("authenticated_ratio") is not None:
+                out += ["", f"With authentication on (a fresh ES384 JWT per call, as in production; not part of "
+                            f"the target, the no-op has none): {r['authenticated_ratio']} of the requests/s "
+                            f"without it."]
     out += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
     for t in result["targets"]:
         out.append(f"| {t['target']} | {t['value']} | {t['limit']} | {'yes' if t['met'] else 'no'} |")

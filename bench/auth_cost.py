@@ -25,10 +25,22 @@ AUDIENCE_BASE = "http://127.0.0.1:8080"
 PATH = "/cds-services/jak-order-sign"
 
 
-def _token(private_key, kid: str) -> str:
+KID = "bench-1"
+
+
+def signing_key():
+    """(private key, trusted-client entry listing its public JWK): an EHR as the service's trusted client."""
+    private_key = ec.generate_private_key(ec.SECP384R1())
+    jwk = {**jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True),
+           "kid": KID, "alg": "ES384", "use": "sig"}
+    return private_key, {"iss": ISSUER, "jwks": {"keys": [jwk]}}
+
+
+def token(private_key, audience: str = AUDIENCE_BASE + PATH) -> str:
+    """A fresh ES384 token (its own jti) for one hook call, as an EHR signs each call."""
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE_BASE + PATH, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
-    return jwt.encode(claims, private_key, algorithm="ES384", headers={"kid": kid, "typ": "JWT"})
+    claims = {"iss": ISSUER, "aud": audience, "iat": now, "exp": now + 600, "jti": str(uuid.uuid4())}
+    return jwt.encode(claims, private_key, algorithm="ES384", headers={"kid": KID, "typ": "JWT"})
 
 
 def _cpu_ms(samples: list[float]) -> dict:
@@ -41,11 +53,9 @@ def measure(calls: int = 300, warmup: int = 30) -> dict:
     from cds_service.auth import Authenticator, TrustedClient
     from cds_service.store import Store
 
-    private_key = ec.generate_private_key(ec.SECP384R1())
-    jwk = {**jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True),
-           "kid": "bench-1", "alg": "ES384", "use": "sig"}
-    client = TrustedClient(iss=ISSUER, jwks={"keys": [jwk]})
-    tokens = [_token(private_key, "bench-1") for _ in range(warmup + calls)]
+    private_key, entry = signing_key()
+    client = TrustedClient(**entry)
+    tokens = [token(private_key) for _ in range(warmup + calls)]
     from flask import Flask
 
     with tempfile.TemporaryDirectory(prefix="jak-bench-auth-") as tmp:
@@ -54,9 +64,9 @@ def measure(calls: int = 300, warmup: int = 30) -> dict:
         authenticator = Authenticator([client], store, public_base_url=AUDIENCE_BASE)
         verify, record = [], []
         with Flask("bench-auth").test_request_context(PATH, method="POST", base_url=AUDIENCE_BASE):
-            for i, token in enumerate(tokens):
+            for i, signed in enumerate(tokens):
                 t0 = time.thread_time()
-                authenticator.verify("Bearer " + token)
+                authenticator.verify("Bearer " + signed)
                 if i >= warmup:
                     verify.append(time.thread_time() - t0)
         expires = datetime.now(timezone.utc) + timedelta(minutes=5)

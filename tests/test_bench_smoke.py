@@ -116,6 +116,10 @@ def test_http_run_starts_and_stops_both_servers():
         assert run[side]["server_cpu_ms_per_request"] > 0       # the server's CPU, read from /proc
     assert run["throughput_ratio"] > 0
     assert len(run["round_ratios"]) == 3 and all(r > 0 for r in run["round_ratios"])   # 3 rounds by default
+    # the service with authentication on: every request carried its own signed token and was accepted
+    assert run["authenticated"]["ok"] == 6 and run["authenticated"]["errors"] == 0
+    assert run["authenticated"]["statuses"] == {"200": 6}
+    assert run["authenticated_ratio"] > 0
     assert run["response_bytes"] > 0
 
 
