@@ -16,6 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from cds_service import strict_json
 from cds_service.prefetch import query_type, resources_of
@@ -82,14 +83,31 @@ def redact_server(server: str) -> str:
     return f"{parts.scheme}://{parts.hostname}"
 
 
+# Queries in flight at once per server process. A hook call without prefetch sends one per prefetch key
+# (twelve for order-sign) and waits for the slowest: with fewer threads than that (there were eight) the
+# clinician waits for two waves of round trips to the EHR's FHIR server. A little more than one call's
+# worth, so that a second call in the same worker is not held up behind it.
+PARALLEL_QUERIES = 16
+
+
+def _pooled_session(connections: int) -> requests.Session:
+    """A session that keeps as many connections per FHIR server as queries run at once (requests keeps
+    ten by default, and closes each connection beyond that after its query)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=connections)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
 class FhirClient:
     def __init__(self, allowed_servers: tuple[str, ...], total_budget: float, connect_timeout: float = 0.5,
                  session: requests.Session | None = None):
         self.allowed = allowed_servers
         self.budget = total_budget
         self.connect_timeout = connect_timeout
-        self.session = session or requests.Session()
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fhir-fetch")
+        self.session = session or _pooled_session(PARALLEL_QUERIES)
+        self._pool = ThreadPoolExecutor(max_workers=PARALLEL_QUERIES, thread_name_prefix="fhir-fetch")
 
     def deadline(self) -> float:
         """The end (``time.monotonic()``) of a hook call's budget for outbound reads, starting now."""

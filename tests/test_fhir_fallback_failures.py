@@ -295,3 +295,30 @@ def test_fhir_answers_with_invalid_json_numbers_or_unicode_are_a_gap(answer):
         rsps.get("http://127.0.0.1:9/Observation", body=answer, content_type="application/fhir+json")
         [(resources, why)] = client.fetch_all("http://127.0.0.1:9", None, {"k": "Observation?code=1"}).values()
     assert resources is None and "not JSON" in why
+
+
+def test_a_call_without_prefetch_sends_all_its_queries_at_once(tmp_path, knowledge):
+    """An EHR that sends no prefetch waits for the slowest of our queries, not for several waves of them:
+    the server below answers none until every query of the call has arrived (else it fails them all)."""
+    import threading
+
+    from cds_service.fhir_query import search
+
+    resources = record(extra=[RA, draft_order("upadacitinib 15 mg", 15)])
+    body = make_request(resources, prefetch=False, fhir_server=FHIR_BASE)
+    queries = len(make_request(resources)["prefetch"])         # one per prefetch key of the service
+    together = threading.Barrier(queries, timeout=2.0)
+
+    def all_at_once(request):
+        together.wait()                                          # BrokenBarrierError unless all are in flight
+        query = request.url[len(FHIR_BASE):].lstrip("/")
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(search(resources, query))
+
+    settings = trust_settings(tmp_path, auth="off", fhir_timeout=5.0)
+    client = create_app(settings, knowledge=knowledge).test_client()
+    with responses.RequestsMock() as rsps:
+        rsps.add_callback(responses.GET, re.compile(re.escape(FHIR_BASE) + r"/.*"), callback=all_at_once)
+        response = client.post(SIGN, json=body)
+        assert len(rsps.calls) == queries
+    assert response.status_code == 200
+    assert not [c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] == "missing-data"]
