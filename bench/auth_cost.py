@@ -39,7 +39,7 @@ def signing_key():
 def token(private_key, audience: str = AUDIENCE_BASE + PATH) -> str:
     """A fresh ES384 token (its own jti) for one hook call, as an EHR signs each call."""
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": audience, "iat": now, "exp": now + 600, "jti": str(uuid.uuid4())}
+    claims = {"iss": ISSUER, "aud": audience, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())}
     return jwt.encode(claims, private_key, algorithm="ES384", headers={"kid": KID, "typ": "JWT"})
 
 
