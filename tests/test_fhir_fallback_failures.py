@@ -322,3 +322,32 @@ def test_a_call_without_prefetch_sends_all_its_queries_at_once(tmp_path, knowled
         assert len(rsps.calls) == queries
     assert response.status_code == 200
     assert not [c for c in response.get_json()["cards"] if c["source"]["topic"]["code"] == "missing-data"]
+
+
+def test_the_ehrs_token_is_sent_even_when_a_netrc_file_names_the_fhir_server(tmp_path, monkeypatch):
+    """requests replaces the Authorization header with a ~/.netrc login for the host when it finds one;
+    the EHR's FHIR server must get the token the EHR gave us, whatever the machine's netrc says."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    client = FhirClient(("http://127.0.0.1",), total_budget=2.0)
+    with responses.RequestsMock() as rsps:
+        rsps.get(re.compile(r"http://127\.0\.0\.1:9/.*"), json={"resourceType": "Bundle", "type": "searchset"})
+        client.fetch_all("http://127.0.0.1:9", FhirAuthorization(access_token="ehr-token"),
+                         {"conditions": "Condition?patient=p1"})
+        assert rsps.calls[0].request.headers["Authorization"] == "Bearer ehr-token"
+
+
+def test_proxy_settings_of_the_environment_still_apply_per_server(monkeypatch):
+    """Outbound proxies configured in the environment are honoured, NO_PROXY hosts excepted (read once per
+    server instead of on every query)."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.hospital.example:3128")
+    monkeypatch.setenv("NO_PROXY", "fhir.inside.example")
+    session = FhirClient(("https://",), total_budget=1.0).session
+    outside = session.merge_environment_settings("https://ehr.example.org/fhir/Patient/1", {}, True, None, None)
+    inside = session.merge_environment_settings("https://fhir.inside.example/fhir/Patient/1", {}, True, None, None)
+    again = session.merge_environment_settings("https://ehr.example.org/fhir/Condition?patient=1", {}, True, None, None)
+    assert outside["proxies"].get("https") == "http://proxy.hospital.example:3128"
+    assert "https" not in inside["proxies"]
+    assert again == outside
