@@ -92,7 +92,7 @@ def _split(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace, progress=print) -> dict:
-    from bench import auth_cost, http_load, inprocess
+    from bench import auth_cost, http_load, inprocess, no_prefetch
 
     started = time.time()
     result = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
@@ -107,6 +107,8 @@ def run(args: argparse.Namespace, progress=print) -> dict:
                                         target_reps=args.target_reps)
     progress("authentication ...")
     result["auth"] = auth_cost.measure(calls=max(args.min_reps, min(args.max_reps, 300)))
+    progress("without prefetch ...")
+    result["no_prefetch"] = no_prefetch.measure(calls=max(args.min_reps, min(args.max_reps, 20)))
     if not args.no_http:
         progress("HTTP ...")
         result["http"] = http_load.run(args.workers, args.concurrency, args.requests, args.max_seconds,
@@ -143,6 +145,18 @@ def steadiness(result: dict) -> dict | None:
 
     return {"case": case["name"], "json_floor_p99_over_median": spread("json_floor"),
             "call_p99_over_median": spread("call")}
+
+
+def _extra_lines(result: dict) -> list[str]:
+    """What production adds beside the measured rows: authentication, and calls without prefetch."""
+    from bench import auth_cost, no_prefetch
+
+    out = []
+    if result.get("auth"):
+        out += ["", auth_cost.line(result["auth"])]
+    if result.get("no_prefetch"):
+        out += ["", no_prefetch.line(result["no_prefetch"])]
+    return out
 
 
 def _stolen(m: dict) -> str:
@@ -223,9 +237,7 @@ def table(result: dict) -> str:
                      f"of which their JSON decode +{w['extra_json_decode_ms']:.2f} ms and evaluate "
                      f"+{w['extra_evaluate_ms']:.2f} ms; beyond decode = {w['beyond_decode_ratio']}x their decode time "
                      f"(CPU time: {irr['cpu']['beyond_decode_ratio']}x)")
-    if result.get("auth"):
-        from bench.auth_cost import line as auth_line
-        lines += ["", auth_line(result["auth"])]
+    lines += _extra_lines(result)
     http = result.get("http")
     if http:
         lines.append("")
@@ -296,9 +308,7 @@ def markdown(result: dict) -> str:
         out += ["", f"{irr['irrelevant_observations']} irrelevant observations added to the 200: "
                     f"+{w['extra_call_ms']:.1f} ms per call, of which decoding their JSON +{w['extra_json_decode_ms']:.1f} ms; "
                     f"beyond decoding they cost {w['beyond_decode_ratio']}x their decode time."]
-    if result.get("auth"):
-        from bench.auth_cost import line as auth_line
-        out += ["", auth_line(result["auth"])]
+    out += _extra_lines(result)
     http = result.get("http")
     if http:
         out += ["", f"HTTP, loopback, gunicorn gthread {http['workers']} workers x {http['threads_per_worker']} threads, "

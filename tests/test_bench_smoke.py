@@ -69,9 +69,10 @@ def test_in_process_run_writes_the_expected_structure(tmp_path, capsys):
     assert result["steadiness"]["case"] == "order-sign 200 obs"
     assert "cpu_stolen_share" in result["machine"]
     assert result["auth"]["verify"]["n"] == result["auth"]["replay_record"]["n"] == 2   # as many as the cases
+    assert result["no_prefetch"]["calls"] == 2 and result["no_prefetch"]["median_ms"] > 0    # same answer read
     printed = capsys.readouterr().out
     assert "order-sign 10 obs" in printed and "Targets" in printed and "Machine steadiness during" in printed
-    assert "Authentication per call in production" in printed
+    assert "Authentication per call in production" in printed and "Without prefetch (order-sign" in printed
     assert bench_main.main(["--from-json", str(out), "--markdown"]) == 0
     printed = capsys.readouterr().out
     assert "| order-sign 10 obs | " in printed and "| target | measured | limit | met |" in printed
