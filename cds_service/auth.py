@@ -30,6 +30,8 @@ import requests
 from flask import Response, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cds_service.outbound import OutboundSession
+
 log = logging.getLogger(__name__)
 
 ALLOWED_ALGS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
@@ -130,7 +132,7 @@ class JwksCache:
 
     def __init__(self, session: requests.Session | None = None, ttl: float = JWKS_TTL,
                  refetch_interval: float = JWKS_REFETCH_INTERVAL, clock=time.monotonic):
-        self.session = session or requests.Session()
+        self.session = session or OutboundSession()      # no netrc credentials sent to an EHR's JWKS URL
         self.ttl = ttl
         self.refetch_interval = refetch_interval
         self.clock = clock

@@ -500,3 +500,16 @@ def test_short_rsa_keys_are_refused(tmp_path, knowledge):
     weak = SigningKey("weak", "RS384", rsa.generate_private_key(public_exponent=65537, key_size=1024))
     client = create_app(trust_settings(tmp_path, [{"iss": ISS, "jwks": jwks(weak)}]), knowledge=knowledge).test_client()
     assert_refused(client.get("/cds-services", headers=bearer(token(weak, DISCOVERY))))
+
+
+@responses.activate
+def test_no_netrc_login_is_sent_to_the_ehrs_jwks_url(jku_app, key, tmp_path, monkeypatch):
+    """requests would add a ~/.netrc login for the JWKS host to the request; the EHR must never get one."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine ehr.example.org login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    responses.get(JKU, json=jwks(key))
+    client = jku_app.test_client()
+    assert client.get("/cds-services", headers=bearer(token(key, DISCOVERY, jku=JKU))).status_code == 200
+    assert "Authorization" not in responses.calls[0].request.headers
