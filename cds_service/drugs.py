@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from cds_service.knowledge import DrugEntry, Knowledge
-from cds_service.textmatch import any_word
+from cds_service.textmatch import WORD_START, any_word
 from cds_service.tolerant import as_list
 
 RXNORM = "rxnorm"
@@ -133,7 +133,7 @@ def recognise(knowledge: Knowledge, concept: dict | None, medication: dict | Non
     if found is None:
         lowered = " ".join(texts).lower()
         names = knowledge.drug_names
-        if names and any_word(lowered, names, r"\b", ""):     # one cached pattern rules out most medications
+        if names and any_word(lowered, names, *WORD_START):   # one cached pattern rules out most medications
             for name, drug_id in knowledge.name_to_drug:         # longest name first
                 if re.search(r"\b" + re.escape(name), lowered):
                     found = (drug_id, "text", None, False)

@@ -17,7 +17,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.prefetch import resources_of
 from cds_service.r4_draft_check import plainly_valid
 from cds_service.rules.context import DraftOrder
-from cds_service.textmatch import any_word
+from cds_service.textmatch import WORD_START, any_word
 from cds_service.tolerant import normalise
 
 _validator = None
@@ -133,7 +133,7 @@ def order_phase(knowledge: Knowledge, resource: dict) -> str | None:
     """'induction' / 'maintenance' if the order's text says so (and not both), else None (``[dose_phase.*]``)."""
     text = " ".join(_order_texts(resource)).lower()
     found = {phase for phase, entry in knowledge.rules.dose_phase.items()
-             if any_word(text, entry.words, r"\b", "")}
+             if any_word(text, entry.words, *WORD_START)}
     return found.pop() if len(found) == 1 else None
 
 

@@ -14,6 +14,10 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 NOT_A_LETTER_BEFORE, NOT_A_LETTER_AFTER = r"(?<![a-z])", r"(?![a-z])"
+# (left, right) bounds of a word, for ``any_word(text, words, *BOUNDS)``
+LETTERS = (NOT_A_LETTER_BEFORE, NOT_A_LETTER_AFTER)   # not inside a longer run of letters (the default)
+WORD = (r"\b", r"\b")                                # a whole word
+WORD_START = (r"\b", "")                              # at a word's start: "ciclosporin" in "ciclosporine"
 
 
 @lru_cache(maxsize=4096)

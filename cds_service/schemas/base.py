@@ -5,7 +5,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from cds_service.textmatch import NOT_A_LETTER_AFTER, NOT_A_LETTER_BEFORE, WordList, any_word
+from cds_service.textmatch import WORD, WORD_START, WordList, any_word
 
 
 class Strict(BaseModel):
@@ -16,9 +16,6 @@ class Strict(BaseModel):
 
 # ATC codes are upper case; kept so (a tuple, so that a prefix test is one ``str.startswith``)
 AtcCodes = Annotated[tuple[str, ...], AfterValidator(lambda codes: tuple(c.strip().upper() for c in codes))]
-
-WORD, WORD_START = (r"\b", r"\b"), (r"\b", "")     # regex bounds of a name: a whole word, or a word start
-
 
 class MedicationClass(Strict):
     """A class of medicines a rule looks for in the record (drug_class, interacting_class, therapy_class).
@@ -52,9 +49,6 @@ class MedicationClass(Strict):
                 break
         member = coded or any_word(text, self.names, *self.NAME_BOUNDS)
         return member and not any_word(text, self.exclude_words, *self.EXCLUDE_BOUNDS)
-
-
-LETTERS = (NOT_A_LETTER_BEFORE, NOT_A_LETTER_AFTER)    # a name not inside a longer word of letters
 
 
 def common_checks(knowledge, rule, drugs: list[str]) -> list[str]:

@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import LETTERS, AtcCodes, MedicationClass, Strict, common_checks
-from cds_service.textmatch import WordList
+from cds_service.schemas.base import AtcCodes, MedicationClass, Strict, common_checks
+from cds_service.textmatch import LETTERS, WordList
 
 
 class Contraindication(Strict):

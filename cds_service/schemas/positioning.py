@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from cds_service.schemas import register
-from cds_service.schemas.base import WORD_START, MedicationClass, Strict, common_checks, indication_checks
-from cds_service.textmatch import WordList
+from cds_service.schemas.base import MedicationClass, Strict, common_checks, indication_checks
+from cds_service.textmatch import WORD_START, WordList
 
 
 class TherapyClass(MedicationClass):
