@@ -182,7 +182,7 @@ class PatientFacts:
     def why_medications_unavailable(self) -> str | None:
         """Why the medication list (requests or statements) could not be obtained, if it could not."""
         for resource_type in MEDICATION_TYPES:
-            why = self.gaps.get(resource_type)
+            why = self.why_unavailable(resource_type)
             if why:
                 return why
         return None
