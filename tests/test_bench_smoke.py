@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import __main__ as bench_main
 from bench import http_load, inprocess, workload
 from bench.noop_app import create_noop_app
@@ -59,6 +61,9 @@ def test_in_process_run_writes_the_expected_structure(tmp_path, capsys):
             assert set(case["wall"][series]) == {"median_ms", "p99_ms", "min_ms", "mean_ms", "n"}
             assert case["wall"][series]["n"] == case["cpu"][series]["n"] == case["reps"]
         assert case["request_bytes"] > 0 and case["response_bytes"] > 0
+        # the call is all of its parts, freeing its objects included (the JSON floor frees its body too)
+        parts = ("decode", "evaluate", "encode", "release")
+        assert case["cpu"]["call"]["mean_ms"] == pytest.approx(sum(case["cpu"][p]["mean_ms"] for p in parts), abs=1e-3)
         assert isinstance(case["ratio_call_to_json_floor"], float)
     irrelevant = result["inprocess"]["irrelevant"]
     assert irrelevant["irrelevant_observations"] == 30
