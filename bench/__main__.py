@@ -210,7 +210,7 @@ def table(result: dict) -> str:
     lines.append(f"Machine: {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, Python {m['python']}, "
                  f"load average at start {m.get('load_average_at_start')}{_stolen(m)}")
     lines.append("")
-    lines.append("In-process, per hook call (wall ms; call = strict JSON decode + evaluate + encode;")
+    lines.append("In-process, per hook call (wall ms; call = strict JSON decode + evaluate + encode + freeing its objects;")
     lines.append("floor = json.loads + json.dumps of the same bodies; Flask rows = test client POST;")
     lines.append("cpu = CPU time of the calling thread, unaffected by other processes on the machine)")
     head = (f"{'case':<44} {'req KB':>7} {'reps':>5} {'call med':>9} {'call p99':>9} {'floor med':>9} "

@@ -180,3 +180,10 @@ def test_wsgi_level_run_calls_both_apps_and_reports_the_extra():
         assert 0 < result[app]["p25_ms"] <= result[app]["median_ms"] <= result[app]["p75_ms"]
     assert result["extra_ms"] == result["service"]["median_ms"] - result["noop"]["median_ms"]
     assert "CPU caches overwritten" in wsgi.table(result) and "service - no-op" in wsgi.table(result)
+
+
+def test_percentiles_are_nearest_rank():
+    ordered = [float(i) for i in range(1, 101)]          # 1..100
+    assert inprocess.percentile(ordered, 99) == 99.0 and inprocess.percentile(ordered, 90) == 90.0
+    assert inprocess.percentile([5.0], 99) == 5.0
+    assert inprocess.percentile([1.0, 2.0, 3.0], 90) == 3.0      # rank ceil(2.7) = 3
