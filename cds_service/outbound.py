@@ -2,12 +2,15 @@
 
 requests, left to itself, looks up a ~/.netrc login for the host on every call and, when it finds one,
 puts it in the Authorization header: an EHR's server would get the machine's netrc password (instead of,
-for the FHIR server, the token the EHR gave us). It also scans every environment variable for proxy
-settings on every call. ``OutboundSession`` sends only the credentials we set and reads the environment's
-proxy and CA settings once per server (NO_PROXY still decided per host).
+for the FHIR server, the token the EHR gave us). A session also keeps every cookie a server sets and sends
+it back on later calls: a session cookie the EHR's FHIR server gave one clinician's call would go out with
+the next clinician's, or another tenant's. It also scans every environment variable for proxy settings on
+every call. ``OutboundSession`` sends only the credentials we set, keeps no cookie, and reads the
+environment's proxy and CA settings once per server (NO_PROXY still decided per host).
 """
 from __future__ import annotations
 
+from http.cookiejar import CookiePolicy
 from urllib.parse import urlsplit
 
 import requests
@@ -22,12 +25,31 @@ class _KeepHeaders(AuthBase):
         return request
 
 
+class _NoCookies(CookiePolicy):
+    """Accept no cookie and send none: every outbound call carries only the credentials the call itself has."""
+
+    netscape, rfc2965, hide_cookie2 = True, False, False
+
+    def set_ok(self, cookie, request):
+        return False
+
+    def return_ok(self, cookie, request):
+        return False
+
+    def domain_return_ok(self, domain, request):
+        return False
+
+    def path_return_ok(self, path, request):
+        return False
+
+
 class OutboundSession(requests.Session):
     MAX_SERVERS = 64
 
     def __init__(self, connections: int = 10):
         super().__init__()
         self.auth = _KeepHeaders()
+        self.cookies.set_policy(_NoCookies())
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=connections)   # requests keeps ten by default
         self.mount("https://", adapter)
         self.mount("http://", adapter)

@@ -351,3 +351,21 @@ def test_proxy_settings_of_the_environment_still_apply_per_server(monkeypatch):
     assert outside["proxies"].get("https") == "http://proxy.hospital.example:3128"
     assert "https" not in inside["proxies"]
     assert again == outside
+
+
+def test_a_cookie_set_by_the_fhir_server_is_not_kept_for_later_calls():
+    """A cookie the EHR's FHIR server sets during one hook call (a session, a load-balancer ticket) is a
+    credential of that call's user: kept in the shared session it would go out with every later call to
+    that server, another clinician's or another tenant's. Each call carries only its own token."""
+    client = FhirClient(("http://127.0.0.1",), total_budget=2.0)
+    with responses.RequestsMock() as rsps:
+        rsps.get(re.compile(r"http://127\.0\.0\.1:9/.*"), json={"resourceType": "Bundle", "type": "searchset"},
+                 headers={"Set-Cookie": "JSESSIONID=user-a-session; Path=/"})
+        client.fetch_all("http://127.0.0.1:9", FhirAuthorization(access_token="token-of-user-a"),
+                         {"conditions": "Condition?patient=p1"})
+        client.fetch_all("http://127.0.0.1:9", FhirAuthorization(access_token="token-of-user-b"),
+                         {"conditions": "Condition?patient=p2"})
+        later = rsps.calls[1].request.headers
+        assert later["Authorization"] == "Bearer token-of-user-b"
+        assert "Cookie" not in later
+    assert len(client.session.cookies) == 0
