@@ -82,6 +82,8 @@ class Bench:
         pays when the view returns (and the JSON floor pays inside its own timing)."""
         w0, c0 = time.perf_counter(), time.thread_time()
         body = strict_json.loads(raw)
+        if strict_json.has_lone_surrogate(raw, body):           # as api.read_json_body checks every body
+            raise ValueError("the benchmark request holds an unpaired surrogate")
         w1, c1 = time.perf_counter(), time.thread_time()
         result = hooks.evaluate(self.engine, service, body)
         w2, c2 = time.perf_counter(), time.thread_time()
