@@ -10,7 +10,7 @@ environment's proxy and CA settings once per server (NO_PROXY still decided per 
 """
 from __future__ import annotations
 
-from http.cookiejar import CookiePolicy
+from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import urlsplit
 
 import requests
@@ -25,22 +25,9 @@ class _KeepHeaders(AuthBase):
         return request
 
 
-class _NoCookies(CookiePolicy):
-    """Accept no cookie and send none: every outbound call carries only the credentials the call itself has."""
-
-    netscape, rfc2965, hide_cookie2 = True, False, False
-
-    def set_ok(self, cookie, request):
-        return False
-
-    def return_ok(self, cookie, request):
-        return False
-
-    def domain_return_ok(self, domain, request):
-        return False
-
-    def path_return_ok(self, path, request):
-        return False
+# No domain is allowed a cookie: none is kept from an answer, none is sent with a call, so every outbound
+# call carries only the credentials the call itself has.
+_NO_COOKIES = DefaultCookiePolicy(allowed_domains=[])
 
 
 class OutboundSession(requests.Session):
@@ -49,7 +36,7 @@ class OutboundSession(requests.Session):
     def __init__(self, connections: int = 10):
         super().__init__()
         self.auth = _KeepHeaders()
-        self.cookies.set_policy(_NoCookies())
+        self.cookies.set_policy(_NO_COOKIES)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=connections)   # requests keeps ten by default
         self.mount("https://", adapter)
         self.mount("http://", adapter)
