@@ -135,7 +135,7 @@ def recognise(knowledge: Knowledge, concept: dict | None, medication: dict | Non
         names = knowledge.drug_names
         if names and any_word(lowered, names, *WORD_START):   # one cached pattern rules out most medications
             for name, drug_id in knowledge.name_to_drug:         # longest name first
-                if re.search(r"\b" + re.escape(name), lowered):
+                if any_word(lowered, (name,), *WORD_START):
                     found = (drug_id, "text", None, False)
                     break
     if found is None:
