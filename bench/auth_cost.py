@@ -9,7 +9,6 @@ token, CPU time of the calling thread: the whole ``Authenticator.verify`` and th
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -43,21 +42,17 @@ def token(private_key, audience: str = AUDIENCE_BASE + PATH) -> str:
     return jwt.encode(claims, private_key, algorithm="ES384", headers={"kid": KID, "typ": "JWT"})
 
 
-def _cpu_ms(samples: list[float]) -> dict:
-    return {"median_ms": round(statistics.median(samples) * 1e3, 4), "min_ms": round(min(samples) * 1e3, 4),
-            "n": len(samples)}
-
-
 def measure(calls: int = 300, warmup: int = 30) -> dict:
     """Median CPU ms of a whole verification and of the replay record alone, ``calls`` each."""
+    from flask import Flask
+
+    from bench.inprocess import summary
     from cds_service.auth import Authenticator, TrustedClient
     from cds_service.store import Store
 
     private_key, entry = signing_key()
     client = TrustedClient(**entry)
     tokens = [token(private_key) for _ in range(warmup + calls)]
-    from flask import Flask
-
     with tempfile.TemporaryDirectory(prefix="jak-bench-auth-") as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'auth.sqlite3'}")
         store.migrate()
@@ -77,7 +72,7 @@ def measure(calls: int = 300, warmup: int = 30) -> dict:
             if i >= warmup:
                 record.append(time.thread_time() - t0)
         store.dispose()
-    return {"algorithm": "ES384", "database": "sqlite", "verify": _cpu_ms(verify), "replay_record": _cpu_ms(record)}
+    return {"algorithm": "ES384", "database": "sqlite", "verify": summary(verify), "replay_record": summary(record)}
 
 
 def line(result: dict) -> str:
