@@ -2,7 +2,8 @@
 
 Built with the service's settings and middleware (body size limit, error
 handlers, CORS, preflight) so that, next to the real app, the difference is
-our work: the handler reads the body, decodes the JSON and returns a fixed
+our work: the handler reads the body, decodes the JSON with the service's own
+decoder (``strict_json.loads``, as ``api.read_json_body``) and returns a fixed
 response of the same shape and size as the real one (``BENCH_NOOP_RESPONSE``:
 a JSON file). Never part of the production API.
 
@@ -19,7 +20,7 @@ import sys
 
 from flask import Flask, Response, json, request
 
-from cds_service import api
+from cds_service import api, strict_json
 from cds_service.config import Settings
 
 
@@ -42,7 +43,7 @@ def create_noop_app(settings: Settings | None = None, response_body: dict | None
 
     @app.post("/cds-services/<service_id>")
     def _noop(service_id: str):
-        body = stdjson.loads(request.get_data(cache=False))
+        body = strict_json.loads(request.get_data(cache=False))
         if not isinstance(body, dict):
             return Response(status=400)
         return Response(json.dumps(answer), mimetype="application/json")
