@@ -39,12 +39,16 @@ def gunicorn_options(host: str, port: int, workers: int | None = None) -> dict:
 def production_app(settings: Settings, loopback: bool):
     """The app for a server process: knowledge, trusted clients and authentication decided, database migrated."""
     from cds_service.app import create_app
+    from cds_service.warm_up import warm_up
 
     # loads and validates the knowledge and trusted clients, and decides on authentication, before binding
     app = create_app(settings, loopback=loopback)
     store = app.extensions["jak_store"]
     store.migrate()              # once, before gunicorn forks its workers
     store.dispose()              # each worker opens its own connections
+    # one synthetic call per service, so that what the pipeline loads on first use is loaded here, once,
+    # and shared by the workers, instead of in each worker's first hook call (cds_service.warm_up)
+    warm_up(app.extensions["jak_engine"])
     # Everything built so far (knowledge, indexes, app) lives for the whole process: move it out of the
     # cyclic garbage collector's reach, so a hook call's full collection does not rescan it (it did:
     # 50 ms pauses at p99) and forked workers keep sharing its memory pages.
