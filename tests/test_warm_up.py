@@ -10,6 +10,7 @@ import pytest
 import responses
 
 from cds_service import hooks
+from cds_service import warm_up as warm_up_module
 from cds_service.config import Settings
 from cds_service.server import production_app
 from cds_service.warm_up import warm_up
@@ -71,4 +72,16 @@ def test_a_failing_warm_up_is_logged_and_the_server_starts(server_settings, rest
     warnings = [r.getMessage() for r in caplog.records if r.name == "cds_service.warm_up"]
     assert len(warnings) == len(app.extensions["jak_engine"].services)
     assert all("RuntimeError" in w and "first real call will be slower" in w for w in warnings)
+    assert app.test_client().get("/cds-services").status_code == 200
+
+
+def test_knowledge_without_a_product_to_order_skips_the_warm_up_and_the_server_starts(server_settings, restore_gc,
+                                                                                    monkeypatch, caplog):
+    def nothing_to_order(knowledge):
+        raise LookupError("the knowledge names no systemic JAK inhibitor product")
+
+    monkeypatch.setattr(warm_up_module, "synthetic_order", nothing_to_order)
+    with caplog.at_level(logging.WARNING):
+        app = production_app(server_settings, loopback=True)
+    assert any("no warm-up" in r.getMessage() for r in caplog.records if r.name == "cds_service.warm_up")
     assert app.test_client().get("/cds-services").status_code == 200
