@@ -13,9 +13,8 @@ import re
 
 from cds_service.findings import SEVERITY, Finding, Missing
 from cds_service.knowledge import Knowledge
-from cds_service.wire import Action, Card, Coding, Link, Source, Suggestion
+from cds_service.wire import MAX_SUMMARY, Action, Card, Coding, Link, Source, Suggestion
 
-MAX_SUMMARY = 139
 RULE_SYSTEM = "https://jak-cds.example.org/fhir/CodeSystem/rule"
 
 

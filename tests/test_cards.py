@@ -1,6 +1,5 @@
 """Card rendering rules a clinician notices: the right sources, no repeated words."""
 import pytest
-from pydantic import ValidationError
 
 from cds_service.cards import missing_card, sources_for
 from cds_service.findings import Missing
@@ -33,7 +32,33 @@ def test_parts_shared_between_cards_cannot_be_changed_through_one_card(knowledge
     gap = Missing("x", "the patient's age", "no birth date", ("S001",), "o1", "tofacitinib")
     first, second = missing_card(knowledge, [gap], "tofacitinib"), missing_card(knowledge, [gap], "tofacitinib")
     assert first.overrideReasons and first.overrideReasons == second.overrideReasons
-    with pytest.raises(ValidationError):
+    with pytest.raises(AttributeError):
         first.overrideReasons[0].display = "changed"
     assert second.overrideReasons[0].display != "changed"
     assert first.uuid != second.uuid
+
+
+def test_a_card_the_spec_forbids_cannot_be_built():
+    """The wire card checks the spec's rules itself: no rule's text can put a card an EHR must reject on the wire."""
+    from cds_service.wire import Card, Source
+
+    source = Source(label="PRAC", url="https://example.org/prac")
+    with pytest.raises(ValueError, match="summary"):
+        Card(summary="x" * 140, indicator="warning", source=source)
+    with pytest.raises(ValueError, match="summary"):
+        Card(summary="", indicator="warning", source=source)
+    with pytest.raises(ValueError, match="indicator"):
+        Card(summary="Check", indicator="severe", source=source)
+    assert Card(summary="x" * 139, indicator="warning", source=source).wire()["summary"] == "x" * 139
+
+
+def test_nothing_empty_goes_on_the_wire_and_info_cards_take_no_override_reasons():
+    from cds_service.wire import Card, Coding, Source
+
+    reason = Coding(code="benefit", system="https://example.org/override", display="Benefit outweighs risk")
+    info = Card(summary="Note", indicator="info", source=Source(label="PRAC", url=""), detail="",
+                suggestions=[], overrideReasons=(reason,), links=[])
+    assert info.wire() == {"uuid": info.uuid, "summary": "Note", "indicator": "info", "source": {"label": "PRAC"}}
+    warning = Card(summary="Check", indicator="warning", source=Source(label="PRAC"), overrideReasons=(reason,))
+    assert warning.wire()["overrideReasons"] == [
+        {"code": "benefit", "system": "https://example.org/override", "display": "Benefit outweighs risk"}]
