@@ -63,13 +63,10 @@ def resources_of(value) -> list[dict] | None:
     if kind == "OperationOutcome" or not isinstance(kind, str):
         return None
     if kind == "Bundle":
-        out = []
-        for entry in as_list(value.get("entry")):
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) \
-                    and resource["resourceType"] != "OperationOutcome":
-                out.append(resource)
-        return out
+        # JSON gives exact dicts and strs: ``type(x) is`` instead of isinstance (one entry per result)
+        return [resource for entry in as_list(value.get("entry"))
+                if type(entry) is dict and type(resource := entry.get("resource")) is dict
+                and type(rtype := resource.get("resourceType")) is str and rtype != "OperationOutcome"]
     return [value]
 
 
@@ -216,19 +213,25 @@ class Prefetched:
             for resource in resources:
                 kind = resource.get("resourceType")
                 if kind == "Observation":
-                    # what EHRs usually send, one coding with a string code, settled here without a call
-                    codes = only = None
-                    concept = resource.get("code")
-                    coding = concept.get("coding") if type(concept) is dict else None
-                    if type(coding) is list and len(coding) == 1 and type(first := coding[0]) is dict \
-                            and type(code := first.get("code")) is str:
-                        code = code.strip()
-                        if keep is None or code in keep:
-                            codes, only = (code,), (code, first.get("system"))
-                        elif first.get("system") == LOINC_SYSTEM:
-                            dropped += 1
-                            continue
-                    if codes is None:
+                    # what EHRs usually send, one coding with a string code, settled here without a call;
+                    # any other shape raises at once and goes to _observation_codes
+                    try:
+                        (first,) = resource["code"]["coding"]
+                        code, system = first["code"], first.get("system")
+                    except (KeyError, TypeError, ValueError, AttributeError):
+                        code = system = None
+                    if type(code) is str:
+                        if keep is None:
+                            code = code.strip()
+                        elif code not in keep and (code := code.strip()) not in keep:   # knowledge codes: no spaces
+                            if system == LOINC_SYSTEM:
+                                dropped += 1
+                                continue
+                            code = None
+                    if type(code) is str:
+                        only, codes = (code, system), None
+                    else:
+                        only = None
                         read, codes = _observation_codes(resource, keep)
                         if not read:
                             dropped += 1
@@ -247,18 +250,25 @@ class Prefetched:
                     elif rid in ids:
                         continue
                     ids.add(rid)
-                if kind == "Observation":
-                    position = len(observations)
-                    observations.append(resource)
-                    lone.append(only)
-                    for code in codes:
-                        positions = obs_codes.get(code)
-                        if positions is None:
-                            obs_codes[code] = [position]
-                        elif positions[-1] != position:
-                            positions.append(position)
-                else:
+                if kind != "Observation":
                     by_type.setdefault(kind, []).append(resource)
+                    continue
+                position = len(observations)
+                observations.append(resource)
+                lone.append(only)
+                if codes is None:                     # one code: no loop, no repeat to guard against
+                    positions = obs_codes.get(code)
+                    if positions is None:
+                        obs_codes[code] = [position]
+                    else:
+                        positions.append(position)
+                    continue
+                for code in codes:
+                    positions = obs_codes.get(code)
+                    if positions is None:
+                        obs_codes[code] = [position]
+                    elif positions[-1] != position:
+                        positions.append(position)
         if observations:
             by_type["Observation"] = observations
         self._by_type, self._indexed, self.dropped, self.foreign = by_type, signature, dropped, foreign
