@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from operator import attrgetter, itemgetter
 
 from cds_service import drugs as drugmod
 from cds_service.knowledge import Knowledge
@@ -332,12 +333,8 @@ class LabSeries(Sequence):
         return found + [u for u in self._bad if u.when is None]
 
 
-def _first(pair: tuple) -> date:
-    return pair[0]
-
-
-def _when_of(item: Uninterpretable) -> date:
-    return item.when
+_first = itemgetter(0)                  # (date, Observation) -> date, as a sort key without a Python call
+_when_of = attrgetter("when")
 
 
 def loinc_or_unstated(system) -> bool:
@@ -363,16 +360,19 @@ def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched
     undated: dict[str, list[Uninterpretable]] = {}
     for obs, lone in prefetched.observations_with_codes(loinc_index):   # only results carrying an analyte code
         if lone is not None:            # its only coding, read by the index: the analyte is its code's
-            analyte = loinc_index[lone[0]] if loinc_or_unstated(lone[1]) else None
+            analyte = loinc_index[lone[0]] if lone[1] == LOINC_SYSTEM or loinc_or_unstated(lone[1]) else None
         else:
             analyte = _analyte_of(obs.get("code"), loinc_index)
         if analyte is None or obs.get("status") in _BAD_STATUS:
             continue
-        when = _effective_date(obs)
+        stated = obs.get("effectiveDateTime")     # the usual date, without _effective_date's call
+        when = (type(stated) is str and len(stated) >= 4 and _parse_date_text(stated)) or _effective_date(obs)
         if when is None:
             undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, "result has no date"))
+        elif (series := dated.get(analyte)) is None:
+            dated[analyte] = [(when, obs)]
         else:
-            dated.setdefault(analyte, []).append((when, obs))
+            series.append((when, obs))
     for name in dated.keys() | undated.keys():
         facts.labs[name] = LabSeries(knowledge.analytes[name], name, dated.get(name, []), undated.get(name, []))
 
