@@ -223,7 +223,7 @@ class Prefetched:
                     if type(code) is str:
                         if keep is None:
                             code = code.strip()
-                        elif code not in keep and (code := code.strip()) not in keep:   # knowledge codes: no spaces
+                        elif code not in keep and (code := code.strip()) not in keep:   # keep: LOINC-shaped, no spaces
                             if system == LOINC_SYSTEM:
                                 dropped += 1
                                 continue
