@@ -190,3 +190,18 @@ def test_percentiles_are_nearest_rank():
     assert inprocess.percentile(ordered, 99) == 99.0 and inprocess.percentile(ordered, 90) == 90.0
     assert inprocess.percentile([5.0], 99) == 5.0
     assert inprocess.percentile([1.0, 2.0, 3.0], 90) == 3.0      # rank ceil(2.7) = 3
+
+
+def test_instruction_count_runs_both_apps_and_reads_callgrinds_total():
+    """The part that runs under valgrind calls each app for real (a failing call raises), and the total is
+    read from callgrind's own exit line; a run that reports none is an error, not a zero."""
+    from bench import instructions
+
+    for app in instructions.APPS:
+        instructions.run_calls(app, "order-sign", 10, calls=2, warmup=1)
+    assert instructions.collected("==6943== Events    : Ir\n==6943== Collected : 4430615125\n") == 4430615125
+    with pytest.raises(RuntimeError, match="no instruction count"):
+        instructions.collected("valgrind: command not found")
+    result = {"hook": "order-sign", "observations": 200, "calls": [20, 60],
+              "per_request": {"service": 14_000_000, "noop": 7_000_000}, "noop_over_service": 0.5}
+    assert "no-op / service: 0.500" in instructions.table(result)
