@@ -193,11 +193,8 @@ def _age_on(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
-def _effective_date(resource: dict) -> date | None:
-    stated = resource.get("effectiveDateTime")     # the usual one first (parse_date's own test, without its call)
-    found = _parse_date_text(stated) if isinstance(stated, str) and len(stated) >= 4 else None
-    if found:
-        return found
+def _other_date(resource: dict) -> date | None:
+    """A result's date when effectiveDateTime is absent or unreadable (``_read_labs`` reads that one first)."""
     for key in ("effectiveInstant", "issued"):
         found = parse_date(resource.get(key))
         if found:
@@ -365,8 +362,8 @@ def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched
             analyte = _analyte_of(obs.get("code"), loinc_index)
         if analyte is None or obs.get("status") in _BAD_STATUS:
             continue
-        stated = obs.get("effectiveDateTime")     # the usual date, without _effective_date's call
-        when = (type(stated) is str and len(stated) >= 4 and _parse_date_text(stated)) or _effective_date(obs)
+        stated = obs.get("effectiveDateTime")     # the usual date (parse_date's own test, without its call)
+        when = (type(stated) is str and len(stated) >= 4 and _parse_date_text(stated)) or _other_date(obs)
         if when is None:
             undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, "result has no date"))
         elif (series := dated.get(analyte)) is None:
