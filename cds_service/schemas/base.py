@@ -17,6 +17,7 @@ class Strict(BaseModel):
 # ATC codes are upper case; kept so (a tuple, so that a prefix test is one ``str.startswith``)
 AtcCodes = Annotated[tuple[str, ...], AfterValidator(lambda codes: tuple(c.strip().upper() for c in codes))]
 
+
 class MedicationClass(Strict):
     """A class of medicines a rule looks for in the record (drug_class, interacting_class, therapy_class).
 
