@@ -15,7 +15,6 @@ Python loses more to cold caches than the no-op's C decoder does.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -29,25 +28,13 @@ _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
 def run_calls(app_name: str, hook: str, observations: int, calls: int, warmup: int = 10) -> None:
-    """What runs under valgrind: ``warmup`` + ``calls`` requests to one app (distinct requests, as an EHR sends)."""
-    from bench.inprocess import Bench
-    from bench.noop_app import create_noop_app
-    from bench.workload import SERVICE_FOR_HOOK, hook_request
-    from bench.wsgi import _call
-    from cds_service import hooks, strict_json
+    """What runs under valgrind: ``warmup`` + ``calls`` requests to one app (leaving, the service's audit
+    writer is flushed: its work belongs to the service's requests)."""
+    from bench.wsgi import _call, both_apps
 
-    raws = [json.dumps(hook_request(hook, observations)).encode() for _ in range(4)]
-    with tempfile.TemporaryDirectory(prefix="jak-instructions-") as tmp:
-        bench = Bench(Path(tmp))
-        service = bench.engine.services[SERVICE_FOR_HOOK[hook]]
-        path = f"/cds-services/{service.id}"
-        answer = hooks.evaluate(bench.engine, service, strict_json.loads(raws[0])).body
-        app = bench.app if app_name == "service" else create_noop_app(bench.settings, answer)
+    with both_apps(hook, observations) as (raws, path, apps):
         for i in range(warmup + calls):
-            _call(app, path, raws[i % len(raws)])
-        store = bench.app.extensions["jak_store"]
-        store.flush()                        # the audit writer's work belongs to the service's requests
-        store.dispose()
+            _call(apps[app_name], path, raws[i % len(raws)])
 
 
 def collected(valgrind_output: str) -> int:

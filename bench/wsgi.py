@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.noop_app import create_noop_app
@@ -49,28 +50,39 @@ def _quartiles(samples: list[int]) -> dict:
             "p75_ms": ordered[(3 * n) // 4] / 1e6}
 
 
-def measure(hook: str, observations: int, calls: int, cold: bool = False, warmup: int = 20, jak: bool = True) -> dict:
+@contextmanager
+def both_apps(hook: str, observations: int, jak: bool = True):
+    """(requests, path, {"service": app, "noop": app}): the production app built as the server builds it and
+    the no-op app answering what the service answers; a few distinct requests (hookInstance, card ids
+    differ), as an EHR sends. The service's audit writer is flushed and its database closed on exit."""
     from bench.inprocess import Bench
 
-    # a few distinct requests (hookInstance, card ids differ), as an EHR sends
     raws = [json.dumps(hook_request(hook, observations, jak=jak)).encode() for _ in range(4)]
     with tempfile.TemporaryDirectory(prefix="jak-wsgi-") as tmp:
-        bench = Bench(Path(tmp))                    # built as the production server builds it
+        bench = Bench(Path(tmp))
         service = bench.engine.services[SERVICE_FOR_HOOK[hook]]
-        path = f"/cds-services/{service.id}"
         answer = hooks.evaluate(bench.engine, service, strict_json.loads(raws[0])).body
-        noop = create_noop_app(bench.settings, answer)
+        store = bench.app.extensions["jak_store"]
+        try:
+            yield raws, f"/cds-services/{service.id}", {"service": bench.app,
+                                                         "noop": create_noop_app(bench.settings, answer)}
+        finally:
+            store.flush()
+            store.dispose()
+
+
+def measure(hook: str, observations: int, calls: int, cold: bool = False, warmup: int = 20, jak: bool = True) -> dict:
+    with both_apps(hook, observations, jak) as (raws, path, apps):
         evict = _cache_evictor() if cold else (lambda: None)
         samples: dict[str, list[int]] = {"service": [], "noop": []}
         for i in range(warmup + calls):
             raw = raws[i % len(raws)]
-            for name, app in (("service", bench.app), ("noop", noop)):
+            for name, app in apps.items():
                 evict()
                 t0 = time.thread_time_ns()
                 _call(app, path, raw)
                 if i >= warmup:
                     samples[name].append(time.thread_time_ns() - t0)
-        bench.app.extensions["jak_store"].dispose()
     service_q, noop_q = _quartiles(samples["service"]), _quartiles(samples["noop"])
     return {"hook": hook, "observations": observations, "calls": calls, "cold": cold, "request_bytes": len(raws[0]),
             "service": service_q, "noop": noop_q,
