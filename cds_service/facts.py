@@ -357,7 +357,7 @@ def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched
     undated: dict[str, list[Uninterpretable]] = {}
     for obs, lone in prefetched.observations_with_codes(loinc_index):   # only results carrying an analyte code
         if lone is not None:            # its only coding, read by the index: the analyte is its code's
-            analyte = loinc_index[lone[0]] if lone[1] == LOINC_SYSTEM or loinc_or_unstated(lone[1]) else None
+            analyte = loinc_index[lone[0]] if loinc_or_unstated(lone[1]) else None
         else:
             analyte = _analyte_of(obs.get("code"), loinc_index)
         if analyte is None or obs.get("status") in _BAD_STATUS:
