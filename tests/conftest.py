@@ -14,7 +14,7 @@ from datetime import date
 import pytest
 import responses
 
-from cds_service.app import build_engine, create_app
+from cds_service.app import create_app
 from cds_service.config import Settings
 from cds_service.discovery import load_services
 from cds_service.fhir_query import search

@@ -7,7 +7,6 @@ that could not be obtained is reported as a gap; data that is simply absent is n
 """
 from __future__ import annotations
 
-import re
 from datetime import date
 
 from cds_service import drugs as drugmod

@@ -78,7 +78,7 @@ def _lower_dose(ctx: RuleContext, order: DraftOrder):
 
 
 def evaluate(ctx: RuleContext):
-    k, facts = ctx.knowledge, ctx.facts
+    k = ctx.knowledge
     for card in k.rules.prac.values():
         for order in ctx.systemic_orders():
             if order.drug not in card.drugs:
