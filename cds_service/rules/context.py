@@ -38,6 +38,7 @@ class RuleContext:
     hook: str
     orders: list[DraftOrder] = field(default_factory=list)
     draft_resources: list[dict] = field(default_factory=list)   # every draft of the request (co-ordered medicines)
+    memo: dict = field(default_factory=dict)   # values several rule families read, worked out once per call
 
     @cached_property
     def crcl(self) -> factsmod.Derived:

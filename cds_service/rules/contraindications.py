@@ -10,70 +10,15 @@ from __future__ import annotations
 from datetime import date
 
 from cds_service import drugs as drugmod
-from cds_service.facts import ConditionFact, PatientFacts
 from cds_service.findings import Finding, Missing
 from cds_service.rules.context import DraftOrder, RuleContext
+from cds_service.rules.evidence import class_evidence, condition_evidence
 from cds_service.rules.text import lab, unit
 from cds_service.textmatch import any_word
 
 
 def _d(when: date | None) -> str:
     return when.isoformat() if when else "date not recorded"
-
-
-# -- shared readers (also used by the PRAC rule) ---------------------------------------------------------------
-
-def condition_evidence(ctx: RuleContext, concepts: list[str], history_within_days: int | None) -> list[str]:
-    """Conditions of these concepts that count: active ones, and history if the concept allows it."""
-    k, facts = ctx.knowledge, ctx.facts
-    found: list[str] = []
-    seen: set[int] = set()
-    for name in concepts:
-        concept = k.concepts[name]
-        for cond in facts.concept_present(name):
-            if id(cond) in seen:
-                continue
-            text = _condition_text(cond, facts, concept.active_only, history_within_days)
-            if text:
-                seen.add(id(cond))
-                found.append(text)
-    return found
-
-
-def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool, window: int | None) -> str | None:
-    since = f"since {cond.onset.isoformat()}" if cond.onset else "onset not recorded"
-    if cond.active:
-        return f"{cond.display} (active, {since})"
-    if active_only:
-        return None
-    last = max((d for d in (cond.abatement, cond.onset) if d), default=None)
-    if window is None:
-        return f"{cond.display} (history, {since}" + (f", resolved {cond.abatement.isoformat()})" if cond.abatement
-                                                        else ")")
-    if last is None:
-        return f"{cond.display} (history; dates not recorded, so it cannot be placed outside the window)"
-    if (facts.today - last).days <= window:
-        ended = f", resolved {cond.abatement.isoformat()}" if cond.abatement else ""
-        return f"{cond.display} ({since}{ended})"
-    return None
-
-
-def _words_in(text: str, words) -> bool:
-    return any_word(text.lower(), words)      # one cached pattern per word list (cds_service.textmatch)
-
-
-def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
-    classes = ctx.knowledge.rules.drug_class
-    found = []
-    for med in ctx.facts.medications:
-        if not med.active:
-            continue
-        for class_id in class_ids:
-            if classes[class_id].contains(med.display, med.codes):
-                started = f", since {med.start.isoformat()}" if med.start else ""
-                found.append(f"{med.display} ({classes[class_id].display}; active {med.resource_type}{started})")
-                break
-    return found
 
 
 # -- evidence per key ----------------------------------------------------------------------------------------------
@@ -149,7 +94,7 @@ def is_live_vaccine(imm, vaccines) -> bool:
         if ("atc" in s or "whocc" in s) and code.upper().startswith(vaccines.atc) \
                 and not code.upper().startswith(vaccines.atc_not):
             return True
-    return _words_in(imm.display, vaccines.names)
+    return any_word(imm.display.lower(), vaccines.names)
 
 
 def _vaccine_evidence(ctx: RuleContext, days: int) -> list[str]:

@@ -10,54 +10,17 @@ Data a rule needs but cannot read is reported as a ``Missing`` gap, never read a
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from cds_service import drugs as drugmod
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.rules.context import DraftOrder, RuleContext
+from cds_service.rules.evidence import corrected_order
 from cds_service.rules.lab_thresholds import missing_reason
 from cds_service.rules.text import lab, mg, sentence
 from cds_service.schemas.dose import DoseRule
 
-UCUM = "http://unitsofmeasure.org"
 _EPS = 1e-9
-
-
-# -- the corrected order --------------------------------------------------------
-
-def corrected_order(order: DraftOrder, dose_mg: float, per_day: int, phase: str | None = None,
-                    modified_release: bool | None = None) -> dict:
-    """The draft MedicationRequest with dose and frequency replaced (for an update action).
-
-    The induction/maintenance word is kept so the corrected order is judged in the same phase; the
-    prolonged-release form is kept only when ``modified_release`` (default: the order's own form) says so
-    (e.g. tofacitinib 11 mg XR -> 5 mg once daily is an immediate-release tablet)."""
-    if modified_release is None:
-        modified_release = order.match.modified_release
-    resource = copy.deepcopy(order.resource)
-    dosages = resource.get("dosageInstruction")
-    if isinstance(dosages, dict):
-        dosages = [dosages]
-    if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
-        dosages = [{}]
-    dosage = dict(dosages[0])
-    form = " prolonged-release" if modified_release else ""
-    dosage["text"] = f"{order.name}{form} {mg(dose_mg, per_day)}" + (f" ({phase})" if phase else "")
-    dosage["timing"] = {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}}
-    dosage["doseAndRate"] = [{"doseQuantity": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}}]
-    resource["dosageInstruction"] = [dosage] + list(dosages[1:])
-    strength = order.match.strength_mg
-    if strength is not None and strength != dose_mg and "medicationCodeableConcept" in resource:
-        # the coded product no longer matches the dose: keep the ingredient, drop the strength-specific code
-        concept = resource["medicationCodeableConcept"]
-        codings = [c for c in (concept.get("coding") or []) if isinstance(c, dict)
-                   and "rxnorm" not in str(c.get("system", "")).lower()]
-        new_concept = {"text": f"{order.name}{form} {dose_mg:g} mg"}
-        if codings:
-            new_concept["coding"] = codings
-        resource["medicationCodeableConcept"] = new_concept
-    return resource
 
 
 # -- the patient's situation ----------------------------------------------------

@@ -8,60 +8,9 @@ offered as an edit of the draft when the order asks for more. A patient without 
 from __future__ import annotations
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
-from cds_service.rules import dose as dosemod
-from cds_service.rules.contraindications import class_evidence, condition_evidence
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.text import lab, mg
-
-
-def _bmi(ctx: RuleContext) -> tuple[float | None, str]:
-    """BMI reported (LOINC 39156-5) or computed from the latest weight and height; and how it was obtained."""
-    k, facts = ctx.knowledge, ctx.facts
-    reported = facts.latest("bmi", k.analytes["bmi"].max_age_days)
-    weight = facts.latest("weight", k.analytes["weight"].max_age_days)
-    height = facts.latest("height", k.analytes["height"].max_age_days)
-    if reported and (weight is None or height is None or reported.when >= weight.when):
-        return reported.value, f"BMI {reported.value:.1f} kg/m² on {reported.when.isoformat()}"
-    if weight and height and height.value > 0:
-        value = weight.value / (height.value / 100) ** 2
-        return value, (f"BMI {value:.1f} kg/m² from weight {lab(weight)} and height {lab(height)}")
-    return None, "no BMI, or weight and height, on record"
-
-
-def _factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
-    """(evidence lines, a note on data that is not recorded)."""
-    facts = ctx.facts
-    if factor.age_at_least is not None:
-        if facts.age is None:
-            return [], "age: no usable date of birth"
-        if facts.age >= factor.age_at_least:
-            return [f"age {facts.age}"], None
-        if facts.age_max is not None and facts.age_max >= factor.age_at_least:
-            return [], f"age: the birth date is partial, the patient may be {factor.age_at_least:g}"
-        return [], None
-    if factor.smoking:
-        results = facts.coded_results.get(factor.smoking_test) or []
-        if not results:
-            return [], "smoking status: not recorded"
-        newest = results[0]
-        when = newest.when.isoformat() if newest.when else "date not recorded"
-        if newest.category in factor.smoking:
-            return [f"smoking status '{newest.answer}' on {when}"], None
-        if newest.category is None:
-            return [], f"smoking status: '{newest.answer}' on {when} could not be read"
-        if newest.category == "unknown":
-            return [], f"smoking status: recorded as unknown on {when}"
-        return [], None
-    if factor.concepts:
-        return condition_evidence(ctx, factor.concepts, factor.history_within_days), None
-    if factor.bmi_at_least is not None:
-        value, how = _bmi(ctx)
-        if value is None:
-            return [], f"BMI: {how}"
-        return ([how] if value >= factor.bmi_at_least else []), None
-    if factor.medication_classes:
-        return class_evidence(ctx, factor.medication_classes), None
-    return [], None
+from cds_service.rules.evidence import corrected_order, prac_risk_factors
+from cds_service.rules.text import mg
 
 
 def _lower_dose(ctx: RuleContext, order: DraftOrder):
@@ -88,14 +37,7 @@ def evaluate(ctx: RuleContext):
 
 def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
     k, facts = ctx.knowledge, ctx.facts
-    found: dict[str, list[tuple[object, list[str]]]] = {"prac": [], "vte": []}
-    not_recorded: list[str] = []
-    for factor in k.rules.prac_factor:
-        evidence, note = _factor_evidence(ctx, factor)
-        if evidence:
-            found[factor.group].append((factor, evidence))
-        if note:
-            not_recorded.append(note)
+    found, not_recorded = prac_risk_factors(ctx)
     unavailable = []
     if why := facts.why_unavailable("Condition"):
         unavailable.append(f"conditions could not be obtained: {why}")
@@ -134,7 +76,7 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
             suggestions.append(ProposedSuggestion(
                 label=f"Change to {target} (lower-risk dose)",
                 actions=(ProposedAction("update", f"Change the {order.name} order to {target}",
-                                        dosemod.corrected_order(order, entry.dose_mg, entry.per_day, phase)),)))
+                                        corrected_order(order, entry.dose_mg, entry.per_day, phase)),)))
         else:
             detail += f"\n\n**Dose:** the ordered {order.dose.describe()} is already the lower-risk dose."
     else:

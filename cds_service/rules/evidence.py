@@ -1,0 +1,172 @@
+"""Evidence readers shared by several rule families (one place, so no family imports another).
+
+- conditions of a concept that count (active, or history within a window);
+- current medicines of a drug class;
+- the PRAC 2022 risk factors of the patient (decision 7), read once per hook call: the PRAC card shows them
+  and the dose rules need to know whether a lower-risk dose applies;
+- the draft order rewritten to another dose (the edit a dose suggestion proposes).
+"""
+from __future__ import annotations
+
+import copy
+
+from cds_service.facts import ConditionFact, PatientFacts
+from cds_service.rules.context import DraftOrder, RuleContext
+from cds_service.rules.text import lab, mg
+from cds_service.textmatch import any_word
+
+UCUM = "http://unitsofmeasure.org"
+
+
+def condition_evidence(ctx: RuleContext, concepts: list[str], history_within_days: int | None) -> list[str]:
+    """Conditions of these concepts that count: active ones, and history if the concept allows it."""
+    k, facts = ctx.knowledge, ctx.facts
+    found: list[str] = []
+    seen: set[int] = set()
+    for name in concepts:
+        concept = k.concepts[name]
+        for cond in facts.concept_present(name):
+            if id(cond) in seen:
+                continue
+            text = _condition_text(cond, facts, concept.active_only, history_within_days)
+            if text:
+                seen.add(id(cond))
+                found.append(text)
+    return found
+
+
+def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool, window: int | None) -> str | None:
+    since = f"since {cond.onset.isoformat()}" if cond.onset else "onset not recorded"
+    if cond.active:
+        return f"{cond.display} (active, {since})"
+    if active_only:
+        return None
+    last = max((d for d in (cond.abatement, cond.onset) if d), default=None)
+    if window is None:
+        return f"{cond.display} (history, {since}" + (f", resolved {cond.abatement.isoformat()})" if cond.abatement
+                                                        else ")")
+    if last is None:
+        return f"{cond.display} (history; dates not recorded, so it cannot be placed outside the window)"
+    if (facts.today - last).days <= window:
+        ended = f", resolved {cond.abatement.isoformat()}" if cond.abatement else ""
+        return f"{cond.display} ({since}{ended})"
+    return None
+
+
+def _words_in(text: str, words) -> bool:
+    return any_word(text.lower(), words)      # one cached pattern per word list (cds_service.textmatch)
+
+
+def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
+    classes = ctx.knowledge.rules.drug_class
+    found = []
+    for med in ctx.facts.medications:
+        if not med.active:
+            continue
+        for class_id in class_ids:
+            if classes[class_id].contains(med.display, med.codes):
+                started = f", since {med.start.isoformat()}" if med.start else ""
+                found.append(f"{med.display} ({classes[class_id].display}; active {med.resource_type}{started})")
+                break
+    return found
+
+
+def bmi(ctx: RuleContext) -> tuple[float | None, str]:
+    """BMI reported (LOINC 39156-5) or computed from the latest weight and height; and how it was obtained."""
+    k, facts = ctx.knowledge, ctx.facts
+    reported = facts.latest("bmi", k.analytes["bmi"].max_age_days)
+    weight = facts.latest("weight", k.analytes["weight"].max_age_days)
+    height = facts.latest("height", k.analytes["height"].max_age_days)
+    if reported and (weight is None or height is None or reported.when >= weight.when):
+        return reported.value, f"BMI {reported.value:.1f} kg/m² on {reported.when.isoformat()}"
+    if weight and height and height.value > 0:
+        value = weight.value / (height.value / 100) ** 2
+        return value, (f"BMI {value:.1f} kg/m² from weight {lab(weight)} and height {lab(height)}")
+    return None, "no BMI, or weight and height, on record"
+
+
+def factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
+    """(evidence lines, a note on data that is not recorded)."""
+    facts = ctx.facts
+    if factor.age_at_least is not None:
+        if facts.age is None:
+            return [], "age: no usable date of birth"
+        if facts.age >= factor.age_at_least:
+            return [f"age {facts.age}"], None
+        if facts.age_max is not None and facts.age_max >= factor.age_at_least:
+            return [], f"age: the birth date is partial, the patient may be {factor.age_at_least:g}"
+        return [], None
+    if factor.smoking:
+        results = facts.coded_results.get(factor.smoking_test) or []
+        if not results:
+            return [], "smoking status: not recorded"
+        newest = results[0]
+        when = newest.when.isoformat() if newest.when else "date not recorded"
+        if newest.category in factor.smoking:
+            return [f"smoking status '{newest.answer}' on {when}"], None
+        if newest.category is None:
+            return [], f"smoking status: '{newest.answer}' on {when} could not be read"
+        if newest.category == "unknown":
+            return [], f"smoking status: recorded as unknown on {when}"
+        return [], None
+    if factor.concepts:
+        return condition_evidence(ctx, factor.concepts, factor.history_within_days), None
+    if factor.bmi_at_least is not None:
+        value, how = bmi(ctx)
+        if value is None:
+            return [], f"BMI: {how}"
+        return ([how] if value >= factor.bmi_at_least else []), None
+    if factor.medication_classes:
+        return class_evidence(ctx, factor.medication_classes), None
+    return [], None
+
+def prac_risk_factors(ctx: RuleContext) -> tuple[dict[str, list[tuple[object, list[str]]]], list[str]]:
+    """({"prac": [(factor, evidence)], "vte": [...]}, notes on data not recorded), read once per hook call."""
+    cached = ctx.memo.get("prac_risk_factors")
+    if cached is None:
+        found: dict[str, list[tuple[object, list[str]]]] = {"prac": [], "vte": []}
+        not_recorded: list[str] = []
+        for factor in ctx.knowledge.rules.prac_factor:
+            evidence, note = factor_evidence(ctx, factor)
+            if evidence:
+                found[factor.group].append((factor, evidence))
+            if note:
+                not_recorded.append(note)
+        cached = ctx.memo["prac_risk_factors"] = (found, not_recorded)
+    return cached
+
+
+# -- the corrected order --------------------------------------------------------
+
+def corrected_order(order: DraftOrder, dose_mg: float, per_day: int, phase: str | None = None,
+                    modified_release: bool | None = None) -> dict:
+    """The draft MedicationRequest with dose and frequency replaced (for an update action).
+
+    The induction/maintenance word is kept so the corrected order is judged in the same phase; the
+    prolonged-release form is kept only when ``modified_release`` (default: the order's own form) says so
+    (e.g. tofacitinib 11 mg XR -> 5 mg once daily is an immediate-release tablet)."""
+    if modified_release is None:
+        modified_release = order.match.modified_release
+    resource = copy.deepcopy(order.resource)
+    dosages = resource.get("dosageInstruction")
+    if isinstance(dosages, dict):
+        dosages = [dosages]
+    if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
+        dosages = [{}]
+    dosage = dict(dosages[0])
+    form = " prolonged-release" if modified_release else ""
+    dosage["text"] = f"{order.name}{form} {mg(dose_mg, per_day)}" + (f" ({phase})" if phase else "")
+    dosage["timing"] = {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}}
+    dosage["doseAndRate"] = [{"doseQuantity": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}}]
+    resource["dosageInstruction"] = [dosage] + list(dosages[1:])
+    strength = order.match.strength_mg
+    if strength is not None and strength != dose_mg and "medicationCodeableConcept" in resource:
+        # the coded product no longer matches the dose: keep the ingredient, drop the strength-specific code
+        concept = resource["medicationCodeableConcept"]
+        codings = [c for c in (concept.get("coding") or []) if isinstance(c, dict)
+                   and "rxnorm" not in str(c.get("system", "")).lower()]
+        new_concept = {"text": f"{order.name}{form} {dose_mg:g} mg"}
+        if codings:
+            new_concept["coding"] = codings
+        resource["medicationCodeableConcept"] = new_concept
+    return resource
