@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 
-from cds_service.discovery import load_services
+from cds_service.discovery import default_templates
 from cds_service.prefetch import what_a_query_reads
 from fixtures.builders import (ATC, RXNORM, SNOMED, TODAY, UCUM, condition, draft_order, full_baseline,
                                medication_request, obs, patient)
@@ -113,7 +113,7 @@ def _bundle(resources: list[dict]) -> dict:
 
 def hook_request(hook: str, n_observations: int, n_irrelevant: int = 0, jak: bool = True) -> dict:
     """A complete CDS Hooks request for ``hook`` with every prefetch key filled (``jak``: see above)."""
-    templates = next(iter(load_services().values())).prefetch
+    templates = default_templates()
     key_for = _key_for_code(templates)
     per_key: dict[str, list[dict]] = {key: [] for key in templates}
     for resource in observations(n_observations) + irrelevant(n_irrelevant):

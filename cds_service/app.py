@@ -25,10 +25,11 @@ class Engine:
 
 
 def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_session=None) -> Engine:
+    knowledge = knowledge or load_knowledge(settings.knowledge_dir)
     return Engine(
         settings=settings,
-        knowledge=knowledge or load_knowledge(settings.knowledge_dir),
-        services=load_services(),
+        knowledge=knowledge,
+        services=load_services(knowledge),
         fhir_client=FhirClient(settings.allowed_fhir_servers, settings.fhir_timeout,
                                settings.fhir_connect_timeout, fhir_session),
     )

@@ -150,6 +150,9 @@ class Knowledge:
     # every LOINC-shaped code named anywhere in the knowledge: an Observation coded only with other
     # LOINC codes is read by no rule and is dropped once, right after prefetch completion
     observation_codes: frozenset[str] = frozenset()
+    # resource type -> every code some rule reads in resources of that type (decision 16): the coded prefetch
+    # templates ask for exactly these (cds_service/discovery.py), so a code the knowledge recognises is fetched
+    codes_read: dict[str, frozenset[str]] = field(default_factory=dict)
     # the parts of cards that follow from this knowledge alone (override reasons, links to sources), made
     # once on first use by cards.py and shared by every card (immutable wire models)
     card_parts: dict = field(default_factory=dict, repr=False, compare=False)
@@ -269,7 +272,7 @@ def _cross_check(k: Knowledge) -> None:
         raise KnowledgeError("knowledge files are inconsistent:\n  " + "\n  ".join(problems))
 
 
-_LOINC_SHAPED = re.compile(r"(?<![\w.])\d{1,7}-\d(?![\w.])")
+_LOINC_SHAPED = re.compile(r"\d{1,7}-\d")
 
 
 def _strings(value):
@@ -288,16 +291,42 @@ def _strings(value):
 
 
 def _loinc_codes(k: Knowledge) -> frozenset[str]:
-    """LOINC-shaped codes in any knowledge entry or rule table (found by shape, so new tables are covered)."""
-    found: set[str] = set()
+    """LOINC-shaped codes in any knowledge entry or rule table (found by shape, so new tables are covered): whole
+    values only, so a range in a sentence ("weeks 2-4") is not taken for a code."""
     parts = [k.analytes, k.concepts, k.indications, k.drugs, k.rules._tables]
-    for text in _strings(parts):
-        found.update(_LOINC_SHAPED.findall(text))
-    return frozenset(found)
+    return frozenset(text.strip() for text in _strings(parts) if _LOINC_SHAPED.fullmatch(text.strip()))
+
+
+# record types read by presence and date (cds_service/coded_records.py) that a coded search fetches; an
+# Immunization is fetched whole (no code filter), so its CVX codes are not listed here
+CODED_RECORD_TYPES = ("Observation", "DiagnosticReport", "Procedure")
+
+
+def _codes_read(k: Knowledge) -> dict[str, frozenset[str]]:
+    """Resource type -> the codes rules read in it, from every analyte, every rule-table entry that declares
+    ``codes_read()`` ({resource type: codes}) or ``record_keys()`` ("system|code" read in any coded record),
+    and, for Observations, every LOINC-shaped code anywhere in the knowledge (a safety net for new tables)."""
+    found: dict[str, set[str]] = {"Observation": set(k.observation_codes)}
+    for analyte in k.analytes.values():
+        found["Observation"].update(analyte.loinc)
+    for table in k.rules._tables.values():
+        entries = table if isinstance(table, list) else table.values()
+        for entry in entries:
+            declared = getattr(entry, "codes_read", None)
+            for resource_type, codes in (declared() if callable(declared) else {}).items():
+                found.setdefault(resource_type, set()).update(codes)
+            record_keys = getattr(entry, "record_keys", None)
+            for key in (record_keys() if callable(record_keys) else ()):
+                system, _, code = key.partition("|")
+                if system != "cvx":
+                    for resource_type in CODED_RECORD_TYPES:
+                        found.setdefault(resource_type, set()).add(code)
+    return {resource_type: frozenset(codes) for resource_type, codes in found.items()}
 
 
 def _index(k: Knowledge) -> None:
     k.observation_codes = _loinc_codes(k)
+    k.codes_read = _codes_read(k)
     for name, analyte in k.analytes.items():
         for code in analyte.loinc:
             k.loinc_to_analyte[code] = name

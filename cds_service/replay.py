@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cds_service import fhir_query
 from cds_service.cards import RULE_SYSTEM
-from cds_service.discovery import load_services
+from cds_service.discovery import default_templates
 
 TAG = "https://jak-cds.example.org/fhir/replay"
 SERVICE_FOR_HOOK = {"order-sign": "jak-order-sign", "order-select": "jak-order-select",
@@ -134,7 +134,7 @@ def render_cards(response: dict) -> str:
 
 
 def main(args) -> int:
-    templates = next(iter(load_services().values())).prefetch
+    templates = default_templates()
     caller = OverHttp(args.url) if args.url else InProcess(args.at)
     failures = 0
     paths = iter_paths(args.paths)

@@ -16,7 +16,7 @@ import responses
 
 from cds_service.app import create_app
 from cds_service.config import Settings
-from cds_service.discovery import load_services
+from cds_service.discovery import default_templates, load_services
 from cds_service.fhir_query import search
 from cds_service.knowledge import load_knowledge
 from cds_service.prefetch import render
@@ -33,8 +33,8 @@ def knowledge():
 
 
 @pytest.fixture(scope="session")
-def templates():
-    return next(iter(load_services().values())).prefetch
+def templates(knowledge):
+    return next(iter(load_services(knowledge).values())).prefetch
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def make_request(resources: list[dict], hook: str = "order-sign", *, drafts: lis
         if hook == "order-select":
             context["selections"] = [f"MedicationRequest/{d['id']}" for d in drafts]
     body = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context}
-    templates = templates or next(iter(load_services().values())).prefetch
+    templates = templates or default_templates()
     keys = list(templates) if prefetch is True else (prefetch or [])
     if keys:
         body["prefetch"] = {k: search(record, render(templates[k], context)) for k in keys}

@@ -98,7 +98,7 @@ def test_our_fallback_fetch_reads_the_fixture_server(one, settings, knowledge):
     from requests.adapters import BaseAdapter
 
     from cds_service.app import create_app as create_service
-    from cds_service.discovery import load_services
+    from cds_service.discovery import default_templates
     from cds_service.replay import build_request, load_scenario
 
     class ToFixtureServer(BaseAdapter):
@@ -128,7 +128,7 @@ def test_our_fallback_fetch_reads_the_fixture_server(one, settings, knowledge):
     fetched = keys(body)
     assert "warning:upadacitinib-ad-age-65" in fetched
     # the same cards as when the EHR sends the prefetch itself
-    with_prefetch = build_request(scenario, next(iter(load_services().values())).prefetch)
+    with_prefetch = build_request(scenario, default_templates())
     assert fetched == keys(with_prefetch)
 
 

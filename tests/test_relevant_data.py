@@ -28,11 +28,15 @@ def without(code: str) -> list[dict]:
 def test_every_analyte_and_prefetch_code_is_kept(knowledge):
     for analyte in knowledge.analytes.values():
         assert set(analyte.loinc) <= knowledge.observation_codes, analyte.display
-    templates = next(iter(load_services().values())).prefetch
+    templates = next(iter(load_services(knowledge).values())).prefetch
+    asked: set[str] = set()
     for template in templates.values():
         if template.startswith("Observation?"):
             codes = {item.split("|", 1)[1] for item in what_a_query_reads(template)}
-            assert codes <= knowledge.observation_codes, template
+            asked |= codes
+            loinc_shaped = {c for c in codes if "-" in c}
+            assert loinc_shaped <= knowledge.observation_codes, template     # what is fetched is not dropped
+    assert knowledge.codes_read["Observation"] <= asked                      # what is read is fetched
     assert not set(VITAL_CODES) & knowledge.observation_codes
 
 

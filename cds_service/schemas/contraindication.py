@@ -79,6 +79,9 @@ class QualitativeTest(Strict):
     note: str | None = None               # shown with a positive result (e.g. "HCV RNA confirms")
     sources: list[str] = Field(min_length=1)
 
+    def codes_read(self) -> dict[str, list[str]]:
+        return {"Observation": list(self.loinc)}
+
 
 class DrugClass(MedicationClass):
     """Current medicines a contraindication looks for: ATC codes or prefixes, names as words, no local form."""

@@ -118,6 +118,9 @@ class ChildPughReader(Strict):
     max_age_days: int = Field(gt=0)
     sources: list[str] = Field(min_length=1)
 
+    def codes_read(self) -> dict[str, list[str]]:
+        return {"Observation": [*self.loinc, *(c for codes in self.snomed_class.values() for c in codes)]}
+
     @model_validator(mode="after")
     def _scores(self) -> "ChildPughReader":
         if self.class_a_max_score >= self.class_b_max_score:
