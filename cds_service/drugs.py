@@ -176,9 +176,10 @@ class OrderedDose:
 
 def contained_medication(resource: dict) -> dict | None:
     """The contained Medication a ``medicationReference`` of the form "#id" points to."""
-    ref = (resource.get("medicationReference") or {}).get("reference")
+    reference = resource.get("medicationReference")
+    ref = reference.get("reference") if isinstance(reference, dict) else None
     if isinstance(ref, str) and ref.startswith("#"):
-        for item in resource.get("contained") or []:
+        for item in as_list(resource.get("contained")):
             if isinstance(item, dict) and item.get("id") == ref[1:]:
                 return item
     return None

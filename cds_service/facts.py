@@ -441,18 +441,23 @@ def read_medications(knowledge: Knowledge, prefetched: Prefetched) -> list[Medic
     found = []
     for kind in MEDICATION_TYPES:
         for resource in prefetched.resources(kind):
-            fact = _medication_fact(knowledge, resource)
+            fact = medication_fact(knowledge, resource)
             if fact is not None:
                 found.append(fact)
     return found
 
 
-def _medication_fact(knowledge: Knowledge, resource: dict) -> MedicationFact | None:
+def medication_fact(knowledge: Knowledge, resource: dict) -> MedicationFact | None:
+    """One MedicationRequest or MedicationStatement, recognised (None if entered in error or cancelled)."""
     kind = resource.get("resourceType")
     status = resource.get("status")
     if status in _BAD_STATUS:
         return None
     concept = resource.get("medicationCodeableConcept")
+    if isinstance(concept, str):            # a bare name where R4 wants a CodeableConcept: unambiguous, read it
+        concept = {"text": concept}
+    elif not isinstance(concept, dict):
+        concept = None
     medication = drugmod.contained_medication(resource)
     match = drugmod.recognise(knowledge, concept, medication, drugmod.route_hint(resource))
     if kind == "MedicationRequest":

@@ -18,7 +18,7 @@ from cds_service.discovery import Service
 from cds_service.errors import CdsError
 from cds_service.facts import MEDICATION_TYPES, build_facts, read_medications, today_from
 from cds_service.findings import Finding, Missing
-from cds_service.rules import NOTICE_RULES, ORDER_RULES, PATIENT_VIEW_RULES
+from cds_service.rules import NOTICE_RULES, ORDER_RULES, PATIENT_VIEW_RULES, co_prescription, unreadable
 from cds_service.rules.context import RuleContext
 from cds_service.wire import Card, HookRequest, cards_response
 
@@ -65,53 +65,107 @@ def _record_problems(facts, prefetched) -> list[Missing]:
 
 def evaluate(engine, service: Service, body) -> HookResult:
     request = parse_request(body, service)
-    knowledge = engine.knowledge
-    gaps: list[Missing] = []
-    medications = None
     if service.hook == "patient-view":
-        # most charts opened are of patients who take no JAK inhibitor: their medications are read first
-        # (fetched first when not sent), the rest of the record only for a patient who takes one
-        completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
-        sent = completion.fill(MEDICATION_TYPES)
-        if sent.by_key:                        # else nothing could be obtained: the 412 below says so
-            medications = read_medications(knowledge, sent.only(MEDICATION_TYPES))
-            if not any(m.systemic_jaki_in_use for m in medications):
-                return _answer(knowledge, request, [], gaps)
-    else:
-        # orders of every drug reach us: the drafts alone tell whether there is anything to say
-        all_drafts = ordermod.draft_resources(request.context)
-        drafts = ordermod.selected(all_drafts, request.context) if service.hook == "order-select" else all_drafts
-        recognised, gaps = ordermod.recognise_drafts(knowledge, drafts)
-        if not recognised:
-            return _answer(knowledge, request, [], gaps)
-        completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
+        return _patient_view(engine, service, request)
+    # orders of every drug reach us: the drafts alone tell whether there is anything to say
+    all_drafts = ordermod.draft_resources(request.context)
+    drafts = ordermod.selected(all_drafts, request.context) if service.hook == "order-select" else all_drafts
+    recognised, gaps = ordermod.recognise_drafts(engine.knowledge, drafts)
+    if recognised:
+        return _jak_orders(engine, service, request, all_drafts, recognised, gaps)
+    return _other_orders(engine, service, request, all_drafts, drafts, gaps)
+
+
+def _patient_view(engine, service: Service, request: HookRequest) -> HookResult:
+    """Most charts opened are of patients who take no JAK inhibitor: their medications are read first (fetched
+    first when not sent), the rest of the record only for a patient who takes one."""
+    knowledge = engine.knowledge
+    completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
+    sent = completion.fill(MEDICATION_TYPES)
+    medications = None
+    if sent.by_key:                        # else nothing could be obtained: the 412 below says so
+        medications = read_medications(knowledge, sent.only(MEDICATION_TYPES))
+        if not any(m.systemic_jaki_in_use for m in medications):
+            return _answer(knowledge, request, [], [])
     prefetched = completion.fill()
     if prefetched.nothing_usable:
-        reasons = sorted(set(prefetched.unavailable.values()))
-        raise CdsError(412, "no patient data could be obtained: " + "; ".join(reasons), code="not-found")
-    prefetched.keep_observations(knowledge.observation_codes)   # results no rule reads cost one look-up
-    facts = build_facts(knowledge, prefetched, request.patient_id, today_from(engine.settings.evaluation_date),
-                        medications)
+        raise _nothing_obtained(prefetched)
+    facts = _facts(engine, request, prefetched, medications)
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook)
-    if service.hook == "patient-view":
-        # patient-view serves patients on a systemic JAK inhibitor only (others get no cards at all)
-        families = PATIENT_VIEW_RULES if any(m.systemic_jaki_in_use for m in facts.medications) else ()
-    else:
-        ctx.draft_resources = all_drafts
-        conditions_by_id = {c.get("id"): c for c in prefetched.resources("Condition")}
-        ctx.orders = ordermod.read_orders(knowledge, recognised, facts, conditions_by_id)
-        families = ORDER_RULES if ctx.systemic_orders() else NOTICE_RULES
-    if families and families is not NOTICE_RULES:
+    # patient-view serves patients on a systemic JAK inhibitor only (others get no cards at all)
+    families = PATIENT_VIEW_RULES if any(m.systemic_jaki_in_use for m in facts.medications) else ()
+    return _run(ctx, request, families, _record_problems(facts, prefetched) if families else [])
+
+
+def _jak_orders(engine, service: Service, request: HookRequest, all_drafts: list[dict],
+                recognised: list[ordermod.RecognisedDraft], gaps: list[Missing]) -> HookResult:
+    knowledge = engine.knowledge
+    prefetched = prefetchmod.Completion(request, service.prefetch, engine.fhir_client).fill()
+    if prefetched.nothing_usable and not (request.prefetch or request.fhirServer):
+        raise _nothing_obtained(prefetched)
+    facts = _facts(engine, request, prefetched)
+    ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, draft_resources=all_drafts)
+    ctx.orders = ordermod.read_orders(knowledge, recognised, facts, _conditions_by_id(prefetched))
+    if prefetched.nothing_usable:
+        # decision 18: no part of the record could be read: say that no safety check was run, and why (the
+        # notices that need no record, such as "this JAK inhibitor is not checked", still apply)
+        why = unreadable.findings(knowledge, recognised, prefetched.unavailable)
+        return _run(ctx, request, NOTICE_RULES, gaps, why)
+    if ctx.systemic_orders():
         gaps.extend(_record_problems(facts, prefetched))
-    findings: list[Finding] = []
+        return _run(ctx, request, ORDER_RULES, gaps)
+    return _run(ctx, request, NOTICE_RULES, gaps)
+
+
+def _other_orders(engine, service: Service, request: HookRequest, all_drafts: list[dict], drafts: list[dict],
+                  gaps: list[Missing]) -> HookResult:
+    """Decision 17: an order of another medicine matters only if it interacts with a systemic JAK inhibitor the
+    patient takes. Any other order is answered from the drafts alone; one that could interact, after reading the
+    medication list; the rest of the record only for a patient who takes a JAK inhibitor."""
+    knowledge = engine.knowledge
+    found = co_prescription.candidates(knowledge, drafts)
+    if not found:
+        return _answer(knowledge, request, [], gaps)
+    completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
+    sent = completion.fill(MEDICATION_TYPES)
+    medications = read_medications(knowledge, sent.only(MEDICATION_TYPES))
+    if not any(m.systemic_jaki_in_use for m in medications):
+        return _answer(knowledge, request, [], gaps)     # not on a JAK inhibitor, or not known to be: nothing to say
+    prefetched = completion.fill()
+    facts = _facts(engine, request, prefetched, medications)
+    ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, draft_resources=all_drafts)
+    resources = {(kind, str(r.get("id"))): r for kind in MEDICATION_TYPES for r in prefetched.resources(kind)}
+    items = list(co_prescription.evaluate(ctx, found, resources, _conditions_by_id(prefetched)))
+    findings = [i for i in items if isinstance(i, Finding)]
+    gaps += [i for i in items if isinstance(i, Missing)]
+    return _answer(knowledge, request, findings, gaps, {c.order_id: c.display for c in found})
+
+
+def _nothing_obtained(prefetched) -> CdsError:
+    reasons = sorted(set(prefetched.unavailable.values()))
+    return CdsError(412, "no patient data could be obtained: " + "; ".join(reasons), code="not-found")
+
+
+def _facts(engine, request: HookRequest, prefetched, medications=None):
+    prefetched.keep_observations(engine.knowledge.observation_codes)   # results no rule reads cost one look-up
+    return build_facts(engine.knowledge, prefetched, request.patient_id,
+                       today_from(engine.settings.evaluation_date), medications)
+
+
+def _conditions_by_id(prefetched) -> dict:
+    return {c.get("id"): c for c in prefetched.resources("Condition")}
+
+
+def _run(ctx: RuleContext, request: HookRequest, families, gaps: list[Missing],
+         findings: list[Finding] | None = None) -> HookResult:
+    findings = list(findings or ())
     for family in families:
         for item in family.evaluate(ctx):
             (gaps if isinstance(item, Missing) else findings).append(item)
-    return _answer(knowledge, request, findings, gaps, ctx.orders)
+    return _answer(ctx.knowledge, request, findings, gaps, {o.order_id: o.name for o in ctx.orders})
 
 
 def _answer(knowledge, request: HookRequest, findings: list[Finding], gaps: list[Missing],
-            orders=()) -> HookResult:
-    drug_names = {o.order_id: o.name for o in orders}
-    cards, rule_ids = cardmod.build_cards(knowledge, findings, gaps, drug_names)
+            drug_names: dict | None = None) -> HookResult:
+    cards, rule_ids = cardmod.build_cards(knowledge, findings, gaps, drug_names or {})
     return HookResult(cards_response(cards), cards, rule_ids, request)

@@ -196,17 +196,17 @@ def test_next_page_on_another_server_is_not_followed(client):
     "http://localhost@evil.example.org",
     "http://127.0.0.1/fhir/../../admin",
 ])
-def test_disallowed_server_is_never_called_and_nothing_usable_is_412(client, server):
+def test_disallowed_server_is_never_called_and_the_order_gets_a_no_check_warning(client, server):
     body = make_request(record(extra=[RA, draft_order("upadacitinib 15 mg", 15)]), prefetch=False,
                         fhir_server=server)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         rsps.get(re.compile(r".*"), json={"resourceType": "Bundle"})
         response = client.post(SIGN, json=body)
         assert len(rsps.calls) == 0
-    assert response.status_code == 412
-    outcome = response.get_json()
-    assert outcome["resourceType"] == "OperationOutcome"
-    assert "not on this service's allowed list" in outcome["issue"][0]["diagnostics"]
+    assert response.status_code == 200           # decision 18: never a silent answer for a JAK inhibitor order
+    cards = response.get_json()["cards"]
+    assert [(c["indicator"], c["source"]["topic"]["code"]) for c in cards] == [("warning", "record-unreadable")]
+    assert "not on this service's allowed list" in cards[0]["detail"]
 
 
 def test_disallowed_server_with_partial_prefetch_answers_with_the_gap(client):

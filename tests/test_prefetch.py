@@ -95,7 +95,10 @@ def test_fhir_server_outside_the_allowed_list_is_never_called(client):
         serve_fhir(rsps, OLD_AD, base="https://ehr.example.org/fhir", calls=calls)
         response = call_hook(client, [*OLD_AD, ORDER], prefetch=False, fhir_server="https://ehr.example.org/fhir")
     assert calls == []
-    assert response.status_code == 412
+    cards = cards_of(response)          # decision 18: a JAK order whose record cannot be read is never silent
+    assert [(c["indicator"], rule_of(c)) for c in cards] == [("warning", "record-unreadable")]
+    assert cards[0]["summary"].startswith("No safety check could be run for upadacitinib")
+    assert "not on this service's allowed list" in cards[0]["detail"]
 
 
 def test_partial_prefetch_with_an_unreachable_server_says_what_was_not_checked(client):

@@ -229,6 +229,12 @@ def _exceeds(order: DraftOrder, applied: Applied) -> bool:
     return dose.daily_mg > applied.cap + _EPS or too_often
 
 
+def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
+    """One order against ``rules`` (its drug's dose rules, or some of them): its dose card, or the gaps. Also
+    reads the dose a patient already takes when another medicine is ordered (rules/co_prescription.py)."""
+    yield from _evaluate_order(ctx, order, rules)
+
+
 def _evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
     phase = order.phase
     ordered = order.dose.daily_mg

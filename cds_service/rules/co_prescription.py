@@ -1,0 +1,143 @@
+"""Decision 17: another medicine ordered for a patient who already takes a systemic JAK inhibitor.
+
+The JAK inhibitor's own rules decide, as if the new medicine were already taken: the dose rules whose
+``when.interacting`` class it belongs to (evaluated for the dose the patient takes now), and the contraindications
+whose ``medication_classes`` it belongs to or whose ``live_vaccine_within_days`` it is. One card per ordered
+medicine and JAK inhibitor names both, with the label's advice; its severity is the most severe rule's.
+
+Which orders could interact is known from the drafts alone (``candidates``): any other order is answered
+without reading the record, and one that could is answered after reading the medication list only, unless the
+patient takes a systemic JAK inhibitor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cds_service import orders as ordermod
+from cds_service.facts import MedicationFact, medication_fact
+from cds_service.findings import SEVERITY, Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.knowledge import Knowledge
+from cds_service.rules import dose as dosemod
+from cds_service.rules.context import RuleContext
+from cds_service.rules.contraindications import is_live_vaccine
+from cds_service.rules.text import sentence
+from cds_service.tolerant import normalise
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A draft of another medicine that belongs to a class some JAK inhibitor rule reads."""
+
+    resource: dict
+    order_id: str
+    medicine: MedicationFact
+    interacting: frozenset[str]          # interacting_class ids (dose rules)
+    classes: frozenset[str]              # drug_class ids (contraindications)
+    live_vaccine: bool
+
+    @property
+    def display(self) -> str:
+        return self.medicine.display
+
+
+def candidates(knowledge: Knowledge, drafts: list[dict]) -> list[Candidate]:
+    """The drafts (not JAK inhibitors) that some JAK inhibitor rule would read; needs nothing but the drafts."""
+    interacting_ids = {c for rule in knowledge.rules.dose for c in rule.when.interacting}
+    class_ids = {c for rule in knowledge.rules.contraindication for c in rule.medication_classes}
+    reads_vaccines = any(rule.live_vaccine_within_days for rule in knowledge.rules.contraindication)
+    found = []
+    for index, raw in enumerate(drafts):
+        if not isinstance(raw, dict) or raw.get("resourceType") != "MedicationRequest":
+            continue
+        resource = normalise(raw)
+        medicine = medication_fact(knowledge, resource)
+        if medicine is None or medicine.drug is not None:
+            continue                      # a JAK inhibitor (or a recognised drug) is not "another medicine"
+        interacting = frozenset(c for c in interacting_ids
+                                if knowledge.rules.interacting_class[c].contains(medicine.display, medicine.codes))
+        classes = frozenset(c for c in class_ids
+                            if knowledge.rules.drug_class[c].contains(medicine.display, medicine.codes))
+        vaccine = reads_vaccines and any(is_live_vaccine(medicine, v) for v in knowledge.rules.live_vaccine.values())
+        if interacting or classes or vaccine:
+            order_id = str(resource.get("id") or f"draft-{index + 1}")
+            found.append(Candidate(resource, order_id, medicine, interacting, classes, vaccine))
+    return found
+
+
+def _taken_as_order(ctx: RuleContext, medicine: MedicationFact, resources: dict[tuple[str, str], dict],
+                    conditions_by_id: dict[str, dict]):
+    """The JAK inhibitor the patient takes, read like an order (its dose, indication and phase)."""
+    resource = resources.get((medicine.resource_type, str(medicine.resource_id)))
+    if resource is None or medicine.drug is None:
+        return None
+    if medicine.resource_type == "MedicationStatement":       # a statement's dosage reads like an order's
+        resource = {**resource, "dosageInstruction": resource.get("dosage")}
+    draft = ordermod.RecognisedDraft(normalise(resource), str(medicine.resource_id), medicine.drug)
+    return ordermod.read_orders(ctx.knowledge, [draft], ctx.facts, conditions_by_id)[0]
+
+
+def _taking(medicine: MedicationFact, dose) -> str:
+    since = f" since {medicine.start.isoformat()}" if medicine.start else ""
+    return f"{medicine.display} — {dose.describe()} (active {medicine.resource_type}{since})"
+
+
+def evaluate(ctx: RuleContext, found: list[Candidate], resources: dict[tuple[str, str], dict],
+             conditions_by_id: dict[str, dict]):
+    """Findings (and gaps) for each candidate against each systemic JAK inhibitor the patient takes."""
+    k = ctx.knowledge
+    taking: dict[str, MedicationFact] = {}
+    for medicine in ctx.facts.medications:
+        if medicine.systemic_jaki_in_use and medicine.drug is not None:
+            taking.setdefault(medicine.drug.drug_id, medicine)
+    for card in k.rules.co_prescription.values():
+        for candidate in found:
+            for medicine in taking.values():
+                yield from _one(ctx, card, candidate, medicine, resources, conditions_by_id)
+
+
+def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact, resources, conditions_by_id):
+    k = ctx.knowledge
+    drug_id = medicine.drug.drug_id
+    name = medicine.drug.entry.display
+    order = _taken_as_order(ctx, medicine, resources, conditions_by_id)
+    advice: list[tuple[str, str, str, list[str]]] = []     # (indicator, headline, text, sources)
+    gaps: list[Missing] = []
+    dose_rules = [r for r in k.rules.for_drug("dose", drug_id) if set(r.when.interacting) & candidate.interacting]
+    if dose_rules and order is not None:
+        ctx.orders, ctx.draft_resources = [order], [candidate.resource]
+        for item in dosemod.evaluate_order(ctx, order, dose_rules):
+            if isinstance(item, Missing):
+                gaps.append(Missing(item.rule_id, item.check, item.why, item.sources, candidate.order_id, drug_id))
+            else:
+                advice.append((item.indicator, item.summary, item.detail, item.sources))
+    for rule in k.rules.for_drug("contraindication", drug_id):
+        by_class = set(rule.medication_classes) & candidate.classes
+        if by_class or (rule.live_vaccine_within_days and candidate.live_vaccine):
+            headline = sentence(card.headlines.get(rule.id, rule.summary).format(drug=name))
+            advice.append((rule.indicator, headline, rule.action, list(rule.sources)))
+    yield from gaps
+    if not advice:
+        return
+    indicator = max((a[0] for a in advice), key=SEVERITY.__getitem__)
+    taking = _taking(medicine, order.dose) if order is not None else medicine.display
+    lines = "\n\n".join(f"**{headline}**\n\n{text}" for _, headline, text, _ in advice)
+    summary = card.summary.format(ordered=sentence(candidate.display), drug=name,
+                                  advice=advice[0][1][:1].lower() + advice[0][1][1:])
+    suggestions = []
+    if indicator == "critical":
+        label = card.remove_label.format(ordered=candidate.display)
+        suggestions.append(ProposedSuggestion(label, (ProposedAction(
+            "delete", label, resource_id=(f"MedicationRequest/{candidate.order_id}",)),)))
+    yield Finding(
+        rule_id=card.id,
+        concern=f"co-prescription:{candidate.order_id}:{drug_id}",
+        indicator=indicator,
+        summary=summary,
+        detail=card.intro.format(ordered=candidate.display, drug=name, taking=taking) + "\n\n" + lines,
+        sources=list(dict.fromkeys(s for a in advice for s in a[3])) or list(card.sources),
+        override_set="contraindication" if indicator != "info" else None,
+        suggestions=suggestions,
+        order_id=candidate.order_id,
+        drug=drug_id,
+    )
+
