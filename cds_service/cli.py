@@ -1,4 +1,4 @@
-"""``jak-cds`` command line: serve, replay, rules, report, fhir-server, bench."""
+"""``jak-cds`` command line: serve, replay, corpus, rules, report, fhir-server, bench."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +22,12 @@ def cmd_serve(args) -> int:
 
     settings = Settings.from_env()
     return serve(settings, args.host, args.port, args.workers, loopback=_is_loopback(args.host))
+
+
+def cmd_corpus(args) -> int:
+    from cds_service.devtools.corpus import main as corpus_main
+
+    return corpus_main(args)
 
 
 def cmd_replay(args) -> int:
@@ -79,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--check", action="store_true",
                         help="compare with each fixture's expected cards; exit 1 on any difference")
     replay.set_defaults(func=cmd_replay)
+
+    corpus = sub.add_parser("corpus", help="replay whole patient records (e.g. Synthea bundles) through every hook "
+                                           "and check what must hold for any record")
+    corpus.add_argument("paths", nargs="+", metavar="PATH", help="patient Bundle files or folders")
+    corpus.add_argument("--json", action="store_true", help="print the report as JSON")
+    corpus.set_defaults(func=cmd_corpus)
 
     rules = sub.add_parser("rules", help="print the rule catalogue generated from the knowledge files")
     rules.add_argument("--output", help="write markdown to this file instead of standard output")
