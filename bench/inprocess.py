@@ -55,6 +55,7 @@ class Case:
     irrelevant: int = 0
     label: str = ""
     jak: bool = True                # False: an order of another drug, a patient on no JAK inhibitor
+    interacting: bool = False       # with jak=False: the other drug could interact (the medication list is read)
     wall: dict = field(default_factory=lambda: {s: [] for s in SERIES})
     cpu: dict = field(default_factory=lambda: {s: [] for s in SERIES})
 
@@ -101,7 +102,7 @@ def _timed(fn) -> tuple[float, float]:
 
 
 def run_case(bench: Bench, case: Case, budget_s: float, min_reps: int, max_reps: int) -> dict:
-    request = hook_request(case.hook, case.observations, case.irrelevant, case.jak)
+    request = hook_request(case.hook, case.observations, case.irrelevant, case.jak, case.interacting)
     raw = json.dumps(request).encode()
     service = bench.engine.services[SERVICE_FOR_HOOK[case.hook]]
     path = f"/cds-services/{service.id}"
@@ -178,6 +179,9 @@ def _run(sizes, hooks_, budget_s, min_reps, max_reps, target_obs, irrelevant, pr
             cases.append(Case("order-sign", target_obs))
         # what an EHR sends most: calls we have nothing to say about
         cases += [Case(h, target_obs, jak=False, label=f"{h} {target_obs} obs, {QUIET[h]}") for h in hooks_]
+        if "order-sign" in hooks_:          # decision 17: an order that could interact reads the medication list
+            cases.append(Case("order-sign", target_obs, jak=False, interacting=True,
+                              label=f"order-sign {target_obs} obs, an interacting drug, no JAK inhibitor"))
         base = Case("order-sign", target_obs, label=f"order-sign {target_obs} obs (irrelevant baseline)")
         noisy = Case("order-sign", target_obs, irrelevant)
         results = []

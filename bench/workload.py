@@ -111,8 +111,11 @@ def _bundle(resources: list[dict]) -> dict:
                       for r in resources]}
 
 
-def hook_request(hook: str, n_observations: int, n_irrelevant: int = 0, jak: bool = True) -> dict:
-    """A complete CDS Hooks request for ``hook`` with every prefetch key filled (``jak``: see above)."""
+def hook_request(hook: str, n_observations: int, n_irrelevant: int = 0, jak: bool = True,
+                 interacting: bool = False) -> dict:
+    """A complete CDS Hooks request for ``hook`` with every prefetch key filled (``jak``: see above;
+    ``interacting``: the other drug is clarithromycin, which would interact with a JAK inhibitor the patient
+    took, so the service reads the medication list, finds none, and says nothing)."""
     templates = default_templates()
     key_for = _key_for_code(templates)
     per_key: dict[str, list[dict]] = {key: [] for key in templates}
@@ -134,6 +137,9 @@ def hook_request(hook: str, n_observations: int, n_irrelevant: int = 0, jak: boo
             draft = draft_order("upadacitinib 15 mg prolonged-release tablet", 15, pid=PID, rid="draft-bench-1",
                                 codings=[{"system": ATC, "code": "L04AF03"}],
                                 reason=(SNOMED, "69896004", "Rheumatoid arthritis"))
+        elif interacting:
+            draft = draft_order("clarithromycin 500 mg tablet", 500, 2, pid=PID, rid="draft-bench-1",
+                                codings=[{"system": ATC, "code": "J01FA09"}])
         else:
             draft = draft_order("amoxicillin 500 mg capsule", 500, 3, pid=PID, rid="draft-bench-1",
                                 codings=[{"system": ATC, "code": "J01CA04"}])
