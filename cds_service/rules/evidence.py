@@ -37,19 +37,19 @@ def condition_evidence(ctx: RuleContext, concepts: list[str], history_within_day
 
 def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool, window: int | None) -> str | None:
     since = f"since {cond.onset.isoformat()}" if cond.onset else "onset not recorded"
+    how = cond.how                    # "; recognised by name" when read from the text (decision 16)
     if cond.active:
-        return f"{cond.display} (active, {since})"
+        return f"{cond.display} (active, {since}{how})"
     if active_only:
         return None
     last = max((d for d in (cond.abatement, cond.onset) if d), default=None)
+    resolved = f", resolved {cond.abatement.isoformat()}" if cond.abatement else ""
     if window is None:
-        return f"{cond.display} (history, {since}" + (f", resolved {cond.abatement.isoformat()})" if cond.abatement
-                                                        else ")")
+        return f"{cond.display} (history, {since}{resolved}{how})"
     if last is None:
-        return f"{cond.display} (history; dates not recorded, so it cannot be placed outside the window)"
+        return f"{cond.display} (history; dates not recorded, so it cannot be placed outside the window{how})"
     if (facts.today - last).days <= window:
-        ended = f", resolved {cond.abatement.isoformat()}" if cond.abatement else ""
-        return f"{cond.display} ({since}{ended})"
+        return f"{cond.display} (history, {since}{resolved}{how})"
     return None
 
 
