@@ -235,3 +235,55 @@ def test_malignancy_value_set_is_wide_and_leaves_nmsc_out(knowledge):
     for nmsc in ("254701007", "254651007", "92691004", "162573006", "126906006"):
         assert "malignancy" not in knowledge.snomed_to_concepts.get(nmsc, [])
     assert "malignancy" not in knowledge.icd10_to_concepts.get("C44", [])
+
+
+# -- decision 19: biologics for atopic disease; decision 20: oestrogen-containing hormones only --------------------
+
+def test_active_dupilumab_is_a_warning_to_switch_not_the_critical_biologic_card(hook):
+    from fixtures.builders import ATC, medication_request
+    dupilumab = medication_request("Dupixent 300 mg pre-filled pen", codings=[{"system": ATC, "code": "D11AH05"}],
+                                   authored_days_ago=60)
+    cards = hook(record(extra=[dupilumab, UPA]))
+    assert fired(cards) == ["atopic-biologic-combination"]
+    card = card_for(cards, "atopic-biologic-combination")
+    assert card["indicator"] == "warning" and "Dupixent 300 mg pre-filled pen" in card["detail"]
+    assert "switch" in card["detail"]
+
+
+@pytest.mark.parametrize("text", ["tralokinumab 150 mg", "Ebglyss (lebrikizumab) 250 mg", "Nemluvio 30 mg",
+                                  "Xolair 150 mg"])
+def test_other_atopic_biologics_by_name(hook, text):
+    from fixtures.scenarios_contraindications import statement
+    assert fired(hook(record(extra=[statement(text), UPA]))) == ["atopic-biologic-combination"]
+
+
+@pytest.mark.parametrize("code,text", [
+    ("748856", "Yaz 28 Day Pack"), ("751905", "Trinessa 28 Day Pack"), ("749762", "Seasonique 91 Day Pack"),
+    ("1367439", "NuvaRing 0.12/0.015 MG per 24HR 21 Day Vaginal Ring"),
+    ("1534809", "168 HR Ethinyl Estradiol 0.00146 MG/HR / norelgestromin 0.00625 MG/HR Transdermal System"),
+    ("235389", "Mestranol / Norethynodrel [Enovid]"),
+])
+def test_oestrogen_containing_contraceptives_are_a_vte_factor(hook, code, text):
+    from fixtures.builders import RXNORM, medication_request
+    pill = medication_request(text, codings=[{"system": RXNORM, "code": code}], authored_days_ago=60)
+    cards = hook(record(age=28, extra=[pill, UPA]))
+    assert fired(cards) == ["prac-risk-groups"]
+    assert text in card_for(cards, "prac-risk-groups")["detail"]
+
+
+@pytest.mark.parametrize("code,text", [
+    ("748962", "Camila 28 Day Pack"), ("757594", "Jolivette 28 Day Pack"), ("831533", "Errin 28 Day Pack"),
+    ("807283", "Mirena 52 MG Intrauterine System"), ("1605257", "Liletta 52 MG Intrauterine System"),
+    ("1856546", "Kyleena 19.5 MG Intrauterine System"), ("389221", "Etonogestrel 68 MG Drug Implant"),
+    ("1000126", "1 ML medroxyprogesterone acetate 150 MG/ML Injection"),
+])
+def test_progestogen_only_methods_are_not_a_vte_factor(hook, code, text):
+    from fixtures.builders import RXNORM, medication_request
+    method = medication_request(text, codings=[{"system": RXNORM, "code": code}], authored_days_ago=60)
+    assert alerts(hook(record(age=28, extra=[method, UPA]))) == []
+
+
+def test_local_vaginal_oestrogen_is_not_a_vte_factor(hook):
+    from fixtures.builders import medication_request
+    cream = medication_request("Estradiol 0.1 MG/GM Vaginal Cream", authored_days_ago=60)
+    assert alerts(hook(record(age=55, extra=[cream, UPA]))) == []
