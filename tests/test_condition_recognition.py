@@ -287,3 +287,36 @@ def test_local_vaginal_oestrogen_is_not_a_vte_factor(hook):
     from fixtures.builders import medication_request
     cream = medication_request("Estradiol 0.1 MG/GM Vaginal Cream", authored_days_ago=60)
     assert alerts(hook(record(age=55, extra=[cream, UPA]))) == []
+
+
+# -- recent major surgery (decision 7; finding 24) -------------------------------------------------------------------
+
+def test_hip_replacement_30_days_ago_is_a_vte_factor_with_its_date(hook):
+    from fixtures.builders import procedure
+    cards = hook(record(age=58, extra=[procedure("52734007", "Total replacement of hip", 30), UPA]))
+    card = card_for(cards, "prac-risk-groups")
+    assert "recent major surgery" in card["summary"]
+    assert "Total replacement of hip (SNOMED CT 52734007) on 2026-10-02, 30 days ago" in card["detail"]
+    assert "procedures are not retrieved" not in card["detail"]        # no longer said to be unchecked
+
+
+@pytest.mark.parametrize("code,text,days", [
+    ("52734007", "Total replacement of hip", 200),        # too long ago
+    ("65575008", "Biopsy of prostate", 1),                # minor
+    ("76601001", "Intramuscular injection", 1),           # not surgery
+])
+def test_old_or_minor_procedures_are_not_a_vte_factor(hook, code, text, days):
+    from fixtures.builders import procedure
+    assert alerts(hook(record(age=58, extra=[procedure(code, text, days), UPA]))) == []
+
+
+def test_a_procedure_list_that_could_not_be_obtained_is_said(hook):
+    from cds_service.discovery import default_templates
+    keys = [k for k in default_templates() if not k.startswith("procedures")]
+    cards = hook(record(age=45, extra=[UPA]), prefetch=keys)       # no procedures key and no fhirServer
+    [gap] = [c for c in alerts(cards) if rule_of(c) == "missing-data"]
+    assert "recent major surgery" in gap["detail"]
+    # with another factor on record, the PRAC card says it
+    cards = hook(record(age=70, extra=[UPA]), prefetch=keys)
+    assert "recent major surgery (last 90 days): the procedure list could not be obtained" in \
+        card_for(cards, "prac-risk-groups")["detail"]
