@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cds_service import schemas
-from cds_service.textmatch import Words
+from cds_service.textmatch import WordList, Words
 
 
 class KnowledgeError(SystemExit):
@@ -70,12 +70,66 @@ class AnalyteEntry(_Strict):
         return self
 
 
+_SNOMED_CODE = re.compile(r"\d{6,18}")
+# an ICD-10 (WHO or -CM) code: a letter, two characters (C50, C4A, O9A), optionally a dot and up to four more
+_ICD10_CODE = re.compile(r"[A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?")
+
+
+def expand_icd10(entry: str) -> list[str]:
+    """One ICD-10 entry of a value set -> the codes it stands for: "C50" -> ["C50"]; a range of categories
+    "C00-C43" -> ["C00", ..., "C43"]; a range below one category "K74.3-K74.6" -> ["K74.3", ..., "K74.6"].
+    Each code also stands for everything below it (icd10_lookup). Raises ValueError for anything else."""
+    entry = entry.strip().upper()
+    first, dash, last = entry.partition("-")
+    if not _ICD10_CODE.fullmatch(first) or (dash and not _ICD10_CODE.fullmatch(last)):
+        raise ValueError(f"{entry!r} is not an ICD-10 code or range (e.g. C50, C50.9, C00-C43, K74.3-K74.6)")
+    if not dash:
+        return [first]
+    head_a, _, tail_a = first.rpartition(".") if "." in first else ("", "", first)
+    head_b, _, tail_b = last.rpartition(".") if "." in last else ("", "", last)
+    if "." in first:                                     # K74.3-K74.6: same category, numeric last part
+        same = head_a == head_b and len(tail_a) == len(tail_b) and tail_a.isdigit() and tail_b.isdigit()
+        start, end, width, prefix = (int(tail_a), int(tail_b), len(tail_a), head_a + ".") if same else (0, -1, 0, "")
+    else:                                                # C00-C43: same chapter letter, numeric categories
+        same = first[0] == last[0] and first[1:].isdigit() and last[1:].isdigit()
+        start, end, width, prefix = (int(first[1:]), int(last[1:]), 2, first[0]) if same else (0, -1, 0, "")
+    if not same or start > end:
+        raise ValueError(f"ICD-10 range {entry!r} must run upwards within one chapter letter or one category")
+    return [f"{prefix}{n:0{width}d}" for n in range(start, end + 1)]
+
+
 class CodedConcept(_Strict):
+    """A clinical concept recognised in Conditions (decision 16).
+
+    By code first: any SNOMED CT code listed (exact), any ICD-10 code at or below an ``icd10`` entry (codes or
+    ranges "C00-C43") unless at or below an ``icd10_not`` entry. ``history_snomed``/``history_icd10``: codes that
+    say the concept is history ("personal history of malignant neoplasm"): recognised, never active.
+    By name as the last resort: when no coding of a Condition is recognised by code, a whole word or phrase of
+    ``names`` in its text or a display, unless one of ``exclude_words`` (or the shared ``[condition_text.*]``
+    exclusions: family history, suspected, screening ...) is there too; the card then says "recognised by name".
+    """
+
     display: str
     snomed: list[str] = []
     icd10: list[str] = []
+    icd10_not: list[str] = []
+    history_snomed: list[str] = []
+    history_icd10: list[str] = []
+    names: WordList = ()
+    exclude_words: WordList = ()
     active_only: bool = False
     sources: list[str] = []
+
+    @model_validator(mode="after")
+    def _codes(self) -> "CodedConcept":
+        for code in (*self.snomed, *self.history_snomed):
+            if not _SNOMED_CODE.fullmatch(code):
+                raise ValueError(f"{code!r} is not a SNOMED CT concept id")
+        for entry in (*self.icd10, *self.icd10_not, *self.history_icd10):
+            expand_icd10(entry)                    # raises with the entry named
+        if self.exclude_words and not self.names:
+            raise ValueError("exclude_words apply to names: give names too")
+        return self
 
 
 class IndicationEntry(_Strict):
@@ -144,7 +198,11 @@ class Knowledge:
     name_to_drug: list[tuple[str, str]] = field(default_factory=list)
     drug_names: tuple[str, ...] = ()          # the names of name_to_drug (a Words), for one pattern that rules most out
     snomed_to_concepts: dict[str, list[str]] = field(default_factory=dict)
-    icd10_to_concepts: dict[str, list[str]] = field(default_factory=dict)
+    icd10_to_concepts: dict[str, list[str]] = field(default_factory=dict)     # ranges expanded to categories
+    icd10_not_to_concepts: dict[str, list[str]] = field(default_factory=dict)  # codes a concept leaves out
+    history_concept_codes: set[tuple[str, str, str]] = field(default_factory=set)   # ("snomed"|"icd10", concept, code)
+    concept_names: list[tuple[str, Words, Words]] = field(default_factory=list)   # (concept, names, exclude_words)
+    concept_name_words: tuple[str, ...] = ()  # every concept name (a Words): one search rules most texts out
     snomed_to_indication: dict[str, str] = field(default_factory=dict)
     icd10_to_indication: dict[str, str] = field(default_factory=dict)
     # every LOINC-shaped code named anywhere in the knowledge: an Observation coded only with other
@@ -343,10 +401,28 @@ def _index(k: Knowledge) -> None:
     k.name_to_drug.sort(key=lambda pair: -len(pair[0]))
     k.drug_names = Words(name for name, _ in k.name_to_drug)
     for name, concept in k.concepts.items():
+        unknown = [s for s in concept.sources if s not in k.sources]
+        if unknown:
+            raise KnowledgeError(f"concept {name}: unknown source(s) {unknown}")
         for code in concept.snomed:
             k.snomed_to_concepts.setdefault(code, []).append(name)
-        for code in concept.icd10:
-            k.icd10_to_concepts.setdefault(code.upper(), []).append(name)
+        for code in concept.history_snomed:
+            k.snomed_to_concepts.setdefault(code, []).append(name)
+            k.history_concept_codes.add(("snomed", name, code))
+        for entry in concept.icd10:
+            for code in expand_icd10(entry):
+                k.icd10_to_concepts.setdefault(code, []).append(name)
+        for entry in concept.history_icd10:
+            for code in expand_icd10(entry):
+                k.icd10_to_concepts.setdefault(code, []).append(name)
+                k.history_concept_codes.add(("icd10", name, code))
+        for entry in concept.icd10_not:
+            for code in expand_icd10(entry):
+                k.icd10_not_to_concepts.setdefault(code, []).append(name)
+        if concept.names:
+            k.concept_names.append((name, concept.names, concept.exclude_words))
+    # the names of every concept in one list: a Condition whose text names none of them costs one search
+    k.concept_name_words = Words(word for _, names, _ in k.concept_names for word in names)
     for name, indication in k.indications.items():
         for code in indication.snomed:
             k.snomed_to_indication[code] = name

@@ -123,7 +123,8 @@ def test_cin3_in_the_last_5_years_is_a_malignancy_risk(hook):
 def test_vte_risk_factors_give_a_caution_card_about_clot_symptoms(hook, factor):
     card = the_prac_card(hook(record(extra=[factor, draft_order(*UPA_RA)])))
     assert "with caution" in card["summary"] and "clot" in card["detail"]
-    assert "recent major surgery" in card["detail"]          # said as not checked
+    # recent major surgery is read from Procedures now (finding 24): not said as unchecked when they were obtained
+    assert "recent major surgery" not in card["detail"]
 
 
 @pytest.mark.parametrize("factor", [

@@ -21,7 +21,8 @@ def evaluate(ctx: RuleContext):
                                   tuple(rule.sources), order.order_id, order.drug)
                 continue
             evidence = "; ".join(
-                f"{c.display}" + (f" (since {c.onset.isoformat()})" if c.onset else "") for c in present)
+                f"{c.display} ({'active' if c.active else 'history'}, "
+                f"{'since ' + c.onset.isoformat() if c.onset else 'onset not recorded'}{c.how})" for c in present)
             yield Finding(
                 rule_id=rule.id,
                 concern=f"condition:{rule.concept}:{order.order_id}",

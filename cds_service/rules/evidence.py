@@ -37,19 +37,19 @@ def condition_evidence(ctx: RuleContext, concepts: list[str], history_within_day
 
 def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool, window: int | None) -> str | None:
     since = f"since {cond.onset.isoformat()}" if cond.onset else "onset not recorded"
+    how = cond.how                    # "; recognised by name" when read from the text (decision 16)
     if cond.active:
-        return f"{cond.display} (active, {since})"
+        return f"{cond.display} (active, {since}{how})"
     if active_only:
         return None
     last = max((d for d in (cond.abatement, cond.onset) if d), default=None)
+    resolved = f", resolved {cond.abatement.isoformat()}" if cond.abatement else ""
     if window is None:
-        return f"{cond.display} (history, {since}" + (f", resolved {cond.abatement.isoformat()})" if cond.abatement
-                                                        else ")")
+        return f"{cond.display} (history, {since}{resolved}{how})"
     if last is None:
-        return f"{cond.display} (history; dates not recorded, so it cannot be placed outside the window)"
+        return f"{cond.display} (history; dates not recorded, so it cannot be placed outside the window{how})"
     if (facts.today - last).days <= window:
-        ended = f", resolved {cond.abatement.isoformat()}" if cond.abatement else ""
-        return f"{cond.display} ({since}{ended})"
+        return f"{cond.display} (history, {since}{resolved}{how})"
     return None
 
 
@@ -118,7 +118,33 @@ def factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
         return ([how] if value >= factor.bmi_at_least else []), None
     if factor.medication_classes:
         return class_evidence(ctx, factor.medication_classes), None
+    if factor.procedure_snomed:
+        return procedure_evidence(ctx, factor)
     return [], None
+
+
+def procedure_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
+    """Procedures of the factor's codes performed in the last ``procedure_within_days`` days (recent major
+    surgery); a note when the procedure list could not be obtained or a matching one has no date."""
+    facts = ctx.facts
+    found: list[str] = []
+    notes: list[str] = []
+    seen: set[tuple] = set()
+    for code in factor.procedure_snomed:
+        for record in facts.records.get(f"snomed|{code}", ()):
+            if record.resource_type != "Procedure" or (record.display, record.when) in seen:
+                continue
+            seen.add((record.display, record.when))
+            if record.when is None:
+                notes.append(f"{factor.display}: '{record.display}' (SNOMED CT {code}) has no date")
+                continue
+            ago = (facts.today - record.when).days
+            if 0 <= ago <= factor.procedure_within_days:
+                found.append(f"{record.display} (SNOMED CT {code}) on {record.when.isoformat()}, {ago} days ago")
+    why = facts.why_unavailable("Procedure", factor.procedure_snomed)
+    if why:
+        notes.append(f"{factor.display}: the procedure list could not be obtained ({why})")
+    return found, "; ".join(notes) or None
 
 def prac_risk_factors(ctx: RuleContext) -> tuple[dict[str, list[tuple[object, list[str]]]], list[str]]:
     """({"prac": [(factor, evidence)], "vte": [...]}, notes on data not recorded), read once per hook call."""

@@ -43,6 +43,10 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
         unavailable.append(f"conditions could not be obtained: {why}")
     if why := facts.why_medications_unavailable():
         unavailable.append(f"current medications could not be obtained: {why}")
+    surgery_codes = [c for f in k.rules.prac_factor for c in f.procedure_snomed]
+    if surgery_codes and (why := facts.why_unavailable("Procedure", surgery_codes)):
+        if not found["prac"] and not found["vte"]:
+            unavailable.append(f"procedures (recent major surgery) could not be obtained: {why}")
     if not found["prac"] and not found["vte"]:
         for why in unavailable:
             yield Missing(card.id, "PRAC risk groups (CV disease, cancer, VTE risk)", why, tuple(card.sources),

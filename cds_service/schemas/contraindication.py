@@ -9,6 +9,7 @@
 ``[answer_set.<id>]``             what a coded answer means: category -> answer codes, interpretation codes, words
 ``[drug_class.<id>]``             medication classes matched among ACTIVE medications by ATC prefix or name
 ``[live_vaccine.<id>]``           live attenuated vaccines by CVX code, ATC code/prefix or name
+``[condition_text.<id>]``         words that keep a Condition's text from naming a concept (family history ...)
 """
 from __future__ import annotations
 
@@ -106,6 +107,32 @@ class LiveVaccines(Strict):
     sources: list[str] = Field(min_length=1)
 
 
+class ConditionText(Strict):
+    """Words that stop a Condition's text from naming any concept (decision 16, recognition by name): "family
+    history of", "suspected", "screening for", "risk of", "ruled out" ... (``exclude_words``), and words that make
+    a concept named in the text history, never active ("history of", "previous": ``history_words``). Both match
+    at the start of a word ("suspect" matches "suspected"); each concept adds its own ``exclude_words``."""
+
+    exclude_words: WordList = Field(min_length=1)
+    history_words: WordList = ()
+    sources: list[str] = Field(min_length=1)
+
+
+class ChildPughStage(Strict):
+    """Condition.stage read for a Child-Pugh class (decision 16; cds_service/hepatic.py): a stage that names
+    Child-Pugh counts on any Condition; a bare class ("B", "class C") or "CP-B" only on a Condition coded as one
+    of these liver ``concepts``."""
+
+    concepts: list[str] = Field(min_length=1)
+    sources: list[str] = Field(min_length=1)
+
+
+def _check_staging(knowledge, entries: dict) -> list[str]:
+    return _check_sources(knowledge, entries) + [
+        f"child_pugh_stage {name}: unknown concept {c!r}" for name, entry in entries.items() for c in entry.concepts
+        if c not in knowledge.concepts]
+
+
 def _check_sources(knowledge, entries: dict) -> list[str]:
     return [f"{name}: unknown source {s!r}" for name, entry in entries.items() for s in entry.sources
             if s not in knowledge.sources]
@@ -153,3 +180,5 @@ register("qualitative_test", QualitativeTest, "map", check_tests)
 register("answer_set", AnswerSet, "map", _check_sources)
 register("drug_class", DrugClass, "map", _check_sources)
 register("live_vaccine", LiveVaccines, "map", _check_sources)
+register("condition_text", ConditionText, "map", _check_sources)
+register("child_pugh_stage", ChildPughStage, "map", _check_staging)

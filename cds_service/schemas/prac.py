@@ -39,18 +39,31 @@ class PracFactor(Strict):
     history_within_days: int | None = Field(default=None, gt=0)   # non-active Conditions count only this recent
     bmi_at_least: float | None = Field(default=None, gt=0)
     medication_classes: list[str] = []
+    # a Procedure coded with one of these SNOMED CT codes, performed within ``procedure_within_days`` (major surgery)
+    procedure_snomed: list[str] = []
+    procedure_within_days: int | None = Field(default=None, gt=0)
     note: str | None = None               # where sources disagree (shown when the factor is found)
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _one_reader(self) -> "PracFactor":
         readers = [self.age_at_least is not None, bool(self.smoking), bool(self.concepts),
-                   self.bmi_at_least is not None, bool(self.medication_classes)]
+                   self.bmi_at_least is not None, bool(self.medication_classes), bool(self.procedure_snomed)]
         if sum(readers) != 1:
-            raise ValueError("give exactly one of age_at_least, smoking, concepts, bmi_at_least, medication_classes")
+            raise ValueError("give exactly one of age_at_least, smoking, concepts, bmi_at_least, medication_classes, "
+                             "procedure_snomed")
         if self.smoking and not self.smoking_test:
             raise ValueError("smoking needs smoking_test")
+        if bool(self.procedure_snomed) != (self.procedure_within_days is not None):
+            raise ValueError("procedure_snomed and procedure_within_days go together")
+        for code in self.procedure_snomed:
+            if not code.isdigit() or not 6 <= len(code) <= 18:
+                raise ValueError(f"{code!r} is not a SNOMED CT concept id")
         return self
+
+    def record_keys(self) -> list[str]:
+        """The Procedure codes read (cds_service/coded_records.py; the prefetch asks for them, decision 16)."""
+        return [f"snomed|{code}" for code in self.procedure_snomed]
 
 
 class PracLowerDose(Strict):
