@@ -1,0 +1,242 @@
+"""Knowledge review 2026-12 (issue 20): halving the dose that otherwise applies (decision 14) for abrocitinib,
+tofacitinib and upadacitinib (UC/Crohn's with severe renal impairment, strong CYP3A4 inhibitors).
+
+What a clinician checks: the card's indicator, the dose the suggestion writes into the draft, and that accepting
+the suggestion makes the same order pass on sign (no dose warning left).
+"""
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from cds_service.schemas.dose import DoseHalving, DoseRule, DoseStep, DoseWhen, check, check_halving
+from fixtures.builders import ATC, ICD10, condition, draft_order
+from tests.conftest import rule_of
+from tests.test_dose_rules import (AD, RA, UC, accept_and_resign, active_med, child_pugh, dose_alerts, egfr_obs,
+                                   only_alert, record, renal, suggested_dose)
+
+DIALYSIS = condition("Z99.2", "Dependence on renal dialysis", system=ICD10)
+KETOCONAZOLE = active_med("ketoconazole 200 mg tablet", {"system": ATC, "code": "J02AB02"})
+FLUVOXAMINE = active_med("fluvoxamine 100 mg", {"system": ATC, "code": "N06AB08"})
+
+
+def phased(text: str, dose: float, per_day: int = 1, phase: str | None = None, **kwargs) -> dict:
+    order = draft_order(text, dose, per_day=per_day, **kwargs)
+    if phase:
+        order["dosageInstruction"][0]["text"] = f"{text} ({phase})"
+    return order
+
+
+def suggestion_doses(card) -> list[tuple[float, int, str]]:
+    out = []
+    for suggestion in card["suggestions"]:
+        dosage = suggestion["actions"][0]["resource"]["dosageInstruction"][0]
+        out.append((dosage["doseAndRate"][0]["doseQuantity"]["value"], dosage["timing"]["repeat"]["frequency"],
+                    dosage["text"]))
+    return out
+
+
+def accept_each_and_resign(hook, resources, card) -> None:
+    """Every suggestion of the card, accepted, makes the same order pass on sign."""
+    for i in range(len(card["suggestions"])):
+        chosen = dict(card, suggestions=[card["suggestions"][i]])
+        assert accept_and_resign(hook, resources, chosen) == [], card["suggestions"][i]["label"]
+
+
+# -- abrocitinib (finding 1) -------------------------------------------------------------------
+
+def test_abrocitinib_age_70_egfr_45_100_mg_is_halved_to_50(hook):
+    resources = record(age=70, extra=[egfr_obs(45), AD, draft_order("Cibinqo 100 mg", 100)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "abrocitinib-egfr-30-60" and suggested_dose(card) == (50, 1)
+    assert "100 mg once daily (age 65 or older)" in card["detail"]
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_abrocitinib_egfr_45_without_risk_factor_halves_200_and_lets_100_pass(hook):
+    assert dose_alerts(hook(record(extra=[egfr_obs(45), AD, draft_order("Cibinqo 100 mg", 100)]))) == []
+    resources = record(extra=[egfr_obs(45), AD, draft_order("Cibinqo 200 mg", 200)])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (100, 1)
+    assert accept_and_resign(hook, resources, card) == []
+
+
+@pytest.mark.parametrize("risk", [
+    condition("128053003", "Deep venous thrombosis", status="resolved", onset_days_ago=900, abated_days_ago=800),
+    condition("22298006", "Myocardial infarction", status="resolved", onset_days_ago=900, abated_days_ago=880),
+])
+def test_abrocitinib_prac_or_vte_risk_makes_100_mg_the_dose_that_is_halved(hook, risk):
+    resources = record(extra=[egfr_obs(45), AD, risk, draft_order("Cibinqo 100 mg", 100)])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (50, 1) and "higher VTE/MACE/malignancy risk" in card["detail"]
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_abrocitinib_renal_impairment_and_cyp2c19_inhibitor_halve_twice_and_say_so(hook):
+    resources = record(extra=[egfr_obs(45), AD, FLUVOXAMINE, draft_order("Cibinqo 200 mg", 200)])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (50, 1)
+    assert "200 mg once daily → 100 mg once daily → 50 mg once daily" in card["detail"]
+    assert "not addressed by the product information" in card["detail"]
+    assert accept_and_resign(hook, resources, card) == []
+    # 100 mg is half of 200 mg but not of 200 mg halved twice
+    assert suggested_dose(only_alert(hook(record(extra=[egfr_obs(45), AD, FLUVOXAMINE,
+                                                        draft_order("Cibinqo 100 mg", 100)])))) == (50, 1)
+
+
+def test_abrocitinib_adolescent_start_with_cyp2c19_inhibitor_is_50(hook):
+    resources = record(age=14, weight=50, extra=[AD, FLUVOXAMINE, draft_order("Cibinqo 100 mg", 100)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "abrocitinib-strong-cyp2c19" and suggested_dose(card) == (50, 1)
+
+
+def test_abrocitinib_cannot_be_halved_below_the_50_mg_tablet_and_says_so(hook):
+    resources = record(extra=[egfr_obs(25), AD, FLUVOXAMINE, draft_order("Cibinqo 100 mg", 100)])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (50, 1)
+    assert "Nothing lower than 50 mg once daily is labelled" in card["detail"]
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_abrocitinib_risk_data_not_recorded_is_said_when_it_would_lower_the_dose(hook):
+    resources = record(drop=["72166-2"], extra=[egfr_obs(45), AD, draft_order("Cibinqo 200 mg", 200)])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (100, 1)
+    assert "no lower-risk dose was assumed: smoking status: not recorded" in card["detail"]
+
+
+# -- tofacitinib (findings 2, 23) ----------------------------------------------------------------
+
+REASONS = {
+    "renal": lambda extra: renal(25, extra=extra),
+    "dialysis": lambda extra: record(extra=[DIALYSIS, *extra]),
+    "child-pugh-b": lambda extra: record(extra=[child_pugh("B"), *extra]),
+    "ketoconazole": lambda extra: record(extra=[KETOCONAZOLE, *extra]),
+    "fluconazole": lambda extra: record(extra=[active_med("fluconazole 200 mg capsule"), *extra]),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(REASONS))
+@pytest.mark.parametrize("indication, order, halved", [
+    (RA, ("tofacitinib 5 mg", 5, 2, None), (5, 1)),
+    (RA, ("Xeljanz 11 mg prolonged-release tablet", 11, 1, None), (5, 1)),
+    (UC, ("tofacitinib 10 mg", 10, 2, "induction"), (5, 2)),
+    (UC, ("tofacitinib 5 mg", 5, 2, "maintenance"), (5, 1)),
+])
+def test_tofacitinib_every_halving_reason_in_every_indication(hook, reason, indication, order, halved):
+    text, dose, per_day, phase = order
+    resources = REASONS[reason]([indication, phased(text, dose, per_day, phase)])
+    card = only_alert(hook(resources))
+    assert card["indicator"] == "warning" and suggested_dose(card) == halved
+    corrected = card["suggestions"][0]["actions"][0]["resource"]
+    assert "prolonged" not in corrected["dosageInstruction"][0]["text"]       # 5 mg once daily is a 5 mg tablet
+    assert accept_and_resign(hook, resources, card) == []
+
+
+@pytest.mark.parametrize("reason", sorted(REASONS))
+def test_tofacitinib_halved_uc_induction_dose_passes(hook, reason):
+    """Finding 23: UC induction 5 mg twice daily is the halved 10 mg twice daily (dialysis included)."""
+    assert dose_alerts(hook(REASONS[reason]([UC, phased("tofacitinib 5 mg", 5, 2, "induction")]))) == []
+
+
+def test_tofacitinib_uc_without_phase_is_checked_against_the_halved_maintenance_dose(hook):
+    resources = renal(25, extra=[UC, draft_order("tofacitinib 5 mg", 5, per_day=2)])
+    card = only_alert(hook(resources))
+    assert card["indicator"] == "warning"
+    assert suggestion_doses(card) == [(5, 1, "tofacitinib 5 mg once daily (maintenance)"),
+                                      (5, 2, "tofacitinib 5 mg twice daily (induction)")]
+    assert "does not say induction or maintenance" in card["detail"] and "conservative" in card["detail"]
+    accept_each_and_resign(hook, resources, card)
+    # 10 mg twice daily looks like induction: that correction comes first
+    resources = renal(25, extra=[UC, draft_order("tofacitinib 10 mg", 10, per_day=2)])
+    card = only_alert(hook(resources))
+    assert [d[:2] for d in suggestion_doses(card)] == [(5, 2), (5, 1)]
+    accept_each_and_resign(hook, resources, card)
+
+
+def test_tofacitinib_uc_maintenance_10_mg_twice_daily_is_halved_from_the_maintenance_dose(hook):
+    """The service cannot see the loss-of-response exception, so it halves 5 mg twice daily (said on the card)."""
+    card = only_alert(hook(record(extra=[KETOCONAZOLE, UC, phased("tofacitinib 10 mg", 10, 2, "maintenance")])))
+    assert suggested_dose(card) == (5, 1) and "override with that reason" in card["detail"]
+
+
+def test_tofacitinib_two_halving_reasons_stop_at_the_once_daily_dose(hook):
+    resources = renal(25, extra=[RA, KETOCONAZOLE, draft_order("tofacitinib 5 mg", 5, per_day=2)])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (5, 1)
+    assert "Nothing lower than the once-daily dose is labelled" in card["detail"]
+    assert "not addressed together by the product information" in card["detail"]
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_two_reasons_of_one_group_halve_once(hook):
+    """CrCl < 30 and dialysis are both renal: 10 mg twice daily -> 5 mg twice daily, not further."""
+    resources = renal(25, extra=[UC, DIALYSIS, phased("tofacitinib 10 mg", 10, 2, "induction")])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (5, 2)
+
+
+def test_tofacitinib_unknown_indication_halves_the_lowest_indication_dose(hook):
+    card = only_alert(hook(renal(25, extra=[draft_order("tofacitinib 10 mg", 10, per_day=2)])))
+    assert suggested_dose(card) == (5, 1)
+    assert "lowest dose any indication allows is halved" in card["detail"]
+
+
+def test_haemodialysis_text_is_the_eu_reading(hook):
+    card = only_alert(hook(record(extra=[DIALYSIS, RA, draft_order("tofacitinib 5 mg", 5, per_day=2)])))
+    assert "remains on the reduced dose after haemodialysis" in card["detail"]
+    assert "US label's 'dose after the dialysis session' is not applied" in card["detail"]
+
+
+# -- upadacitinib (findings 5, 27) --------------------------------------------------------------
+
+@pytest.mark.parametrize("indication", [UC, condition("34000006", "Crohn's disease")])
+def test_upadacitinib_ibd_severe_renal_impairment_without_phase_offers_both_caps(hook, indication):
+    resources = record(extra=[egfr_obs(25), indication, draft_order("Rinvoq 45 mg", 45)])
+    card = only_alert(hook(resources))
+    assert [d[:2] for d in suggestion_doses(card)] == [(30, 1), (15, 1)]      # 45 mg is an induction dose
+    accept_each_and_resign(hook, resources, card)
+    resources = record(extra=[egfr_obs(25), indication, draft_order("Rinvoq 30 mg", 30)])
+    card = only_alert(hook(resources))
+    assert [d[:2] for d in suggestion_doses(card)] == [(15, 1), (30, 1)]
+    accept_each_and_resign(hook, resources, card)
+
+
+def test_upadacitinib_15_mg_stays_15_mg_without_a_cannot_halve_warning(hook):
+    """The label keeps 15 mg in severe renal impairment: not a halving that could not be applied."""
+    resources = record(age=70, extra=[egfr_obs(25), AD, draft_order("Rinvoq 30 mg", 30)])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (15, 1) and "could not be applied" not in card["detail"]
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_upadacitinib_strong_cyp3a4_steps_cite_their_real_sources(hook):
+    card = only_alert(hook(record(extra=[UC, KETOCONAZOLE, phased("Rinvoq 45 mg", 45, 1, "induction")])))
+    assert suggested_dose(card) == (30, 1)
+    assert "WO2023137440" in card["detail"] and "US prescribing information" in card["detail"]
+    assert "patentscope.wipo.int" in card["detail"] and "rxabbvie.com" in card["detail"]   # linked sources
+
+
+# -- the knowledge is validated at load ---------------------------------------------------------------
+
+def test_a_halving_has_a_group_and_no_fixed_dose():
+    with pytest.raises(ValidationError):
+        DoseRule(id="x", drug="tofacitinib", outcome="halve", reason="r", detail="d", sources=["EU-tofacitinib"])
+    with pytest.raises(ValidationError):
+        DoseRule(id="x", drug="tofacitinib", outcome="halve", halving_group="renal", max_mg=5, per_day=1,
+                 reason="r", detail="d", sources=["EU-tofacitinib"])
+    with pytest.raises(ValidationError):
+        DoseRule(id="x", drug="tofacitinib", outcome="halve", halving_group="renal", reason="r", detail="d",
+                 when=DoseWhen(phase="maintenance"), sources=["EU-tofacitinib"])
+    with pytest.raises(ValidationError):
+        DoseStep(from_mg=5, from_per_day=1, to_mg=5, to_per_day=2)
+
+
+def test_cross_checks_find_a_halving_without_steps(knowledge):
+    orphan = DoseRule(id="x", drug="baricitinib", outcome="halve", halving_group="renal", reason="r", detail="d",
+                      sources=["EU-baricitinib"])
+    assert any("no [[dose_halving]] entry for 'baricitinib'" in p for p in check(knowledge, [orphan]))
+    twice = DoseHalving(id="y", drug="tofacitinib", steps=[DoseStep(from_mg=1, from_per_day=1, to_mg=1, to_per_day=1)],
+                        detail="d", combination="c", sources=["EU-tofacitinib"])
+    assert any("two entries" in p for p in check_halving(knowledge, [twice, twice]))
+
