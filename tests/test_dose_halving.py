@@ -1,5 +1,5 @@
-"""Knowledge review 2026-12 (issue 20): halving the dose that otherwise applies (decision 14) for abrocitinib,
-tofacitinib and upadacitinib (UC/Crohn's with severe renal impairment, strong CYP3A4 inhibitors).
+"""Knowledge review 2026-12 (issue 20): halving the dose that otherwise applies (decision 14), tofacitinib JIA and
+juvenile PsA, upadacitinib in UC/Crohn's with severe renal impairment.
 
 What a clinician checks: the card's indicator, the dose the suggestion writes into the draft, and that accepting
 the suggestion makes the same order pass on sign (no dose warning left).
@@ -10,11 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from cds_service.schemas.dose import DoseHalving, DoseRule, DoseStep, DoseWhen, check, check_halving
-from fixtures.builders import ATC, ICD10, condition, draft_order
+from fixtures.builders import ATC, ICD10, condition, draft_order, obs
 from tests.conftest import rule_of
-from tests.test_dose_rules import (AD, RA, UC, accept_and_resign, active_med, child_pugh, dose_alerts, egfr_obs,
-                                   only_alert, record, renal, suggested_dose)
+from tests.test_dose_rules import (AD, RA, UC, accept_and_resign, active_med, child_pugh, dose_alerts, dose_cards,
+                                   egfr_obs, only_alert, record, renal, said_out_loud, suggested_dose)
 
+PSA = condition("156370009", "Psoriatic arthritis")
+JIA = condition("M08.0", "Juvenile rheumatoid arthritis", system=ICD10)
 DIALYSIS = condition("Z99.2", "Dependence on renal dialysis", system=ICD10)
 KETOCONAZOLE = active_med("ketoconazole 200 mg tablet", {"system": ATC, "code": "J02AB02"})
 FLUVOXAMINE = active_med("fluvoxamine 100 mg", {"system": ATC, "code": "N06AB08"})
@@ -25,6 +27,12 @@ def phased(text: str, dose: float, per_day: int = 1, phase: str | None = None, *
     if phase:
         order["dosageInstruction"][0]["text"] = f"{text} ({phase})"
     return order
+
+
+def child(age: int, weight: float | None, extra=()):
+    """A child with a usual creatinine for the age (0.4 mg/dL) and the given weight (None: not recorded)."""
+    labs = [obs("2160-0", 0.4, "mg/dL")] + ([obs("29463-7", weight, "kg")] if weight is not None else [])
+    return record(age=age, drop=["2160-0", "29463-7"], extra=[*labs, *extra])
 
 
 def suggestion_doses(card) -> list[tuple[float, int, str]]:
@@ -186,6 +194,58 @@ def test_haemodialysis_text_is_the_eu_reading(hook):
     card = only_alert(hook(record(extra=[DIALYSIS, RA, draft_order("tofacitinib 5 mg", 5, per_day=2)])))
     assert "remains on the reduced dose after haemodialysis" in card["detail"]
     assert "US label's 'dose after the dialysis session' is not applied" in card["detail"]
+
+
+# -- tofacitinib JIA and juvenile PsA (findings 3, 15) ---------------------------------------------
+
+@pytest.mark.parametrize("weight, ordered, limit, rule", [
+    (15, (5, 2), (3.2, 2), "tofacitinib-jia-10-20kg"),
+    (25, (10, 2), (4, 2), "tofacitinib-jia-20-40kg"),
+    (45, (10, 2), (5, 2), "tofacitinib-max-jia"),
+])
+def test_tofacitinib_jia_weight_bands(hook, weight, ordered, limit, rule):
+    resources = child(9 if weight < 40 else 15, weight, [JIA, draft_order("tofacitinib", ordered[0],
+                                                                          per_day=ordered[1])])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == rule and suggested_dose(card) == limit
+    assert accept_and_resign(hook, resources, card) == []
+    assert dose_alerts(hook(child(9 if weight < 40 else 15, weight,
+                                  [JIA, draft_order("tofacitinib", limit[0], per_day=limit[1])]))) == []
+
+
+def test_tofacitinib_jia_without_weight_is_a_stated_gap_not_a_normal_weight(hook):
+    cards = hook(child(9, None, [JIA, draft_order("tofacitinib 5 mg", 5, per_day=2)]))
+    assert dose_alerts(cards) == []
+    assert "body weight for the weight-based dose" in said_out_loud(cards)
+
+
+def test_tofacitinib_jia_under_10_kg_has_no_labelled_dose(hook):
+    card = only_alert(hook(child(2, 8, [JIA, draft_order("tofacitinib oral solution", 2, per_day=2)])))
+    assert rule_of(card) == "tofacitinib-jia-under-10kg" and card["suggestions"][0]["actions"][0]["type"] == "delete"
+
+
+def test_tofacitinib_jia_dose_is_halved_to_the_same_dose_once_daily(hook):
+    resources = child(6, 15, [JIA, DIALYSIS, draft_order("tofacitinib oral solution", 3.2, per_day=2)])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (3.2, 1)
+    assert accept_and_resign(hook, resources, card) == []
+
+
+def test_a_childs_psoriatic_arthritis_is_juvenile_psa_not_an_adult_only_indication(hook):
+    assert dose_cards(hook(child(14, 45, [PSA, draft_order("tofacitinib 5 mg", 5, per_day=2)]))) == []
+    card = only_alert(hook(child(12, 30, [PSA, draft_order("tofacitinib 5 mg", 5, per_day=2)])))
+    assert rule_of(card) == "tofacitinib-jia-20-40kg" and suggested_dose(card) == (4, 2)
+    # RA, AS and UC stay adult-only
+    card = only_alert(hook(child(14, 45, [RA, draft_order("tofacitinib 5 mg", 5, per_day=2)])))
+    assert rule_of(card) == "tofacitinib-under-18-adult-indication"
+
+
+def test_adult_renal_formula_in_a_child_is_said_on_the_card(hook):
+    resources = record(age=9, weight=20, drop=["2160-0"],
+                       extra=[obs("2160-0", 1.9, "mg/dL"), JIA, draft_order("tofacitinib", 4, per_day=2)])
+    card = only_alert(hook(resources))
+    assert suggested_dose(card) == (4, 1)
+    assert "adult formula in a patient under 18" in card["detail"]
 
 
 # -- upadacitinib (findings 5, 27) --------------------------------------------------------------

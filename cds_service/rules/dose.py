@@ -27,6 +27,7 @@ from cds_service.rules.text import lab, mg, sentence
 from cds_service.schemas.dose import DoseHalving, DoseRule
 
 _EPS = 1e-9
+_ADULT_FORMULAS = ("Cockcroft-Gault", "CKD-EPI")     # how cds_service.facts names a computed CrCl / eGFR
 
 
 # -- the patient's situation ----------------------------------------------------
@@ -130,6 +131,8 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
         else:
             dated = derived.when is not None and derived.when.isoformat() not in derived.method
             method = derived.method + (f" on {derived.when.isoformat()}" if dated else "")
+            if facts.age is not None and facts.age < 18 and derived.method.startswith(_ADULT_FORMULAS):
+                method += "; an adult formula in a patient under 18: confirm with a measured clearance"
             out.evidence.append(f"{label} {derived.value:.0f} {unit}, {method}")
     if when.condition is not None:
         present = [c for c in facts.concept_present(when.condition) if c.active]
