@@ -1,5 +1,5 @@
 """Knowledge review 2026-12 (issue 20): halving the dose that otherwise applies (decision 14), tofacitinib JIA and
-juvenile PsA, upadacitinib in UC/Crohn's with severe renal impairment.
+juvenile PsA, upadacitinib in GCA, nr-axSpA and UC/Crohn's with severe renal impairment.
 
 What a clinician checks: the card's indicator, the dose the suggestion writes into the draft, and that accepting
 the suggestion makes the same order pass on sign (no dose warning left).
@@ -16,6 +16,7 @@ from tests.test_dose_rules import (AD, RA, UC, accept_and_resign, active_med, ch
                                    egfr_obs, only_alert, record, renal, said_out_loud, suggested_dose)
 
 PSA = condition("156370009", "Psoriatic arthritis")
+GCA = condition("400130008", "Giant cell arteritis")
 JIA = condition("M08.0", "Juvenile rheumatoid arthritis", system=ICD10)
 DIALYSIS = condition("Z99.2", "Dependence on renal dialysis", system=ICD10)
 KETOCONAZOLE = active_med("ketoconazole 200 mg tablet", {"system": ATC, "code": "J02AB02"})
@@ -248,7 +249,16 @@ def test_adult_renal_formula_in_a_child_is_said_on_the_card(hook):
     assert "adult formula in a patient under 18" in card["detail"]
 
 
-# -- upadacitinib (findings 5, 27) --------------------------------------------------------------
+# -- upadacitinib (findings 4, 5, 27) --------------------------------------------------------------
+
+@pytest.mark.parametrize("reason", [GCA, condition("713777005", "Non-radiographic axial spondyloarthritis"),
+                                    condition("M45.A1", "nr-axSpA, occipito-atlanto-axial", system=ICD10)])
+def test_upadacitinib_gca_and_nr_axspa_are_15_mg(hook, reason):
+    resources = record(age=60, extra=[reason, draft_order("Rinvoq 30 mg", 30)])
+    card = only_alert(hook(resources))
+    assert rule_of(card) == "upadacitinib-max-ra-psa-as" and suggested_dose(card) == (15, 1)
+    assert accept_and_resign(hook, resources, card) == []
+
 
 @pytest.mark.parametrize("indication", [UC, condition("34000006", "Crohn's disease")])
 def test_upadacitinib_ibd_severe_renal_impairment_without_phase_offers_both_caps(hook, indication):
@@ -292,11 +302,22 @@ def test_a_halving_has_a_group_and_no_fixed_dose():
         DoseStep(from_mg=5, from_per_day=1, to_mg=5, to_per_day=2)
 
 
-def test_cross_checks_find_a_halving_without_steps(knowledge):
+def test_cross_checks_find_a_halving_without_steps_and_an_undefined_indication(knowledge):
     orphan = DoseRule(id="x", drug="baricitinib", outcome="halve", halving_group="renal", reason="r", detail="d",
                       sources=["EU-baricitinib"])
     assert any("no [[dose_halving]] entry for 'baricitinib'" in p for p in check(knowledge, [orphan]))
+    drugs = dict(knowledge.drugs)
+    try:
+        knowledge.drugs = {**drugs, "tofacitinib": drugs["tofacitinib"].model_copy(
+            update={"indications": [*drugs["tofacitinib"].indications, "no-such-indication"]})}
+        assert any("no-such-indication" in p for p in check(knowledge, []))
+    finally:
+        knowledge.drugs = drugs
     twice = DoseHalving(id="y", drug="tofacitinib", steps=[DoseStep(from_mg=1, from_per_day=1, to_mg=1, to_per_day=1)],
                         detail="d", combination="c", sources=["EU-tofacitinib"])
     assert any("two entries" in p for p in check_halving(knowledge, [twice, twice]))
 
+
+def test_every_drug_indication_is_defined(knowledge):
+    assert {i for d in knowledge.drugs.values() for i in d.indications} <= set(knowledge.indications)
+    assert knowledge.icd10_to_indication["M45.A"] == "nr-axSpA"

@@ -202,6 +202,9 @@ class ChildPughReader(Strict):
 def check(knowledge, rules: list[DoseRule]) -> list[str]:
     problems = []
     halved = {h.drug for h in getattr(knowledge.rules, "dose_halving")}
+    # every indication a drug lists must be defined (an orphan key would make its orders "indication unknown")
+    problems += [f"drug {name}: unknown indication {i!r} (no [indications.{i}])"
+                 for name, drug in knowledge.drugs.items() for i in drug.indications if i not in knowledge.indications]
     for rule in rules:
         if rule.outcome == "halve" and rule.drug not in halved:
             problems.append(f"rule {rule.id}: no [[dose_halving]] entry for {rule.drug!r}")
