@@ -1,5 +1,6 @@
 """Knowledge review 2026-12 (issue 20): halving the dose that otherwise applies (decision 14), tofacitinib JIA and
-juvenile PsA, upadacitinib in GCA, nr-axSpA and UC/Crohn's with severe renal impairment.
+juvenile PsA, upadacitinib in GCA, nr-axSpA and UC/Crohn's with severe renal impairment, the psoriatic-arthritis
+ICD-10 range.
 
 What a clinician checks: the card's indicator, the dose the suggestion writes into the draft, and that accepting
 the suggestion makes the same order pass on sign (no dose warning left).
@@ -285,6 +286,17 @@ def test_upadacitinib_strong_cyp3a4_steps_cite_their_real_sources(hook):
     assert suggested_dose(card) == (30, 1)
     assert "WO2023137440" in card["detail"] and "US prescribing information" in card["detail"]
     assert "patentscope.wipo.int" in card["detail"] and "rxabbvie.com" in card["detail"]   # linked sources
+
+
+# -- psoriatic arthritis ICD-10 (finding 22) ---------------------------------------------------------
+
+@pytest.mark.parametrize("code, is_psa", [("M07.3", True), ("L40.50", True), ("M07.0", True),
+                                          ("M07.4", False), ("M07.5", False), ("M07.60", False)])
+def test_psoriatic_arthritis_icd10_range(hook, code, is_psa):
+    order = phased("Rinvoq 30 mg", 30, 1, "maintenance", reason=(ICD10, code, "arthropathy"))
+    cards = hook(record(extra=[condition("K50.9", "Crohn's disease", system=ICD10), order]))
+    alerts = dose_alerts(cards)
+    assert [rule_of(c) for c in alerts] == (["upadacitinib-max-ra-psa-as"] if is_psa else [])
 
 
 # -- the knowledge is validated at load ---------------------------------------------------------------
