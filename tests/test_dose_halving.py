@@ -1,6 +1,6 @@
 """Knowledge review 2026-12 (issue 20): halving the dose that otherwise applies (decision 14), tofacitinib JIA and
-juvenile PsA, upadacitinib in GCA, nr-axSpA and UC/Crohn's with severe renal impairment, the psoriatic-arthritis
-ICD-10 range.
+juvenile PsA, upadacitinib in GCA, nr-axSpA and UC/Crohn's with severe renal impairment, boosted HIV regimens and
+CYP inducers, the psoriatic-arthritis ICD-10 range.
 
 What a clinician checks: the card's indicator, the dose the suggestion writes into the draft, and that accepting
 the suggestion makes the same order pass on sign (no dose warning left).
@@ -123,6 +123,8 @@ REASONS = {
     "child-pugh-b": lambda extra: record(extra=[child_pugh("B"), *extra]),
     "ketoconazole": lambda extra: record(extra=[KETOCONAZOLE, *extra]),
     "fluconazole": lambda extra: record(extra=[active_med("fluconazole 200 mg capsule"), *extra]),
+    "cobicistat-combination": lambda extra: record(extra=[active_med("Symtuza tablet", {"system": ATC,
+                                                                                        "code": "J05AR22"}), *extra]),
 }
 
 
@@ -286,6 +288,53 @@ def test_upadacitinib_strong_cyp3a4_steps_cite_their_real_sources(hook):
     assert suggested_dose(card) == (30, 1)
     assert "WO2023137440" in card["detail"] and "US prescribing information" in card["detail"]
     assert "patentscope.wipo.int" in card["detail"] and "rxabbvie.com" in card["detail"]   # linked sources
+
+
+# -- interacting medicines (findings 13, 18) --------------------------------------------------------
+
+@pytest.mark.parametrize("medicine", [
+    active_med("Genvoya tablet", {"system": ATC, "code": "J05AR18"}),
+    active_med("HIV regimen", {"system": ATC, "code": "J05AR09"}),
+    active_med("Evotaz 300/150 mg", {"system": ATC, "code": "J05AR15"}),
+    active_med("Rezolsta 800/150 mg", {"system": ATC, "code": "J05AR14"}),
+    active_med("indinavir 400 mg capsule"),
+    active_med("Viracept", {"system": ATC, "code": "J05AE04"}),
+])
+def test_boosted_hiv_regimens_and_protease_inhibitors_are_strong_cyp3a4_inhibitors(hook, medicine):
+    card = only_alert(hook(record(extra=[RA, medicine, draft_order("tofacitinib 5 mg", 5, per_day=2)])))
+    assert rule_of(card) == "tofacitinib-strong-cyp3a4" and suggested_dose(card) == (5, 1)
+
+
+@pytest.mark.parametrize("medicine", [active_med("Rifadin 300 mg capsule"),
+                                      active_med("antiepileptic", {"system": ATC, "code": "N03AF01"}),
+                                      active_med("St John's wort extract 300 mg")])
+def test_tofacitinib_with_a_strong_cyp3a4_inducer_is_not_recommended(hook, medicine):
+    card = only_alert(hook(record(extra=[RA, medicine, draft_order("tofacitinib 5 mg", 5, per_day=2)])))
+    assert rule_of(card) == "tofacitinib-strong-cyp3a4-inducer" and "loss of" in card["detail"]
+    assert card["suggestions"][0]["actions"][0]["type"] == "delete"
+
+
+def test_abrocitinib_with_a_cyp2c19_or_cyp2c9_inducer_is_not_recommended(hook):
+    for medicine in (active_med("efavirenz 600 mg"), active_med("Xtandi", {"system": ATC, "code": "L02BB04"})):
+        card = only_alert(hook(record(extra=[AD, medicine, draft_order("Cibinqo 100 mg", 100)])))
+        assert rule_of(card) == "abrocitinib-cyp2c19-cyp2c9-inducer"
+
+
+def test_upadacitinib_with_an_inducer_is_information_and_baricitinib_gets_nothing(hook):
+    cards = hook(record(extra=[RA, active_med("phenytoin 100 mg"), draft_order("Rinvoq 15 mg", 15)]))
+    assert dose_alerts(cards) == []
+    [info] = dose_cards(cards)
+    assert rule_of(info) == "upadacitinib-strong-cyp3a4-inducer" and "monitor disease activity" in info["detail"]
+    assert dose_cards(hook(record(extra=[RA, active_med("rifampicin 600 mg"), draft_order("Olumiant 4 mg", 4)]))) == []
+
+
+def test_moderate_inducer_and_an_inducer_ordered_together(hook):
+    assert dose_alerts(hook(record(extra=[RA, active_med("rifabutin 150 mg"),
+                                          draft_order("tofacitinib 5 mg", 5, per_day=2)]))) == []
+    rifampicin = draft_order("rifampicin 600 mg capsule", 600, rid="draft-2", codings=[{"system": ATC,
+                                                                                         "code": "J04AB02"}])
+    card = only_alert(hook(record(extra=[RA, rifampicin, draft_order("tofacitinib 5 mg", 5, per_day=2)])))
+    assert rule_of(card) == "tofacitinib-strong-cyp3a4-inducer" and "(ordered now)" in card["detail"]
 
 
 # -- psoriatic arthritis ICD-10 (finding 22) ---------------------------------------------------------
