@@ -314,8 +314,9 @@ def test_tofacitinib_severe_renal_impairment(hook):
     card = only_alert(hook(renal(25, extra=[RA, draft_order("tofacitinib 5 mg", 5, per_day=2)])))
     assert rule_of(card) == "tofacitinib-crcl-below-30" and suggested_dose(card) == (5, 1)
     assert "50" in card["detail"]                       # the US threshold is mentioned, not applied
+    # UC 10 mg twice daily without a phase: the first correction is the halved induction dose
     uc = only_alert(hook(renal(25, extra=[UC, draft_order("tofacitinib 10 mg", 10, per_day=2)])))
-    assert rule_of(uc) == "tofacitinib-crcl-below-30-uc" and suggested_dose(uc) == (5, 2)
+    assert rule_of(uc) == "tofacitinib-crcl-below-30" and suggested_dose(uc) == (5, 2)
     assert dose_alerts(hook(renal(45, extra=[RA, draft_order("tofacitinib 5 mg", 5, per_day=2)]))) == []
 
 
@@ -361,7 +362,7 @@ def test_tofacitinib_with_fluconazole_by_name_but_not_fluoxetine_alone(hook):
 def test_upadacitinib_with_clarithromycin_marks_the_source_quality(hook):
     clari = active_med("clarithromycin 500 mg", {"system": ATC, "code": "J01FA09"})
     card = only_alert(hook(record(extra=[AD, clari, draft_order("Rinvoq 30 mg", 30)])))
-    assert rule_of(card) == "upadacitinib-strong-cyp3a4-ad" and suggested_dose(card) == (15, 1)
+    assert rule_of(card) == "upadacitinib-strong-cyp3a4" and suggested_dose(card) == (15, 1)
     assert "patent" in card["detail"]
     assert dose_alerts(hook(record(extra=[RA, clari, draft_order("Rinvoq 15 mg", 15)]))) == []
 
@@ -377,14 +378,19 @@ def test_abrocitinib_with_fluvoxamine_and_baricitinib_with_probenecid(hook):
 # -- one card per order, lowest cap, same answer on select and sign --------------------------
 
 def test_several_reasons_give_one_card_with_the_lowest_dose_and_every_reason(hook):
+    # renal impairment and an inhibitor halve once each (no label states the combination: conservative reading),
+    # so UC induction 10 mg twice daily -> 5 mg twice daily -> 5 mg once daily
     keto = active_med("ketoconazole 200 mg", {"system": ATC, "code": "J02AB02"})
-    resources = renal(25, age=70, extra=[UC, keto, draft_order("tofacitinib 10 mg", 10, per_day=2)])
+    order = draft_order("tofacitinib 10 mg", 10, per_day=2)
+    order["dosageInstruction"][0]["text"] = "tofacitinib 10 mg twice daily, induction 8 weeks"
+    resources = renal(25, age=70, extra=[UC, keto, order])
     cards = hook(resources)
     dose_cards = [c for c in cards if rule_of(c).startswith("tofacitinib")]
     assert len(dose_cards) == 1
     card = dose_cards[0]
-    assert suggested_dose(card) == (5, 2)
-    for reason in ("severe renal impairment", "strong CYP3A4 inhibitor", "age 65 or older (S001)"):
+    assert suggested_dose(card) == (5, 1)
+    for reason in ("severe renal impairment", "strong CYP3A4 inhibitor", "age 65 or older (S001)",
+                   "not addressed together by the product information"):
         assert reason in card["detail"]
     assert accept_and_resign(hook, resources, card) == []
 
@@ -453,11 +459,23 @@ def test_tofacitinib_xr_with_ketoconazole_switches_to_the_5_mg_immediate_release
     assert accept_and_resign(hook, resources, card) == []
 
 
-def test_upadacitinib_uc_in_severe_renal_impairment_is_information_only(hook):
-    cards = hook(record(extra=[egfr_obs(25), UC, draft_order("Rinvoq 45 mg", 45)]))
-    assert dose_alerts(cards) == []
-    [info] = dose_cards(cards)
-    assert info["indicator"] == "info" and "not verified" in info["detail"]
+def test_upadacitinib_uc_in_severe_renal_impairment_is_capped_by_phase(hook):
+    """Decision 14 (finding 5): UC/Crohn's with eGFR 15-<30, induction 30 mg and maintenance 15 mg are caps."""
+    def uc(dose, text):
+        order = draft_order(f"Rinvoq {dose} mg", dose)
+        order["dosageInstruction"][0]["text"] = text
+        return record(extra=[egfr_obs(25), UC, order])
+    induction = uc(45, "Rinvoq 45 mg once daily, induction")
+    card = only_alert(hook(induction))
+    assert rule_of(card) == "upadacitinib-egfr-15-30" and suggested_dose(card) == (30, 1)
+    assert "US prescribing information" in card["detail"] and "conservative" in card["detail"]
+    assert accept_and_resign(hook, induction, card) == []
+    maintenance = uc(30, "Rinvoq 30 mg once daily, maintenance")
+    card = only_alert(hook(maintenance))
+    assert suggested_dose(card) == (15, 1)
+    assert accept_and_resign(hook, maintenance, card) == []
+    assert dose_alerts(hook(uc(30, "Rinvoq 30 mg once daily, induction"))) == []
+    assert dose_alerts(hook(uc(15, "Rinvoq 15 mg once daily, maintenance"))) == []
 
 
 def test_child_pugh_older_than_a_year_is_not_used(hook):

@@ -72,8 +72,17 @@ def _taken_as_order(ctx: RuleContext, medicine: MedicationFact, resources: dict[
         return None
     if medicine.resource_type == "MedicationStatement":       # a statement's dosage reads like an order's
         resource = {**resource, "dosageInstruction": resource.get("dosage")}
-    draft = ordermod.RecognisedDraft(normalise(resource), str(medicine.resource_id), medicine.drug)
+    # an id of its own: the rules then count the active order itself as "already taking it" (not a new start)
+    draft = ordermod.RecognisedDraft(normalise(resource), f"taken-now-{medicine.resource_id}", medicine.drug)
     return ordermod.read_orders(ctx.knowledge, [draft], ctx.facts, conditions_by_id)[0]
+
+
+def _dose(ctx: RuleContext, order, rules, also_ordered: list[dict]) -> tuple[Finding | None, list[Missing]]:
+    """The dose card (if any) and gaps for the JAK inhibitor taken now, with ``also_ordered`` drafts beside it."""
+    ctx.orders, ctx.draft_resources = [order], also_ordered
+    items = list(dosemod.evaluate_order(ctx, order, rules))
+    return (next((i for i in items if isinstance(i, Finding)), None),
+            [i for i in items if isinstance(i, Missing)])
 
 
 def _taking(medicine: MedicationFact, dose) -> str:
@@ -102,14 +111,17 @@ def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact,
     order = _taken_as_order(ctx, medicine, resources, conditions_by_id)
     advice: list[tuple[str, str, str, list[str]]] = []     # (indicator, headline, text, sources)
     gaps: list[Missing] = []
-    dose_rules = [r for r in k.rules.for_drug("dose", drug_id) if set(r.when.interacting) & candidate.interacting]
-    if dose_rules and order is not None:
-        ctx.orders, ctx.draft_resources = [order], [candidate.resource]
-        for item in dosemod.evaluate_order(ctx, order, dose_rules):
-            if isinstance(item, Missing):
-                gaps.append(Missing(item.rule_id, item.check, item.why, item.sources, candidate.order_id, drug_id))
-            else:
-                advice.append((item.indicator, item.summary, item.detail, item.sources))
+    dose_rules = k.rules.for_drug("dose", drug_id)
+    by_class = {r.id for r in dose_rules if set(r.when.interacting) & candidate.interacting}
+    if by_class and order is not None:
+        # the dose taken now, judged without and with the new medicine: only what the medicine changes is said
+        before, _ = _dose(ctx, order, dose_rules, [])
+        after, after_gaps = _dose(ctx, order, dose_rules, [candidate.resource])
+        if after is not None and (before is None or (after.indicator, after.summary) != (before.indicator,
+                                                                                         before.summary)):
+            advice.append((after.indicator, after.summary, after.detail, after.sources))
+        gaps += [Missing(g.rule_id, g.check, g.why, g.sources, candidate.order_id, drug_id)
+                 for g in after_gaps if g.rule_id in by_class]
     for rule in k.rules.for_drug("contraindication", drug_id):
         by_class = set(rule.medication_classes) & candidate.classes
         if by_class or (rule.live_vaccine_within_days and candidate.live_vaccine):
