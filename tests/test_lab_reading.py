@@ -1,18 +1,19 @@
 """Lab reading (issue 20): the patient's results under the codes and units laboratories send -> the card and the
 number a clinician checks.
 
-LOINC coverage (decision 16; review "LOINC coverage", finding 20), each with a trigger and a near miss.
+LOINC coverage (decision 16; review "LOINC coverage", finding 20), values read in a unit that is not quite their
+own and said so (finding 28) and the laboratory-reported eGFR (decision 16), each with a trigger and a near miss.
 """
 from __future__ import annotations
 
 import pytest
 
-from cds_service.facts import build_facts
+from cds_service.facts import build_facts, creatinine_clearance, egfr
 from cds_service.prefetch import Prefetched, query_type, what_a_query_reads
-from fixtures.builders import TODAY, obs, patient
-from fixtures.scenarios_labs import swap_code
+from fixtures.builders import TODAY, ago, draft_order, medication_request, obs, patient
+from fixtures.scenarios_labs import AD, RA, order_record, swap_code
 from fixtures.scenarios_monitoring import on_treatment
-from tests.conftest import rule_of
+from tests.conftest import alerts, rule_of
 
 
 def facts_for(knowledge, *resources):
@@ -62,7 +63,7 @@ def card_of(cards, rule) -> dict:
 ])
 def test_a_result_under_a_code_laboratories_send_is_read(knowledge, code, value, unit, analyte, canonical):
     found = facts_for(knowledge, patient(), obs(code, value, unit)).latest(analyte)
-    assert found is not None and found.value == pytest.approx(canonical, rel=1e-3)
+    assert found is not None and found.value == pytest.approx(canonical, rel=1e-3) and found.code == code
 
 
 @pytest.mark.parametrize("code, unit, analyte", [
@@ -120,3 +121,94 @@ def test_molar_lipids_count_as_done_and_stop_the_overdue_card(view):
 def test_alt_in_blood_76625_3_is_held_against_the_uln(view):
     cards = view(on_treatment(skip=["1742-6"], extra=[obs("76625-3", 112, "U/L", 5, ref_high=45)]))
     assert keys(cards) == ["warning:alt-above-2x-uln-on-treatment"] and "2.5 x ULN" in cards[0]["summary"]
+
+
+# -- units read with a note (finding 28) and the laboratory-reported eGFR (item 5) ------------------------------
+
+def test_egfr_sent_in_ml_min_is_read_and_the_card_says_so(hook):
+    cards = hook([*order_record(sex="female", age=45, extra=[obs("33914-3", 45, "mL/min", 5)]), AD,
+                  draft_order("Cibinqo 200 mg", 200)])
+    [card] = alerts(cards)
+    assert rule_of(card) == "abrocitinib-egfr-30-60"
+    assert (f"eGFR 45 mL/min/1.73 m², laboratory-reported eGFR 45 mL/min on {ago(5)} (LOINC 33914-3, reported in "
+            "mL/min, not per 1.73 m²: read as mL/min/1.73 m² without conversion)") in card["detail"]
+
+
+def test_egfr_per_1_73_m2_carries_no_note(knowledge):
+    value = facts_for(knowledge, patient(), obs("33914-3", 45, "mL/min/{1.73_m2}")).latest("egfr")
+    assert value.note is None
+
+
+def test_race_coded_egfr_is_named_as_such(knowledge):
+    facts = facts_for(knowledge, patient(age=45, sex="male"), obs("88293-6", 45, "mL/min/{1.73_m2}"))
+    assert "race coefficient" in egfr(facts, knowledge).method
+
+
+def test_crcl_reported_per_1_73_m2_is_read_as_ml_min_and_the_card_says_so(hook):
+    cards = hook([*order_record(extra=[obs("2164-2", 45, "mL/min/{1.73_m2}", 3)]), RA, draft_order("Olumiant 4 mg", 4)])
+    [card] = alerts(cards)
+    assert rule_of(card) == "baricitinib-crcl-30-60"
+    assert ("measured creatinine clearance 45 mL/min/1.73 m² on " + ago(3) + " (LOINC 2164-2, reported per 1.73 m² "
+            "body surface area: read as mL/min without correcting for the patient's body size)") in card["detail"]
+
+
+def test_a_crcl_rule_with_only_an_egfr_says_crcl_could_not_be_computed_and_shows_the_egfr(hook):
+    on_it = medication_request("Olumiant 4 mg", status="active", rid="old-bari", authored_days_ago=100)
+    record = order_record(drop=["2160-0"], extra=[obs("33914-3", 45, "mL/min/{1.73_m2}", 5), on_it])
+    cards = hook([*record, RA, draft_order("Olumiant 4 mg", 4)])
+    [card] = alerts(cards)
+    assert rule_of(card) == "missing-data"
+    assert ("renal dose (creatinine clearance)**: no serum creatinine in the last 90 days (an eGFR is on record, "
+            f"45 mL/min/1.73 m² on {ago(5)} (LOINC 33914-3), but an eGFR is not a creatinine clearance") in card["detail"]
+
+
+def test_first_order_with_only_an_egfr_lists_it_with_the_missing_creatinine(hook):
+    cards = hook([*order_record(drop=["2160-0"], extra=[obs("33914-3", 45, "mL/min/{1.73_m2}", 5)]), RA,
+                  draft_order("Olumiant 4 mg", 4)])
+    [card] = alerts(cards)
+    assert rule_of(card) == "baseline-screening" and "an eGFR is on record, 45 mL/min/1.73 m²" in card["detail"]
+
+
+def test_reported_egfr_is_used_and_named_when_there_is_no_creatinine(knowledge):
+    facts = facts_for(knowledge, patient(age=45), obs("98979-8", 28, "mL/min/{1.73_m2}", 5))
+    found = egfr(facts, knowledge)
+    assert found.value == 28 and "laboratory-reported eGFR 28 mL/min/1.73 m² on " + ago(5) in found.method
+    assert "no serum creatinine in the last 90 days" in found.method
+
+
+def test_reported_egfr_newer_than_the_creatinine_is_used(knowledge):
+    facts = facts_for(knowledge, patient(age=45), obs("2160-0", 0.8, "mg/dL", 30), obs("33914-3", 28, "mL/min/{1.73_m2}", 5))
+    found = egfr(facts, knowledge)
+    assert found.value == 28 and "newer than the latest serum creatinine (0.8 mg/dL on " + ago(30) in found.method
+
+
+@pytest.mark.parametrize("egfr_days", [20, 10])      # older than, and the same day as, the creatinine
+def test_reported_egfr_not_newer_than_the_creatinine_is_not_preferred(knowledge, egfr_days):
+    facts = facts_for(knowledge, patient(age=45, sex="female"), obs("2160-0", 0.8, "mg/dL", 10),
+                      obs("33914-3", 28, "mL/min/{1.73_m2}", egfr_days))
+    found = egfr(facts, knowledge)
+    assert found.value == pytest.approx(93, abs=1) and found.method.startswith("CKD-EPI 2021 (creatinine 0.8 mg/dL")
+    assert "laboratory-reported eGFR 28 mL/min/1.73 m²" in found.method and "is not used" in found.method
+
+
+def test_older_reported_egfr_does_not_stand_in_when_ckd_epi_cannot_be_computed(knowledge):
+    facts = facts_for(knowledge, {"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-01"},
+                      obs("2160-0", 1.9, "mg/dL", 10), obs("33914-3", 75, "mL/min/{1.73_m2}", 40))
+    found = egfr(facts, knowledge)
+    assert found.value is None
+    assert "could not be computed from the serum creatinine 1.9 mg/dL on " + ago(10) in found.missing
+    assert "75 mL/min/1.73 m² on " + ago(40) in found.missing and "older than that creatinine" in found.missing
+
+
+def test_same_day_reported_egfr_stands_in_when_ckd_epi_cannot_be_computed(knowledge):
+    facts = facts_for(knowledge, {"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-01"},
+                      obs("2160-0", 1.9, "mg/dL", 10), obs("33914-3", 35, "mL/min/{1.73_m2}", 10))
+    found = egfr(facts, knowledge)
+    assert found.value == 35 and "could not be computed from the creatinine of that day" in found.method
+
+
+def test_an_egfr_is_never_used_as_a_creatinine_clearance(knowledge):
+    facts = facts_for(knowledge, patient(age=60, sex="male"), obs("29463-7", 80, "kg"),
+                      obs("33914-3", 25, "mL/min/{1.73_m2}", 5))
+    crcl = creatinine_clearance(facts, knowledge)
+    assert crcl.value is None and "an eGFR is on record, 25 mL/min/1.73 m²" in crcl.missing
