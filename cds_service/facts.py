@@ -344,6 +344,17 @@ class LabSeries(Sequence):
         return found + [u for u in self._bad if u.when is None]
 
 
+    def unreadable_between(self, after: date | None, until: date) -> list[Uninterpretable]:
+        """Dated results after ``after`` (any age if None) and on or before ``until`` that could not be
+        interpreted, newest first (e.g. a pre-treatment result newer than the baseline that was used)."""
+        pending = self._pending
+        while self._next < len(pending) and (after is None or pending[self._next][0] > after):
+            self._read_one()
+        found = [u for u in self._bad if u.when is not None and u.when <= until and (after is None or u.when > after)]
+        found.sort(key=_when_of, reverse=True)
+        return found
+
+
 _first = itemgetter(0)                  # (date, Observation) -> date, as a sort key without a Python call
 _when_of = attrgetter("when")
 

@@ -2,18 +2,23 @@
 number a clinician checks.
 
 LOINC coverage (decision 16; review "LOINC coverage", finding 20), values read in a unit that is not quite their
-own and said so (finding 28) and the laboratory-reported eGFR (decision 16), each with a trigger and a near miss.
+own and said so (finding 28), the laboratory-reported eGFR (decision 16) and the tofacitinib haemoglobin fall
+(finding 17), each with a trigger and a near miss.
 """
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from cds_service.facts import build_facts, creatinine_clearance, egfr
 from cds_service.prefetch import Prefetched, query_type, what_a_query_reads
+from cds_service.schemas.lab_threshold import LabThreshold, check
 from fixtures.builders import TODAY, ago, draft_order, medication_request, obs, patient
-from fixtures.scenarios_labs import AD, RA, order_record, swap_code
-from fixtures.scenarios_monitoring import on_treatment
+from fixtures.scenarios_labs import AD, RA, hb_course, order_record, swap_code, tofacitinib, without_baseline_hb
+from fixtures.scenarios_monitoring import FOUR, jaki, on_treatment
 from tests.conftest import alerts, rule_of
+
+HB_FALL = "hb-fall-2-from-baseline-on-treatment-tofacitinib"
 
 
 def facts_for(knowledge, *resources):
@@ -212,3 +217,79 @@ def test_an_egfr_is_never_used_as_a_creatinine_clearance(knowledge):
                       obs("33914-3", 25, "mL/min/{1.73_m2}", 5))
     crcl = creatinine_clearance(facts, knowledge)
     assert crcl.value is None and "an eGFR is on record, 25 mL/min/1.73 m²" in crcl.missing
+
+
+# -- tofacitinib: Hb fall of more than 2 g/dL from the pre-treatment value (finding 17) --------------------------
+
+@pytest.mark.parametrize("baseline, now, unit, code, fires", [
+    (12.9, 10.6, "g/dL", "718-7", True),        # 2.3 g/dL
+    (12.9, 10.8, "g/dL", "718-7", True),        # 2.1 g/dL
+    (12.9, 10.9, "g/dL", "718-7", False),       # exactly 2 g/dL is not more than 2
+    (12.9, 11.4, "g/dL", "718-7", False),       # 1.5 g/dL
+    (129, 106, "g/L", "718-7", True),           # g/L: compared in g/dL (23 g/L = 2.3 g/dL)
+    (8.0, 6.75, "mmol/L", "59260-0", True),     # 1.25 mmol/L > 1.24
+    (8.0, 6.80, "mmol/L", "59260-0", False),    # 1.20 mmol/L
+])
+def test_tofacitinib_hb_fall_of_more_than_2_g_dl_interrupts(view, baseline, now, unit, code, fires):
+    cards = view(hb_course(baseline, now, unit, code))
+    assert keys(cards) == ([f"critical:{HB_FALL}"] if fires else [])
+
+
+def test_the_hb_fall_card_shows_both_values_and_the_fall(view):
+    [card] = view(hb_course(12.9, 10.6))
+    assert card["summary"] == "Haemoglobin 10.6 g/dL, 2.3 g/dL below the pre-treatment value: interrupt tofacitinib"
+    assert f"10.6 g/dL on {ago(5)}" in card["detail"] and f"12.9 g/dL on {ago(30 * 7 + 5)}" in card["detail"]
+    assert "a fall of more than 2 g/dL" in card["detail"] and "repeat testing" in card["detail"]
+
+
+def test_hb_fall_across_units_is_compared_in_g_dl(view):
+    # baseline 12.9 g/dL, now 6.5 mmol/L = 10.47 g/dL: a fall of 2.43 g/dL
+    record = on_treatment(skip=["718-7"], drug=tofacitinib(), extra=[obs("718-7", 12.9, "g/dL", 30 * 7 + 5),
+                                                                      obs("59260-0", 6.5, "mmol/L", 5)])
+    [card] = view(record)
+    assert rule_of(card) == HB_FALL and "2.43 g/dL below the pre-treatment value" in card["summary"]
+
+
+def test_hb_below_8_and_a_fall_give_one_interrupt_card(view):
+    cards = view(hb_course(12.9, 7.5))
+    assert len(alerts(cards)) == 1 and cards[0]["indicator"] == "critical"
+
+
+def test_the_fall_rule_is_tofacitinib_only(view):
+    assert view(hb_course(12.9, 10.6, drug=jaki())) == []
+
+
+def test_no_pre_treatment_hb_is_a_stated_gap(view):
+    [card] = view(without_baseline_hb(hb_course(None, 10.6)))
+    assert rule_of(card) == "missing-data"
+    assert "haemoglobin fall against the pre-treatment baseline" in card["detail"]
+    assert "no haemoglobin result on or before the treatment start" in card["detail"]
+
+
+def test_an_uninterpretable_pre_treatment_hb_is_said_not_skipped(view):
+    record = on_treatment(skip=["718-7"], drug=tofacitinib(),
+                          extra=[obs("718-7", 12.9, "furlongs", 30 * 7 + 5), obs("718-7", 10.6, "g/dL", 5)])
+    cards = view(record)
+    gap = card_of(cards, "missing-data")
+    assert f"the pre-treatment result of {ago(30 * 7 + 5)} could not be interpreted" in gap["detail"]
+    assert "compared with the older 13.5 g/dL on " + ago(30 * 7 + 10) in gap["detail"]   # the work-up's Hb
+
+
+def test_no_recent_on_treatment_hb_leaves_the_fall_to_the_schedule(view):
+    """The last blood count 100 days ago: the schedule says it is due; the fall rule adds no gap of its own."""
+    assert keys(view(on_treatment(40, labs_days_ago=100, drug=tofacitinib(40)))) == sorted(f"info:{r}" for r in FOUR)
+
+
+def _fall(**change):
+    return LabThreshold(id="x", analyte="hb", phase=["on_treatment"], drugs=["tofacitinib"],
+                        from_baseline={"direction": "fall", **change}, indicator="critical", action="x",
+                        sources=["EU-tofacitinib"])
+
+
+def test_a_baseline_change_is_a_percent_or_an_amount_per_unit(knowledge):
+    for bad in ({}, {"percent": 10, "by": {"g/dL": 2.0}}, {"by": {"g/dL": 0.0}}, {"by": {}}):
+        with pytest.raises(ValidationError):
+            _fall(**bad)
+    assert check(knowledge, [_fall(by={"g/dL": 2.0, "mmol/L": 1.24})]) == []
+    assert any("canonical unit" in p for p in check(knowledge, [_fall(by={"mmol/L": 1.24})]))
+    assert any("not a known unit" in p for p in check(knowledge, [_fall(by={"g/dL": 2.0, "mg/dL": 2000})]))
