@@ -2,8 +2,8 @@
 number a clinician checks.
 
 LOINC coverage (decision 16; review "LOINC coverage", finding 20), values read in a unit that is not quite their
-own and said so (finding 28), the laboratory-reported eGFR (decision 16) and the tofacitinib haemoglobin fall
-(finding 17), each with a trigger and a near miss.
+own and said so (finding 28), the laboratory-reported eGFR (decision 16), the tofacitinib haemoglobin fall
+(finding 17) and the tofacitinib week-8 lipids (finding 16), each with a trigger and a near miss.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from cds_service.facts import build_facts, creatinine_clearance, egfr
 from cds_service.prefetch import Prefetched, query_type, what_a_query_reads
 from cds_service.schemas.lab_threshold import LabThreshold, check
 from fixtures.builders import TODAY, ago, draft_order, medication_request, obs, patient
-from fixtures.scenarios_labs import AD, RA, hb_course, order_record, swap_code, tofacitinib, without_baseline_hb
+from fixtures.scenarios_labs import (RA, AD, hb_course, molar_lipids, order_record, swap_code, tofacitinib,
+                                     without_baseline_hb)
 from fixtures.scenarios_monitoring import FOUR, jaki, on_treatment
 from tests.conftest import alerts, rule_of
 
@@ -293,3 +294,27 @@ def test_a_baseline_change_is_a_percent_or_an_amount_per_unit(knowledge):
     assert check(knowledge, [_fall(by={"g/dL": 2.0, "mmol/L": 1.24})]) == []
     assert any("canonical unit" in p for p in check(knowledge, [_fall(by={"mmol/L": 1.24})]))
     assert any("not a known unit" in p for p in check(knowledge, [_fall(by={"g/dL": 2.0, "mg/dL": 2000})]))
+
+
+# -- tofacitinib lipids about 8 weeks after the start (finding 16) ----------------------------------------------
+
+@pytest.mark.parametrize("weeks, expected", [(7, []), (9, ["info:monitor-lipids-tofacitinib"]),
+                                             (13, ["warning:monitor-lipids-tofacitinib"])])
+def test_tofacitinib_lipids_due_at_week_8_and_overdue_from_week_12(view, weeks, expected):
+    record = on_treatment(weeks, labs_days_ago=5, lipids_days_ago=weeks * 7 + 20, drug=tofacitinib(weeks))
+    assert keys(view(record)) == expected
+
+
+def test_tofacitinib_lipids_done_at_week_8_in_mmol_l_count(view):
+    assert view(on_treatment(9, labs_days_ago=7, drug=tofacitinib(9), extra=molar_lipids(7))) == []
+
+
+def test_other_jak_inhibitors_keep_lipids_at_week_12(view):
+    assert view(on_treatment(9, labs_days_ago=7)) == []
+    assert keys(view(on_treatment(13, labs_days_ago=5, lipids_days_ago=100))) == ["info:monitor-lipids"]
+
+
+def test_the_tofacitinib_lipid_card_cites_the_eu_text(view):
+    [card] = view(on_treatment(9, labs_days_ago=7, drug=tofacitinib(9)))
+    assert "about 8 weeks after the start" in card["detail"] and "week 8 check" in card["detail"]
+    assert any("xeljanz" in link["url"].lower() for link in card.get("links", []))
