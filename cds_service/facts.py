@@ -62,6 +62,8 @@ class LabValue:
     ref_high: float | None = None     # canonical unit
     ref_low: float | None = None
     source_id: str | None = None
+    code: str | None = None           # the analyte's LOINC code the result carried
+    note: str | None = None           # how it was read (knowledge unit_notes / code_notes), shown with the value
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,19 @@ def _interpret(analyte, analyte_name: str, obs: dict, when: date) -> LabValue | 
                 elif key == "low" and ref_low is None:
                     ref_low = converted
         break
-    return LabValue(analyte_name, value * factor, value, unit, when, ref_high, ref_low, obs.get("id"))
+    code = _code_of(analyte, obs)
+    notes = [n for n in (analyte.code_notes.get(code), analyte.unit_notes.get(unit)) if n]
+    return LabValue(analyte_name, value * factor, value, unit, when, ref_high, ref_low, obs.get("id"), code,
+                    ", ".join(notes) or None)
+
+
+def _code_of(analyte, obs: dict) -> str | None:
+    """The first of the analyte's LOINC codes among the result's codings (the one it was recognised by)."""
+    for coding in codings(obs.get("code")):
+        code = coding.get("code")
+        if type(code) is str and (code := code.strip()) in analyte.loinc and loinc_or_unstated(coding.get("system")):
+            return code
+    return None
 
 
 class LabSeries(Sequence):
@@ -335,6 +349,17 @@ class LabSeries(Sequence):
                  and (newest is None or u.when >= newest)]
         found.sort(key=_when_of, reverse=True)
         return found + [u for u in self._bad if u.when is None]
+
+
+    def unreadable_between(self, after: date | None, until: date) -> list[Uninterpretable]:
+        """Dated results after ``after`` (any age if None) and on or before ``until`` that could not be
+        interpreted, newest first (e.g. a pre-treatment result newer than the baseline that was used)."""
+        pending = self._pending
+        while self._next < len(pending) and (after is None or pending[self._next][0] > after):
+            self._read_one()
+        found = [u for u in self._bad if u.when is not None and u.when <= until and (after is None or u.when > after)]
+        found.sort(key=_when_of, reverse=True)
+        return found
 
 
 _first = itemgetter(0)                  # (date, Observation) -> date, as a sort key without a Python call
@@ -572,13 +597,24 @@ def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, t
 
 
 # -- renal function (decision 8) ----------------------------------------------
+# CrCl and eGFR are kept apart: an eGFR (indexed to 1.73 m2, another equation) is never used as a creatinine
+# clearance, and a clearance is never used as an eGFR. A value read in a unit that is not quite its own (finding 28:
+# an eGFR in plain mL/min, a measured clearance per 1.73 m2) carries the knowledge's note into the text shown.
+
+def _shown(value: LabValue) -> str:
+    from cds_service.rules.text import lab      # rules.text imports this module
+    return lab(value, code=True)
+
 
 def creatinine_clearance(facts: PatientFacts, knowledge: Knowledge) -> Derived:
-    """Measured CrCl if reported, else Cockcroft-Gault from latest creatinine (<= 90 days) and weight."""
+    """Measured CrCl if reported, else Cockcroft-Gault from latest creatinine (<= 90 days) and weight.
+
+    When it cannot be computed and an eGFR is on record, the gap names that eGFR (it was seen, and is not a
+    creatinine clearance), so a CrCl rule never reads the eGFR as the clearance nor the patient as normal."""
     max_days = knowledge.analytes["creatinine"].max_age_days
     measured = facts.latest("crcl", knowledge.analytes["crcl"].max_age_days)
     if measured:
-        return Derived(measured.value, "measured creatinine clearance", measured.when)
+        return Derived(measured.value, f"measured creatinine clearance {_shown(measured)}", measured.when)
     creat = facts.latest("creatinine", max_days)
     weight = facts.latest("weight", knowledge.analytes["weight"].max_age_days)
     gaps = []
@@ -591,6 +627,11 @@ def creatinine_clearance(facts: PatientFacts, knowledge: Knowledge) -> Derived:
     if facts.sex is None:
         gaps.append("sex not recorded as female or male")
     if gaps:
+        reported = facts.latest("egfr", knowledge.analytes["egfr"].max_age_days)
+        if reported is not None:
+            # one clause with the first gap (not a clause of its own), so a card that lists that gap keeps it
+            gaps[0] += (f" (an eGFR is on record, {_shown(reported)}, but an eGFR is not a creatinine clearance"
+                        f" and is not used as one)")
         return Derived(None, "Cockcroft-Gault", None, "; ".join(gaps))
     if creat.value <= 0 or weight.value <= 0:
         return Derived(None, "Cockcroft-Gault", None, "creatinine or weight is zero")
@@ -600,21 +641,40 @@ def creatinine_clearance(facts: PatientFacts, knowledge: Knowledge) -> Derived:
 
 
 def egfr(facts: PatientFacts, knowledge: Knowledge) -> Derived:
-    """Reported eGFR if recent, else CKD-EPI 2021 from the latest creatinine."""
+    """eGFR for a rule stated in eGFR: CKD-EPI 2021 from the latest serum creatinine (<= 90 days; decision 8).
+
+    A laboratory-reported eGFR is used, and named with its code and how it was read, when there is no such
+    creatinine, when it is newer than the latest creatinine (the creatinine it was made from is not in the
+    record), or when CKD-EPI cannot be computed from a creatinine of the same day (decision 16). A reported eGFR
+    older than the latest creatinine is never preferred to it: if CKD-EPI cannot be computed, the gap says so and
+    shows both."""
+    days = knowledge.analytes["creatinine"].max_age_days
     reported = facts.latest("egfr", knowledge.analytes["egfr"].max_age_days)
-    creat = facts.latest("creatinine", knowledge.analytes["creatinine"].max_age_days)
-    if reported and (creat is None or reported.when >= creat.when):
-        return Derived(reported.value, "reported eGFR", reported.when)
+    creat = facts.latest("creatinine", days)
+
+    def named(why: str) -> Derived:
+        return Derived(reported.value, f"laboratory-reported eGFR {_shown(reported)}, {why}", reported.when)
+
     if creat is None:
+        if reported is not None:
+            return named(f"used because there is no serum creatinine in the last {days} days")
+        return Derived(None, "CKD-EPI 2021", None, f"no eGFR or serum creatinine in the last {days} days")
+    creat_text = f"{creat.reported_value:g} {creat.reported_unit} on {creat.when.isoformat()}"
+    if reported is not None and reported.when > creat.when:
+        return named(f"newer than the latest serum creatinine ({creat_text})")
+    problem = ("age or sex not recorded" if facts.age is None or facts.sex is None
+               else "creatinine is zero" if creat.value <= 0 else None)
+    if problem:
+        if reported is not None and reported.when == creat.when:
+            return named(f"used because CKD-EPI 2021 could not be computed from the creatinine of that day ({problem})")
+        older = (f"; the laboratory-reported eGFR {_shown(reported)} is older than that creatinine and is not used"
+                 if reported is not None else "")
         return Derived(None, "CKD-EPI 2021", None,
-                       f"no eGFR or serum creatinine in the last {knowledge.analytes['creatinine'].max_age_days} days")
-    if facts.age is None or facts.sex is None:
-        return Derived(None, "CKD-EPI 2021", None, "age or sex not recorded")
-    if creat.value <= 0:
-        return Derived(None, "CKD-EPI 2021", None, "creatinine is zero")
+                       f"CKD-EPI 2021 could not be computed from the serum creatinine {creat_text}: {problem}{older}")
     value = ckd_epi_2021(facts.age, creat.value, facts.sex == "female")
-    return Derived(value, f"CKD-EPI 2021 (creatinine {creat.reported_value:g} {creat.reported_unit} on "
-                          f"{creat.when.isoformat()})", creat.when)
+    seen = (f"; the laboratory-reported eGFR {_shown(reported)} is not newer than this creatinine and is not used"
+            if reported is not None else "")
+    return Derived(value, f"CKD-EPI 2021 (creatinine {creat_text}){seen}", creat.when)
 
 
 def today_from(setting: str | None) -> date:

@@ -62,11 +62,20 @@ class AnalyteEntry(_Strict):
     units: dict[str, float]
     max_age_days: int = Field(gt=0)
     sources: list[str] = Field(min_length=1)
+    # how a value in this unit (or under this code) was read, shown next to it on every card (finding 28: an
+    # eGFR in plain mL/min, a clearance per 1.73 m2; a race-coded eGFR equation)
+    unit_notes: dict[str, str] = {}
+    code_notes: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _canonical_listed(self) -> "AnalyteEntry":
         if self.units.get(self.canonical_unit) != 1.0:
             raise ValueError(f"canonical unit {self.canonical_unit!r} must be in units with factor 1.0")
+        stray = [u for u in self.unit_notes if u not in self.units] + [c for c in self.code_notes if c not in self.loinc]
+        if stray:
+            raise ValueError(f"unit_notes/code_notes name units or codes the analyte does not list: {stray}")
+        if len(set(self.loinc)) != len(self.loinc):
+            raise ValueError("a LOINC code is listed twice")
         return self
 
 

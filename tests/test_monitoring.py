@@ -243,7 +243,7 @@ def test_schedule_and_threshold_tables_are_validated():
                      indicator="warning", action="x", sources=["S000"])             # no default ULN
     with pytest.raises(ValidationError):
         LabThreshold(id="x", analyte="creatinine", phase=["start"], drugs=["upadacitinib"],
-                     above_baseline_percent=30, indicator="warning", action="x", sources=["S000"])
+                     from_baseline={"direction": "rise", "percent": 30}, indicator="warning", action="x", sources=["S000"])
 
 
 def test_skin_exam_code_is_read_from_a_procedure(view):

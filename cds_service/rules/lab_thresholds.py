@@ -49,16 +49,39 @@ def _relative_limit(threshold: LabThreshold, value: LabValue, analyte) -> tuple[
     return threshold.above_uln_times * uln, f"ULN {uln:g} {unit(analyte.canonical_unit)} from {origin}"
 
 
-def _baseline(facts: PatientFacts, analyte_name: str, start) -> tuple[LabValue | None, LabValue | None]:
-    """(latest value after the start date, latest value on or before it)."""
-    after = before = None
+def _baseline(facts: PatientFacts, analyte_name: str, start) -> LabValue | None:
+    """The pre-treatment baseline: the latest usable result on or before the start date."""
     for value in facts.labs.get(analyte_name, []):          # newest first
-        if value.when > start and after is None:
-            after = value
-        elif value.when <= start:
-            before = value
-            break
-    return after, before
+        if value.when <= start:
+            return value
+    return None
+
+
+_EPS = 1e-9         # a change of exactly the limit is not "more than" it (12.9 -> 10.9 g/dL is not > 2 g/dL)
+
+
+def _change(threshold: LabThreshold, value: LabValue, base: LabValue, canonical_unit: str) -> tuple[bool, str, str]:
+    """(crossed?, the change as shown, the threshold as shown) of an on-treatment result against its baseline:
+    "+31 %" / "2.3 g/dL below the pre-treatment value".
+
+    An amount is compared in the unit both results were reported in when the knowledge lists it (2 g/dL, or 1.24
+    mmol/L when both are in mmol/L; decision 4), otherwise in the canonical unit."""
+    change = threshold.from_baseline
+    sign = 1 if change.direction == "rise" else -1
+    if change.percent is not None:
+        if base.value <= 0:
+            return False, "", ""
+        percent = (value.value / base.value - 1) * 100
+        return (sign * percent > change.percent + _EPS, f"{percent:+.0f} %",
+                f"a {change.direction} of more than {change.percent:g} %")
+    if value.reported_unit == base.reported_unit and value.reported_unit in change.by:
+        compared, delta = value.reported_unit, value.reported_value - base.reported_value
+    else:
+        compared, delta = canonical_unit, value.value - base.value
+    amount = change.by[compared]
+    side = "above" if delta > 0 else "below"
+    return (sign * delta > amount + _EPS, f"{abs(round(delta, 2)):g} {unit(compared)} {side} the pre-treatment value",
+            f"a {change.direction} of more than {amount:g} {unit(compared)}")
 
 
 def _latest_or_gap(facts: PatientFacts, k: Knowledge, threshold, order_id, drug_id):
@@ -94,23 +117,35 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
             if threshold.basis == "baseline":
                 if start is None:
                     continue
-                value, base = _baseline(facts, threshold.analyte, start)
-                if value is None or (facts.today - value.when).days > analyte.max_age_days:
-                    continue        # no on-treatment result yet: the monitoring schedule says so
-                if base is None:
-                    yield Missing(threshold.id, f"{analyte.display} rise against the pre-treatment baseline",
-                                  f"no {analyte.display} result on or before the treatment start ({start.isoformat()})",
+                change = threshold.from_baseline
+                check = f"{analyte.display} {change.direction} against the pre-treatment baseline"
+                value, gap = _latest_or_gap(facts, k, threshold, order_id, drug_id)
+                if gap is not None and facts.unreadable_within(threshold.analyte, analyte.max_age_days):
+                    yield gap           # a result that could not be interpreted is said; an absent one is the schedule's
+                if value is None or value.when <= start:
+                    continue            # no on-treatment result yet: the monitoring schedule says when one is due
+                base = _baseline(facts, threshold.analyte, start)
+                series = facts.labs.get(threshold.analyte)
+                bad = series.unreadable_between(base.when if base else None, start) if series is not None else []
+                if bad:
+                    when = bad[0].when.isoformat() if bad[0].when else "without a date"
+                    yield Missing(threshold.id, check,
+                                  f"the pre-treatment result of {when} could not be interpreted: {bad[0].why}"
+                                  + (f"; compared with the older {lab(base)}" if base else ""),
                                   tuple(threshold.sources), order_id, drug_id)
+                if base is None:
+                    if not bad:
+                        yield Missing(threshold.id, check,
+                                      f"no {analyte.display} result on or before the treatment start ({start.isoformat()})",
+                                      tuple(threshold.sources), order_id, drug_id)
                     continue
-                if base.value <= 0:
+                crossed, delta, limit_text = _change(threshold, value, base, analyte.canonical_unit)
+                if not crossed:
                     continue
-                rise = (value.value / base.value - 1) * 100
-                if rise <= threshold.above_baseline_percent:
-                    continue
-                limit_text = f"{threshold.above_baseline_percent:g} % above baseline"
-                shown = f"{sentence(analyte.display)} {value.reported_value:g} {unit(value.reported_unit)} is +{rise:.0f} %"
-                why = (f"**{sentence(analyte.display)}:** {lab(value)} — **+{rise:.0f} %** against the pre-treatment "
-                       f"baseline {lab(base)} (threshold: more than {limit_text}).")
+                joined = " is " if change.percent is not None else ", "
+                shown = f"{sentence(analyte.display)} {value.reported_value:g} {unit(value.reported_unit)}{joined}{delta}"
+                why = (f"**{sentence(analyte.display)}:** {lab(value)} — **{delta}** (pre-treatment baseline "
+                       f"{lab(base)}; threshold: {limit_text}).")
             elif threshold.basis == "uln":
                 value, gap = _latest_or_gap(facts, k, threshold, order_id, drug_id)
                 if gap is not None:

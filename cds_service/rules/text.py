@@ -11,9 +11,12 @@ def unit(u: str) -> str:
     return _PRETTY_UNITS.get(u, u)
 
 
-def lab(value: LabValue) -> str:
-    """'0.8 ×10⁹/L on 2026-11-01' in the unit the lab reported."""
-    return f"{value.reported_value:g} {unit(value.reported_unit)} on {value.when.isoformat()}"
+def lab(value: LabValue, code: bool = False) -> str:
+    """'0.8 ×10⁹/L on 2026-11-01' in the unit the lab reported, with how it was read when the knowledge says so
+    ('55 mL/min on ... (reported in mL/min, not per 1.73 m²: read as ...)'); ``code``: name its LOINC code too."""
+    shown = f"{value.reported_value:g} {unit(value.reported_unit)} on {value.when.isoformat()}"
+    extra = ", ".join(x for x in (f"LOINC {value.code}" if code and value.code else None, value.note) if x)
+    return f"{shown} ({extra})" if extra else shown
 
 
 def mg(dose_mg: float, per_day: float) -> str:
