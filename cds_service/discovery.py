@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from cds_service.prefetch import query_type
@@ -133,8 +134,9 @@ def load_services(knowledge, path: Path = SERVICES_FILE) -> dict[str, Service]:
     return services
 
 
+@lru_cache(maxsize=1)
 def default_templates() -> dict[str, str]:
-    """The prefetch templates with the default knowledge (replay, benchmark and tests)."""
+    """The prefetch templates with the default knowledge (replay, benchmark and tests), worked out once."""
     from cds_service.config import Settings
     from cds_service.knowledge import load_knowledge
 

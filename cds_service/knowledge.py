@@ -127,6 +127,9 @@ class CodedConcept(_Strict):
     names: WordList = ()
     exclude_words: WordList = ()
     active_only: bool = False
+    # an acute concept (sepsis, pneumonia ...) still "active" this long after its onset is probably a problem list
+    # that was never updated: the card says so (it still counts: absence of an end date is not evidence it ended)
+    stale_after_days: int | None = Field(default=None, gt=0)
     sources: list[str] = []
 
     @model_validator(mode="after")

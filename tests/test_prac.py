@@ -187,7 +187,7 @@ def test_tofacitinib_uc_maintenance_10_bid_suggests_5_bid_but_induction_does_not
 
 def test_order_already_at_the_lower_dose_gets_no_suggestion(hook):
     card = the_prac_card(hook(record(drop=("72166-2",), extra=[smoking(SMOKER), draft_order("Olumiant 2 mg", 2)])))
-    assert suggested_dose(card) is None and "already the lower-risk dose" in card["detail"]
+    assert suggested_dose(card) is None and "is the lower-risk dose for these risk factors" in card["detail"]
 
 
 def test_dose_card_keeps_the_edit_and_the_prac_card_does_not_repeat_it(hook):

@@ -137,8 +137,8 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
     if when.condition is not None:
         present = [c for c in facts.concept_present(when.condition) if c.active]
         if present:
-            out.evidence.append("; ".join(c.display + (f" (since {c.onset.isoformat()})" if c.onset else "")
-                                          for c in present))
+            out.evidence.append("; ".join(c.display + (f" (since {c.onset.isoformat()}{c.how})" if c.onset else
+                                                       f" ({c.how[2:]})" if c.how else "") for c in present))
         else:
             why = facts.why_unavailable("Condition")
             if why:

@@ -28,18 +28,24 @@ def condition_evidence(ctx: RuleContext, concepts: list[str], history_within_day
         for cond in facts.concept_present(name):
             if id(cond) in seen:
                 continue
-            text = _condition_text(cond, facts, concept.active_only, history_within_days)
+            text = _condition_text(cond, facts, concept.active_only, history_within_days, concept.stale_after_days)
             if text:
                 seen.add(id(cond))
                 found.append(text)
     return found
 
 
-def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool, window: int | None) -> str | None:
+def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool, window: int | None,
+                    stale_after_days: int | None = None) -> str | None:
     since = f"since {cond.onset.isoformat()}" if cond.onset else "onset not recorded"
     how = cond.how                    # "; recognised by name" when read from the text (decision 16)
     if cond.active:
-        return f"{cond.display} (active, {since}{how})"
+        age = (facts.today - cond.onset).days if cond.onset else None
+        stale = ""
+        if stale_after_days is not None and age is not None and age > stale_after_days:
+            stale = (f" — still recorded as active {_duration(age)} after its onset: confirm it has resolved and "
+                     f"update the problem list, or treat it as current")
+        return f"{cond.display} (active, {since}{how}){stale}"
     if active_only:
         return None
     last = max((d for d in (cond.abatement, cond.onset) if d), default=None)
@@ -53,22 +59,32 @@ def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool,
     return None
 
 
+def _duration(days: int) -> str:
+    return f"{days // 365} years" if days >= 730 else f"{days // 30} months" if days >= 60 else f"{days} days"
+
+
 def _words_in(text: str, words) -> bool:
     return any_word(text.lower(), words)      # one cached pattern per word list (cds_service.textmatch)
 
 
 def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
     classes = ctx.knowledge.rules.drug_class
-    found = []
+    found: dict[tuple[str, str], list] = {}      # (medicine, class) -> its active records (re-orders: one line)
     for med in ctx.facts.medications:
         if not med.active:
             continue
         for class_id in class_ids:
             if classes[class_id].contains(med.display, med.codes):
-                started = f", since {med.start.isoformat()}" if med.start else ""
-                found.append(f"{med.display} ({classes[class_id].display}; active {med.resource_type}{started})")
+                found.setdefault((med.display, class_id), []).append(med)
                 break
-    return found
+    lines = []
+    for (display, class_id), meds in found.items():
+        starts = sorted(m.start for m in meds if m.start)
+        kinds = "/".join(dict.fromkeys(m.resource_type for m in meds))
+        since = f", since {starts[0].isoformat()}" if starts else ""
+        records = f", {len(meds)} active records" if len(meds) > 1 else ""
+        lines.append(f"{display} ({classes[class_id].display}; active {kinds}{since}{records})")
+    return lines
 
 
 def bmi(ctx: RuleContext) -> tuple[float | None, str]:
@@ -109,13 +125,14 @@ def factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
         if newest.category == "unknown":
             return [], f"smoking status: recorded as unknown on {when}"
         return [], None
-    if factor.concepts:
-        return condition_evidence(ctx, factor.concepts, factor.history_within_days), None
     if factor.bmi_at_least is not None:
         value, how = bmi(ctx)
-        if value is None:
-            return [], f"BMI: {how}"
-        return ([how] if value >= factor.bmi_at_least else []), None
+        if value is not None:
+            return ([how] if value >= factor.bmi_at_least else []), None
+        recorded = condition_evidence(ctx, factor.concepts, factor.history_within_days) if factor.concepts else []
+        return recorded, (None if recorded else f"BMI: {how}")
+    if factor.concepts:
+        return condition_evidence(ctx, factor.concepts, factor.history_within_days), None
     if factor.medication_classes:
         return class_evidence(ctx, factor.medication_classes), None
     if factor.procedure_snomed:

@@ -82,7 +82,9 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
                 actions=(ProposedAction("update", f"Change the {order.name} order to {target}",
                                         corrected_order(order, entry.dose_mg, entry.per_day, phase)),)))
         else:
-            detail += f"\n\n**Dose:** the ordered {order.dose.describe()} is already the lower-risk dose."
+            detail += (f"\n\n**Dose:** the ordered {order.dose.describe()} is the lower-risk dose for these risk "
+                       f"factors (kidney or liver function, or an interacting medicine, may lower it further: "
+                       f"see the dose card if there is one).")
     else:
         for e in k.rules.prac_lower_dose:
             if e.drug != order.drug:

@@ -47,7 +47,8 @@ class PracFactor(Strict):
 
     @model_validator(mode="after")
     def _one_reader(self) -> "PracFactor":
-        readers = [self.age_at_least is not None, bool(self.smoking), bool(self.concepts),
+        # a BMI factor may also name concepts: a recorded problem (obesity) when no BMI of the last year says it
+        readers = [self.age_at_least is not None, bool(self.smoking), bool(self.concepts) and self.bmi_at_least is None,
                    self.bmi_at_least is not None, bool(self.medication_classes), bool(self.procedure_snomed)]
         if sum(readers) != 1:
             raise ValueError("give exactly one of age_at_least, smoking, concepts, bmi_at_least, medication_classes, "
