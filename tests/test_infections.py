@@ -1,0 +1,179 @@
+"""Screening results read before a JAK inhibitor starts (decisions 5, 15, 21; review findings 6, 7, 19, 21).
+
+What a clinician checks: this patient -> this card, with the result, its date and what to do; near misses stay
+silent; a result that cannot be read is said, never taken as negative.
+"""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from pydantic import ValidationError
+
+from cds_service.schemas.infections import TreatmentClass
+from cds_service.schemas.results import QuantityReading
+from fixtures import scenarios_infections as scenarios
+from fixtures.scenarios_infections import DETECTED, NOT_DETECTED, POSITIVE, record
+from tests.conftest import alerts, rule_of
+
+IGRA, QFT, TST = "71773-6", "46217-6", "1648-5"
+HBSAG, ANTI_HBC, HBV_DNA = "5196-1", "16933-4", "42595-9"
+HCV_AB, HCV_RNA = "16128-1", "11011-4"
+HIV_SCREEN, HIV_RNA = "56888-1", "20447-9"
+
+
+_own = itertools.count(1)
+
+
+def own(resource: dict) -> dict:
+    """The resource with an id of its own: test parameters are built at collection time, and the fixture generator
+    restarts the builders' id counter, so a shared id could make the prefetch index drop one of two resources."""
+    return {**resource, "id": f"test-inf-{next(_own)}"}
+
+
+def coded(*args, **kwargs):
+    return own(scenarios.coded(*args, **kwargs))
+
+
+def number(*args, **kwargs):
+    return own(scenarios.number(*args, **kwargs))
+
+
+def text(*args, **kwargs):
+    return own(scenarios.text(*args, **kwargs))
+
+
+def statement(*args, **kwargs):
+    return own(scenarios.statement(*args, **kwargs))
+
+
+def prescription(*args, **kwargs):
+    return own(scenarios.prescription(*args, **kwargs))
+
+
+UPA, BARI = scenarios.UPA, scenarios.BARI          # the draft orders ("draft-1": the draft of every call)
+HIV, BIKTARVY, PAST_JAKI = own(scenarios.HIV), own(scenarios.BIKTARVY), own(scenarios.PAST_JAKI)
+
+
+def fired(cards) -> list[str]:
+    return sorted(rule_of(c) for c in alerts(cards))
+
+
+def card(cards, rule: str) -> dict:
+    [found] = [c for c in cards if rule_of(c) == rule]
+    return found
+
+
+# -- HIV (decision 21) ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("load", [
+    number(HIV_RNA, 20, "{copies}/mL", 60, comparator="<"),
+    number(HIV_RNA, 40, "copies/mL", 60, comparator="<", ucum=False),
+    number(HIV_RNA, 23, "{copies}/mL", 60),
+    number(HIV_RNA, 0, "{copies}/mL", 60),
+    text(HIV_RNA, "Not detected", 60),
+    text(HIV_RNA, "<20 copies/mL", 60),
+    text(HIV_RNA, "see comment", 60, interpretation="ND"),
+    coded(HIV_RNA, NOT_DETECTED, 60),
+    number("29541-0", 1.2, "{Log_copies}/mL", 60),
+])
+def test_treated_hiv_with_a_suppressed_load_is_a_warning_not_critical(hook, load):
+    cards = hook(record(extra=[HIV, BIKTARVY, load, UPA]))
+    assert fired(cards) == ["hiv-treated-suppressed"]
+    found = card(cards, "hiv-treated-suppressed")
+    assert found["indicator"] == "warning" and "Biktarvy" in found["detail"]
+
+
+@pytest.mark.parametrize("load", [number(HIV_RNA, 75, "{copies}/mL", 30), number(HIV_RNA, 1200, "{copies}/mL", 30),
+                                  number("29541-0", 3.0, "{Log_copies}/mL", 30), coded(HIV_RNA, DETECTED, 30),
+                                  number(HIV_RNA, 1000000, "{copies}/mL", 30, comparator=">")])
+def test_treated_hiv_with_a_detectable_load_is_critical(hook, load):
+    cards = hook(record(extra=[HIV, BIKTARVY, load, UPA]))
+    assert fired(cards) == ["hiv-viral-load-detectable"]
+    assert card(cards, "hiv-viral-load-detectable")["indicator"] == "critical"
+
+
+@pytest.mark.parametrize("load, said", [
+    (None, "No HIV-1 RNA (viral load) in the last 182 days on record."),
+    (number(HIV_RNA, 20, "{copies}/mL", 400, comparator="<"), "(latest: HIV-1 RNA (viral load): <20 copies/mL"),
+    (number(HIV_RNA, 200, "{copies}/mL", 30, comparator="<"), "not readable as suppressed or detectable"),
+    (number(HIV_RNA, 30, "[IU]/mL", 30), "could not be read"),
+])
+def test_treated_hiv_without_a_current_readable_load_is_a_warning_that_says_why(hook, load, said):
+    cards = hook(record(extra=[HIV, BIKTARVY, *([load] if load else []), UPA]))
+    assert fired(cards) == ["hiv-viral-load-not-checked"]
+    found = card(cards, "hiv-viral-load-not-checked")
+    assert found["summary"] == ("Treated HIV: no HIV viral load in the last 182 days, control not checked before "
+                                "upadacitinib")
+    assert said in found["detail"]
+
+
+@pytest.mark.parametrize("art", [
+    None,
+    prescription("Biktarvy 50/200/25 mg tablet", atc="J05AR20", status="stopped", days_ago=400),
+    prescription("Paxlovid (nirmatrelvir/ritonavir)", atc="J05AE30", days_ago=3),
+    prescription("Vemlidy 25 mg (tenofovir alafenamide) for hepatitis B", days_ago=300),
+])
+def test_hiv_without_active_antiretroviral_therapy_is_critical_even_with_a_suppressed_load(hook, art):
+    load = number(HIV_RNA, 20, "{copies}/mL", 30, comparator="<")
+    cards = hook(record(extra=[HIV, *([art] if art else []), load, UPA]))
+    assert fired(cards) == ["hiv"]
+    assert "No active antiretroviral therapy on record." in card(cards, "hiv")["detail"]
+
+
+@pytest.mark.parametrize("art", [statement("Triumeq (dolutegravir/abacavir/lamivudine)"),
+                                 prescription("ART regimen", atc="J05AJ03"),
+                                 prescription("darunavir 800 mg + ritonavir 100 mg")])
+def test_antiretrovirals_are_recognised_by_atc_or_name(hook, art):
+    load = number(HIV_RNA, 20, "{copies}/mL", 30, comparator="<")
+    assert fired(hook(record(extra=[HIV, art, load, UPA]))) == ["hiv-treated-suppressed"]
+
+
+def test_a_detectable_load_without_a_diagnosis_is_hiv_infection(hook):
+    cards = hook(record(extra=[number(HIV_RNA, 5000, "{copies}/mL", 20), UPA]))
+    assert fired(cards) == ["hiv"]
+    assert "HIV infection shown by a detectable viral load" in card(cards, "hiv")["detail"]
+
+
+def test_unobtainable_medications_leave_hiv_critical_and_say_so(hook, templates):
+    keys = [k for k in templates if k not in ("medications", "statements")]
+    cards = hook(record(extra=[HIV, BIKTARVY, number(HIV_RNA, 20, "{copies}/mL", 30, comparator="<"), UPA]),
+                 prefetch=keys)
+    assert "hiv" in fired(cards)
+    assert "The medication list could not be obtained" in card(cards, "hiv")["detail"]
+
+
+def test_a_reactive_screen_asks_for_confirmation_unless_hiv_is_known(hook):
+    screen = coded(HIV_SCREEN, POSITIVE, 10)
+    assert fired(hook(record(drop=[HIV_SCREEN], extra=[screen, UPA]))) == ["hiv-screen-positive"]
+    known = hook(record(drop=[HIV_SCREEN], extra=[HIV, BIKTARVY, screen, text(HIV_RNA, "Not detected", 10), UPA]))
+    assert fired(known) == ["hiv-treated-suppressed"]
+
+
+def test_a_patient_without_hiv_gets_no_hiv_card_whatever_the_medicines(hook):
+    prep = prescription("Truvada 200/245 mg (PrEP)", atc="J05AR03", days_ago=100)
+    assert hook(record(extra=[prep, UPA])) == []
+
+
+# -- knowledge -----------------------------------------------------------------------------------------------
+
+def test_a_quantity_reading_needs_exactly_one_positive_limit_and_known_units():
+    with pytest.raises(ValidationError):
+        QuantityReading(canonical_unit="mm", units={"mm": 1.0})
+    with pytest.raises(ValidationError):
+        QuantityReading(canonical_unit="mm", units={"mm": 1.0}, positive_at_least=5, positive_above=0)
+    with pytest.raises(ValidationError):
+        QuantityReading(canonical_unit="mm", units={"cm": 10.0}, positive_at_least=5)
+    reading = QuantityReading(canonical_unit="mm", units={"mm": 1.0}, positive_at_least=25, indeterminate_from=5,
+                              below_limit_at_most=5)
+    assert [reading.category(v, c) for v, c in [(3, None), (5, None), (25, None), (5, "<"), (10, "<"), (30, ">")]] == \
+        ["negative", "indeterminate", "positive", "negative", "indeterminate", "positive"]
+
+
+def test_a_treatment_class_exception_wins_over_its_prefix():
+    art = TreatmentClass(display="art", atc=["J05AE"], atc_not=["J05AE30"], names=["ritonavir"],
+                         exclude_words=["paxlovid"], sources=["x"])
+    assert art.contains("darunavir", (("atc", "J05AE10"),))
+    assert not art.contains("Paxlovid", (("atc", "J05AE30"),))
+    assert not art.contains("nirmatrelvir/ritonavir", (("atc", "J05AE30"),))
+    assert art.contains("ritonavir 100 mg", ())
