@@ -64,6 +64,86 @@ def card(cards, rule: str) -> dict:
     return found
 
 
+# -- hepatitis B core antibody -------------------------------------------------------------------------------------
+
+def test_anti_hbc_positive_with_hbsag_negative_asks_for_hbv_dna(hook):
+    cards = hook(record(drop=[ANTI_HBC], extra=[coded(ANTI_HBC, POSITIVE, 10), BARI]))
+    assert fired(cards) == ["hbv-core-antibody"]
+    found = card(cards, "hbv-core-antibody")
+    assert found["summary"] == "Hepatitis B core antibody positive: check HBV DNA before starting baricitinib"
+    for said in ("hepatitis B surface antigen (HBsAg): Negative", "No readable HBV DNA result on record.",
+                 "baricitinib SmPC: monitor HBV DNA", "consult a liver specialist"):
+        assert said in found["detail"]
+
+
+def test_anti_hbc_positive_without_an_hbsag_result_says_so(hook):
+    cards = hook(record(drop=[ANTI_HBC, HBSAG], extra=[coded(ANTI_HBC, POSITIVE, 10), UPA]))
+    assert "HBsAg: no readable result on record: check HBsAg too" in card(cards, "hbv-core-antibody")["detail"]
+
+
+@pytest.mark.parametrize("dna", [number(HBV_DNA, 10, "[IU]/mL", 30, comparator="<"),
+                                 coded("29610-3", NOT_DETECTED, 30), text(HBV_DNA, "Not detected", 30),
+                                 text(HBV_DNA, "<20 IU/mL", 30)])
+def test_hbv_dna_not_detected_keeps_a_monitoring_warning(hook, dna):
+    cards = hook(record(drop=[ANTI_HBC], extra=[coded(ANTI_HBC, POSITIVE, 40), dna, UPA]))
+    assert fired(cards) == ["hbv-core-antibody-dna-not-detected"]
+    found = card(cards, "hbv-core-antibody-dna-not-detected")
+    assert found["indicator"] == "warning" and "monitor HBV DNA during treatment" in found["detail"]
+
+
+@pytest.mark.parametrize("dna", [number(HBV_DNA, 850, "[IU]/mL", 20), coded("29610-3", DETECTED, 20),
+                                 number(HBV_DNA, 2.5, "log[IU]/mL", 20)])
+def test_detectable_hbv_dna_is_active_hepatitis_b_critical(hook, dna):
+    cards = hook(record(drop=[ANTI_HBC], extra=[coded(ANTI_HBC, POSITIVE, 40), dna, UPA]))
+    assert fired(cards) == ["hepatitis-b"]
+    assert card(cards, "hepatitis-b")["indicator"] == "critical"
+
+
+def test_hbsag_positive_stays_critical_and_replaces_the_core_antibody_warning(hook):
+    cards = hook(record(drop=[HBSAG, ANTI_HBC], extra=[coded(HBSAG, POSITIVE, 10), coded(ANTI_HBC, POSITIVE, 10), UPA]))
+    assert fired(cards) == ["hepatitis-b"]
+
+
+def test_hbv_dna_in_copies_is_said_not_read(hook):
+    dna = number("29615-2", 300, "{copies}/mL", 20)
+    cards = hook(record(drop=[ANTI_HBC], extra=[coded(ANTI_HBC, POSITIVE, 40), dna, UPA]))
+    assert fired(cards) == ["hbv-core-antibody"]
+    assert "could not be read" in card(cards, "hbv-core-antibody")["detail"]
+
+
+def test_an_old_hbv_dna_is_repeated(hook):
+    cards = hook(record(drop=[ANTI_HBC], extra=[coded(ANTI_HBC, POSITIVE, 320), coded("29610-3", NOT_DETECTED, 300),
+                                               UPA]))
+    assert "older than 182 days, repeat it before starting" in card(cards, "hbv-core-antibody")["detail"]
+
+
+# -- hepatitis C -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rna", [number(HCV_RNA, 120000, "[IU]/mL", 20), coded("11259-9", DETECTED, 20),
+                                 number("38180-6", 5.1, "log[IU]/mL", 20)])
+def test_hcv_rna_detected_is_active_hepatitis_c_critical(hook, rna):
+    cards = hook(record(drop=[HCV_AB], extra=[coded(HCV_AB, POSITIVE, 40), rna, UPA]))
+    assert fired(cards) == ["hepatitis-c"]
+
+
+@pytest.mark.parametrize("rna", [coded("11259-9", NOT_DETECTED, 150), number(HCV_RNA, 15, "[IU]/mL", 150, comparator="<"),
+                                 text(HCV_RNA, "Target not detected", 150)])
+def test_hcv_rna_not_detected_after_the_antibody_means_cleared_no_card(hook, rna):
+    assert hook(record(drop=[HCV_AB], extra=[coded(HCV_AB, POSITIVE, 200), rna, UPA])) == []
+
+
+def test_hcv_rna_from_before_the_positive_antibody_does_not_count(hook):
+    cards = hook(record(drop=[HCV_AB], extra=[coded("11259-9", NOT_DETECTED, 400), coded(HCV_AB, POSITIVE, 20), UPA]))
+    assert fired(cards) == ["hcv-antibody-positive"]
+    assert "before the positive antibody" in card(cards, "hcv-antibody-positive")["detail"]
+
+
+def test_an_unreadable_hcv_rna_is_said_on_the_warning_not_on_a_second_card(hook):
+    cards = hook(record(drop=[HCV_AB], extra=[coded(HCV_AB, POSITIVE, 60), text(HCV_RNA, "pending", 20), UPA]))
+    assert fired(cards) == ["hcv-antibody-positive"]
+    assert "could not be read (pending" in card(cards, "hcv-antibody-positive")["detail"]
+
+
 # -- HIV (decision 21) ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("load", [
