@@ -12,8 +12,10 @@ from pydantic import ValidationError
 
 from cds_service.schemas.infections import TreatmentClass
 from cds_service.schemas.results import QuantityReading
+from fixtures.builders import ICD10, condition
 from fixtures import scenarios_infections as scenarios
-from fixtures.scenarios_infections import DETECTED, NOT_DETECTED, POSITIVE, record
+from fixtures.scenarios_infections import (DETECTED, INDETERMINATE, ISONIAZID, NEGATIVE, NOT_DETECTED, POSITIVE,
+                                           record)
 from tests.conftest import alerts, rule_of
 
 IGRA, QFT, TST = "71773-6", "46217-6", "1648-5"
@@ -62,6 +64,127 @@ def fired(cards) -> list[str]:
 def card(cards, rule: str) -> dict:
     [found] = [c for c in cards if rule_of(c) == rule]
     return found
+
+
+# -- latent tuberculosis -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("result", [
+    coded(IGRA, POSITIVE, 30),
+    text(IGRA, "Positive", 30),
+    text(IGRA, "see report", 30, interpretation="POS"),
+    coded(IGRA, ("http://loinc.org", "LA6576-8", "Positive"), 30),
+    number(QFT, 1.4, "[IU]/mL", 30, interpretation="POS"),
+    number(TST, 12, "mm", 30),
+    number(TST, 0.6, "cm", 30),
+    text(TST, "8 mm", 30),
+])
+def test_a_positive_igra_or_skin_test_without_preventive_treatment_is_latent_tb(hook, result):
+    cards = hook(record(drop=[IGRA], extra=[result, UPA]))
+    assert fired(cards) == ["latent-tuberculosis"]
+    found = card(cards, "latent-tuberculosis")
+    assert found["indicator"] == "warning"
+    assert found["summary"] == "Latent tuberculosis: treat before starting upadacitinib"
+    assert result["effectiveDateTime"][:10] in found["detail"]
+    assert "No TB preventive treatment (isoniazid, rifapentine, rifampicin) on record." in found["detail"]
+
+
+@pytest.mark.parametrize("result", [coded(IGRA, NEGATIVE, 30), number(TST, 4, "mm", 30), text(TST, "0 mm", 30),
+                                    number(QFT, 0.05, "[IU]/mL", 30, interpretation="NEG")])
+def test_a_negative_current_igra_or_skin_test_gives_no_card(hook, result):
+    assert hook(record(drop=[IGRA], extra=[result, UPA])) == []
+
+
+def test_completed_preventive_treatment_after_the_positive_test_silences_the_warning(hook):
+    positive = coded(IGRA, POSITIVE, 400)
+    for treatment in (prescription(ISONIAZID, atc="J04AC01", status="completed", days_ago=380),
+                      statement("Rifinah 300/150 (rifampicin + isoniazid)", status="completed", start_days_ago=390,
+                                end_days_ago=300),
+                      statement("rifapentine + isoniazid weekly (3HP)", atc="J04AB05", status="completed",
+                                start_days_ago=395, end_days_ago=310)):
+        assert hook(record(drop=[IGRA], extra=[positive, treatment, UPA])) == []
+
+
+@pytest.mark.parametrize("treatment, said", [
+    (prescription(ISONIAZID, atc="J04AC01", status="stopped", days_ago=100), "'stopped' means halted"),
+    (statement("isoniazid 300 mg", start_days_ago=20), "preventive treatment in progress"),
+    (prescription(ISONIAZID, atc="J04AC01", status="completed", days_ago=2000), "completed before the positive result"),
+])
+def test_treatment_that_is_not_a_completed_course_after_the_test_keeps_the_warning_and_says_why(hook, treatment, said):
+    cards = hook(record(drop=[IGRA], extra=[coded(IGRA, POSITIVE, 120), treatment, UPA]))
+    assert fired(cards) == ["latent-tuberculosis"]
+    assert said in card(cards, "latent-tuberculosis")["detail"]
+
+
+def test_a_positive_igra_is_not_undone_by_a_later_negative_but_a_skin_test_confirmed_negative_is(hook):
+    cards = hook(record(drop=[IGRA], extra=[coded(IGRA, POSITIVE, 300), coded(IGRA, NEGATIVE, 10), UPA]))
+    assert fired(cards) == ["latent-tuberculosis"]
+    assert "does not undo a positive IGRA" in card(cards, "latent-tuberculosis")["detail"]
+    assert hook(record(drop=[IGRA], extra=[number(TST, 11, "mm", 200), coded(IGRA, NEGATIVE, 20), UPA])) == []
+
+
+def test_treatment_counts_from_the_first_positive_of_a_run(hook):
+    """TST positive in 2023, isoniazid completed after it, IGRA positive again now: treated, no card."""
+    resources = [number(TST, 15, "mm", 1200), prescription(ISONIAZID, atc="J04AC01", status="completed",
+                                                           days_ago=1150), coded(IGRA, POSITIVE, 30), UPA]
+    assert hook(record(drop=[IGRA], extra=resources)) == []
+
+
+def test_a_latent_tb_diagnosis_counts_and_a_resolved_one_after_the_positive_test_means_treated(hook):
+    latent = condition("Z22.7", "Latent tuberculosis", system=ICD10, onset_days_ago=200)
+    cards = hook(record(extra=[latent, UPA]))
+    assert fired(cards) == ["latent-tuberculosis"]
+    assert "Latent tuberculosis (diagnosis, active" in card(cards, "latent-tuberculosis")["detail"]
+    resolved = condition("Z22.7", "Latent tuberculosis", system=ICD10, status="resolved", onset_days_ago=400,
+                         abated_days_ago=100)
+    assert hook(record(drop=[IGRA], extra=[coded(IGRA, POSITIVE, 400), resolved, UPA])) == []
+
+
+def test_active_tuberculosis_shows_only_the_critical_card(hook):
+    active = condition("A15.0", "Tuberculosis of lung", system=ICD10, onset_days_ago=10)
+    assert fired(hook(record(drop=[IGRA], extra=[active, coded(IGRA, POSITIVE, 15), UPA]))) == ["active-tuberculosis"]
+
+
+def test_latent_tb_is_said_on_a_repeat_order_too(hook):
+    assert fired(hook(record(drop=[IGRA], extra=[coded(IGRA, POSITIVE, 100), PAST_JAKI, UPA]))) == [
+        "latent-tuberculosis"]
+
+
+def test_an_indeterminate_igra_asks_for_a_repeat_while_it_is_current(hook):
+    cards = hook(record(drop=[IGRA], extra=[coded(IGRA, INDETERMINATE, 20), UPA]))
+    assert fired(cards) == ["tb-screen-indeterminate"]
+    assert card(cards, "tb-screen-indeterminate")["summary"] == \
+        "Indeterminate TB screening test: repeat it before starting upadacitinib"
+    old = hook(record(drop=[IGRA], extra=[coded(IGRA, INDETERMINATE, 200), UPA]))
+    assert fired(old) == ["baseline-screening"]          # now simply out of date: the checklist orders an IGRA
+
+
+@pytest.mark.parametrize("result, said", [
+    (text(IGRA, "see report", 10), "'see report'"),
+    (number(QFT, 0.2, "[IU]/mL", 10), "without an interpretation"),
+    (number(TST, 12, "furlong", 10), "not a recognised unit"),
+])
+def test_a_tb_result_that_cannot_be_read_is_said_never_negative(hook, result, said):
+    cards = hook(record(drop=[IGRA], extra=[result, UPA]))
+    assert fired(cards) == ["missing-data"]
+    assert said in card(cards, "missing-data")["detail"]
+
+
+def test_a_quantiferon_report_with_its_interpretation_and_bare_numbers_is_read_from_the_interpretation(hook):
+    same_day = [coded(IGRA, NEGATIVE, 10), number(QFT, 0.03, "[IU]/mL", 10)]
+    assert hook(record(drop=[IGRA], extra=[*same_day, UPA])) == []
+
+
+def test_an_igra_panel_that_only_lists_its_members_is_not_an_unreadable_result(hook):
+    panel = {**text("71775-1", "x", 5)}          # newer than the member results of the baseline (10 days)
+    del panel["valueString"]
+    panel["hasMember"] = [{"reference": "Observation/member"}]
+    assert hook(record(extra=[panel, UPA])) == []
+
+
+def test_unobtainable_medications_are_said_on_the_latent_tb_card(hook, templates):
+    keys = [k for k in templates if k not in ("medications", "statements")]
+    cards = hook(record(drop=[IGRA], extra=[coded(IGRA, POSITIVE, 30), UPA]), prefetch=keys)
+    assert "The medication list could not be obtained" in card(cards, "latent-tuberculosis")["detail"]
 
 
 # -- hepatitis B core antibody -------------------------------------------------------------------------------------
@@ -237,6 +360,13 @@ def test_a_patient_without_hiv_gets_no_hiv_card_whatever_the_medicines(hook):
 
 # -- knowledge -----------------------------------------------------------------------------------------------
 
+def test_the_prefetch_asks_for_every_new_code(templates):
+    asked = " ".join(templates.values())
+    for code in ("1648-5", "46217-6", "71775-1", "28163009", "51914-0", "42595-9", "11259-9", "38180-6",
+                 "20447-9", "29541-0", "19080-1", "83086-9", "2112-1"):
+        assert code in asked, code
+
+
 def test_a_quantity_reading_needs_exactly_one_positive_limit_and_known_units():
     with pytest.raises(ValidationError):
         QuantityReading(canonical_unit="mm", units={"mm": 1.0})
@@ -257,3 +387,17 @@ def test_a_treatment_class_exception_wins_over_its_prefix():
     assert not art.contains("Paxlovid", (("atc", "J05AE30"),))
     assert not art.contains("nirmatrelvir/ritonavir", (("atc", "J05AE30"),))
     assert art.contains("ritonavir 100 mg", ())
+
+
+def test_tb_preventive_treatment_is_recognised_by_name_not_by_a_lookalike(knowledge):
+    tb = knowledge.rules.treatment_class["tb_preventive"]
+    assert tb.contains(ISONIAZID, ()) and tb.contains("Priftin 150 mg", ())
+    assert not tb.contains("rifaximin 550 mg", (("atc", "A07AA11"),))
+
+
+def test_tb_results_that_could_not_be_obtained_are_said_once_per_cause(hook, templates):
+    keys = [k for k in templates if not k.startswith("screening")]
+    cards = hook(record(extra=[PAST_JAKI, UPA]), prefetch=keys)       # a repeat order: no checklist
+    missing = card(cards, "missing-data")["detail"]
+    assert "IGRA (interferon-gamma release assay) / tuberculin skin test (TST)**: results could not be obtained" \
+        in missing
