@@ -389,7 +389,8 @@ def _codes_read(k: Knowledge) -> dict[str, frozenset[str]]:
             for key in (record_keys() if callable(record_keys) else ()):
                 system, _, code = key.partition("|")
                 if system != "cvx":
-                    for resource_type in CODED_RECORD_TYPES:
+                    # where such a record may be (a checklist item: any; a surgery: a Procedure)
+                    for resource_type in getattr(entry, "RECORD_TYPES", CODED_RECORD_TYPES):
                         found.setdefault(resource_type, set()).add(code)
     return {resource_type: frozenset(codes) for resource_type, codes in found.items()}
 

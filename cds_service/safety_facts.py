@@ -1,31 +1,81 @@
-"""Patient facts for the contraindication and PRAC rules, read once from the prefetch.
+"""Patient facts for the contraindication, PRAC and infection rules, read once from the prefetch.
 
-- coded results (``[qualitative_test.*]``): HBsAg / HCV / HIV / hCG / breastfeeding status / smoking status,
-  as a category of the test's answer set (positive, negative, current, former ...), newest first;
+- coded results (``[qualitative_test.*]``): HBsAg / anti-HBc / HBV DNA / HCV / HIV / IGRA / TST / hCG /
+  breastfeeding status / smoking status, as a category of the test's answer set (positive, negative, current,
+  former ...), newest first. A number (viral load, quantitative hCG, skin-test induration) is read with the
+  test's ``quantity`` reading: units and "<" comparators included (HIV RNA "<20 copies/mL" is below the
+  assay's limit);
+- treatments (``[treatment_class.*]``: antiretroviral therapy, TB preventive treatment): every medication
+  request or statement of such a class with its status and dates, active or not;
 - immunizations (CVX / ATC / text, date, status);
 - allergies and intolerances (the substance as written; recognised as a drug by the rules).
 
-Called from ``facts.build_facts``. A result whose answer cannot be read is kept with category ``None``
-and never counted as negative.
+Called from ``facts.build_facts``. A result whose answer cannot be read is kept with category ``None`` and the
+reason, and never counted as negative.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts import PatientFacts, codings, loinc_or_unstated, parse_date
+from cds_service import drugs as drugmod
+from cds_service.facts import MEDICATION_TYPES, PatientFacts, codings, loinc_or_unstated, parse_date
 from cds_service.tolerant import as_list
+from cds_service.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
+# "<20 copies/mL", "20", "> 1e6 IU/mL": a number written as text, with its comparator and unit
+_NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:[.,]\d+)?)\s*(\S.*)?$")
+_COMPARATOR = {"≤": "<=", "≥": ">="}
 
 
 @dataclass(frozen=True)
 class CodedResult:
     test: str
     category: str | None          # category of the test's answer set; None: could not be read
-    answer: str                   # the answer as written (display/text/code)
+    answer: str                   # the answer as written (display/text/code, "<20 {copies}/mL"), or why unreadable
     when: date | None
     loinc: str
+
+
+@dataclass(frozen=True)
+class ResultReading:
+    """Results of some tests: all of them newest first, the newest READABLE one (which decides), and the results
+    that could not be read and are newer than it (said, never taken as negative). On the same day a readable
+    result wins over an unreadable companion (a QuantiFERON report sends its interpretation and bare numbers)."""
+
+    results: list
+    decisive: CodedResult | None
+    unread: list
+
+
+def read_results(facts: PatientFacts, test_ids, since: date | None = None) -> ResultReading:
+    """The results of ``test_ids`` (``[qualitative_test.*]`` ids), only those dated ``since`` or later if given."""
+    found = [r for t in test_ids for r in facts.coded_results.get(t, ())
+             if since is None or (r.when is not None and r.when >= since)]
+    found.sort(key=_when, reverse=True)
+    decisive = next((r for r in found if r.category is not None), None)
+    unread = [r for r in found if r.category is None and (decisive is None or _when(r) > _when(decisive))]
+    return ResultReading(found, decisive, unread)
+
+
+def _when(result) -> date:
+    return result.when or date.min
+
+
+@dataclass(frozen=True)
+class TreatmentRecord:
+    """A medication request or statement of a treatment class (antiretrovirals, TB preventive treatment)."""
+
+    classes: tuple[str, ...]      # treatment_class ids it belongs to
+    display: str
+    status: str                   # as recorded (active, completed, stopped, on-hold, intended ...)
+    active: bool                  # being taken now (what decides "treated")
+    start: date | None
+    end: date | None
+    resource_type: str
 
 
 @dataclass(frozen=True)
@@ -45,12 +95,71 @@ class AllergyFact:
     recorded: date | None
 
 
-def _category(answer_set, obs: dict) -> tuple[str | None, str]:
-    """The answer set category of an Observation's value (or interpretation), and the answer as written."""
+def _written(concept: dict) -> str:
+    return str(concept.get("text") or next((c.get("display") for c in codings(concept) if c.get("display")), None)
+               or next((c.get("code") for c in codings(concept)), "coded"))
+
+
+def _interpretation(answer_set, obs: dict) -> tuple[str | None, str | None]:
+    for interp in as_list(obs.get("interpretation")):
+        for coding in codings(interp):
+            code = str(coding.get("code") or "").strip()
+            for name, cat in answer_set.categories.items():
+                if code and code in cat.interpretation:
+                    return name, f"interpretation {code}"
+    return None, None
+
+
+def _units_of(reading, knowledge):
+    """(object with ``units``, canonical unit) for a quantity reading (its own units, or its analyte's)."""
+    if reading.analyte is not None:
+        analyte = knowledge.analytes[reading.analyte]
+        return analyte, analyte.canonical_unit
+    return reading, reading.canonical_unit
+
+
+def _fold(unit: str) -> str:
+    return unit.replace(" ", "").lower()
+
+
+def _shown_unit(unit: str | None) -> str:
+    """A UCUM unit as clinicians read it: "{copies}/mL" -> "copies/mL", "[IU]/mL" -> "IU/mL"."""
+    if not unit:
+        return "(no unit)"
+    return unit.translate(_UNIT_SHOWN).replace("Log_", "log ").replace("log_", "log ")
+
+
+_UNIT_SHOWN = str.maketrans("", "", "[]{}")
+
+
+def _number(reading, knowledge, value, comparator, units: tuple) -> tuple[str | None, str]:
+    """A reported number -> (category, as written) by the test's quantity reading; (None, why) if unreadable."""
+    comparator = _COMPARATOR.get(comparator, comparator)
+    unit = next((u for u in units if u), None)
+    written = f"{comparator or ''}{value:g} {_shown_unit(unit)}"
+    if unit is None:
+        return None, f"{written}: no unit given"
+    holder, canonical = _units_of(reading, knowledge)
+    if any(_fold(u) in {_fold(x) for x in reading.log10_units} for u in units if u):
+        converted = math.pow(10.0, value)
+        written += f" (= {comparator or ''}{converted:.0f} {_shown_unit(canonical)})"
+    else:
+        resolved = resolve_unit(holder, *units)
+        if resolved is None:
+            return None, f"{written}: unit {unit!r} is not a recognised unit for this test"
+        converted = value * resolved[1]
+    if converted < 0:
+        return None, f"{written}: negative value"
+    return reading.category(converted, comparator), written
+
+
+def _category(answer_set, obs: dict, test=None, knowledge=None) -> tuple[str | None, str]:
+    """The answer-set category of an Observation's value (or interpretation), and the answer as written (or,
+    when the category is None, what was found and why it could not be read)."""
+    reading = getattr(test, "quantity", None)
     concept = obs.get("valueCodeableConcept")
     if isinstance(concept, dict):
-        written = str(concept.get("text") or next((c.get("display") for c in codings(concept) if c.get("display")),
-                                                   None) or next((c.get("code") for c in codings(concept)), "coded"))
+        written = _written(concept)
         for coding in codings(concept):
             code = str(coding.get("code") or "").strip()
             for name, cat in answer_set.categories.items():
@@ -61,21 +170,41 @@ def _category(answer_set, obs: dict) -> tuple[str | None, str]:
         if found:
             return found, written
         return None, written
+    quantity = obs.get("valueQuantity")
+    if isinstance(quantity, dict) and isinstance(quantity.get("value"), (int, float)) \
+            and not isinstance(quantity.get("value"), bool):
+        value, comparator = float(quantity["value"]), quantity.get("comparator")
+        units = (quantity.get("code"), quantity.get("unit"))
+        if reading is not None:
+            found, written = _number(reading, knowledge, value, comparator, units)
+            if found is not None:
+                return found, written
+        else:
+            written = f"{_COMPARATOR.get(comparator, comparator) or ''}{value:g} " \
+                      f"{_shown_unit(next((u for u in units if u), None))}"
+        by_interp, how = _interpretation(answer_set, obs)
+        if by_interp:
+            return by_interp, f"{written} ({how})"
+        return None, written if reading is not None else \
+            f"{written} without an interpretation (this test is read from its coded answer or interpretation)"
     if isinstance(obs.get("valueString"), str):
-        return _by_words(answer_set, obs["valueString"]), obs["valueString"]
+        text = obs["valueString"]
+        found = _by_words(answer_set, text)
+        if found is None and reading is not None and (match := _NUMBER_TEXT.match(text)):
+            found, _ = _number(reading, knowledge, float(match[2].replace(",", ".")), match[1], (match[3],))
+        if found is None:
+            by_interp, how = _interpretation(answer_set, obs)
+            if by_interp:
+                return by_interp, f"{text} ({how})"
+        return found, text
     if isinstance(obs.get("valueBoolean"), bool):
         for name, cat in answer_set.categories.items():
             if cat.boolean is obs["valueBoolean"]:
                 return name, str(obs["valueBoolean"]).lower()
         return None, str(obs["valueBoolean"]).lower()
-    for interp in as_list(obs.get("interpretation")):
-        for coding in codings(interp):
-            code = str(coding.get("code") or "").strip()
-            for name, cat in answer_set.categories.items():
-                if code and code in cat.interpretation:
-                    return name, f"interpretation {code}"
-    if isinstance(obs.get("valueQuantity"), dict):
-        return None, "a number (a coded result was expected)"
+    by_interp, how = _interpretation(answer_set, obs)
+    if by_interp:
+        return by_interp, how
     return None, "no result value"
 
 
@@ -87,8 +216,51 @@ def _by_words(answer_set, text: str) -> str | None:
     return None
 
 
+def _is_bare_panel(obs: dict) -> bool:
+    """A panel Observation (e.g. IGRA panel 71775-1) holding only references to its members, which carry the
+    results and are read on their own."""
+    return bool(obs.get("hasMember")) and not any(key.startswith("value") for key in obs) \
+        and not obs.get("interpretation")
+
+
+def _treatments(knowledge, prefetched) -> list[TreatmentRecord]:
+    classes = getattr(knowledge.rules, "treatment_class", {})
+    if not classes:
+        return []
+    found: list[TreatmentRecord] = []
+    for kind in MEDICATION_TYPES:
+        for resource in prefetched.resources(kind):
+            status = str(resource.get("status") or "")
+            if status in _BAD_STATUS or status == "draft" or resource.get("intent") == "proposal":
+                continue
+            medication = drugmod.contained_medication(resource)
+            concepts = [resource.get("medicationCodeableConcept"), (medication or {}).get("code")]
+            codes = tuple((drugmod.system_kind(c.get("system")) or "", str(c.get("code") or "").strip())
+                          for cc in concepts for c in codings(cc))
+            display = next((str(cc.get("text")) for cc in concepts if isinstance(cc, dict) and cc.get("text")),
+                           None) or next((str(c.get("display")) for cc in concepts for c in codings(cc)
+                                          if c.get("display")), "medication")
+            member = tuple(name for name, cls in classes.items() if cls.contains(display, codes))
+            if not member:
+                continue
+            if kind == "MedicationRequest":
+                active = status in ("active", "on-hold")
+                start = parse_date(resource.get("authoredOn"))
+                period = ((resource.get("dispenseRequest") or {}).get("validityPeriod")
+                          if isinstance(resource.get("dispenseRequest"), dict) else None)
+            else:
+                active = status in ("active", "intended")
+                period = resource.get("effectivePeriod")
+                start = parse_date(resource.get("effectiveDateTime"))
+            period = period if isinstance(period, dict) else {}
+            start = start or parse_date(period.get("start"))
+            found.append(TreatmentRecord(member, display, status, active, start, parse_date(period.get("end")),
+                                         kind))
+    return found
+
+
 def read_safety_facts(facts: PatientFacts, knowledge, prefetched) -> None:
-    """Fill ``coded_results``, ``immunizations`` and ``allergies`` on ``facts``."""
+    """Fill ``coded_results``, ``treatments``, ``immunizations`` and ``allergies`` on ``facts``."""
     tests = getattr(knowledge.rules, "qualitative_test", {})
     answer_sets = getattr(knowledge.rules, "answer_set", {})
     by_loinc = {code: name for name, test in tests.items() for code in test.loinc}
@@ -96,20 +268,22 @@ def read_safety_facts(facts: PatientFacts, knowledge, prefetched) -> None:
         with_codes = getattr(prefetched, "with_codes", None)      # only results of a listed test, if indexed
         observations = with_codes("Observation", by_loinc) if with_codes else prefetched.resources("Observation")
         for obs in observations:
-            if obs.get("status") in _BAD_STATUS:
+            if obs.get("status") in _BAD_STATUS or _is_bare_panel(obs):
                 continue
             for coding in codings(obs.get("code")):
                 code = str(coding.get("code") or "")
                 name = by_loinc.get(code)
                 if name is None or not loinc_or_unstated(coding.get("system")):
                     continue
-                category, written = _category(answer_sets[tests[name].answers], obs)
+                category, written = _category(answer_sets[tests[name].answers], obs, tests[name], knowledge)
                 when = (parse_date(obs.get("effectiveDateTime")) or parse_date(obs.get("issued"))
                         or parse_date((obs.get("effectivePeriod") or {}).get("start")))
                 facts.coded_results.setdefault(name, []).append(CodedResult(name, category, written, when, code))
                 break
         for results in facts.coded_results.values():
             results.sort(key=lambda r: r.when or date.min, reverse=True)
+    # not a declared field of PatientFacts (cds_service/facts.py): the infection rules read it with getattr
+    facts.treatments = _treatments(knowledge, prefetched)
     for imm in prefetched.resources("Immunization"):
         concept = imm.get("vaccineCode")
         codes = tuple((str(c.get("system") or ""), str(c.get("code") or "").strip()) for c in codings(concept))

@@ -3,6 +3,8 @@ import uuid
 
 import pytest
 
+from cds_service.discovery import URL_BUDGET, rendered_length
+
 from fixtures.builders import condition, draft_order, full_baseline, obs, patient
 from tests.conftest import make_request
 
@@ -17,7 +19,7 @@ def test_discovery_lists_three_services_with_prefetch(client):
         assert service["id"] and service["title"] and service["description"]
         assert service["prefetch"]["patient"] == "Patient/{{context.patientId}}"
         for query in service["prefetch"].values():
-            assert len(query) < 1024
+            assert rendered_length(query) <= URL_BUDGET        # the budget services.toml states (decision 16)
             assert "{{" not in query.replace("{{context.patientId}}", "")
 
 

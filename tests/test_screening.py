@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from cds_service.schemas.screening import RecordPart
 from fixtures.builders import (diagnostic_report, draft_order, immunization, medication_request, obs,
                                procedure)
-from fixtures.scenarios_screening import NEGATIVE, baseline
+from fixtures.builders import SNOMED
+from fixtures.scenarios_screening import NEGATIVE, POSITIVE, baseline
 from tests.conftest import alerts, make_request, rule_of
 
 ORDER = draft_order("upadacitinib 15 mg", 15)
@@ -79,7 +80,7 @@ def test_tb_screen_is_current_for_6_months(hook, days, stale):
     card = checklist(hook([*baseline(drop=["71773-6"], extra=[igra]), ORDER]))
     assert (card is not None) == stale
     if stale:
-        assert "IGRA (LOINC 71773-6)" in card["detail"] and igra["effectiveDateTime"][:10] in card["detail"]
+        assert "IGRA or tuberculin skin test (LOINC 71773-6" in card["detail"] and igra["effectiveDateTime"][:10] in card["detail"]
 
 
 @pytest.mark.parametrize("days, unit, stale", [(91, "mmol/L", True), (89, "mmol/L", False), (89, "mg/dL", False),
@@ -209,3 +210,74 @@ def test_checklist_codes_are_read_as_records(knowledge):
     wanted = wanted_codes(knowledge)
     assert {"loinc|5196-1", "loinc|71773-6", "loinc|36643-5", "snomed|399208008", "cvx|187", "cvx|121",
             "snomed|271303006"} <= wanted
+
+
+# -- results read, not only counted (decision 15; review findings 6, 14, 21) -------------------------------------
+
+def test_a_tuberculin_skin_test_procedure_without_a_reading_is_not_a_negative_screen(hook):
+    skin_test = procedure("28163009", "Skin test for tuberculosis", 30)
+    card = only(hook([*baseline(drop=["71773-6"], extra=[skin_test]), ORDER]), "baseline-screening")
+    assert "IGRA or tuberculin skin test (LOINC 71773-6, 46217-6, 71775-1, 1648-5; SNOMED CT 28163009" in card["detail"]
+    assert (f"Skin test for tuberculosis on {skin_test['performedDateTime']} (Procedure) has no readable result: a "
+            "test without its reading is not a negative screen") in card["detail"]
+    assert [a["resource"]["code"]["coding"][0]["code"] for a in card["suggestions"][0]["actions"]] == ["71773-6"]
+
+
+@pytest.mark.parametrize("value, unit, answer", [(3, "mm", None), (None, None, NEGATIVE)])
+def test_a_negative_skin_test_satisfies_tb_screening(hook, value, unit, answer):
+    result = obs("1648-5", value, unit, 60, value_code=answer)
+    assert checklist(hook([*baseline(drop=["71773-6"], extra=[result]), ORDER])) is None
+
+
+@pytest.mark.parametrize("days, asked", [(13, False), (14, False), (15, True), (30, True)])
+def test_a_negative_pregnancy_test_counts_for_14_days(hook, days, asked):
+    test = obs("2106-3", None, None, days, value_code=NEGATIVE)
+    card = checklist(hook([*baseline(drop=["2106-3"], age=30, extra=[test]), ORDER]))
+    assert (card is not None) == asked
+    if asked:
+        assert f"the latest result (Negative on {test['effectiveDateTime'][:10]}) is older than 14 days" in card["detail"]
+        assert [a["resource"]["code"]["coding"][0]["code"] for a in card["suggestions"][0]["actions"]] == ["2106-3"]
+
+
+def test_an_equivocal_quantitative_hcg_is_repeated(hook):
+    card = only(hook([*baseline(age=30, extra=[obs("19080-1", 12, "[IU]/L", 3)]), ORDER]), "baseline-screening")
+    assert "the latest result (12 IU/L on" in card["detail"] and "neither negative nor positive: repeat the test" \
+        in card["detail"]
+
+
+def test_a_negative_quantitative_hcg_satisfies_the_pregnancy_test(hook):
+    assert checklist(hook([*baseline(drop=["2106-3"], age=30, extra=[obs("19080-1", 2, "[IU]/L", 5)]), ORDER])) is None
+
+
+def test_an_unreadable_serology_result_is_a_gap_not_a_done_test_and_not_reordered(hook):
+    unreadable = {**obs("5196-1", None, None, 5), "valueString": "see scanned report"}
+    cards = hook([*baseline(extra=[unreadable]), ORDER])
+    assert checklist(cards) is None
+    missing = only(cards, "missing-data")
+    assert "hepatitis B surface antigen (HBsAg)" in missing["detail"] and "see scanned report" in missing["detail"]
+
+
+def test_an_indeterminate_hbsag_is_repeated(hook):
+    equivocal = obs("5196-1", None, None, 5, value_code=(SNOMED, "82334004", "Indeterminate"))
+    card = only(hook([*baseline(drop=["5196-1"], extra=[equivocal]), ORDER]), "baseline-screening")
+    assert "HBsAg (LOINC 5196-1, 5195-3): the latest result (Indeterminate on" in card["detail"]
+
+
+# -- pregnancy tests: every hCG code (findings 9, 14) -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("code", ["19080-1", "83086-9", "45194-8", "20415-6", "21198-7"])
+def test_every_quantitative_hcg_code_counts_for_the_pregnancy_contraindication(hook, code):
+    cards = hook([*baseline(age=30, extra=[obs(code, 150, "[IU]/L", 3)]), ORDER])
+    assert [rule_of(c) for c in alerts(cards)] == ["pregnancy"]
+
+
+@pytest.mark.parametrize("code", ["2110-5", "2112-1", "80384-1", "80385-8", "20994-0"])
+def test_every_qualitative_hcg_code_counts_for_the_pregnancy_contraindication(hook, code):
+    cards = hook([*baseline(age=30, extra=[obs(code, None, None, 2, value_code=POSITIVE)]), ORDER])
+    assert [rule_of(c) for c in alerts(cards)] == ["pregnancy"]
+
+
+def test_a_positive_hcg_keeps_counting_for_90_days_and_needs_no_new_checklist_test(hook):
+    positive = obs("2106-3", None, None, 60, value_code=POSITIVE)
+    cards = hook([*baseline(drop=["2106-3"], age=30, extra=[positive]), ORDER])
+    assert [rule_of(c) for c in alerts(cards)] == ["pregnancy"]

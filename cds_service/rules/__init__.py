@@ -5,9 +5,9 @@ hooks it serves. Rules read their thresholds from the knowledge files only.
 """
 from cds_service.rules import conditions, dose, lab_thresholds, monitoring, screening
 from cds_service.rules import offlabel, positioning, unsupported
-from cds_service.rules import contraindications, prac
+from cds_service.rules import contraindications, infections, prac
 
-ORDER_RULES = (dose, lab_thresholds, conditions, contraindications, prac, screening, offlabel, positioning, unsupported)
+ORDER_RULES = (dose, lab_thresholds, conditions, contraindications, infections, prac, screening, offlabel, positioning, unsupported)
 PATIENT_VIEW_RULES: tuple = (monitoring,)
 # orders with no systemic JAK inhibitor: only the notice that a recognised JAKi is not checked
 NOTICE_RULES = (unsupported,)

@@ -163,6 +163,7 @@ def procedure_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]
         notes.append(f"{factor.display}: the procedure list could not be obtained ({why})")
     return found, "; ".join(notes) or None
 
+
 def prac_risk_factors(ctx: RuleContext) -> tuple[dict[str, list[tuple[object, list[str]]]], list[str]]:
     """({"prac": [(factor, evidence)], "vte": [...]}, notes on data not recorded), read once per hook call."""
     cached = ctx.memo.get("prac_risk_factors")

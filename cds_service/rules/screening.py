@@ -9,16 +9,25 @@ accepting it cannot order a test twice). Lab gaps the card lists are not
 repeated on the "could not check" card (``Finding.covers``). Data that could
 not be obtained is not called missing (it may exist): it becomes a ``Missing``
 gap with the same wording the threshold rules use, so the two merge.
+
+Parts read by result (TB screening, viral serology, pregnancy test; decision
+15): a current result in an accepted category (negative) satisfies the part; a
+positive one does as long as the result rules read it (the latent TB, hepatitis
+and HIV warnings, the pregnancy contraindication say what to do); anything else
+is listed with what was found: an old result, an equivocal one to repeat, or a
+record without a readable result (a tuberculin skin test recorded only as a
+Procedure is not a negative screen). A result that cannot be read is a gap.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.rules.context import RuleContext
 from cds_service.rules.lab_thresholds import missing_reason
 from cds_service.rules.text import lab
+from cds_service.safety_facts import read_results
 from cds_service.schemas.screening import SYSTEM_URI, CodeRef, RecordPart
 
 _RECORD_TYPES = ("Observation", "DiagnosticReport", "Procedure", "Immunization", "ImagingStudy")
@@ -151,6 +160,49 @@ def _applies(item, facts) -> tuple[bool, str]:
     return True, "; ".join(notes)
 
 
+def _d(when: date | None) -> str:
+    return when.isoformat() if when else "date not recorded"
+
+
+def result_part(ctx: RuleContext, part: RecordPart, max_days: int) -> tuple[str | None, list[tuple[str, str]]]:
+    """A part read by result: (why it is not satisfied, for the checklist; None if satisfied or a gap), and the
+    gaps ((check, why): results that could not be read or obtained, said on the could-not-check card)."""
+    facts, tests = ctx.facts, ctx.knowledge.rules.qualitative_test
+    since = facts.today - timedelta(days=max_days)
+    reading = read_results(facts, part.tests)
+    newest = reading.decisive
+    if newest is not None and newest.when is not None:
+        test = tests[newest.test]
+        age = (facts.today - newest.when).days
+        if newest.category in test.positive and (test.max_age_days is None or age <= test.max_age_days):
+            return None, []           # a positive result: the result rules say what to do
+        current = age <= max_days
+        if current and newest.category in part.accept and not reading.unread:
+            return None, []
+    unread = [r for r in reading.unread if r.when is None or r.when >= since]
+    if unread:
+        return None, [(tests[r.test].display, f"the result of {_d(r.when)} could not be read ({r.answer!r})")
+                      for r in unread]
+    shown = f"{newest.answer} on {_d(newest.when)}" if newest is not None else None
+    if newest is not None and newest.when is not None and (facts.today - newest.when).days <= max_days:
+        return f"the latest result ({shown}) is neither negative nor positive: repeat the test", []
+    test_codes = {c for t in part.tests for c in tests[t].loinc}
+    unread_records = [r for ref in part.codes for r in facts.records.get(f"{ref.system}|{ref.code}", [])
+                      if r.when is not None and r.when >= since
+                      and not (r.resource_type == "Observation" and ref.code in test_codes)]
+    if unread_records:
+        record = max(unread_records, key=lambda r: r.when)
+        return (f"{record.display} on {record.when.isoformat()} ({record.resource_type}) has no readable result: "
+                f"a test without its reading is not a negative screen"), []
+    if newest is not None:
+        return f"the latest result ({shown}) is older than {max_days} days", []
+    codes = [c for t in part.tests for c in tests[t].loinc]
+    why = facts.why_unavailable("Observation", codes)
+    if why:
+        return None, [(part.display, f"records could not be obtained: {why}")]
+    return "nothing on record", []
+
+
 def is_first_systemic_order(ctx: RuleContext) -> bool:
     draft_ids = {o.order_id for o in ctx.orders}
     return not any(m.drug is not None and m.drug.category == "systemic" and m.resource_id not in draft_ids
@@ -177,6 +229,16 @@ def evaluate(ctx: RuleContext):
                     continue
                 lines = []
                 for part in item.parts:
+                    if part.tests:
+                        why, gaps = result_part(ctx, part, item.max_age_days)
+                        for check, gap_why in gaps:
+                            yield Missing(item.id, check, gap_why, tuple(item.sources), order.order_id, order.drug)
+                        if why is not None:
+                            lines.append(f"- {part.display} ({codes_text(ctx, part)}): {why}")
+                            code = order_code(ctx, part)
+                            if code is not None:
+                                wanted.setdefault(code.code, code)
+                        continue
                     newest, _ = newest_of(ctx, part)
                     if newest is not None and (facts.today - newest.when).days <= item.max_age_days:
                         continue                        # up to date: nothing to say

@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from cds_service.schemas import register
 from cds_service.schemas.base import AtcCodes, MedicationClass, Strict, common_checks
+from cds_service.schemas.results import CATEGORIES, QuantityReading
 from cds_service.textmatch import LETTERS, WordList
 
 
@@ -78,6 +79,9 @@ class QualitativeTest(Strict):
     max_age_days: int | None = Field(default=None, gt=0)   # None: any age (chronic infections)
     sex: Literal["female", "male"] | None = None           # applies only to this recorded sex (or unknown)
     note: str | None = None               # shown with a positive result (e.g. "HCV RNA confirms")
+    # how a number is read (viral loads, quantitative hCG, skin-test induration); without it a number is read
+    # only through Observation.interpretation (cds_service/schemas/results.py)
+    quantity: QuantityReading | None = None
     sources: list[str] = Field(min_length=1)
 
     def codes_read(self) -> dict[str, list[str]]:
@@ -168,6 +172,14 @@ def check_tests(knowledge, tests: dict[str, QualitativeTest]) -> list[str]:
             continue
         problems += [f"qualitative_test {name}: category {c!r} is not in answer_set {test.answers}"
                      for c in test.positive if c not in answers.categories]
+        if test.quantity is not None:
+            problems += [f"qualitative_test {name}: a number is read as {c!r}, which is not in answer_set "
+                         f"{test.answers}" for c in CATEGORIES if c not in answers.categories]
+            analyte = test.quantity.analyte
+            if analyte is not None and analyte not in knowledge.analytes:
+                problems.append(f"qualitative_test {name}: unknown analyte {analyte!r}")
+            elif analyte is not None and set(knowledge.analytes[analyte].loinc) != set(test.loinc):
+                problems.append(f"qualitative_test {name}: its LOINC codes must be those of analyte {analyte}")
         for code in test.loinc:
             if code in seen:
                 problems.append(f"qualitative_test {name}: LOINC {code} is also in {seen[code]}")

@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -61,6 +61,8 @@ class PracFactor(Strict):
             if not code.isdigit() or not 6 <= len(code) <= 18:
                 raise ValueError(f"{code!r} is not a SNOMED CT concept id")
         return self
+
+    RECORD_TYPES: ClassVar[tuple[str, ...]] = ("Procedure",)     # what the prefetch asks for them in
 
     def record_keys(self) -> list[str]:
         """The Procedure codes read (cds_service/coded_records.py; the prefetch asks for them, decision 16)."""

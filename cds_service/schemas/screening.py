@@ -5,8 +5,13 @@
 parts that must each be on record and current. A part is satisfied either by a numeric
 lab analyte (``analytes``, any of them; read with units from the analyte tables) or by a
 coded record of any kind (``codes``: Observation, DiagnosticReport, Procedure,
-Immunization, ImagingStudy with that code; presence and date only). ``RecordPart`` is
-shared with the monitoring schedule.
+Immunization, ImagingStudy with that code; presence and date only). A part that also names
+``tests`` (``[qualitative_test.*]``: TB screening, viral serology, pregnancy tests) is read by
+its RESULT (decision 15): a current result in an ``accept`` category (e.g. negative) or a
+positive one that the result rules still read satisfies it; a record of its ``codes`` without
+a readable result (a skin test recorded only as a Procedure, a report with text only) never
+does, and a result that cannot be read is a stated gap. ``RecordPart`` is shared with the
+monitoring schedule.
 """
 from __future__ import annotations
 
@@ -34,11 +39,15 @@ class RecordPart(Strict):
     codes: list[CodeRef] = []         # coded records: any one of these codes
     order: CodeRef | None = None      # ServiceRequest code when the part can be ordered (default: the analyte's LOINC)
     orderable: bool = True
+    tests: list[str] = []             # read by result: qualitative_test ids (their LOINC codes are among `codes`)
+    accept: list[str] = ["negative"]  # result categories that satisfy the part while current (positives: see above)
 
     @model_validator(mode="after")
     def _one_kind(self) -> "RecordPart":
         if bool(self.analytes) == bool(self.codes):
             raise ValueError("give exactly one of 'analytes' or 'codes'")
+        if self.tests and not self.codes:
+            raise ValueError("a part read by result lists its codes (the tests' LOINC codes and any record codes)")
         if self.order is not None and self.order.system != "loinc":
             raise ValueError("orders are coded in LOINC")
         return self
@@ -48,7 +57,22 @@ class RecordPart(Strict):
 
 
 def check_parts(knowledge, owner: str, parts: list[RecordPart]) -> list[str]:
-    return [f"{owner}: unknown analyte {a!r}" for p in parts for a in p.analytes if a not in knowledge.analytes]
+    problems = [f"{owner}: unknown analyte {a!r}" for p in parts for a in p.analytes if a not in knowledge.analytes]
+    tests = getattr(knowledge.rules, "qualitative_test", {})
+    answer_sets = getattr(knowledge.rules, "answer_set", {})
+    for part in parts:
+        loinc = {c.code for c in part.codes if c.system == "loinc"}
+        for name in part.tests:
+            test = tests.get(name)
+            if test is None:
+                problems.append(f"{owner}: unknown qualitative_test {name!r}")
+                continue
+            problems += [f"{owner}: {part.display}: LOINC {c} of test {name} is not among its codes"
+                         for c in test.loinc if c not in loinc]
+            categories = getattr(answer_sets.get(test.answers), "categories", {})
+            problems += [f"{owner}: {part.display}: category {c!r} is not an answer of test {name}"
+                         for c in part.accept if c not in categories]
+    return problems
 
 
 class ScreeningCard(Strict):
