@@ -133,6 +133,7 @@ class PatientFacts:
     coded_results: dict = field(default_factory=dict)  # qualitative_test id -> safety_facts.CodedResult, newest first
     immunizations: list = field(default_factory=list)  # safety_facts.ImmunizationFact
     allergies: list = field(default_factory=list)      # safety_facts.AllergyFact (active, not refuted)
+    treatments: list = field(default_factory=list)     # safety_facts.TreatmentRecord (ART, TB preventive treatment)
 
     # -- age ----------------------------------------------------------------
     @property
