@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import date
 
 from cds_service import drugs as drugmod
-from cds_service.findings import Finding, Missing
+from cds_service.findings import Missing
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.evidence import class_evidence, condition_evidence
+from cds_service.rules.evidence import class_evidence, condition_evidence, on_record_finding
 from cds_service.rules.text import lab, unit
 from cds_service.textmatch import any_word
 
@@ -166,20 +166,9 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
             yield Missing(rule.id, what, why, tuple(rule.sources),
                           order.order_id, order.drug)
         return
-    lines = "\n".join(f"- {e}" for e in evidence)
-    note = f"\n\n**Note:** {rule.note}" if rule.note else ""
-    summary = rule.summary.format(drug=order.name)
-    yield Finding(
-        rule_id=rule.id,
-        concern=f"contraindication:{rule.concern or rule.id}:{order.order_id}",
-        indicator=rule.indicator,
-        summary=summary[:1].upper() + summary[1:],
-        detail=f"**On record:**\n{lines}\n\n{rule.action}{note}",
-        sources=list(rule.sources),
-        override_set=rule.override_set,
-        order_id=order.order_id,
-        drug=order.drug,
-    )
+    yield on_record_finding(rule, order, rule_id=rule.id, indicator=rule.indicator,
+                            concern=f"contraindication:{rule.concern or rule.id}:{order.order_id}",
+                            summary=rule.summary.format(drug=order.name), lines=evidence, action=rule.action)
 
 
 def evaluate(ctx: RuleContext):

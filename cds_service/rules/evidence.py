@@ -11,11 +11,23 @@ from __future__ import annotations
 import copy
 
 from cds_service.facts import ConditionFact, PatientFacts
+from cds_service.findings import Finding
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.text import lab, mg
 from cds_service.textmatch import any_word
 
 UCUM = "http://unitsofmeasure.org"
+
+
+def on_record_finding(rule, order: DraftOrder, *, rule_id: str, concern: str, indicator: str, summary: str,
+                      lines: list[str], action: str, covers: tuple[str, ...] = ()) -> Finding:
+    """The card of a rule that found something on record: the summary, "**On record:**" with one line per piece
+    of evidence, the rule's action and its note (where sources disagree)."""
+    listed = "\n".join(f"- {line}" for line in lines)
+    note = f"\n\n**Note:** {rule.note}" if rule.note else ""
+    return Finding(rule_id=rule_id, concern=concern, indicator=indicator, summary=summary[:1].upper() + summary[1:],
+                   detail=f"**On record:**\n{listed}\n\n{action}{note}", sources=list(rule.sources),
+                   override_set=rule.override_set, order_id=order.order_id, drug=order.drug, covers=covers)
 
 
 def condition_evidence(ctx: RuleContext, concepts: list[str], history_within_days: int | None) -> list[str]:

@@ -18,7 +18,7 @@ from datetime import date, timedelta
 
 from cds_service.findings import Finding, Missing
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.evidence import condition_evidence
+from cds_service.rules.evidence import condition_evidence, on_record_finding
 from cds_service.safety_facts import ResultReading, read_results
 
 _PROBLEM_LIST = "the problem list (conditions that contraindicate a JAK inhibitor)"
@@ -77,21 +77,9 @@ def treatment_line(record) -> str:
 
 def finding(ctx: RuleContext, rule, text, order: DraftOrder, lines: list[str], *, days: int | None = None,
             covers: tuple[str, ...] = ()) -> Finding:
-    summary = text.summary.format(drug=order.name, days=days)
-    listed = "\n".join(f"- {line}" for line in lines)
-    note = f"\n\n**Note:** {rule.note}" if rule.note else ""
-    return Finding(
-        rule_id=text.id,
-        concern=f"{rule.concern}:{order.order_id}",
-        indicator=text.indicator,
-        summary=summary[:1].upper() + summary[1:],
-        detail=f"**On record:**\n{listed}\n\n{text.action.format(drug=order.name, days=days)}{note}",
-        sources=list(rule.sources),
-        override_set=rule.override_set,
-        order_id=order.order_id,
-        drug=order.drug,
-        covers=covers,
-    )
+    return on_record_finding(rule, order, rule_id=text.id, concern=f"{rule.concern}:{order.order_id}",
+                             indicator=text.indicator, summary=text.summary.format(drug=order.name, days=days),
+                             lines=lines, action=text.action.format(drug=order.name, days=days), covers=covers)
 
 
 # -- latent tuberculosis -------------------------------------------------------------------------------------------
