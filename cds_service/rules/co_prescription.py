@@ -25,6 +25,16 @@ from cds_service.tolerant import normalise
 
 
 @dataclass(frozen=True)
+class Advice:
+    """What one of the JAK inhibitor's rules says about the new medicine."""
+
+    indicator: str
+    headline: str
+    text: str
+    sources: list[str]
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A draft of another medicine that belongs to a class some JAK inhibitor rule reads."""
 
@@ -40,27 +50,49 @@ class Candidate:
         return self.medicine.display
 
 
+@dataclass(frozen=True)
+class _Triggers:
+    """The classes some JAK inhibitor rule reads, worked out once per knowledge."""
+
+    interacting: tuple          # (id, InteractingClass) of the dose rules' `when.interacting`
+    classes: tuple              # (id, DrugClass) of the contraindications' `medication_classes`
+    vaccines: tuple             # the live-vaccine lists, if a contraindication reads them
+
+
+_TRIGGERS: dict[int, tuple[Knowledge, _Triggers]] = {}
+
+
+def _triggers(knowledge: Knowledge) -> _Triggers:
+    cached = _TRIGGERS.get(id(knowledge))
+    if cached is None or cached[0] is not knowledge:        # ids can be reused after a reload
+        rules = knowledge.rules
+        interacting = dict.fromkeys(c for rule in rules.dose for c in rule.when.interacting)
+        classes = dict.fromkeys(c for rule in rules.contraindication for c in rule.medication_classes)
+        vaccines = any(rule.live_vaccine_within_days for rule in rules.contraindication)
+        cached = (knowledge, _Triggers(tuple((c, rules.interacting_class[c]) for c in interacting),
+                                       tuple((c, rules.drug_class[c]) for c in classes),
+                                       tuple(rules.live_vaccine.values()) if vaccines else ()))
+        _TRIGGERS[id(knowledge)] = cached
+    return cached[1]
+
+
 def candidates(knowledge: Knowledge, drafts: list[dict]) -> list[Candidate]:
     """The drafts (not JAK inhibitors) that some JAK inhibitor rule would read; needs nothing but the drafts."""
-    interacting_ids = {c for rule in knowledge.rules.dose for c in rule.when.interacting}
-    class_ids = {c for rule in knowledge.rules.contraindication for c in rule.medication_classes}
-    reads_vaccines = any(rule.live_vaccine_within_days for rule in knowledge.rules.contraindication)
+    triggers = _triggers(knowledge)
     found = []
-    for index, raw in enumerate(drafts):
-        if not isinstance(raw, dict) or raw.get("resourceType") != "MedicationRequest":
+    for index, resource in enumerate(drafts):
+        if not isinstance(resource, dict) or resource.get("resourceType") != "MedicationRequest":
             continue
-        resource = normalise(raw)
         medicine = medication_fact(knowledge, resource)
         if medicine is None or medicine.drug is not None:
             continue                      # a JAK inhibitor (or a recognised drug) is not "another medicine"
-        interacting = frozenset(c for c in interacting_ids
-                                if knowledge.rules.interacting_class[c].contains(medicine.display, medicine.codes))
-        classes = frozenset(c for c in class_ids
-                            if knowledge.rules.drug_class[c].contains(medicine.display, medicine.codes))
-        vaccine = reads_vaccines and any(is_live_vaccine(medicine, v) for v in knowledge.rules.live_vaccine.values())
+        display, codes = medicine.display, medicine.codes
+        interacting = frozenset(c for c, entry in triggers.interacting if entry.contains(display, codes))
+        classes = frozenset(c for c, entry in triggers.classes if entry.contains(display, codes))
+        vaccine = any(is_live_vaccine(medicine, v) for v in triggers.vaccines)
         if interacting or classes or vaccine:
             order_id = str(resource.get("id") or f"draft-{index + 1}")
-            found.append(Candidate(resource, order_id, medicine, interacting, classes, vaccine))
+            found.append(Candidate(normalise(resource), order_id, medicine, interacting, classes, vaccine))
     return found
 
 
@@ -109,7 +141,7 @@ def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact,
     drug_id = medicine.drug.drug_id
     name = medicine.drug.entry.display
     order = _taken_as_order(ctx, medicine, resources, conditions_by_id)
-    advice: list[tuple[str, str, str, list[str]]] = []     # (indicator, headline, text, sources)
+    advice: list[Advice] = []
     gaps: list[Missing] = []
     dose_rules = k.rules.for_drug("dose", drug_id)
     by_class = {r.id for r in dose_rules if set(r.when.interacting) & candidate.interacting}
@@ -119,22 +151,22 @@ def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact,
         after, after_gaps = _dose(ctx, order, dose_rules, [candidate.resource])
         if after is not None and (before is None or (after.indicator, after.summary) != (before.indicator,
                                                                                          before.summary)):
-            advice.append((after.indicator, after.summary, after.detail, after.sources))
+            advice.append(Advice(after.indicator, after.summary, after.detail, after.sources))
         gaps += [Missing(g.rule_id, g.check, g.why, g.sources, candidate.order_id, drug_id)
                  for g in after_gaps if g.rule_id in by_class]
     for rule in k.rules.for_drug("contraindication", drug_id):
-        by_class = set(rule.medication_classes) & candidate.classes
-        if by_class or (rule.live_vaccine_within_days and candidate.live_vaccine):
+        if set(rule.medication_classes) & candidate.classes or (rule.live_vaccine_within_days and
+                                                                 candidate.live_vaccine):
             headline = sentence(card.headlines.get(rule.id, rule.summary).format(drug=name))
-            advice.append((rule.indicator, headline, rule.action, list(rule.sources)))
+            advice.append(Advice(rule.indicator, headline, rule.action, list(rule.sources)))
     yield from gaps
     if not advice:
         return
-    indicator = max((a[0] for a in advice), key=SEVERITY.__getitem__)
+    indicator = max((a.indicator for a in advice), key=SEVERITY.__getitem__)
     taking = _taking(medicine, order.dose) if order is not None else medicine.display
-    lines = "\n\n".join(f"**{headline}**\n\n{text}" for _, headline, text, _ in advice)
-    summary = card.summary.format(ordered=sentence(candidate.display), drug=name,
-                                  advice=advice[0][1][:1].lower() + advice[0][1][1:])
+    lines = "\n\n".join(f"**{a.headline}**\n\n{a.text}" for a in advice)
+    first = advice[0].headline
+    summary = card.summary.format(ordered=sentence(candidate.display), drug=name, advice=first[:1].lower() + first[1:])
     suggestions = []
     if indicator == "critical":
         label = card.remove_label.format(ordered=candidate.display)
@@ -146,7 +178,7 @@ def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact,
         indicator=indicator,
         summary=summary,
         detail=card.intro.format(ordered=candidate.display, drug=name, taking=taking) + "\n\n" + lines,
-        sources=list(dict.fromkeys(s for a in advice for s in a[3])) or list(card.sources),
+        sources=list(dict.fromkeys(s for a in advice for s in a.sources)) or list(card.sources),
         override_set="contraindication" if indicator != "info" else None,
         suggestions=suggestions,
         order_id=candidate.order_id,
