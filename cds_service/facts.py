@@ -98,6 +98,8 @@ class MedicationFact:
     codes: tuple[tuple[str, str], ...]   # (system kind or raw system, code)
     resource_type: str
     resource_id: str | None
+    status: str = ""                     # as recorded (active, completed, stopped, draft ...)
+    end: date | None = None              # end of the dispense validity / effective period, if recorded
 
     @property
     def systemic_jaki_in_use(self) -> bool:
@@ -562,16 +564,22 @@ def medication_fact(knowledge: Knowledge, resource: dict) -> MedicationFact | No
         # a draft is an order being decided on (the hook's draftOrders), not a medication the patient takes
         active = status in ("active", "on-hold") and resource.get("intent") != "proposal"
         start = parse_date(resource.get("authoredOn"))
+        dispense = resource.get("dispenseRequest")
+        period = dispense.get("validityPeriod") if isinstance(dispense, dict) else None
     else:
         active = status in ("active", "intended")
-        start = parse_date(resource.get("effectiveDateTime")) or parse_date(
-            (resource.get("effectivePeriod") or {}).get("start"))
-    codes = tuple((drugmod.system_kind(c.get("system")) or str(c.get("system") or ""), str(c.get("code") or ""))
-                  for c in codings(concept) + codings((medication or {}).get("code")))
-    display = (concept or {}).get("text") or next(
-        (c.get("display") for c in codings(concept) if c.get("display")), None) or (
+        start = parse_date(resource.get("effectiveDateTime"))
+        period = resource.get("effectivePeriod")
+    period = period if isinstance(period, dict) else {}
+    concepts = (concept, (medication or {}).get("code"))
+    codes = tuple((drugmod.system_kind(c.get("system")) or str(c.get("system") or ""), str(c.get("code") or "").strip())
+                  for cc in concepts for c in codings(cc))
+    display = next((cc["text"] for cc in concepts if isinstance(cc, dict) and isinstance(cc.get("text"), str)
+                    and cc["text"]), None) or next(
+        (c.get("display") for cc in concepts for c in codings(cc) if c.get("display")), None) or (
         match.entry.display if match else "medication")
-    return MedicationFact(match, str(display), active, start, codes, kind, resource.get("id"))
+    return MedicationFact(match, str(display), active, start or parse_date(period.get("start")), codes, kind,
+                          resource.get("id"), str(status or ""), parse_date(period.get("end")))
 
 
 def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, today: date,

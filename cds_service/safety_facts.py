@@ -20,8 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service import drugs as drugmod
-from cds_service.facts import MEDICATION_TYPES, PatientFacts, codings, loinc_or_unstated, parse_date
+from cds_service.facts import PatientFacts, codings, loinc_or_unstated, parse_date
 from cds_service.tolerant import as_list
 from cds_service.units import resolve_unit
 
@@ -223,39 +222,17 @@ def _is_bare_panel(obs: dict) -> bool:
         and not obs.get("interpretation")
 
 
-def _treatments(knowledge, prefetched) -> list[TreatmentRecord]:
+def _treatments(knowledge, medications) -> list[TreatmentRecord]:
+    """The medications already read (``facts.medications``) that belong to a treatment class."""
     classes = getattr(knowledge.rules, "treatment_class", {})
-    if not classes:
-        return []
     found: list[TreatmentRecord] = []
-    for kind in MEDICATION_TYPES:
-        for resource in prefetched.resources(kind):
-            status = str(resource.get("status") or "")
-            if status in _BAD_STATUS or status == "draft" or resource.get("intent") == "proposal":
-                continue
-            medication = drugmod.contained_medication(resource)
-            concepts = [resource.get("medicationCodeableConcept"), (medication or {}).get("code")]
-            codes = tuple((drugmod.system_kind(c.get("system")) or "", str(c.get("code") or "").strip())
-                          for cc in concepts for c in codings(cc))
-            display = next((str(cc.get("text")) for cc in concepts if isinstance(cc, dict) and cc.get("text")),
-                           None) or next((str(c.get("display")) for cc in concepts for c in codings(cc)
-                                          if c.get("display")), "medication")
-            member = tuple(name for name, cls in classes.items() if cls.contains(display, codes))
-            if not member:
-                continue
-            if kind == "MedicationRequest":
-                active = status in ("active", "on-hold")
-                start = parse_date(resource.get("authoredOn"))
-                period = ((resource.get("dispenseRequest") or {}).get("validityPeriod")
-                          if isinstance(resource.get("dispenseRequest"), dict) else None)
-            else:
-                active = status in ("active", "intended")
-                period = resource.get("effectivePeriod")
-                start = parse_date(resource.get("effectiveDateTime"))
-            period = period if isinstance(period, dict) else {}
-            start = start or parse_date(period.get("start"))
-            found.append(TreatmentRecord(member, display, status, active, start, parse_date(period.get("end")),
-                                         kind))
+    for med in medications if classes else ():
+        if med.status == "draft":
+            continue
+        member = tuple(name for name, cls in classes.items() if cls.contains(med.display, med.codes))
+        if member:
+            found.append(TreatmentRecord(member, med.display, med.status, med.active, med.start, med.end,
+                                         med.resource_type))
     return found
 
 
@@ -283,7 +260,7 @@ def read_safety_facts(facts: PatientFacts, knowledge, prefetched) -> None:
         for results in facts.coded_results.values():
             results.sort(key=lambda r: r.when or date.min, reverse=True)
     # not a declared field of PatientFacts (cds_service/facts.py): the infection rules read it with getattr
-    facts.treatments = _treatments(knowledge, prefetched)
+    facts.treatments = _treatments(knowledge, facts.medications)
     for imm in prefetched.resources("Immunization"):
         concept = imm.get("vaccineCode")
         codes = tuple((str(c.get("system") or ""), str(c.get("code") or "").strip()) for c in codings(concept))

@@ -1,6 +1,7 @@
 """Shared pieces for rule-table schemas."""
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -36,6 +37,11 @@ class MedicationClass(Strict):
     NAME_BOUNDS: ClassVar[tuple[str, str]] = WORD
     EXCLUDE_BOUNDS: ClassVar[tuple[str, str]] = WORD_START
 
+    @cached_property
+    def rxnorm_codes(self) -> frozenset[str]:
+        """``rxnorm`` as a set: a class may list a hundred products (oestrogen-containing contraceptives)."""
+        return frozenset(self.rxnorm)
+
     def contains(self, display: str, codes) -> bool:
         """Is a medication shown as ``display`` with ``codes`` ((kind, code) pairs, see drugs.py) a member?"""
         text = display.lower()
@@ -45,7 +51,7 @@ class MedicationClass(Strict):
                 code = code.upper()
                 coded = code.startswith(self.atc) if self.ATC_PREFIXES else code in self.atc
             elif kind == "rxnorm":
-                coded = code in self.rxnorm
+                coded = code in self.rxnorm_codes
             if coded:
                 break
         member = coded or any_word(text, self.names, *self.NAME_BOUNDS)
