@@ -259,7 +259,6 @@ def read_safety_facts(facts: PatientFacts, knowledge, prefetched) -> None:
                 break
         for results in facts.coded_results.values():
             results.sort(key=lambda r: r.when or date.min, reverse=True)
-    # not a declared field of PatientFacts (cds_service/facts.py): the infection rules read it with getattr
     facts.treatments = _treatments(knowledge, facts.medications)
     for imm in prefetched.resources("Immunization"):
         concept = imm.get("vaccineCode")
