@@ -67,7 +67,7 @@ def unobtainable(ctx: RuleContext, rule, order: DraftOrder, test_ids) -> list[Mi
 
 
 def treatments(ctx: RuleContext, class_id: str) -> list:
-    return [t for t in getattr(ctx.facts, "treatments", ()) if class_id in t.classes]
+    return [t for t in ctx.facts.treatments if class_id in t.classes]
 
 
 def treatment_line(record) -> str:
