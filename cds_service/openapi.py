@@ -48,7 +48,9 @@ def document(services: list[str] | None = None) -> dict:
                     "200": {"description": "cards", "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/CardsResponse"}}}},
                     "400": _error("malformed request"), "401": _UNAUTHORIZED,
-                    "404": _error("unknown service"), "412": _error("no patient data could be obtained"),
+                    "404": _error("unknown service"), "412": _error("no patient data could be obtained: the call gave neither prefetch nor "
+                                         "fhirServer (patient-view: or nothing of the record could be read; a "
+                                         "JAK inhibitor order then gets 200 and a no-check warning card)"),
                     "413": _error("body too large"), "415": _error("not JSON")}}},
             "/cds-services/{service_id}/feedback": {"post": {
                 "operationId": "feedback", "summary": "Feedback on cards (accepted / overridden)",
