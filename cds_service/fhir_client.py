@@ -258,13 +258,15 @@ class _Limit:
 
     def acquire(self, call: "_Call") -> bool:
         with self.cond:
-            while self.used >= self.size:
+            while not call.closed:
+                if self.used < self.size:
+                    self.used += 1
+                    return True
                 remaining = call.deadline - time.monotonic()
-                if remaining <= 0 or call.closed:
+                if remaining <= 0:
                     return False
                 self.cond.wait(remaining)
-            self.used += 1
-            return True
+            return False
 
     def release(self) -> None:
         with self.cond:
@@ -472,8 +474,11 @@ class FhirClient:
                     return collected, "only the first pages arrived in time; the rest of the search was not read"
                 return None, "the FHIR server did not answer in time"
             try:
+                # the deadline is kept by cutting the connection (_Call.run): the read timeout is only a backstop,
+                # a little later, so that what is late is said the same way however it is late. A connect
+                # cannot be cut (no socket yet): its own timeout ends by the deadline.
                 response = self.session.get(url, headers=headers, stream=True,
-                                            timeout=(min(self.connect_timeout, remaining), remaining),
+                                            timeout=(min(self.connect_timeout, remaining), remaining + JOIN_GRACE),
                                             allow_redirects=False)
                 body = self._read_capped(response, call)
             except requests.Timeout:

@@ -20,7 +20,7 @@ from cds_service.devtools.fault_fhir_server import FAULTS, FaultFhirServer
 from cds_service import fhir_client
 from cds_service.fhir_client import FhirClient
 from cds_service.wire import FhirAuthorization
-from fixtures.builders import TODAY, draft_order
+from fixtures.builders import TODAY, draft_order, medication_request
 from tests.conftest import make_request, rule_of
 from tests.test_first_slice import RA, record
 
@@ -104,6 +104,31 @@ def test_each_fault_with_the_rest_of_the_record_readable_says_what_was_not_check
     assert fhir.stats["ok"] >= 1 and fhir.stats[fault] >= 1
 
 
+@pytest.mark.parametrize("fault", FAULTS)
+def test_patient_view_of_a_patient_on_a_jak_inhibitor_under_each_fault(app, fault):
+    """patient-view reads the medications first, then the rest: with the labs unreadable it says what it could
+    not check; with nothing readable it cannot know the patient takes a JAK inhibitor, so it answers 412 with
+    the reasons (no card to attach them to), within the budget either way, never a 500."""
+    on_jaki = record(extra=[RA, medication_request("upadacitinib 15 mg", dose_mg=15, authored_days_ago=200)])
+    before = _ours()
+    for modes, mode in (({"Observation": fault}, "ok"), ({}, fault)):
+        with FaultFhirServer(on_jaki, mode=mode, modes=modes, drip_interval=DRIP) as fhir:
+            body = make_request(on_jaki, "patient-view", prefetch=False, fhir_server=fhir.url)
+            start = time.monotonic()
+            response = app.test_client().post("/cds-services/jak-patient-view", json=body)
+            elapsed = time.monotonic() - start
+            assert_nothing_left(app, before)
+        assert elapsed < BUDGET + MARGIN, f"{fault}: {elapsed:.2f} s with a budget of {BUDGET} s"
+        if modes:
+            assert response.status_code == 200
+            gaps = [c for c in response.get_json()["cards"] if rule_of(c) == "missing-data"]
+            assert gaps and REASON[fault] in gaps[0]["detail"], gaps
+        else:
+            assert response.status_code == 412
+            diagnostics = response.get_json()["issue"][0]["diagnostics"]
+            assert REASON[fault] in diagnostics or "were used up" in diagnostics, diagnostics
+
+
 def test_a_healthy_call_during_and_after_drip_calls_reads_its_whole_record(app):
     """The fault that poisoned a worker: calls to a dripping server held the shared fetch threads past their
     budget, and a call to another EHR's healthy server then sent none of its queries (412, and 5 s later
@@ -146,10 +171,9 @@ def test_a_hostile_server_gets_no_more_than_its_limit_and_another_server_still_g
     client = FhirClient(("http://127.0.0.1",), total_budget=BUDGET, per_server=4)
     queries = {f"q{i}": f"Condition?patient=p{i}" for i in range(12)}
     with FaultFhirServer(RECORD, mode="hang") as hostile, FaultFhirServer(RECORD) as healthy:
-        hostile_results: dict = {}
-        hostile_calls = [threading.Thread(target=lambda: hostile_results.update(client.fetch_all(hostile.url, None,
-                                                                                                  queries)))
-                         for _ in range(2)]
+        hostile_results: list[dict] = []
+        hostile_calls = [threading.Thread(target=lambda: hostile_results.append(
+            client.fetch_all(hostile.url, None, queries))) for _ in range(2)]
         for thread in hostile_calls:
             thread.start()
         assert hostile.wait_in_flight(4)
@@ -163,8 +187,8 @@ def test_a_hostile_server_gets_no_more_than_its_limit_and_another_server_still_g
         for thread in hostile_calls:
             thread.join(BUDGET + MARGIN)
         assert hostile.stats["max_in_flight"] == 4     # a place freed at the first call's deadline may be reused
-    reasons = {why for _, why in hostile_results.values()}
-    assert any("its limit" in why for why in reasons), reasons
+    reasons = {why for results in hostile_results for _, why in results.values()}
+    assert any("its limit" in why for why in reasons), reasons      # the reads that never got a place say so
     assert client.in_flight() == 0 and fhir_client.reads_running() == 0
 
 
@@ -247,3 +271,14 @@ def test_a_read_that_cannot_get_a_thread_is_a_gap_not_a_500(monkeypatch):
     assert patient
     assert sorted(why or "" for _, why in results.values()) == ["", "not read: the service could not start a "
                                                                      "thread for it"]
+
+
+def test_the_fault_server_command_serves_loopback_only(capsys):
+    from cds_service.cli import main
+    assert main(["fault-fhir-server", "--mode", "hang", "--host", "0.0.0.0"]) == 2
+    assert "loopback only" in capsys.readouterr().err
+
+
+def test_the_fault_server_refuses_an_unknown_mode():
+    with pytest.raises(ValueError, match="unknown fault mode"):
+        FaultFhirServer(RECORD, modes={"Observation": "slow"})
