@@ -10,7 +10,8 @@ Safety properties, each tested:
   use up (a new one starts when none is idle), and a server (scheme, host, port) has at most
   ``JAK_CDS_FHIR_MAX_PER_SERVER`` reads in flight per process, the others wait for a place until the
   deadline;
-- ``shutdown()`` (SIGTERM) cuts every read in flight after a short grace and refuses new ones;
+- ``shutdown()`` (SIGTERM): reads in flight, and those of calls still arriving, end within a short grace
+  (``STOP_GRACE``), cut if need be; after it reads are refused;
 - the bearer token is sent only to the EHR's fhirServer, never logged, never stored; no cookie, no
   netrc login (``outbound.OutboundSession``);
 - error statuses, non-JSON, oversized answers and wrong resources become a stated gap, not a 500.
@@ -396,7 +397,7 @@ class FhirClient:
         self._lock = threading.Lock()
         self._limits: dict[tuple, _Limit] = {}
         self._calls: set[_Call] = set()
-        self._stopped = False
+        self._stop_at: float | None = None      # after shutdown(): when every read must have ended
         with _clients_lock:
             _clients.add(self)
 
@@ -416,9 +417,11 @@ class FhirClient:
             return sum(limit.used for limit in self._limits.values())
 
     def shutdown(self, grace: float = STOP_GRACE) -> None:
-        """Stop: reads in flight end within ``grace`` (their calls answer with the gap), new ones are refused."""
+        """Stop: every read, in flight or started from now on (a kept-alive connection may still bring a call),
+        ends within ``grace``; the calls answer with the gap. After it, reads are refused."""
         with self._lock:
-            self._stopped = True
+            stop_at = time.monotonic() + grace
+            self._stop_at = stop_at if self._stop_at is None else min(self._stop_at, stop_at)
             calls = list(self._calls)
         for call in calls:
             call.stop(grace)
@@ -444,9 +447,13 @@ class FhirClient:
         if authorization is not None:
             headers["Authorization"] = f"{authorization.token_type or 'Bearer'} {authorization.access_token}"
         with self._lock:
-            if self._stopped:
-                return {key: (None, "not read: the service was stopping") for key in queries}
+            stopping = self._stop_at is not None
+            if stopping:
+                if self._stop_at <= time.monotonic():
+                    return {key: (None, "not read: the service was stopping") for key in queries}
+                deadline = min(deadline, self._stop_at)
             call = _Call(self, server, headers, deadline, self._limit_for(server))
+            call.stopping = stopping
             self._calls.add(call)
         try:
             return call.run(queries)

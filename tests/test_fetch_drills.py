@@ -234,6 +234,18 @@ def test_shutdown_cuts_reads_in_flight_after_the_grace_and_refuses_new_ones():
     assert fhir_client.reads_running() == 0
 
 
+def test_a_call_that_arrives_while_stopping_still_reads_within_the_grace():
+    """After SIGTERM gunicorn still answers requests on kept-alive connections for a moment: their reads get
+    what is left of the grace, not a refusal."""
+    client = FhirClient(("http://127.0.0.1",), total_budget=30.0)
+    with FaultFhirServer(RECORD, mode="ok", modes={"Observation": "drip"}, drip_interval=DRIP) as fhir:
+        client.shutdown(grace=0.5)
+        start = time.monotonic()
+        results = client.fetch_all(fhir.url, None, {"patient": "Patient/p1", "labs": "Observation?patient=p1"})
+        assert time.monotonic() - start < 0.5 + MARGIN
+    assert results["patient"][0] and results["labs"] == (None, "not read: the service was stopping")
+
+
 def test_the_token_goes_to_the_fault_server_and_is_never_logged(caplog):
     """The drills' server gets the bearer token; nothing logged carries it, whatever fails."""
     caplog.set_level(logging.DEBUG)
