@@ -31,7 +31,7 @@ def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_se
         knowledge=knowledge,
         services=load_services(knowledge),
         fhir_client=FhirClient(settings.allowed_fhir_servers, settings.fhir_timeout,
-                               settings.fhir_connect_timeout, fhir_session),
+                               settings.fhir_connect_timeout, fhir_session, settings.fhir_max_per_server),
     )
 
 

@@ -1,4 +1,4 @@
-"""``jak-cds`` command line: serve, replay, corpus, rules, report, fhir-server, bench."""
+"""``jak-cds`` command line: serve, replay, corpus, rules, report, fhir-server, fault-fhir-server, bench."""
 from __future__ import annotations
 
 import argparse
@@ -56,6 +56,14 @@ def cmd_fhir_server(args) -> int:
     return serve(args.paths, args.host, args.port)
 
 
+def cmd_fault_fhir_server(args) -> int:
+    from cds_service.devtools.fault_fhir_server import serve
+
+    if not _is_loopback(args.host):
+        raise SystemExit("the fault FHIR server is for drills: serve it on loopback only")
+    return serve(args.paths, args.host, args.port, args.mode, args.fault, args.drip_interval)
+
+
 def cmd_bench(args) -> int:
     from cds_service.config import REPO_ROOT
 
@@ -105,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     fhir.add_argument("--host", default="127.0.0.1")
     fhir.add_argument("--port", type=int, default=8099)
     fhir.set_defaults(func=cmd_fhir_server)
+
+    from cds_service.devtools.fault_fhir_server import MODES
+
+    fault = sub.add_parser("fault-fhir-server", help="development only: a FHIR server that hangs, drips, resets ... "
+                                                     "on purpose, for fault drills of the fallback fetch")
+    fault.add_argument("paths", nargs="*", metavar="FIXTURE", help="fixture bundles whose records it serves")
+    fault.add_argument("--mode", choices=MODES, default="drip", help="how it answers every query (default drip)")
+    fault.add_argument("--fault", action="append", default=[], metavar="TYPE=MODE",
+                       help="another mode for the queries of one resource type, e.g. Observation=hang")
+    fault.add_argument("--drip-interval", type=float, default=1.0, help="seconds between bytes in drip mode")
+    fault.add_argument("--host", default="127.0.0.1")
+    fault.add_argument("--port", type=int, default=8098)
+    fault.set_defaults(func=cmd_fault_fhir_server)
 
     bench = sub.add_parser("bench", help="run the performance benchmark (see bench/)", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)

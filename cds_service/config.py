@@ -40,6 +40,7 @@ class Settings:
     allowed_fhir_servers: tuple[str, ...] = LOOPBACK_FHIR
     fhir_timeout: float = 2.0            # total budget for fallback fetches, per hook call
     fhir_connect_timeout: float = 0.5
+    fhir_max_per_server: int = 24        # fallback reads in flight at once per FHIR server, per process
     max_body: int = 10 * 1024 * 1024
     database_url: str = field(default_factory=lambda: f"sqlite:///{Path.cwd() / 'jak-cds.sqlite3'}")
     auth: str = "auto"                   # required | off | auto (= required unless loopback serve)
@@ -57,6 +58,7 @@ class Settings:
             if servers else LOOPBACK_FHIR,
             fhir_timeout=_positive("FHIR_TIMEOUT", 2.0),
             fhir_connect_timeout=_positive("FHIR_CONNECT_TIMEOUT", 0.5),
+            fhir_max_per_server=_positive("FHIR_MAX_PER_SERVER", 24, int),
             max_body=_positive("MAX_BODY", 10 * 1024 * 1024, int),
             database_url=_env("DATABASE_URL", f"sqlite:///{Path.cwd() / 'jak-cds.sqlite3'}"),
             auth=(_env("AUTH", "auto") or "auto").lower(),

@@ -33,6 +33,7 @@ def gunicorn_options(host: str, port: int, workers: int | None = None) -> dict:
         "accesslog": None,          # no request lines: URLs can carry patient ids
         "preload_app": True,
         "control_socket_disable": True,   # gunicorn >= 23: no shared control socket in the home directory
+        "post_worker_init": _stop_fetches_on_sigterm,
     }
 
 
@@ -93,7 +94,28 @@ def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool
 
 
 def _exit_on_sigterm(_signum, _frame) -> None:
+    from cds_service import fhir_client
+
+    fhir_client.stop_all()     # a call stuck on a FHIR server that drips or hangs answers within the grace
     raise SystemExit(0)
+
+
+def _stop_fetches_on_sigterm(worker) -> None:
+    """gunicorn ``post_worker_init``: on SIGTERM a worker stops taking connections and waits for the calls in
+    flight (up to graceful_timeout, 30 s). A call reading from a FHIR server then takes up to its budget
+    (``JAK_CDS_FHIR_TIMEOUT``), whatever the operator set: cut its reads after a short grace instead
+    (``fhir_client.STOP_GRACE``), so the call answers with the gap and the worker ends within seconds."""
+    from cds_service import fhir_client
+
+    graceful = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        fhir_client.stop_all()
+        if callable(graceful):
+            graceful(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.siginterrupt(signal.SIGTERM, False)     # as gunicorn set it: no system call interrupted
 
 
 def _gunicorn(app, host: str, port: int, workers: int) -> int:
