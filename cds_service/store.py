@@ -156,16 +156,23 @@ class DatabaseHealth:
     """What this process last saw of its database, shared by the request path and the audit writer.
 
     After a failure, request-path work (the replay check, feedback) does not wait on the database
-    again for ``PROBE_INTERVAL_S``: one call in that interval tries it, the others take their outage
-    path at once (memory for the replay check, 503 for feedback). Any success ends the outage and
-    wakes the audit writer, which then writes back what was kept locally."""
+    again for a probe interval: one call in that interval tries it (a probe), the others take their
+    outage path at once (memory for the replay check, 503 for feedback). The interval is
+    ``PROBE_MIN_S`` while probes fail fast (a refused connection costs a millisecond); a probe that
+    took ``SLOW_PROBE_S`` or more (a database that hangs until a timeout) doubles it, up to
+    ``PROBE_MAX_S``, so that few hook calls wait for a timeout. The audit writer probes too, in the
+    background (``AuditQueue.RETRY_MAX_S``). Any success ends the outage and wakes the writer, which
+    then writes back what was kept locally."""
 
-    PROBE_INTERVAL_S = 1.0
+    PROBE_MIN_S = 0.5
+    PROBE_MAX_S = 5.0
+    SLOW_PROBE_S = 0.2
 
     def __init__(self):
         self._lock = threading.Lock()
         self.down_since: float | None = None          # time.monotonic() of the first failure
         self._probe_at = 0.0
+        self._interval = self.PROBE_MIN_S
         self.outages = 0
         self.listeners: list = []                     # called (no arguments) when the database is back
 
@@ -180,16 +187,23 @@ class DatabaseHealth:
             now = time.monotonic()
             if now < self._probe_at:
                 return False
-            self._probe_at = now + self.PROBE_INTERVAL_S    # this caller probes; the others do not wait on it
+            self._probe_at = now + self._interval    # this caller probes; the others do not wait on it
             return True
 
-    def failed(self, exc: BaseException | None) -> None:
+    def failed(self, exc: BaseException | None, took: float | None = None) -> None:
+        """A database call failed; ``took``: the seconds a request-path attempt waited (the writer's
+        failures give none and leave the request probes' interval alone)."""
         with self._lock:
             now = time.monotonic()
-            self._probe_at = now + self.PROBE_INTERVAL_S
             if self.down_since is not None:
+                if took is not None:
+                    slow = took >= self.SLOW_PROBE_S
+                    self._interval = min(self._interval * 2, self.PROBE_MAX_S) if slow else self.PROBE_MIN_S
+                    self._probe_at = now + self._interval
                 return
             self.down_since = now
+            self._interval = self.PROBE_MIN_S
+            self._probe_at = now + self._interval
             self.outages += 1
         log.error("database unavailable (%s): cards are still answered, their audit rows are kept locally "
                   "until it is back", db_error_kind(exc))
@@ -415,8 +429,8 @@ class AuditQueue:
     MAX_PENDING_CALLS = 10_000          # calls held in memory when neither the database nor the spool takes them
     LINGER_S = 0.1                      # rows reach the database within this (plus the write itself)
     MAX_BATCH_CALLS = 500               # ... or as soon as this many calls wait
-    RETRY_MIN_S = 0.25                  # back-off after a failed write: 0.25, 0.5, 1, 2, 2 ... s
-    RETRY_MAX_S = 2.0
+    RETRY_MIN_S = 0.25                  # back-off after a failed write: 0.25, 0.5, 1, 1 ... s
+    RETRY_MAX_S = 1.0
     SPOOL_SCAN_S = 5.0                  # idle: look for spool files left by processes that died
     REPLAY_BUDGET_ROWS = 20_000         # spooled rows replayed per turn
 
@@ -460,7 +474,7 @@ class AuditQueue:
             self._thread = threading.Thread(target=self._run, name="jak-audit-writer", daemon=True)
             self._thread.start()
             if not self._exit_hook:
-                atexit.register(self.flush)
+                atexit.register(self.at_exit)
                 self._exit_hook = True
 
     def put(self, rows: list[dict]) -> None:
@@ -616,6 +630,25 @@ class AuditQueue:
             self._on_lost(1, None)
 
     # --- callers -----------------------------------------------------------------------------------
+    def at_exit(self) -> None:
+        """A stopping process writes (or spools) its pending rows, and tries once more to write back the
+        replay ids it kept in memory (they cannot be spooled: they would be forgotten)."""
+        self.flush()
+        if self._pid != os.getpid() or self._background is None or not self._background_pending():
+            return
+        with self._cond:
+            if self._busy:
+                return
+            self._busy = True
+        try:
+            self._background()
+        except Exception as exc:  # noqa: BLE001 - exiting anyway
+            log.error("replay check: token ids kept in memory could not be written back at exit (%s)",
+                      db_error_kind(exc))
+        finally:
+            with self._cond:
+                self._busy = False
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row handed over so far is written or spooled (or held); False on timeout."""
         if self._pid != os.getpid():
@@ -686,7 +719,8 @@ def database_key(url: str, schema: str | None = None) -> str:
 
 def default_spool_dir(url: str) -> Path | None:
     """Where audit rows wait when ``JAK_CDS_AUDIT_SPOOL`` is unset: next to a SQLite file
-    (``<file>.audit-spool``), ``./jak-cds-audit-spool`` for a server database; none for in-memory SQLite."""
+    (``<name>-audit-spool``, so ``jak-cds-audit-spool`` for the default ``jak-cds.sqlite3``),
+    ``./jak-cds-audit-spool`` for a server database; none for in-memory SQLite."""
     if url in MEMORY_SQLITE:
         return None
     try:
@@ -696,7 +730,7 @@ def default_spool_dir(url: str) -> Path | None:
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             return None
-        return Path(parsed.database).with_name(Path(parsed.database).name + ".audit-spool")
+        return Path(parsed.database).with_name(Path(parsed.database).stem + "-audit-spool")
     return Path.cwd() / "jak-cds-audit-spool"
 
 
@@ -852,7 +886,33 @@ class Store:
                                  f"({SCHEMA_VERSION}); upgrade the service")
             self._migrated = True
         self._hash_key()
+        self._start_up_spool()
         return current
+
+    def _start_up_spool(self) -> None:
+        """At start-up (``serve`` migrates once, before forking): say if the spool directory cannot take
+        rows, and write what an earlier run left there (an outage that outlasted it)."""
+        if self.spool is None:
+            return
+        try:
+            self.spool.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            probe = self.spool.directory / f".probe-{os.getpid()}-{secrets.token_hex(4)}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            log.warning("audit spool %s is not writable (%s): during a database outage the audit rows would "
+                        "be kept in memory only (JAK_CDS_AUDIT_SPOOL)", self.spool.directory, type(exc).__name__)
+            return
+        if not self.spool.files():
+            return
+        try:
+            replayed, _ = self.spool.replay(self._insert_issued, 10 ** 9)
+        except SQLAlchemyError as exc:
+            log.error("audit spool: rows left by an earlier run could not be written yet (%s)", db_error_kind(exc))
+            return
+        if replayed:
+            log.warning("audit: %d row(s) left in the local spool by an earlier run written to the database",
+                        replayed)
 
     def _unbounded(self, conn: Connection) -> None:
         """Lift PostgreSQL's per-statement limit for this transaction (migrations wait for each other's
@@ -968,11 +1028,12 @@ class Store:
             return 0
         if not self.health.should_try():
             raise StoreUnavailable("the database is unavailable", RETRY_AFTER_S)
+        started = time.monotonic()
         try:
             with self.fast_engine.begin() as conn:
                 conn.execute(feedback.insert(), rows)
         except SQLAlchemyError as exc:
-            self.health.failed(exc)
+            self.health.failed(exc, took=time.monotonic() - started)
             raise StoreUnavailable(f"the database is unavailable ({db_error_kind(exc)})", RETRY_AFTER_S) from exc
         self.health.ok()
         return len(rows)
@@ -997,7 +1058,8 @@ class Store:
             return False                                  # accepted here while the database was down
         keep_until = max(filter(None, [_aware(exp) if exp else None, now + JTI_MIN_RETENTION]))
         if self.health.should_try():
-            prune = time.monotonic() >= self._next_jti_prune
+            started = time.monotonic()
+            prune = started >= self._next_jti_prune
             try:
                 with self.fast_engine.begin() as conn:
                     if prune:
@@ -1007,7 +1069,7 @@ class Store:
                 self.health.ok()
                 return False                              # a replay (the prune, if any, is retried next call)
             except SQLAlchemyError as exc:
-                self.health.failed(exc)
+                self.health.failed(exc, took=time.monotonic() - started)
             else:
                 if prune:
                     self._next_jti_prune = time.monotonic() + self.jti_prune_interval_s

@@ -174,7 +174,22 @@ class DrillResult:
     spool_peak_rows: int = 0
     spool_peak_files: int = 0
     spool_rows_left: int = 0
+    t_spool_empty: float | None = None   # first time after t_up with no row left in the spool
     server_log: str = ""
+
+    def _logged(self, pattern: str) -> int:
+        import re
+
+        return sum(int(n) for n in re.findall(pattern, self.server_log))
+
+    @property
+    def replayed_rows(self) -> int:
+        """Audit rows the workers wrote from the spool (their log says so)."""
+        return self._logged(r"audit: (\d+) row\(s\) written from the local spool")
+
+    @property
+    def jti_written_back(self) -> int:
+        return self._logged(r"replay check: (\d+) token id\(s\) kept in memory written")
 
     def phase(self, t: float) -> str:
         if self.t_stop is None or t < self.t_stop:
@@ -201,6 +216,12 @@ class DrillResult:
                 continue
             bad.append(c)
         return bad
+
+    def feedback_back_after_up(self) -> float | None:
+        if self.t_up is None:
+            return None
+        ok = [c.answered for c in self.calls if c.kind == "feedback" and c.status == 200 and c.sent >= self.t_up]
+        return round(min(ok) - self.t_up, 2) if ok else None
 
     def lost_cards_outside(self, window: float) -> list[str]:
         """Cards missing from the audit that were answered more than ``window`` s before the kill."""
@@ -234,7 +255,13 @@ class DrillResult:
             "feedback_acknowledged": len(self.feedback_acknowledged), "feedback_stored": self.feedback_stored,
             "feedback_duplicates": self.feedback_duplicates,
             "spool_peak_rows": self.spool_peak_rows, "spool_peak_files": self.spool_peak_files,
-            "spool_rows_left": self.spool_rows_left,
+            "spool_rows_left": self.spool_rows_left, "spool_rows_replayed": self.replayed_rows,
+            "token_ids_from_memory_written_back": self.jti_written_back,
+            # after PostgreSQL is ready again: every spooled row replayed (while the load goes on), and the
+            # first feedback stored again; "all audited" is only seen once the load has stopped
+            "spool_replayed_s_after_up": round(self.t_spool_empty - self.t_up, 2)
+            if self.t_spool_empty is not None and self.t_up is not None else None,
+            "feedback_stored_again_s_after_up": self.feedback_back_after_up(),
             "recovery_s": round(self.t_all_audited - self.t_up, 2)
             if self.t_all_audited is not None and self.t_up is not None else None,
             "killed_worker": self.killed_pid,
@@ -404,7 +431,9 @@ def run(outage_of=None, auth: bool = True, workers: int = 2, concurrency: int = 
                 rows, files = spool_rows(spool)
                 result.spool_peak_rows = max(result.spool_peak_rows, rows)
                 result.spool_peak_files = max(result.spool_peak_files, files)
-                time.sleep(0.05)
+                if rows == 0 and result.t_up is not None and result.t_spool_empty is None:
+                    result.t_spool_empty = time.monotonic()
+                time.sleep(0.02)
 
         watcher = threading.Thread(target=watch_spool, daemon=True)
         watcher.start()
@@ -448,11 +477,17 @@ def run(outage_of=None, auth: bool = True, workers: int = 2, concurrency: int = 
         stop.set()
         outage_of.teardown()
         if server is not None:
-            if not server.log.closed:
-                result.server_log = server.log_tail()
+            result.server_log = _full_log(server)
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def _full_log(server) -> str:
+    if server.log.closed:
+        return ""
+    server.log.seek(0)
+    return server.log.read().decode(errors="replace")
 
 
 def _wait_ready(server, timeout: float = 60.0) -> None:

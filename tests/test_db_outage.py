@@ -297,12 +297,47 @@ def test_when_neither_the_database_nor_the_spool_takes_rows_memory_is_bounded(tm
     store.dispose()
 
 
+def test_rows_left_by_an_earlier_run_are_written_at_start_up(tmp_path, caplog):
+    """``serve`` migrates once before forking: what an outage that outlasted the last run left is written."""
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    earlier = AuditSpool(tmp_path / "spool", storemod.database_key(url))
+    earlier.append([dict(card_uuid=f"left-{i}", service_id="svc", rule_id="r", knowledge_version="kv",
+                         hook_instance="h", patient_hash="x" * 64, issued_at=NOW) for i in range(3)])
+    earlier.close()
+    store = Store(url, spool_dir=tmp_path / "spool")
+    store.migrate()
+    assert list((tmp_path / "spool").glob("*.jsonl")) == []
+    assert store.count("jak_issued_card") == 3
+    assert any("left in the local spool by an earlier run" in r.getMessage() for r in caplog.records)
+    store.dispose()
+
+
+def test_start_up_says_when_the_spool_cannot_take_rows(tmp_path, caplog):
+    (tmp_path / "a-file").write_text("")
+    store = Store(f"sqlite:///{tmp_path / 't.sqlite3'}", spool_dir=tmp_path / "a-file" / "spool")
+    store.migrate()
+    assert any("is not writable" in r.getMessage() for r in caplog.records)
+    store.dispose()
+
+
+def test_a_stopping_process_writes_back_the_token_ids_it_kept_in_memory(tmp_path):
+    db_dir = tmp_path / "later"
+    store = Store(f"sqlite:///{db_dir / 'u.sqlite3'}", spool_dir=tmp_path / "spool")
+    soon = datetime.now(timezone.utc) + timedelta(minutes=5)
+    assert store.remember_jti("iss", "exit-1", soon) is True                   # from memory
+    db_dir.mkdir()
+    store._audit._next_attempt = time.monotonic() + 60                        # its writer is backing off
+    store._audit.at_exit()
+    assert store.count("jak_seen_jti") == 1 and not store._jti_memory
+    store.dispose()
+
+
 def test_spool_directory_from_settings_and_defaults(tmp_path, monkeypatch):
     monkeypatch.setenv("JAK_CDS_AUDIT_SPOOL", str(tmp_path / "sp"))
     monkeypatch.setenv("JAK_CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'h.sqlite3'}")
     settings = Settings.from_env()
     assert Store.from_settings(settings).spool.directory == tmp_path / "sp"
-    assert storemod.default_spool_dir(f"sqlite:///{tmp_path / 'h.sqlite3'}") == tmp_path / "h.sqlite3.audit-spool"
+    assert storemod.default_spool_dir(f"sqlite:///{tmp_path / 'h.sqlite3'}") == tmp_path / "h-audit-spool"
     assert storemod.default_spool_dir("sqlite://") is None
     assert storemod.default_spool_dir("postgresql+psycopg://u@h/db").name == "jak-cds-audit-spool"
     assert storemod.database_key("postgresql+psycopg://u:one@h/db") == storemod.database_key(
@@ -313,6 +348,8 @@ def test_spool_directory_from_settings_and_defaults(tmp_path, monkeypatch):
 
 
 def test_report_says_how_many_rows_wait(tmp_path, monkeypatch, capsys):
+    """Rows in a file its live writer still holds are waiting; rows left by a process that stopped are
+    written by the next start-up (the report's own included) and counted as issued."""
     db = tmp_path / "r.sqlite3"
     url = f"sqlite:///{db}"
     store = Store(url, patient_hash_key="k", spool_dir=tmp_path / "spool")
@@ -321,18 +358,20 @@ def test_report_says_how_many_rows_wait(tmp_path, monkeypatch, capsys):
         store.record_issued("svc", "h", "p", rows(3), "kv", wait=False)
         assert store.flush(10)
         assert wait_until(lambda: len(spool_lines(tmp_path / "spool")) == 3)
-    store.spool.close()
     monkeypatch.setenv("JAK_CDS_DATABASE_URL", url)
     monkeypatch.setenv("JAK_CDS_AUDIT_SPOOL", str(tmp_path / "spool"))
+    store._audit._next_attempt = time.monotonic() + 60             # its writer is still backing off
     assert cli_main(["report", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["audit_spool"]["rows_waiting"] == 3 and report["totals"]["issued"] == 0
     assert cli_main(["report"]) == 0
     assert "3 issued-card row(s) waiting for the database" in capsys.readouterr().out
-    assert store.drain(10)                                         # the service writes them
+    store.spool.close()                                            # the writer's process stops
+    assert cli_main(["report", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["audit_spool"]["rows_waiting"] == 0 and report["totals"]["issued"] == 3
     assert cli_main(["report"]) == 0
-    out = capsys.readouterr().out
-    assert "no issued-card rows waiting" in out and "total" in out
+    assert "no issued-card rows waiting" in capsys.readouterr().out
     store.dispose()
 
 
@@ -541,7 +580,8 @@ def test_postgresql_stop_and_start_under_load_with_auth_off_and_a_worker_killed_
 def test_sqlite_locked_under_load_with_auth_on_and_a_worker_killed_before(tmp_path):
     """SQLite's outage (another process holds the write lock); before it, SIGKILL of a worker while the
     database is up: again at most its last batch is lost."""
-    result = dbdrill.run(dbdrill.SqliteLock(), auth=True, workers=2, concurrency=4, before=1.0, outage=1.8,
+    # 2.5 s: longer than a write attempt waits for the lock (1 s) plus the back-off, so rows reach the spool
+    result = dbdrill.run(dbdrill.SqliteLock(), auth=True, workers=2, concurrency=4, before=1.0, outage=2.5,
                          after=0.6, kill_at=0.5, settle=30)
     summary = _assert_drill(result)
     assert result.t_killed < result.t_stop, summary
