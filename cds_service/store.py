@@ -421,9 +421,11 @@ class AuditQueue:
     in memory (``held``, at most ``MAX_PENDING_CALLS`` calls; beyond that the oldest are counted lost).
 
     So a crash (SIGKILL, power loss) loses at most the batch in hand: calls answered in the last
-    ``LINGER_S`` plus the time its write takes (milliseconds; at most the database timeouts when the
-    database hangs instead of refusing). All pending rows are written or spooled at exit (``atexit``).
-    Readers in the same process call ``flush`` first.
+    ``LINGER_S`` plus those answered while its write attempt lasts. That is milliseconds when the
+    database is up or refuses connections (a restart, a crash); a database that makes the attempt wait
+    bounds it by its timeout: a locked SQLite file ``REQUEST_BUSY_MS`` (1 s), a PostgreSQL server that
+    does not answer 2 s to connect or ``PG_STATEMENT_TIMEOUT_MS`` (3 s) per statement. All pending rows
+    are written or spooled at exit (``atexit``). Readers in the same process call ``flush`` first.
     """
 
     MAX_PENDING_CALLS = 10_000          # calls held in memory when neither the database nor the spool takes them

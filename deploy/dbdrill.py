@@ -562,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outage", type=float, default=2.5)
     parser.add_argument("--after", type=float, default=1.0)
     parser.add_argument("--kill-at", type=float, help="SIGKILL one worker this many seconds into the load")
+    parser.add_argument("--settle", type=float, default=30.0,
+                        help="wait at most this long after the load for every answered card's audit row")
     parser.add_argument("--cluster", default="15/drill:5433", help="VERSION/NAME:PORT of the throwaway cluster")
     parser.add_argument("--sqlite", action="store_true",
                         help="a temporary SQLite file instead, its outage a write lock held by another process")
@@ -570,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     version, _, name = spec.partition("/")
     target = SqliteLock() if args.sqlite else PostgresOutage(Cluster(version, name or "drill", int(port or 5433)))
     result = run(target, args.auth == "on", args.workers, args.concurrency, args.before, args.outage, args.after,
-                 args.kill_at)
+                 args.kill_at, min(max(args.settle, 0.0), MAX_SECONDS))
     print(json.dumps(result.summary(), indent=2))
     return 0 if result.ok else 1
 
