@@ -271,6 +271,7 @@ class AuditSpool:
         self._fd: int | None = None
         self._rows_in_file = 0
         self._pid = os.getpid()
+        self._lock = threading.RLock()     # the current file is appended, closed and replayed by one thread at a time
 
     @property
     def pattern(self) -> str:
@@ -279,6 +280,7 @@ class AuditSpool:
     def _forked(self) -> None:
         if self._pid != os.getpid():       # the parent's file and lock are not this process's
             self._fd, self._rows_in_file, self._pid = None, 0, os.getpid()
+            self._lock = threading.RLock()
 
     def _open(self) -> int:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -300,26 +302,28 @@ class AuditSpool:
             return
         self._forked()
         data = b"".join(_encode_row(r) for r in rows)
-        if self._fd is None or self._rows_in_file >= self.MAX_FILE_ROWS:
-            self.close()
-            self._fd = self._open()
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            os.fsync(self._fd)
-        except OSError:
-            self.close()         # a torn line ends this file: the next batch starts a new one
-            raise
-        self._rows_in_file += len(rows)
+        with self._lock:
+            if self._fd is None or self._rows_in_file >= self.MAX_FILE_ROWS:
+                self.close()
+                self._fd = self._open()
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+                os.fsync(self._fd)
+            except OSError:
+                self.close()         # a torn line ends this file: the next batch starts a new one
+                raise
+            self._rows_in_file += len(rows)
 
     def close(self) -> None:
         """Stop appending to the current file (releases its lock, so it can be replayed)."""
         self._forked()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd, self._rows_in_file = None, 0
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd, self._rows_in_file = None, 0
 
     def files(self) -> list[Path]:
         try:
@@ -331,6 +335,10 @@ class AuditSpool:
         """Write the rows of every file this process can lock, oldest name first, until ``budget_rows``;
         (rows replayed, whether files were left for lack of budget). Database errors propagate and the
         file stays."""
+        with self._lock:
+            return self._replay(write_rows, budget_rows)
+
+    def _replay(self, write_rows, budget_rows: int) -> tuple[int, bool]:
         self.close()
         replayed = 0
         for path in self.files():
