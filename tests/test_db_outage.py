@@ -5,7 +5,7 @@
 - Feedback is acknowledged (200) only once stored; otherwise 503 with Retry-After.
 - Every issued card gets its audit row exactly once: rows the database does not take are spooled to a
   local append-only file (fsync per batch) and replayed when it is back; SIGKILL loses at most the batch
-  in hand (the last 0.1 s).
+  in hand (calls of the last 0.1 s, plus those answered while its write attempt waits).
 - Two instances on one database still refuse a replayed token; the window the memory fallback opens is
   the outage itself (tested as such), and a replay in it is found and logged afterwards.
 
