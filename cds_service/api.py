@@ -1,18 +1,22 @@
 """HTTP routes: discovery, hook calls, and the error contract.
 
-Every error is a 4xx with a FHIR OperationOutcome body; CORS headers on every
-response so browser clients such as the CDS Hooks sandbox can call us.
+Every error is a 4xx with a FHIR OperationOutcome body, or a 503 with one and
+Retry-After when the database cannot be used just now (never the catch-all
+500); CORS headers on every response so browser clients such as the CDS Hooks
+sandbox can call us.
 """
 from __future__ import annotations
 
 import logging
 
 from flask import Blueprint, Response, current_app, json, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from cds_service import hooks, strict_json
 from cds_service.discovery import discovery_document
-from cds_service.errors import CdsError, outcome_response
+from cds_service.errors import CdsError, outcome_response, unavailable_response
+from cds_service.store import RETRY_AFTER_S, StoreUnavailable, db_error_kind
 
 log = logging.getLogger(__name__)
 bp = Blueprint("cds", __name__)
@@ -82,7 +86,20 @@ def call_service(service_id: str):
 def register_errors(app) -> None:
     @app.errorhandler(CdsError)
     def _cds_error(exc: CdsError):
-        return outcome_response(exc.status, exc.diagnostics, exc.code, exc.expression)
+        return outcome_response(exc.status, exc.diagnostics, exc.code, exc.expression, exc.retry_after)
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_unavailable(exc: StoreUnavailable):
+        log.warning("503 for %s %s: %s", request.method, request.path, exc)
+        return unavailable_response("the service's database is unavailable just now; please retry",
+                                    exc.retry_after)
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_error(exc: SQLAlchemyError):
+        # a database error that no caller turned into its outage behaviour: still a transient failure
+        # of the service (503, retry), not an internal error (500)
+        log.error("database error in %s %s: %s", request.method, request.path, db_error_kind(exc))
+        return unavailable_response("the service's database is unavailable just now; please retry", RETRY_AFTER_S)
 
     @app.errorhandler(404)
     def _not_found(_exc):

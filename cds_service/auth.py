@@ -14,6 +14,11 @@ The EHR (CDS client) sends ``Authorization: Bearer <JWT>``. We accept it only if
 
 Any failure is a bare 401 with ``WWW-Authenticate: Bearer``; the reason is
 logged without the token.
+
+While the database is unavailable the ``jti`` check falls back to this
+process's memory (``JAK_CDS_JTI_FALLBACK=memory``, the default: cards keep
+flowing; ids are written back and second uses found once it returns) or
+answers 503 with Retry-After (``refuse``); see ``Store.remember_jti``.
 """
 from __future__ import annotations
 
@@ -30,7 +35,9 @@ import requests
 from flask import Response, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cds_service.errors import unavailable_response
 from cds_service.outbound import OutboundSession
+from cds_service.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +368,12 @@ def install(app, settings, store, loopback: bool | None = None, jwks_cache: Jwks
         except AuthError as exc:
             log.info("401 for %s %s: %s", request.method, request.path, exc)
             return unauthorized()
+        except StoreUnavailable as exc:
+            # the token is valid but its jti cannot be checked (JAK_CDS_JTI_FALLBACK=refuse, or the memory
+            # for ids is full): not a refusal of the client, a transient failure of ours
+            log.warning("503 for %s %s: %s", request.method, request.path, exc)
+            return unavailable_response("the replay check of the token is unavailable just now; please retry "
+                                        "with a new token", exc.retry_after)
         return None
 
     return mode

@@ -48,6 +48,8 @@ class Settings:
     patient_hash_key: str | None = None  # HMAC key for patient ids in the audit log
     evaluation_date: str | None = None   # fixed "today" (YYYY-MM-DD), for replays and tests
     public_base_url: str | None = None   # external base URL, for the JWT audience behind a proxy
+    audit_spool: str | None = None       # directory of audit rows waiting for the database (None: derived)
+    jti_fallback: str = "memory"         # replay check while the database is down: memory | refuse
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -66,9 +68,13 @@ class Settings:
             patient_hash_key=_env("PATIENT_HASH_KEY"),
             evaluation_date=_env("EVALUATION_DATE"),
             public_base_url=_env("PUBLIC_BASE_URL"),
+            audit_spool=_env("AUDIT_SPOOL"),
+            jti_fallback=(_env("JTI_FALLBACK", "memory") or "memory").lower(),
         )
         if values["auth"] not in ("auto", "required", "off"):
             raise SystemExit(f"{PREFIX}AUTH must be 'required' or 'off', got {values['auth']!r}")
+        if values["jti_fallback"] not in ("memory", "refuse"):
+            raise SystemExit(f"{PREFIX}JTI_FALLBACK must be 'memory' or 'refuse', got {values['jti_fallback']!r}")
         values.update(overrides)
         return cls(**values)
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.api import read_json_body
 from cds_service.errors import CdsError
-from cds_service.store import FeedbackRow
+from cds_service.store import RETRY_AFTER_S, FeedbackRow, StoreUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("feedback", __name__)
@@ -121,7 +121,10 @@ def post_feedback(service_id: str):
         raise CdsError(503, "feedback storage is not configured", code="transient")
     try:
         store.record_feedback(service_id, to_rows(request))
-    except SQLAlchemyError as exc:
-        log.error("could not store feedback for service %s: %s", service_id, type(exc).__name__)
-        raise CdsError(503, "the feedback could not be stored just now; please retry", code="transient") from None
+    except (StoreUnavailable, SQLAlchemyError) as exc:
+        # 200 only once the rows are committed: the EHR keeps (or resends) what we could not store
+        log.error("could not store feedback for service %s: %s", service_id,
+                  exc if isinstance(exc, StoreUnavailable) else type(exc).__name__)
+        raise CdsError(503, "the feedback could not be stored just now; please retry", code="transient",
+                       retry_after=getattr(exc, "retry_after", RETRY_AFTER_S)) from None
     return Response(status=200)

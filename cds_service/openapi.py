@@ -18,6 +18,10 @@ def _error(description: str) -> dict:
 
 
 _UNAUTHORIZED = {"description": "missing or invalid JWT (empty body, WWW-Authenticate: Bearer)"}
+_UNAVAILABLE = {"description": "the service's database is unavailable just now (feedback not stored, or the "
+                               "token's replay check impossible): retry after Retry-After seconds",
+                "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                "content": _FHIR_JSON}
 
 
 def document(services: list[str] | None = None) -> dict:
@@ -38,7 +42,8 @@ def document(services: list[str] | None = None) -> dict:
             "/cds-services": {"get": {
                 "operationId": "discovery", "summary": "Discovery: the services offered",
                 "responses": {"200": {"description": "discovery document", "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Discovery"}}}}, "401": _UNAUTHORIZED}}},
+                    "schema": {"$ref": "#/components/schemas/Discovery"}}}}, "401": _UNAUTHORIZED,
+                    "503": _UNAVAILABLE}}},
             "/cds-services/{service_id}": {"post": {
                 "operationId": "callService", "summary": "Call a CDS service (a hook)",
                 "parameters": [service_id],
@@ -51,7 +56,7 @@ def document(services: list[str] | None = None) -> dict:
                     "404": _error("unknown service"), "412": _error("no patient data could be obtained: the call gave neither prefetch nor "
                                          "fhirServer (patient-view: or nothing of the record could be read; a "
                                          "JAK inhibitor order then gets 200 and a no-check warning card)"),
-                    "413": _error("body too large"), "415": _error("not JSON")}}},
+                    "413": _error("body too large"), "415": _error("not JSON"), "503": _UNAVAILABLE}}},
             "/cds-services/{service_id}/feedback": {"post": {
                 "operationId": "feedback", "summary": "Feedback on cards (accepted / overridden)",
                 "parameters": [service_id],
@@ -60,7 +65,7 @@ def document(services: list[str] | None = None) -> dict:
                 "responses": {"200": {"description": "stored"}, "400": _error("malformed feedback"),
                               "401": _UNAUTHORIZED, "404": _error("unknown service"),
                               "413": _error("body too large"), "415": _error("not JSON"),
-                              "503": _error("could not be stored just now; retry")}}},
+                              "503": _UNAVAILABLE}}},
             "/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3 document",

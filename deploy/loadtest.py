@@ -133,8 +133,9 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {**os.environ, "JAK_CDS_DATABASE_URL": database_url, "JAK_CDS_AUTH": "off",
-                       "JAK_CDS_ALLOWED_FHIR_SERVERS": "http://127.0.0.1:1", **(env or {})}
-        environment.pop("JAK_CDS_TRUSTED_CLIENTS", None)
+                       "JAK_CDS_ALLOWED_FHIR_SERVERS": "http://127.0.0.1:1"}
+        environment.pop("JAK_CDS_TRUSTED_CLIENTS", None)       # unless the caller gives clients (env)
+        environment.update(env or {})
         # the server's log goes to a file: an unread pipe would fill up and block the server
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(

@@ -232,15 +232,26 @@ def test_store_from_settings_uses_the_configured_database(settings):
 
 
 def test_database_outage_still_answers_the_hook_and_asks_feedback_to_retry(tmp_path, knowledge, caplog):
-    settings = trust_settings(tmp_path, auth="off", database_url=f"sqlite:///{tmp_path / 'no-such-dir' / 'x.sqlite3'}")
+    """SQLite's outage: a file that cannot be opened (here its directory is missing). The clinician still
+    gets the cards, feedback is refused with 503 + Retry-After, and once the file can be opened the
+    audit rows kept meanwhile are written: nothing is lost."""
+    settings = trust_settings(tmp_path, auth="off", database_url=f"sqlite:///{tmp_path / 'no-such-dir' / 'x.sqlite3'}",
+                              audit_spool=str(tmp_path / "spool"))
     app = create_app(settings, knowledge=knowledge)
+    store = app.extensions["jak_store"]
     client = app.test_client()
     _, card = issue_age_card(client)                              # the clinician still gets the cards
-    app.extensions["jak_store"].flush()                           # the audit is written in the background
-    assert app.extensions["jak_store"].audit_failures == 1
-    assert any("could not record" in r.getMessage() for r in caplog.records)
+    store.flush()                                                 # the audit is written in the background
+    assert store.audit_failures == 0
+    assert any("database unavailable" in r.getMessage() for r in caplog.records)
     response = client.post(FEEDBACK, json=feedback_body(card["uuid"]))
     assert_outcome(response, 503)
+    assert int(response.headers["Retry-After"]) >= 1
+    (tmp_path / "no-such-dir").mkdir()                            # the database is back
+    assert store.drain(timeout=30)
+    assert card["uuid"] in {r["card_uuid"] for r in store.issued()}
+    assert client.post(FEEDBACK, json=feedback_body(card["uuid"])).status_code == 200
+    assert store.count("jak_feedback") == 1 and store.audit_failures == 0
 
 
 def test_report_on_an_unreachable_database_says_so(monkeypatch, capsys):

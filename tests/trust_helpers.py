@@ -148,6 +148,7 @@ class StoreFactory:
     def __init__(self, kind: str, tmp_path: Path):
         self.kind = kind
         self.stores: list[Store] = []
+        self.spool_dir = tmp_path / "audit-spool"        # not ./jak-cds-audit-spool, the server-database default
         if kind == "sqlite":
             self.url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
             self.schema = None
@@ -156,7 +157,7 @@ class StoreFactory:
             self.schema = f"jak_test_{uuid.uuid4().hex[:12]}"
 
     def __call__(self, patient_hash_key: str | None = None) -> Store:
-        store = Store(self.url, patient_hash_key, schema=self.schema)
+        store = Store(self.url, patient_hash_key, schema=self.schema, spool_dir=self.spool_dir)
         self.stores.append(store)
         return store
 
