@@ -422,7 +422,7 @@ def run(outage_of=None, auth: bool = True, workers: int = 2, concurrency: int = 
         outage_of.setup(tmp)
         database_url = outage_of.url
         server = loadtest.Server(database_url, workers, env=env)
-        _wait_ready(server)
+        server.wait_ready(timeout=60.0, statuses=(200, 401))
         load = threading.Thread(target=_load, args=(result, server.url, tokens, stop, concurrency), daemon=True)
         watching = threading.Event()
 
@@ -488,20 +488,6 @@ def _full_log(server) -> str:
         return ""
     server.log.seek(0)
     return server.log.read().decode(errors="replace")
-
-
-def _wait_ready(server, timeout: float = 60.0) -> None:
-    """Up when discovery answers at all (401 with authentication on)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise SystemExit(f"dbdrill: the server exited: {server.log_tail()}")
-        try:
-            requests.get(f"{server.url}/cds-services", timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit("dbdrill: the server did not become ready in time")
 
 
 def _settle(result: DrillResult, database_url: str, settle: float, spool_is_empty=lambda: True) -> None:

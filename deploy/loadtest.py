@@ -147,13 +147,14 @@ class Server:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")[-2000:]
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0, statuses: tuple[int, ...] = (200,)) -> None:
+        """Up when discovery answers with one of ``statuses`` (401 too, with authentication on)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SystemExit(f"loadtest: the server exited: {self.log_tail()}")
             try:
-                if requests.get(f"{self.url}/cds-services", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/cds-services", timeout=1).status_code in statuses:
                     return
             except requests.RequestException:
                 pass
