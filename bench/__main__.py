@@ -81,7 +81,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--http-hooks", default="order-sign")
     parser.add_argument("--quick", action="store_true", help="budget 0.3 s, 10 reps, 300 HTTP requests")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--markdown", action="store_true", help="also print the README (markdown) tables")
+    parser.add_argument("--markdown", action="store_true", help="also print the markdown tables of docs/performance.md")
     parser.add_argument("--from-json", type=Path, help="do not measure: print the tables of a results file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -304,7 +304,7 @@ def _cpu(run_result: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    """The README table: in-process per hook and size, growth with irrelevant data, HTTP, targets."""
+    """The docs/performance.md table: in-process per hook and size, growth with irrelevant data, HTTP, targets."""
     m = result["machine"]
     out = [f"Measured {result['created']} on {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, "
            f"Python {m['python']} (load average at start {m.get('load_average_at_start')}{_stolen(m)}).", "",
