@@ -177,13 +177,13 @@ def _own_decoder_line(result: dict) -> str | None:
             f"the stdlib's, as the issue sets it; the no-op routes decode as the service does).")
 
 
-def _stolen(m: dict) -> str:
+def stolen_line(m: dict) -> str:
     """', CPU time stolen by the hypervisor during the run 0.1 %' where it was measured (Linux)."""
     share = m.get("cpu_stolen_share")
     return "" if share is None else f", CPU time stolen by the hypervisor during the run {share * 100:.1f} %"
 
 
-def _steadiness_line(result: dict) -> str | None:
+def steadiness_line(result: dict) -> str | None:
     s = steadiness(result)
     if s is None or s["json_floor_p99_over_median"] is None or s["call_p99_over_median"] is None:
         return None
@@ -226,7 +226,7 @@ def table(result: dict) -> str:
     lines = []
     m = result["machine"]
     lines.append(f"Machine: {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, Python {m['python']}, "
-                 f"load average at start {m.get('load_average_at_start')}{_stolen(m)}")
+                 f"load average at start {m.get('load_average_at_start')}{stolen_line(m)}")
     lines.append("")
     lines.append("In-process, per hook call (wall ms; call = strict JSON decode + evaluate + encode + freeing its objects;")
     lines.append("floor = json.loads + json.dumps of the same bodies; Flask rows = test client POST;")
@@ -279,7 +279,7 @@ def table(result: dict) -> str:
     lines.append("Targets")
     for t in result["targets"]:
         lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']} (target {t['limit']})")
-    if line := _steadiness_line(result):
+    if line := steadiness_line(result):
         lines += ["", line]
     return "\n".join(lines)
 
@@ -307,7 +307,7 @@ def markdown(result: dict) -> str:
     """The docs/performance.md table: in-process per hook and size, growth with irrelevant data, HTTP, targets."""
     m = result["machine"]
     out = [f"Measured {result['created']} on {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, "
-           f"Python {m['python']} (load average at start {m.get('load_average_at_start')}{_stolen(m)}).", "",
+           f"Python {m['python']} (load average at start {m.get('load_average_at_start')}{stolen_line(m)}).", "",
            "| hook, observations | request | call median | call p99 | JSON floor median | call / floor "
            "| evaluate median | Flask no-op median | Flask app median |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -347,7 +347,7 @@ def markdown(result: dict) -> str:
     out += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
     for t in result["targets"]:
         out.append(f"| {t['target']} | {t['value']} | {t['limit']} | {'yes' if t['met'] else 'no'} |")
-    if line := _steadiness_line(result):
+    if line := steadiness_line(result):
         out += ["", line]
     return "\n".join(out)
 

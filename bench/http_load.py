@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.inprocess import summary
 from bench.workload import EVALUATION_DATE, SERVICE_FOR_HOOK, hook_request
-from cds_service.server import THREADS_PER_WORKER
+from cds_service.config import Settings
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
@@ -210,7 +210,7 @@ def run(workers: int, concurrency: int, requests_total: int, max_seconds: float,
     """
     from bench import auth_cost
 
-    out = {"workers": workers, "threads_per_worker": THREADS_PER_WORKER, "concurrency": concurrency,
+    out = {"workers": workers, "threads_per_worker": Settings.from_env().threads, "concurrency": concurrency,
            "requests_per_run": requests_total, "max_seconds_per_run": max_seconds, "rounds": rounds, "runs": []}
     per_round = max(1, requests_total // rounds)
     with tempfile.TemporaryDirectory(prefix="jak-bench-http-") as tmp, contextlib.ExitStack() as servers:

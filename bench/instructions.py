@@ -30,11 +30,11 @@ _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 def run_calls(app_name: str, hook: str, observations: int, calls: int, warmup: int = 10) -> None:
     """What runs under valgrind: ``warmup`` + ``calls`` requests to one app (leaving, the service's audit
     writer is flushed: its work belongs to the service's requests)."""
-    from bench.wsgi import _call, both_apps
+    from bench.wsgi import both_apps, call_app
 
     with both_apps(hook, observations) as (raws, path, apps):
         for i in range(warmup + calls):
-            _call(apps[app_name], path, raws[i % len(raws)])
+            call_app(apps[app_name], path, raws[i % len(raws)])
 
 
 def collected(valgrind_output: str) -> int:

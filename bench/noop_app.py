@@ -66,13 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.response:
         with open(args.response, encoding="utf-8") as handle:
             body = stdjson.load(handle)
-    from cds_service.server import _gunicorn, tune_gc
+    from cds_service.cli.server import run_gunicorn, tune_gc
 
     app = create_noop_app(response_body=body)
     gc.collect()                 # as cds_service.server.production_app does for the service
     gc.freeze()
     tune_gc()
-    return _gunicorn(app, args.host, args.port, args.workers)
+    return run_gunicorn(app, args.host, args.port, args.workers, Settings.from_env().threads)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def _wrap(function, sink: list[float], drain: bool):
     return wrapper
 
 
-def _cache_evictor():
+def cache_evictor():
     """A function that overwrites 64 MiB (or twice the last-level cache, if larger): nothing of the
     previous call stays in any CPU cache."""
     size = 64 << 20
@@ -111,7 +111,7 @@ def measure(hook: str, observations: int, reps: int, cold: bool = False, jak: bo
         for _ in range(20):                                     # warm-up: caches, lazy imports
             hooks.evaluate(bench.engine, service, strict_json.loads(raw))
         samples: dict[str, list[float]] = {"JSON decode of the request (for scale)": [], "whole evaluate": []}
-        evict = _cache_evictor() if cold else (lambda: None)
+        evict = cache_evictor() if cold else (lambda: None)
         with timed_steps(samples):
             for _ in range(reps):
                 evict()

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.noop_app import create_noop_app
-from bench.stages import _cache_evictor, case_arguments
+from bench.stages import cache_evictor, case_arguments
 from bench.workload import SERVICE_FOR_HOOK, hook_request
 from cds_service import hooks, strict_json
 
@@ -36,7 +36,7 @@ def _environ(path: str, raw: bytes) -> dict:
             "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
 
 
-def _call(app, path: str, raw: bytes) -> None:
+def call_app(app, path: str, raw: bytes) -> None:
     status: list[str] = []
     b"".join(app(_environ(path, raw), lambda s, _headers, _exc=None: status.append(s)))
     if not status or not status[0].startswith("200"):
@@ -73,14 +73,14 @@ def both_apps(hook: str, observations: int, jak: bool = True):
 
 def measure(hook: str, observations: int, calls: int, cold: bool = False, warmup: int = 20, jak: bool = True) -> dict:
     with both_apps(hook, observations, jak) as (raws, path, apps):
-        evict = _cache_evictor() if cold else (lambda: None)
+        evict = cache_evictor() if cold else (lambda: None)
         samples: dict[str, list[int]] = {"service": [], "noop": []}
         for i in range(warmup + calls):
             raw = raws[i % len(raws)]
             for name, app in apps.items():
                 evict()
                 t0 = time.thread_time_ns()
-                _call(app, path, raw)
+                call_app(app, path, raw)
                 if i >= warmup:
                     samples[name].append(time.thread_time_ns() - t0)
     service_q, noop_q = _quartiles(samples["service"]), _quartiles(samples["noop"])

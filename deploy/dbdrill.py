@@ -495,7 +495,7 @@ def _settle(result: DrillResult, database_url: str, settle: float, spool_is_empt
     spool if need be); the time that took after PostgreSQL was ready again is the recovery time."""
     from sqlalchemy import create_engine, func, select
 
-    from cds_service.store import feedback, issued_card
+    from cds_service.store.schema import feedback, issued_card
 
     engine = create_engine(database_url, connect_args={} if database_url.startswith("sqlite")
                            else {"connect_timeout": 3})

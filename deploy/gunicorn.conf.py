@@ -7,10 +7,10 @@ one per core), and the service's JAK_CDS_* settings (see README).
 """
 import os
 
-from cds_service.server import gunicorn_options
+from cds_service.cli.server import gunicorn_options
 
 _host, _, _port = os.environ.get("JAK_CDS_BIND", "127.0.0.1:8080").rpartition(":")
 _workers = int(os.environ.get("JAK_CDS_WORKERS") or 0) or None
 
 globals().update(gunicorn_options(_host or "127.0.0.1", int(_port), _workers))
-wsgi_app = "cds_service.server:wsgi_app()"
+wsgi_app = "cds_service.cli.server:wsgi_app()"

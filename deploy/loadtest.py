@@ -239,7 +239,8 @@ SETTLE_SECONDS_RUNNING_SERVER = 2.0
 def count_stored(database_url: str, result: Result, settle_seconds: float = 0.0) -> None:
     from sqlalchemy import select
 
-    from cds_service.store import Store, feedback, issued_card
+    from cds_service.store import Store
+    from cds_service.store.schema import feedback, issued_card
 
     store = Store(database_url)
     deadline = time.monotonic() + settle_seconds

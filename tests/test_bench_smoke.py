@@ -99,7 +99,7 @@ def test_steadiness_puts_the_floor_spread_beside_the_call_spread():
     result = {"inprocess": {"cases": [quiet, case]}}
     assert bench_main.steadiness(result) == {"case": "order-sign 200 obs", "json_floor_p99_over_median": 2.4,
                                              "call_p99_over_median": 2.2}
-    assert "JSON floor alone (no code of ours) 2.40, of the hook call 2.20" in bench_main._steadiness_line(result)
+    assert "JSON floor alone (no code of ours) 2.40, of the hook call 2.20" in bench_main.steadiness_line(result)
     assert bench_main.steadiness({"inprocess": {"cases": [quiet]}}) is None
 
 
@@ -110,8 +110,8 @@ def test_stolen_cpu_time_is_read_from_two_proc_stat_snapshots():
     assert before == (50, 1000) and after == (200, 2000)
     assert bench_main.stolen_share(before, after) == 0.15
     assert bench_main.stolen_share(None, after) is None and bench_main.stolen_share(after, after) is None
-    assert "stolen by the hypervisor during the run 15.0 %" in bench_main._stolen({"cpu_stolen_share": 0.15})
-    assert bench_main._stolen({}) == ""
+    assert "stolen by the hypervisor during the run 15.0 %" in bench_main.stolen_line({"cpu_stolen_share": 0.15})
+    assert bench_main.stolen_line({}) == ""
 
 
 def test_http_run_starts_and_stops_both_servers():

@@ -29,11 +29,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from cds_service import store as storemod
+from cds_service.store import connection, schema
+from cds_service.store.audit import AuditQueue
 from cds_service.app import create_app
 from cds_service.cli import main as cli_main
 from cds_service.config import REPO_ROOT, Settings
-from cds_service.store import AuditSpool, Store, StoreUnavailable
+from cds_service.store import Store, StoreUnavailable
+from cds_service.store.spool import AuditSpool
 from fixtures.builders import draft_order
 from tests.conftest import make_request
 from tests.test_first_slice import AD, record
@@ -55,7 +57,7 @@ NOW = datetime.now(timezone.utc)
 @pytest.fixture(autouse=True)
 def quick_sqlite_locks(monkeypatch):
     """A locked SQLite file is found out after 0.3 s instead of 1 s: the same path, quicker tests."""
-    monkeypatch.setattr(storemod, "REQUEST_BUSY_MS", 300)
+    monkeypatch.setattr(connection, "REQUEST_BUSY_MS", 300)
 
 
 @pytest.fixture
@@ -194,7 +196,7 @@ def test_a_spool_file_replayed_twice_adds_nothing(tmp_path):
     assert store.drain(10)
     spooled.write_bytes(copy)                                      # as if the unlink had not happened
     assert store.drain(10)
-    store._insert_issued(issued[:2])                               # a batch whose commit answer was lost
+    store.write_issued(issued[:2])                               # a batch whose commit answer was lost
     assert sorted(r["card_uuid"] for r in store.issued()) == sorted(c for c, _ in cards)
     store.dispose()
 
@@ -251,7 +253,7 @@ def test_rows_made_before_the_hash_key_is_known_wait_in_memory_not_on_disk(tmp_p
 def test_a_file_still_being_appended_by_a_live_process_is_not_taken(tmp_path):
     """Its writer holds a lock on it: another process's replay leaves it alone (and takes it once free)."""
     url = f"sqlite:///{tmp_path / 'f.sqlite3'}"
-    owner = AuditSpool(tmp_path / "spool", storemod.database_key(url))
+    owner = AuditSpool(tmp_path / "spool", connection.database_key(url))
     row = dict(card_uuid="owned-1", service_id="svc", rule_id="r", knowledge_version="kv", hook_instance="h",
                patient_hash="x" * 64, issued_at=NOW)
     owner.append([row])
@@ -281,7 +283,7 @@ def test_two_databases_sharing_a_spool_directory_keep_their_rows_apart(tmp_path)
 
 
 def test_when_neither_the_database_nor_the_spool_takes_rows_memory_is_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(storemod.AuditQueue, "MAX_PENDING_CALLS", 5)
+    monkeypatch.setattr(AuditQueue, "MAX_PENDING_CALLS", 5)
     blocker = tmp_path / "spool-is-a-file"
     blocker.write_text("not a directory")
     db = tmp_path / "g.sqlite3"
@@ -300,7 +302,7 @@ def test_when_neither_the_database_nor_the_spool_takes_rows_memory_is_bounded(tm
 def test_rows_left_by_an_earlier_run_are_written_at_start_up(tmp_path, caplog):
     """``serve`` migrates once before forking: what an outage that outlasted the last run left is written."""
     url = f"sqlite:///{tmp_path / 's.sqlite3'}"
-    earlier = AuditSpool(tmp_path / "spool", storemod.database_key(url))
+    earlier = AuditSpool(tmp_path / "spool", connection.database_key(url))
     earlier.append([dict(card_uuid=f"left-{i}", service_id="svc", rule_id="r", knowledge_version="kv",
                          hook_instance="h", patient_hash="x" * 64, issued_at=NOW) for i in range(3)])
     earlier.close()
@@ -326,9 +328,9 @@ def test_a_stopping_process_writes_back_the_token_ids_it_kept_in_memory(tmp_path
     soon = datetime.now(timezone.utc) + timedelta(minutes=5)
     assert store.remember_jti("iss", "exit-1", soon) is True                   # from memory
     db_dir.mkdir()
-    store._audit._next_attempt = time.monotonic() + 60                        # its writer is backing off
-    store._audit.at_exit()
-    assert store.count("jak_seen_jti") == 1 and not store._jti_memory
+    store.audit._next_attempt = time.monotonic() + 60                        # its writer is backing off
+    store.audit.at_exit()
+    assert store.count("jak_seen_jti") == 1 and not store.replay_ids.memory
     store.dispose()
 
 
@@ -337,10 +339,10 @@ def test_spool_directory_from_settings_and_defaults(tmp_path, monkeypatch):
     monkeypatch.setenv("JAK_CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'h.sqlite3'}")
     settings = Settings.from_env()
     assert Store.from_settings(settings).spool.directory == tmp_path / "sp"
-    assert storemod.default_spool_dir(f"sqlite:///{tmp_path / 'h.sqlite3'}") == tmp_path / "h-audit-spool"
-    assert storemod.default_spool_dir("sqlite://") is None
-    assert storemod.default_spool_dir("postgresql+psycopg://u@h/db").name == "jak-cds-audit-spool"
-    assert storemod.database_key("postgresql+psycopg://u:one@h/db") == storemod.database_key(
+    assert connection.default_spool_dir(f"sqlite:///{tmp_path / 'h.sqlite3'}") == tmp_path / "h-audit-spool"
+    assert connection.default_spool_dir("sqlite://") is None
+    assert connection.default_spool_dir("postgresql+psycopg://u@h/db").name == "jak-cds-audit-spool"
+    assert connection.database_key("postgresql+psycopg://u:one@h/db") == connection.database_key(
         "postgresql+psycopg://u:two@h/db")                          # a new password is the same database
     monkeypatch.setenv("JAK_CDS_JTI_FALLBACK", "sometimes")
     with pytest.raises(SystemExit, match="JTI_FALLBACK"):
@@ -360,7 +362,7 @@ def test_report_says_how_many_rows_wait(tmp_path, monkeypatch, capsys):
         assert wait_until(lambda: len(spool_lines(tmp_path / "spool")) == 3)
     monkeypatch.setenv("JAK_CDS_DATABASE_URL", url)
     monkeypatch.setenv("JAK_CDS_AUDIT_SPOOL", str(tmp_path / "spool"))
-    store._audit._next_attempt = time.monotonic() + 60             # its writer is still backing off
+    store.audit._next_attempt = time.monotonic() + 60             # its writer is still backing off
     assert cli_main(["report", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["audit_spool"]["rows_waiting"] == 3 and report["totals"]["issued"] == 0
@@ -377,7 +379,7 @@ def test_report_says_how_many_rows_wait(tmp_path, monkeypatch, capsys):
 
 def test_report_on_an_unreadable_database_still_says_what_waits(tmp_path, monkeypatch, capsys):
     url = f"sqlite:///{tmp_path / 'missing-dir' / 'x.sqlite3'}"
-    spool = AuditSpool(tmp_path / "spool", storemod.database_key(url))
+    spool = AuditSpool(tmp_path / "spool", connection.database_key(url))
     spool.append([dict(card_uuid="w-1", service_id="svc", rule_id="r", knowledge_version="kv", hook_instance="h",
                        patient_hash="x" * 64, issued_at=NOW)])
     spool.close()
@@ -421,7 +423,7 @@ def test_sqlite_locked_with_auth_on_cards_flow_feedback_asks_to_retry_and_nothin
     store = app_a.extensions["jak_store"]
     assert store.drain(20)
     assert sorted(r["card_uuid"] for r in store.issued()) == sorted(cards)
-    assert store.jti_stats["written_back"] == 4 and store.count("jak_seen_jti") == 4   # 3 hook calls, 1 feedback
+    assert store.replay_ids.stats["written_back"] == 4 and store.count("jak_seen_jti") == 4   # 3 hook calls, 1 feedback
     assert sign(b, tok=during).status_code == 401                  # ... and at another worker, once back
     assert send_feedback(a, cards[0], key).status_code == 200
 
@@ -461,7 +463,7 @@ def test_two_instances_on_one_postgresql_refuse_a_replay_and_the_outage_window_i
     assert store_a.drain(30) and store_b.drain(30)
     assert sign(b, tok=during).status_code == 401                  # written back: refused everywhere
     assert sign(a, tok=window).status_code == 401 and sign(b, tok=window).status_code == 401
-    found = store_a.jti_stats["replays_found_on_write_back"] + store_b.jti_stats["replays_found_on_write_back"]
+    found = store_a.replay_ids.stats["replays_found_on_write_back"] + store_b.replay_ids.stats["replays_found_on_write_back"]
     assert found == 1
     assert any("REPLAY during the database outage" in r.getMessage() for r in caplog.records)
     issued = {r["card_uuid"] for r in store_a.issued()}
@@ -493,12 +495,12 @@ def test_the_memory_for_token_ids_is_bounded_then_503(tmp_path, knowledge, key):
                               database_url=f"sqlite:///{tmp_path / 'missing' / 'x.sqlite3'}",
                               audit_spool=str(tmp_path / "spool"))
     app = create_app(settings, knowledge=knowledge)
-    app.extensions["jak_store"].jti_memory_max = 2
+    app.extensions["jak_store"].replay_ids.memory_max = 2
     client = app.test_client()
     assert sign(client, key).status_code == 200
     assert sign(client, key).status_code == 200
     assert_unavailable(sign(client, key))
-    app.extensions["jak_store"]._jti_memory.clear()                # the database never comes: nothing to write
+    app.extensions["jak_store"].replay_ids.memory.clear()                # the database never comes: nothing to write
 
 
 def test_store_level_memory_fallback_keeps_ids_until_their_token_expires(tmp_path):
@@ -506,12 +508,12 @@ def test_store_level_memory_fallback_keeps_ids_until_their_token_expires(tmp_pat
     soon = datetime.now(timezone.utc) + timedelta(minutes=5)
     assert store.remember_jti("iss", "j1", soon) is True
     assert store.remember_jti("iss", "j1", soon) is False
-    store.jti_memory_max = 1
+    store.replay_ids.memory_max = 1
     with pytest.raises(StoreUnavailable):
         store.remember_jti("iss", "j2", soon)
-    store._jti_memory[("iss", "j1")] = (soon, datetime.now(timezone.utc) - timedelta(seconds=1))
+    store.replay_ids.memory[("iss", "j1")] = (soon, datetime.now(timezone.utc) - timedelta(seconds=1))
     assert store.remember_jti("iss", "j2", soon) is True           # an expired token's id made room
-    store._jti_memory.clear()                                      # the database never comes: nothing to write
+    store.replay_ids.memory.clear()                                      # the database never comes: nothing to write
 
 
 def test_a_postgresql_that_hangs_instead_of_refusing_holds_a_request_at_most_its_statement_timeout(tmp_path):
@@ -532,10 +534,10 @@ def test_a_postgresql_that_hangs_instead_of_refusing_holds_a_request_at_most_its
             started = time.monotonic()
             assert store.remember_jti("iss", "hung-1", None) is True          # from memory
             took = time.monotonic() - started
-            assert storemod.PG_STATEMENT_TIMEOUT_MS / 1000 - 0.5 < took < storemod.PG_STATEMENT_TIMEOUT_MS / 1000 + 3
+            assert connection.PG_STATEMENT_TIMEOUT_MS / 1000 - 0.5 < took < connection.PG_STATEMENT_TIMEOUT_MS / 1000 + 3
             started = time.monotonic()
             with pytest.raises(StoreUnavailable):
-                store.record_feedback("svc", [storemod.FeedbackRow("c", "accepted", NOW)])
+                store.record_feedback("svc", [schema.FeedbackRow("c", "accepted", NOW)])
             assert time.monotonic() - started < 0.5                             # known down: no second wait
             admin.rollback()
         assert store.drain(20)

@@ -16,7 +16,7 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.config import Settings
-from cds_service.devtools.fault_fhir_server import FAULTS, FaultFhirServer
+from cds_service.cli.devtools.fault_fhir_server import FAULTS, FaultFhirServer
 from cds_service import fhir_client
 from cds_service.fhir_client import FhirClient
 from cds_service.wire import FhirAuthorization

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.devtools.fhir_fixture_server import create_app, load_records
+from cds_service.cli.devtools.fhir_fixture_server import create_app, load_records
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fhir"
 AGE_65 = "core-upadacitinib-ad-age-65"
@@ -99,7 +99,7 @@ def test_our_fallback_fetch_reads_the_fixture_server(one, settings, knowledge):
 
     from cds_service.app import create_app as create_service
     from cds_service.discovery import default_templates
-    from cds_service.replay import build_request, load_scenario
+    from cds_service.cli.replay import build_request, load_scenario
 
     class ToFixtureServer(BaseAdapter):
         def send(self, request, **kwargs):

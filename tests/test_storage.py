@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from cds_service import store as storemod
+from cds_service.store import schema
 from cds_service.store import FeedbackRow, Store
 from tests.trust_helpers import StoreFactory
 
@@ -52,7 +52,7 @@ def all_values(store: Store) -> str:
     """Every value in every table, as one string (to look for things that must not be stored)."""
     out = []
     with store.engine.connect() as conn:
-        for table in storemod.metadata.sorted_tables:
+        for table in schema.metadata.sorted_tables:
             for row in conn.execute(select(table)):
                 out.extend(str(v) for v in row)
     return "\n".join(out)
@@ -60,19 +60,19 @@ def all_values(store: Store) -> str:
 
 def test_migrations_run_once_and_record_the_version(stores):
     first = stores()
-    assert first.migrate() == storemod.SCHEMA_VERSION
-    assert first.schema_version() == storemod.SCHEMA_VERSION
+    assert first.migrate() == schema.SCHEMA_VERSION
+    assert first.schema_version() == schema.SCHEMA_VERSION
     second = stores()                                  # a restart: nothing to apply, no error
-    assert second.migrate() == storemod.SCHEMA_VERSION
+    assert second.migrate() == schema.SCHEMA_VERSION
     with second.engine.connect() as conn:
-        assert conn.execute(select(storemod.schema_version.c.version)).scalars().all() == [1]
+        assert conn.execute(select(schema.schema_version.c.version)).scalars().all() == [1]
 
 
 def test_a_database_newer_than_the_code_refuses(stores):
     first = stores()
     first.migrate()
     with first.engine.begin() as conn:
-        conn.execute(storemod.schema_version.insert().values(version=99, applied_at=NOW))
+        conn.execute(schema.schema_version.insert().values(version=99, applied_at=NOW))
     with pytest.raises(SystemExit, match="newer than this service"):
         stores().migrate()
 
@@ -172,7 +172,7 @@ def test_jti_is_kept_at_least_an_hour_even_if_the_token_expired_sooner(stores):
     store = stores()
     assert store.remember_jti("iss", "short", datetime.now(timezone.utc) - timedelta(minutes=10))
     with store.engine.connect() as conn:
-        keep = conn.execute(select(storemod.seen_jti.c.expires_at)).scalar_one()
+        keep = conn.execute(select(schema.seen_jti.c.expires_at)).scalar_one()
     keep = keep if keep.tzinfo else keep.replace(tzinfo=timezone.utc)
     assert keep >= datetime.now(timezone.utc) + timedelta(minutes=59)
     assert store.remember_jti("iss", "short", None) is False
@@ -181,10 +181,10 @@ def test_jti_is_kept_at_least_an_hour_even_if_the_token_expired_sooner(stores):
 def test_expired_jti_entries_are_purged(stores):
     """Expired token ids are deleted by the next call once the prune interval has passed (here: at once)."""
     store = stores()
-    store.jti_prune_interval_s = 0
+    store.replay_ids.prune_interval_s = 0
     store.remember_jti("iss", "old", None)
     with store.engine.begin() as conn:
-        conn.execute(storemod.seen_jti.update().values(expires_at=datetime.now(timezone.utc) - timedelta(hours=1)))
+        conn.execute(schema.seen_jti.update().values(expires_at=datetime.now(timezone.utc) - timedelta(hours=1)))
     store.remember_jti("iss", "new", None)
     assert store.count("jak_seen_jti") == 1
 
@@ -288,8 +288,8 @@ def test_audit_rows_of_calls_close_together_share_a_transaction_and_arrive_witho
     store = Store(url)
     store.migrate()
     batches: list[int] = []
-    real_write = store._audit._write_rows
-    store._audit._write_rows = lambda rows: (batches.append(len(rows)), real_write(rows))
+    real_write = store.audit._write_rows
+    store.audit._write_rows = lambda rows: (batches.append(len(rows)), real_write(rows))
     for n in range(10):
         store.record_issued("svc", f"h{n}", "p", [(f"linger-{n}", "rule")], "kv", wait=False)
         time.sleep(0.001)

@@ -10,10 +10,10 @@ import pytest
 import responses
 
 from cds_service import hooks
-from cds_service import warm_up as warm_up_module
+from cds_service.cli import warm_up as warm_up_module
 from cds_service.config import Settings
-from cds_service.server import production_app
-from cds_service.warm_up import warm_up
+from cds_service.cli.server import production_app
+from cds_service.cli.warm_up import warm_up
 from fixtures.builders import TODAY
 
 
@@ -58,7 +58,7 @@ def test_the_server_warms_up_without_recording_cards_or_calling_out(server_setti
     store = app.extensions["jak_store"]
     store.flush()
     assert store.count("jak_issued_card") == 0                   # the audit is of real hook calls only
-    assert not [r for r in caplog.records if r.name == "cds_service.warm_up"]
+    assert not [r for r in caplog.records if r.name == "cds_service.cli.warm_up"]
 
 
 def test_a_failing_warm_up_is_logged_and_the_server_starts(server_settings, restore_gc, monkeypatch, caplog):
@@ -69,7 +69,7 @@ def test_a_failing_warm_up_is_logged_and_the_server_starts(server_settings, rest
     with caplog.at_level(logging.WARNING):
         app = production_app(server_settings, loopback=True)
     monkeypatch.undo()
-    warnings = [r.getMessage() for r in caplog.records if r.name == "cds_service.warm_up"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cds_service.cli.warm_up"]
     assert len(warnings) == len(app.extensions["jak_engine"].services)
     assert all("RuntimeError" in w and "first real call will be slower" in w for w in warnings)
     assert app.test_client().get("/cds-services").status_code == 200
@@ -83,5 +83,5 @@ def test_knowledge_without_a_product_to_order_skips_the_warm_up_and_the_server_s
     monkeypatch.setattr(warm_up_module, "synthetic_order", nothing_to_order)
     with caplog.at_level(logging.WARNING):
         app = production_app(server_settings, loopback=True)
-    assert any("no warm-up" in r.getMessage() for r in caplog.records if r.name == "cds_service.warm_up")
+    assert any("no warm-up" in r.getMessage() for r in caplog.records if r.name == "cds_service.cli.warm_up")
     assert app.test_client().get("/cds-services").status_code == 200

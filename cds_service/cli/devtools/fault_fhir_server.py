@@ -239,7 +239,7 @@ class FaultFhirServer:
 
 
 def serve(paths: list[str], host: str, port: int, mode: str, faults: list[str], drip_interval: float) -> int:
-    from cds_service.devtools.fhir_fixture_server import load_records
+    from cds_service.cli.devtools.fhir_fixture_server import load_records
 
     record = [r for _, resources in load_records(paths).values() for r in resources] if paths else []
     modes = {}

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, json, request
 
 from cds_service import fhir_query
-from cds_service.replay import iter_paths, load_scenario
+from cds_service.cli.replay import iter_paths, load_scenario
 
 FHIR_JSON = "application/fhir+json"
 SEARCH_PARAMS = ["patient", "subject", "code", "status", "date", "_id", "_count", "_sort"]

@@ -2,36 +2,29 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
+import os
+import subprocess
 import sys
 
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+from cds_service.config import REPO_ROOT, Settings, is_loopback
 
 
 def cmd_serve(args) -> int:
-    from cds_service.config import Settings
-    from cds_service.server import serve
+    from cds_service.cli.server import serve
 
     settings = Settings.from_env()
-    return serve(settings, args.host, args.port, args.workers, loopback=_is_loopback(args.host))
+    return serve(settings, args.host, args.port, args.workers, loopback=is_loopback(args.host))
 
 
 def cmd_corpus(args) -> int:
-    from cds_service.devtools.corpus import main as corpus_main
+    from cds_service.cli.devtools.corpus import main as corpus_main
 
     return corpus_main(args)
 
 
 def cmd_replay(args) -> int:
-    from cds_service.replay import main as replay_main
+    from cds_service.cli.replay import main as replay_main
 
     return replay_main(args)
 
@@ -43,35 +36,34 @@ def cmd_rules(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from cds_service.report import main as report_main
+    from cds_service.cli.report import main as report_main
 
     return report_main(args)
 
 
 def cmd_fhir_server(args) -> int:
-    from cds_service.devtools.fhir_fixture_server import serve
+    from cds_service.cli.devtools.fhir_fixture_server import serve
 
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         raise SystemExit("the fixture FHIR server has no authentication: serve it on loopback only")
     return serve(args.paths, args.host, args.port)
 
 
 def cmd_fault_fhir_server(args) -> int:
-    from cds_service.devtools.fault_fhir_server import serve
+    from cds_service.cli.devtools.fault_fhir_server import serve
 
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         raise SystemExit("the fault FHIR server is for drills: serve it on loopback only")
     return serve(args.paths, args.host, args.port, args.mode, args.fault, args.drip_interval)
 
 
 def cmd_bench(args) -> int:
-    from cds_service.config import REPO_ROOT
-
-    if str(REPO_ROOT) not in sys.path:    # bench/ and fixtures/ live in the repository, not in the package
-        sys.path.insert(0, str(REPO_ROOT))
-    from bench.__main__ import main as bench_main
-
-    return bench_main(args.rest)
+    """``python -m bench`` in the repository (bench/ and fixtures/ live there, not in the package): run as a
+    program of its own, so the package never imports the benchmark that measures it."""
+    if not (REPO_ROOT / "bench" / "__main__.py").is_file():
+        raise SystemExit(f"the benchmark is not here ({REPO_ROOT / 'bench'}): run it from a checkout of the repository")
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return subprocess.call([sys.executable, "-m", "bench", *args.rest], env={**os.environ, "PYTHONPATH": path})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     fhir.add_argument("--port", type=int, default=8099)
     fhir.set_defaults(func=cmd_fhir_server)
 
-    from cds_service.devtools.fault_fhir_server import MODES
+    from cds_service.cli.devtools.fault_fhir_server import MODES
 
     fault = sub.add_parser("fault-fhir-server", help="development only: a FHIR server that hangs, drips, resets ... "
                                                      "on purpose, for fault drills of the fallback fetch")

@@ -11,23 +11,19 @@ import logging
 import os
 import signal
 
-from cds_service.config import Settings
+from cds_service.config import Settings, is_loopback
 
 log = logging.getLogger(__name__)
 
-# Hook calls are CPU-bound Python: more threads per worker only contend for the GIL (measured with
-# `python -m bench` on 2 cores, 8 concurrent clients: 4 threads ~120 requests/s, 2 threads ~170-200).
-# Two let a worker go on while one call waits on a fallback FHIR fetch or the database.
-THREADS_PER_WORKER = int(os.environ.get("JAK_CDS_THREADS") or 2)
 
-
-def gunicorn_options(host: str, port: int, workers: int | None = None) -> dict:
-    """The production gunicorn settings (one place for ``serve`` and ``deploy/gunicorn.conf.py``)."""
+def gunicorn_options(host: str, port: int, workers: int | None = None, threads: int = 2) -> dict:
+    """The production gunicorn settings (one place for ``serve`` and ``deploy/gunicorn.conf.py``);
+    ``threads`` per worker: ``Settings.threads`` (``JAK_CDS_THREADS``)."""
     return {
         "bind": f"{host}:{port}",
         "workers": workers or os.cpu_count() or 1,
         "worker_class": "gthread",
-        "threads": THREADS_PER_WORKER,
+        "threads": threads,
         "timeout": 30,
         "keepalive": 5,             # EHRs keep connections open between hook calls
         "accesslog": None,          # no request lines: URLs can carry patient ids
@@ -40,7 +36,7 @@ def gunicorn_options(host: str, port: int, workers: int | None = None) -> dict:
 def production_app(settings: Settings, loopback: bool):
     """The app for a server process: knowledge, trusted clients and authentication decided, database migrated."""
     from cds_service.app import create_app
-    from cds_service.warm_up import warm_up
+    from cds_service.cli.warm_up import warm_up
 
     # loads and validates the knowledge and trusted clients, and decides on authentication, before binding
     app = create_app(settings, loopback=loopback)
@@ -72,16 +68,14 @@ def tune_gc() -> None:
 
 def wsgi_app():
     """WSGI entry for ``gunicorn -c deploy/gunicorn.conf.py`` (settings from ``JAK_CDS_*``; bind from JAK_CDS_BIND)."""
-    from cds_service.cli import _is_loopback
-
-    host = os.environ.get("JAK_CDS_BIND", "127.0.0.1:8080").rsplit(":", 1)[0]
-    return production_app(Settings.from_env(), loopback=_is_loopback(host))
+    settings = Settings.from_env()
+    return production_app(settings, loopback=is_loopback(settings.bind_host))
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool) -> int:
     app = production_app(settings, loopback)
     if workers and workers > 0:
-        return _gunicorn(app, host, port, workers)
+        return run_gunicorn(app, host, port, workers, settings.threads)
     log.info("serving CDS Hooks on http://%s:%d/cds-services", host, port)
     from werkzeug.serving import run_simple
 
@@ -118,10 +112,11 @@ def _stop_fetches_on_sigterm(worker) -> None:
     signal.siginterrupt(signal.SIGTERM, False)     # as gunicorn set it: no system call interrupted
 
 
-def _gunicorn(app, host: str, port: int, workers: int) -> int:
+def run_gunicorn(app, host: str, port: int, workers: int, threads: int = 2) -> int:
+    """Serve ``app`` (built already) with gunicorn and the production options until it stops."""
     from gunicorn.app.base import BaseApplication
 
-    options = gunicorn_options(host, port, workers)
+    options = gunicorn_options(host, port, workers, threads)
 
     class _App(BaseApplication):
         def load_config(self):
