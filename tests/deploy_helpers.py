@@ -30,12 +30,13 @@ TARGET_ENVIRONMENTS = [
     for machine in ("x86_64", "aarch64")
 ]
 
-# The command that writes each lock file (deploy/README.md shows them; the lock files' headers repeat them).
+# The command that writes each lock file, as its header records it (uv leaves out --upgrade, which
+# deploy/README.md appends to take new releases).
 LOCK_COMMANDS = {
     "requirements.txt": "uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes "
-                        "--no-config --upgrade -o deploy/requirements.txt",
+                        "--no-config -o deploy/requirements.txt",
     "requirements-build.txt": "uv pip compile deploy/requirements-build.in --universal --python-version 3.11 "
-                              "--generate-hashes --no-config --upgrade -o deploy/requirements-build.txt",
+                              "--generate-hashes --no-config -o deploy/requirements-build.txt",
 }
 PROJECT_ROOT_VIA = "jak-cds (pyproject.toml)"
 
@@ -131,7 +132,7 @@ _SETTING_PATTERNS = (
 def known_settings() -> set[str]:
     """Every ``JAK_CDS_*`` variable the service and its server read (from the source, wherever modules live)."""
     names: set[str] = set()
-    for path in [*PACKAGE.rglob("*.py"), DEPLOY / "gunicorn.conf.py"]:
+    for path in [*PACKAGE.rglob("*.py"), *DEPLOY.glob("gunicorn.conf.py")]:
         text = path.read_text()
         for pattern in _SETTING_PATTERNS:
             names.update(f"JAK_CDS_{name}" for name in pattern.findall(text))
