@@ -3,11 +3,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: serve test bench rules
+.PHONY: serve test bench rules lock
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[test,deploy]"
 	touch $@
 
 serve: $(VENV)/.installed
@@ -21,3 +21,8 @@ bench: $(VENV)/.installed
 
 rules: $(VENV)/.installed
 	$(VENV)/bin/jak-cds rules --output docs/rule-catalogue.md
+
+# Pin what the image installs (deploy/requirements*.txt, hashed; see deploy/README.md)
+lock: $(VENV)/.installed
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --no-config -o deploy/requirements.txt --upgrade
+	$(VENV)/bin/uv pip compile deploy/requirements-build.in --universal --python-version 3.11 --generate-hashes --no-config -o deploy/requirements-build.txt --upgrade
