@@ -27,11 +27,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.workload import SERVICE_FOR_HOOK, hook_request
-from cds_service import hooks, strict_json
+from cds_service import hooks
+from cds_service.fhir import strict_json
+
 
 # (label, object holding the name hooks.evaluate calls, attribute)
 def _steps() -> list[tuple[str, object, str]]:
-    from cds_service import cards, coded_records, facts, hepatic, orders, prefetch, rules, safety_facts
+    from cds_service import (
+        cards,
+        coded_records,
+        facts,
+        hepatic,
+        orders,
+        prefetch,
+        rules,
+        safety_facts,
+    )
     steps = [("parse request", hooks, "parse_request"),
              ("prefetch completion", prefetch.Completion, "fill"),
              ("drop unread observations + index", prefetch.Prefetched, "keep_observations"),

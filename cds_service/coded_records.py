@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts import codings, parse_date
+from cds_service.fhir.values import codings, parse_date
 
 # resource type -> (fields holding the code, fields holding the date, in order of preference)
 _READ = {

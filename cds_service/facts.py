@@ -14,42 +14,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from operator import attrgetter, itemgetter
 
-from cds_service import drugs as drugmod
+from cds_service.fhir.tolerant import as_list
+from cds_service.fhir.values import (
+    codings,
+    loinc_or_unstated,
+    parse_date,
+    parse_date_text,
+)
 from cds_service.knowledge import Knowledge
-from cds_service.prefetch import LOINC_SYSTEM, Prefetched
+from cds_service.knowledge import drugs as drugmod
+from cds_service.knowledge.textmatch import WORD_START, any_word
+from cds_service.knowledge.units import resolve_unit
+from cds_service.prefetch import Prefetched
 from cds_service.renal import ckd_epi_2021, cockcroft_gault
-from cds_service.textmatch import WORD_START, any_word
-from cds_service.tolerant import as_list
-from cds_service.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
 MAX_PLAUSIBLE_AGE = 125
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
-
-
-def parse_date(value) -> date | None:
-    """FHIR date/dateTime (YYYY, YYYY-MM, YYYY-MM-DD, or with a time) -> date (first day if partial)."""
-    if not isinstance(value, str) or len(value) < 4:
-        return None
-    return _parse_date_text(value)
-
-
-@lru_cache(maxsize=8192)      # a record repeats the same few dates (one per visit) across many resources
-def _parse_date_text(value: str) -> date | None:
-    try:
-        if len(value) == 4:
-            return date(int(value), 1, 1)
-        if len(value) == 7:
-            return date(int(value[:4]), int(value[5:7]), 1)
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-
-
-codings = drugmod._codings      # concept -> its list of coding objects (tolerant); an alias, not a wrapper
 
 
 @dataclass(frozen=True)
@@ -369,11 +352,6 @@ _first = itemgetter(0)                  # (date, Observation) -> date, as a sort
 _when_of = attrgetter("when")
 
 
-def loinc_or_unstated(system) -> bool:
-    """A coding's system is LOINC, or is not stated (read as LOINC: EHRs often leave it out)."""
-    return not system or system == LOINC_SYSTEM or "loinc" in str(system).lower()
-
-
 def _analyte_of(concept, loinc_index: dict) -> str | None:
     """The analyte named by the first LOINC (or system-less) coding that names one."""
     for coding in codings(concept):
@@ -398,7 +376,7 @@ def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched
         if analyte is None or obs.get("status") in _BAD_STATUS:
             continue
         stated = obs.get("effectiveDateTime")     # the usual date (parse_date's own test, without its call)
-        when = (type(stated) is str and len(stated) >= 4 and _parse_date_text(stated)) or _other_date(obs)
+        when = (type(stated) is str and len(stated) >= 4 and parse_date_text(stated)) or _other_date(obs)
         if when is None:
             undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, "result has no date"))
         elif (series := dated.get(analyte)) is None:
@@ -611,7 +589,7 @@ def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, t
 # an eGFR in plain mL/min, a measured clearance per 1.73 m2) carries the knowledge's note into the text shown.
 
 def _shown(value: LabValue) -> str:
-    from cds_service.rules.text import lab      # rules.text imports this module
+    from cds_service.rules.text import lab  # rules.text imports this module
     return lab(value, code=True)
 
 

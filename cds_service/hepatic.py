@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts import codings, parse_date
+from cds_service.fhir.values import codings, parse_date
 
 _CLASS_IN_TEXT = re.compile(r"(?:^|\b(?:class|klasse|grade|child[- ]?pugh)\s*)([ABC])\b", re.I)
 # Condition.stage: the scale named ("Child-Pugh", "Child Turcotte Pugh", "CTP"), then a class (maybe with its score,

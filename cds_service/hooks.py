@@ -16,9 +16,20 @@ from cds_service import orders as ordermod
 from cds_service import prefetch as prefetchmod
 from cds_service.discovery import Service
 from cds_service.errors import CdsError
-from cds_service.facts import MEDICATION_TYPES, build_facts, read_medications, today_from
+from cds_service.facts import (
+    MEDICATION_TYPES,
+    build_facts,
+    read_medications,
+    today_from,
+)
 from cds_service.findings import Finding, Missing
-from cds_service.rules import NOTICE_RULES, ORDER_RULES, PATIENT_VIEW_RULES, co_prescription, unreadable
+from cds_service.rules import (
+    NOTICE_RULES,
+    ORDER_RULES,
+    PATIENT_VIEW_RULES,
+    co_prescription,
+    unreadable,
+)
 from cds_service.rules.context import RuleContext
 from cds_service.wire import Card, HookRequest, cards_response
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from cds_service.tolerant import as_list
+from cds_service.fhir.values import LOINC_SYSTEM, query_type, resources_of
 from cds_service.wire import HookRequest
 
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
@@ -47,30 +47,6 @@ def render(template: str, context: dict) -> str:
         return quote(str(value), safe="")
 
     return _TOKEN.sub(replace, template)
-
-
-def resources_of(value) -> list[dict] | None:
-    """A prefetch value -> list of resources, or None when it is an error/unusable.
-
-    Accepts a searchset Bundle, a single resource, or (a common deviation) a
-    bare list of resources.
-    """
-    if isinstance(value, list):
-        return [r for r in value if isinstance(r, dict) and isinstance(r.get("resourceType"), str)]
-    if not isinstance(value, dict):
-        return None
-    kind = value.get("resourceType")
-    if kind == "OperationOutcome" or not isinstance(kind, str):
-        return None
-    if kind == "Bundle":
-        # JSON gives exact dicts and strs: ``type(x) is`` instead of isinstance (one entry per result)
-        return [resource for entry in as_list(value.get("entry"))
-                if type(entry) is dict and type(resource := entry.get("resource")) is dict
-                and type(rtype := resource.get("resourceType")) is str and rtype != "OperationOutcome"]
-    return [value]
-
-
-LOINC_SYSTEM = "http://loinc.org"
 
 
 def _coding_list(concept) -> list | tuple:
@@ -356,11 +332,6 @@ def from_request(request: HookRequest, templates: dict[str, str]) -> tuple[Prefe
                 continue
         missing.append(key)
     return done, missing
-
-
-def query_type(query: str) -> str:
-    """The resource type a prefetch template or FHIR query reads: ``Observation?code=...`` -> ``Observation``."""
-    return query.lstrip("/").split("?", 1)[0].split("/", 1)[0]
 
 
 def what_a_query_reads(template: str) -> list[str]:

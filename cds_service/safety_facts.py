@@ -20,9 +20,10 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts import PatientFacts, codings, loinc_or_unstated, parse_date
-from cds_service.tolerant import as_list
-from cds_service.units import resolve_unit
+from cds_service.facts import PatientFacts
+from cds_service.fhir.tolerant import as_list
+from cds_service.fhir.values import codings, loinc_or_unstated, parse_date
+from cds_service.knowledge.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
 # "<20 copies/mL", "20", "> 1e6 IU/mL": a number written as text, with its comparator and unit

@@ -9,7 +9,7 @@ import pytest
 from bench import __main__ as bench_main
 from bench import http_load, inprocess, workload
 from bench.noop_app import create_noop_app
-from cds_service.prefetch import resources_of
+from cds_service.fhir.values import resources_of
 
 
 def test_generated_requests_are_realistic_and_sized():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.knowledge import CodedConcept, expand_icd10
+from cds_service.knowledge.model import CodedConcept, expand_icd10
 from fixtures.builders import ICD10, condition, draft_order
 from fixtures.scenarios_contraindications import LOCAL, record, staged
 from tests.conftest import alerts, rule_of

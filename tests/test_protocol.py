@@ -4,7 +4,6 @@ import uuid
 import pytest
 
 from cds_service.discovery import URL_BUDGET, rendered_length
-
 from fixtures.builders import condition, draft_order, full_baseline, obs, patient
 from tests.conftest import make_request
 

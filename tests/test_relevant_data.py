@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from cds_service.discovery import load_services
 from cds_service.prefetch import Prefetched, what_a_query_reads
-from fixtures.builders import LOINC, SNOMED, condition, draft_order, full_baseline, obs, patient
+from fixtures.builders import (
+    LOINC,
+    SNOMED,
+    condition,
+    draft_order,
+    full_baseline,
+    obs,
+    patient,
+)
 from tests.conftest import alerts, cards_of, make_request, rule_of
 
 RA = condition("69896004", "Rheumatoid arthritis")
@@ -115,7 +123,8 @@ def test_analyte_under_an_alternative_loinc_code_is_still_read(client):
 
 # -- one coding rule for lab results, whether the coding stands alone or behind another one ----------------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 from cds_service.facts import build_facts  # noqa: E402
 from fixtures.builders import TODAY  # noqa: E402

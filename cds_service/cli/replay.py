@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cds_service import fhir_query
 from cds_service.cards import RULE_SYSTEM
 from cds_service.discovery import default_templates
+from cds_service.fhir import query as fhir_query
 
 TAG = "https://jak-cds.example.org/fhir/replay"
 SERVICE_FOR_HOOK = {"order-sign": "jak-order-sign", "order-select": "jak-order-select",

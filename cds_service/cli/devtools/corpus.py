@@ -32,9 +32,9 @@ from pathlib import Path
 
 import requests
 
-from cds_service import fhir_query
 from cds_service.discovery import default_templates
-from cds_service.facts import parse_date
+from cds_service.fhir import query as fhir_query
+from cds_service.fhir.values import parse_date
 from cds_service.prefetch import render
 
 SERVER = "http://corpus.fhir.invalid/fhir"
@@ -204,7 +204,7 @@ def _card_key(card: dict) -> tuple:
 def labs_in_window(knowledge, patient: Patient) -> dict[str, str]:
     """Analyte -> the display it is named by on cards, for each analyte with a result in its window whose
     value and unit the knowledge can read."""
-    from cds_service.units import resolve_unit
+    from cds_service.knowledge.units import resolve_unit
 
     found: dict[str, str] = {}
     for resource in patient.resources:
