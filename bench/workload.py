@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import uuid
 
-from cds_service.discovery import default_templates
-from cds_service.prefetch import what_a_query_reads
+from cds_service.record.services import default_templates
+from cds_service.record.templates import what_a_query_reads
 from fixtures.builders import (
     ATC,
     RXNORM,

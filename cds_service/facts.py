@@ -27,7 +27,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.knowledge import drugs as drugmod
 from cds_service.knowledge.textmatch import WORD_START, any_word
 from cds_service.knowledge.units import resolve_unit
-from cds_service.prefetch import Prefetched
+from cds_service.record.index import PatientRecord
 from cds_service.renal import ckd_epi_2021, cockcroft_gault
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
@@ -363,12 +363,12 @@ def _analyte_of(concept, loinc_index: dict) -> str | None:
     return None
 
 
-def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched) -> None:
+def _read_labs(facts: PatientFacts, knowledge: Knowledge, record: PatientRecord) -> None:
     """Group the results carrying an analyte's LOINC code by analyte, dated; interpretation waits."""
     loinc_index = knowledge.loinc_to_analyte
     dated: dict[str, list[tuple[date, dict]]] = {}
     undated: dict[str, list[Uninterpretable]] = {}
-    for obs, lone in prefetched.observations_with_codes(loinc_index):   # only results carrying an analyte code
+    for obs, lone in record.observations_with_codes(loinc_index):   # only results carrying an analyte code
         if lone is not None:            # its only coding, read by the index: the analyte is its code's
             analyte = loinc_index[lone[0]] if loinc_or_unstated(lone[1]) else None
         else:
@@ -514,11 +514,11 @@ def icd10_lookup(index: dict, code: str) -> list:
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 
 
-def read_medications(knowledge: Knowledge, prefetched: Prefetched) -> list[MedicationFact]:
+def read_medications(knowledge: Knowledge, record: PatientRecord) -> list[MedicationFact]:
     """Every medication request and statement of the record, recognised (entered in error or cancelled: left out)."""
     found = []
     for kind in MEDICATION_TYPES:
-        for resource in prefetched.resources(kind):
+        for resource in record.resources(kind):
             fact = medication_fact(knowledge, resource)
             if fact is not None:
                 found.append(fact)
@@ -560,26 +560,26 @@ def medication_fact(knowledge: Knowledge, resource: dict) -> MedicationFact | No
                           resource.get("id"), str(status or ""), parse_date(period.get("end")))
 
 
-def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, today: date,
+def build_facts(knowledge: Knowledge, record: PatientRecord, patient_id: str, today: date,
                 medications: list[MedicationFact] | None = None) -> PatientFacts:
     """Reduce the completed prefetch to PatientFacts (one pass per resource list).
 
     ``medications``: ``read_medications`` of the same record, if the caller has read them already."""
-    facts = PatientFacts(today=today, patient_id=patient_id, unavailable=dict(prefetched.unavailable),
-                         gaps=dict(prefetched.gaps))
-    for resource in prefetched.resources("Patient"):
+    facts = PatientFacts(today=today, patient_id=patient_id, unavailable=dict(record.unavailable),
+                         gaps=dict(record.gaps))
+    for resource in record.resources("Patient"):
         _read_patient(facts, resource)
         break
-    _read_labs(facts, knowledge, prefetched)
-    for condition in prefetched.resources("Condition"):
+    _read_labs(facts, knowledge, record)
+    for condition in record.resources("Condition"):
         _read_condition(facts, knowledge, condition)
-    facts.medications = read_medications(knowledge, prefetched) if medications is None else medications
+    facts.medications = read_medications(knowledge, record) if medications is None else medications
     from cds_service.hepatic import read_child_pugh
-    facts.child_pugh = read_child_pugh(knowledge, prefetched, today)
+    facts.child_pugh = read_child_pugh(knowledge, record, today)
     from cds_service.coded_records import read_records
-    facts.records = read_records(knowledge, prefetched)
+    facts.records = read_records(knowledge, record)
     from cds_service.safety_facts import read_safety_facts
-    read_safety_facts(facts, knowledge, prefetched)
+    read_safety_facts(facts, knowledge, record)
     return facts
 
 

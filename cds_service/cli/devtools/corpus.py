@@ -32,10 +32,10 @@ from pathlib import Path
 
 import requests
 
-from cds_service.discovery import default_templates
+from cds_service.record.services import default_templates
 from cds_service.fhir import query as fhir_query
 from cds_service.fhir.values import parse_date
-from cds_service.prefetch import render
+from cds_service.record.templates import render
 
 SERVER = "http://corpus.fhir.invalid/fhir"
 # the usual adult dose of each systemic JAK inhibitor (EU SmPC): (text, mg, times a day) - what the corpus orders
