@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cds_service import strict_json
+from cds_service.fhir import strict_json
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 TARGETS = {

@@ -28,9 +28,10 @@ from pathlib import Path
 
 from bench.noop_app import create_noop_app
 from bench.workload import EVALUATION_DATE, SERVICE_FOR_HOOK, hook_request
-from cds_service import hooks, strict_json
-from cds_service.config import Settings
+from cds_service import hooks
 from cds_service.cli.server import production_app
+from cds_service.config import Settings
+from cds_service.fhir import strict_json
 
 SERIES = ("call", "decode", "evaluate", "encode", "release", "json_floor", "json_loads", "flask_noop", "flask_app")
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from bench.inprocess import percentile
 from bench.workload import SERVICE_FOR_HOOK, hook_request
 from cds_service import hooks
-from cds_service.fhir_query import search
-from cds_service.prefetch import resources_of
+from cds_service.fhir.query import search
+from cds_service.fhir.values import resources_of
 
 
 class _FhirServer(ThreadingHTTPServer):

@@ -27,14 +27,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.workload import SERVICE_FOR_HOOK, hook_request
-from cds_service import hooks, strict_json
+from cds_service import hooks
+from cds_service.fhir import strict_json
+
 
 # (label, object holding the name hooks.evaluate calls, attribute)
 def _steps() -> list[tuple[str, object, str]]:
-    from cds_service import cards, coded_records, facts, hepatic, orders, prefetch, rules, safety_facts
+    from cds_service import cards, coded_records, facts, hepatic, orders, rules, safety_facts
+    from cds_service.record import completion
     steps = [("parse request", hooks, "parse_request"),
-             ("prefetch completion", prefetch.Completion, "fill"),
-             ("drop unread observations + index", prefetch.Prefetched, "keep_observations"),
+             ("prefetch completion", completion.Completion, "fill"),
+             ("record index (unread results dropped)", hooks, "read_record"),
              ("patient facts", hooks, "build_facts"),
              ("  of which lab results by analyte", facts, "_read_labs"),
              ("  of which conditions", facts, "_read_condition"),

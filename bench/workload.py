@@ -15,10 +15,21 @@ from __future__ import annotations
 
 import uuid
 
-from cds_service.discovery import default_templates
-from cds_service.prefetch import what_a_query_reads
-from fixtures.builders import (ATC, RXNORM, SNOMED, TODAY, UCUM, condition, draft_order, full_baseline,
-                               medication_request, obs, patient)
+from cds_service.record.services import default_templates
+from cds_service.record.templates import what_a_query_reads
+from fixtures.builders import (
+    ATC,
+    RXNORM,
+    SNOMED,
+    TODAY,
+    UCUM,
+    condition,
+    draft_order,
+    full_baseline,
+    medication_request,
+    obs,
+    patient,
+)
 
 PID = "bench-1"
 HOOKS = ("order-select", "order-sign", "patient-view")

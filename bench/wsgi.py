@@ -26,7 +26,8 @@ from pathlib import Path
 from bench.noop_app import create_noop_app
 from bench.stages import cache_evictor, case_arguments
 from bench.workload import SERVICE_FOR_HOOK, hook_request
-from cds_service import hooks, strict_json
+from cds_service import hooks
+from cds_service.fhir import strict_json
 
 
 def _environ(path: str, raw: bytes) -> dict:

@@ -13,9 +13,10 @@ from flask import Blueprint, Response, current_app, json, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from cds_service import hooks, strict_json
-from cds_service.discovery import discovery_document
+from cds_service import hooks
+from cds_service.record.services import discovery_document
 from cds_service.errors import CdsError, outcome_response, unavailable_response
+from cds_service.fhir import strict_json
 from cds_service.store import RETRY_AFTER_S, StoreUnavailable, db_error_kind
 
 log = logging.getLogger(__name__)

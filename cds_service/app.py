@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from flask import Flask, Response, request
 
 from cds_service.config import Settings
-from cds_service.discovery import Service, load_services
-from cds_service.fhir_client import FhirClient
+from cds_service.record.services import Service, load_services
+from cds_service.fhir.client import FhirClient
 from cds_service.knowledge import Knowledge, load_knowledge
 
 log = logging.getLogger(__name__)

@@ -33,10 +33,17 @@ from pathlib import Path
 import jwt
 import requests
 from flask import Response, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cds_service.errors import unavailable_response
-from cds_service.outbound import OutboundSession
+from cds_service.fhir.outbound import OutboundSession
 from cds_service.store import StoreUnavailable
 
 log = logging.getLogger(__name__)

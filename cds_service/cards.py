@@ -6,10 +6,9 @@ reasons from the knowledge, and nothing empty on the wire.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from functools import lru_cache
-
-import re
 
 from cds_service.findings import SEVERITY, Finding, Missing
 from cds_service.knowledge import Knowledge

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts import codings, parse_date
+from cds_service.fhir.values import codings, parse_date
 
 # resource type -> (fields holding the code, fields holding the date, in order of preference)
 _READ = {
@@ -71,7 +71,7 @@ def _wanted(knowledge) -> tuple[frozenset[str], frozenset[str]]:
     return cached
 
 
-def read_records(knowledge, prefetched) -> dict[str, list[CodedRecord]]:
+def read_records(knowledge, record) -> dict[str, list[CodedRecord]]:
     """key -> records, newest first (undated last)."""
     wanted, observation_codes = _wanted(knowledge)
     out: dict[str, list[CodedRecord]] = {}
@@ -79,9 +79,9 @@ def read_records(knowledge, prefetched) -> dict[str, list[CodedRecord]]:
         return out
     for kind, (code_fields, date_fields) in _READ.items():
         # Observations: only those carrying a wanted code (shared code index), not every lab result
-        with_codes = getattr(prefetched, "with_codes", None)
+        with_codes = getattr(record, "with_codes", None)
         resources = with_codes(kind, observation_codes) if kind == "Observation" and with_codes is not None \
-            else prefetched.resources(kind)
+            else record.resources(kind)
         for resource in resources:
             if resource.get("status") in _NOT_DONE:
                 continue

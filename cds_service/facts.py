@@ -14,42 +14,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from operator import attrgetter, itemgetter
 
-from cds_service import drugs as drugmod
+from cds_service.fhir.tolerant import as_list
+from cds_service.fhir.values import (
+    codings,
+    loinc_or_unstated,
+    parse_date,
+    parse_date_text,
+)
 from cds_service.knowledge import Knowledge
-from cds_service.prefetch import LOINC_SYSTEM, Prefetched
+from cds_service.knowledge import drugs as drugmod
+from cds_service.knowledge.textmatch import WORD_START, any_word
+from cds_service.knowledge.units import resolve_unit
+from cds_service.record.index import PatientRecord
 from cds_service.renal import ckd_epi_2021, cockcroft_gault
-from cds_service.textmatch import WORD_START, any_word
-from cds_service.tolerant import as_list
-from cds_service.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
 MAX_PLAUSIBLE_AGE = 125
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
-
-
-def parse_date(value) -> date | None:
-    """FHIR date/dateTime (YYYY, YYYY-MM, YYYY-MM-DD, or with a time) -> date (first day if partial)."""
-    if not isinstance(value, str) or len(value) < 4:
-        return None
-    return _parse_date_text(value)
-
-
-@lru_cache(maxsize=8192)      # a record repeats the same few dates (one per visit) across many resources
-def _parse_date_text(value: str) -> date | None:
-    try:
-        if len(value) == 4:
-            return date(int(value), 1, 1)
-        if len(value) == 7:
-            return date(int(value[:4]), int(value[5:7]), 1)
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-
-
-codings = drugmod._codings      # concept -> its list of coding objects (tolerant); an alias, not a wrapper
 
 
 @dataclass(frozen=True)
@@ -369,11 +352,6 @@ _first = itemgetter(0)                  # (date, Observation) -> date, as a sort
 _when_of = attrgetter("when")
 
 
-def loinc_or_unstated(system) -> bool:
-    """A coding's system is LOINC, or is not stated (read as LOINC: EHRs often leave it out)."""
-    return not system or system == LOINC_SYSTEM or "loinc" in str(system).lower()
-
-
 def _analyte_of(concept, loinc_index: dict) -> str | None:
     """The analyte named by the first LOINC (or system-less) coding that names one."""
     for coding in codings(concept):
@@ -385,12 +363,12 @@ def _analyte_of(concept, loinc_index: dict) -> str | None:
     return None
 
 
-def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched) -> None:
+def _read_labs(facts: PatientFacts, knowledge: Knowledge, record: PatientRecord) -> None:
     """Group the results carrying an analyte's LOINC code by analyte, dated; interpretation waits."""
     loinc_index = knowledge.loinc_to_analyte
     dated: dict[str, list[tuple[date, dict]]] = {}
     undated: dict[str, list[Uninterpretable]] = {}
-    for obs, lone in prefetched.observations_with_codes(loinc_index):   # only results carrying an analyte code
+    for obs, lone in record.observations_with_codes(loinc_index):   # only results carrying an analyte code
         if lone is not None:            # its only coding, read by the index: the analyte is its code's
             analyte = loinc_index[lone[0]] if loinc_or_unstated(lone[1]) else None
         else:
@@ -398,7 +376,7 @@ def _read_labs(facts: PatientFacts, knowledge: Knowledge, prefetched: Prefetched
         if analyte is None or obs.get("status") in _BAD_STATUS:
             continue
         stated = obs.get("effectiveDateTime")     # the usual date (parse_date's own test, without its call)
-        when = (type(stated) is str and len(stated) >= 4 and _parse_date_text(stated)) or _other_date(obs)
+        when = (type(stated) is str and len(stated) >= 4 and parse_date_text(stated)) or _other_date(obs)
         if when is None:
             undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, "result has no date"))
         elif (series := dated.get(analyte)) is None:
@@ -536,11 +514,11 @@ def icd10_lookup(index: dict, code: str) -> list:
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 
 
-def read_medications(knowledge: Knowledge, prefetched: Prefetched) -> list[MedicationFact]:
+def read_medications(knowledge: Knowledge, record: PatientRecord) -> list[MedicationFact]:
     """Every medication request and statement of the record, recognised (entered in error or cancelled: left out)."""
     found = []
     for kind in MEDICATION_TYPES:
-        for resource in prefetched.resources(kind):
+        for resource in record.resources(kind):
             fact = medication_fact(knowledge, resource)
             if fact is not None:
                 found.append(fact)
@@ -582,26 +560,26 @@ def medication_fact(knowledge: Knowledge, resource: dict) -> MedicationFact | No
                           resource.get("id"), str(status or ""), parse_date(period.get("end")))
 
 
-def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, today: date,
+def build_facts(knowledge: Knowledge, record: PatientRecord, patient_id: str, today: date,
                 medications: list[MedicationFact] | None = None) -> PatientFacts:
     """Reduce the completed prefetch to PatientFacts (one pass per resource list).
 
     ``medications``: ``read_medications`` of the same record, if the caller has read them already."""
-    facts = PatientFacts(today=today, patient_id=patient_id, unavailable=dict(prefetched.unavailable),
-                         gaps=dict(prefetched.gaps))
-    for resource in prefetched.resources("Patient"):
+    facts = PatientFacts(today=today, patient_id=patient_id, unavailable=dict(record.unavailable),
+                         gaps=dict(record.gaps))
+    for resource in record.resources("Patient"):
         _read_patient(facts, resource)
         break
-    _read_labs(facts, knowledge, prefetched)
-    for condition in prefetched.resources("Condition"):
+    _read_labs(facts, knowledge, record)
+    for condition in record.resources("Condition"):
         _read_condition(facts, knowledge, condition)
-    facts.medications = read_medications(knowledge, prefetched) if medications is None else medications
+    facts.medications = read_medications(knowledge, record) if medications is None else medications
     from cds_service.hepatic import read_child_pugh
-    facts.child_pugh = read_child_pugh(knowledge, prefetched, today)
+    facts.child_pugh = read_child_pugh(knowledge, record, today)
     from cds_service.coded_records import read_records
-    facts.records = read_records(knowledge, prefetched)
+    facts.records = read_records(knowledge, record)
     from cds_service.safety_facts import read_safety_facts
-    read_safety_facts(facts, knowledge, prefetched)
+    read_safety_facts(facts, knowledge, record)
     return facts
 
 
@@ -611,7 +589,7 @@ def build_facts(knowledge: Knowledge, prefetched: Prefetched, patient_id: str, t
 # an eGFR in plain mL/min, a measured clearance per 1.73 m2) carries the knowledge's note into the text shown.
 
 def _shown(value: LabValue) -> str:
-    from cds_service.rules.text import lab      # rules.text imports this module
+    from cds_service.rules.text import lab  # rules.text imports this module
     return lab(value, code=True)
 
 

@@ -12,7 +12,14 @@ from datetime import datetime, timezone
 from typing import Literal
 
 from flask import Blueprint, Response, current_app
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.api import read_json_body

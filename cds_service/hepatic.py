@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts import codings, parse_date
+from cds_service.fhir.values import codings, parse_date
 
 _CLASS_IN_TEXT = re.compile(r"(?:^|\b(?:class|klasse|grade|child[- ]?pugh)\s*)([ABC])\b", re.I)
 # Condition.stage: the scale named ("Child-Pugh", "Child Turcotte Pugh", "CTP"), then a class (maybe with its score,
@@ -122,12 +122,12 @@ def _is_liver_condition(knowledge, condition: dict, liver_concepts: set[str]) ->
     return False
 
 
-def _stage_findings(knowledge, prefetched, reader) -> list[ChildPugh]:
+def _stage_findings(knowledge, record, reader) -> list[ChildPugh]:
     """Child-Pugh classes stated in the stage of active Conditions."""
     staging = getattr(knowledge.rules, "child_pugh_stage", {}) or {}
     liver_concepts = {c for entry in staging.values() for c in entry.concepts}
     found = []
-    for condition in prefetched.resources("Condition"):
+    for condition in record.resources("Condition"):
         stages = condition.get("stage")
         if not stages:
             continue
@@ -155,14 +155,14 @@ def _stage_findings(knowledge, prefetched, reader) -> list[ChildPugh]:
     return found
 
 
-def read_child_pugh(knowledge, prefetched, today: date) -> ChildPugh | None:
+def read_child_pugh(knowledge, record, today: date) -> ChildPugh | None:
     readers = getattr(knowledge.rules, "child_pugh", {})
     if not readers:
         return None
     reader = next(iter(readers.values()))
     by_snomed = {code: klass for klass, codes in reader.snomed_class.items() for code in codes}
     found: list[ChildPugh] = []
-    for obs in prefetched.with_codes("Observation", {*reader.loinc, *by_snomed}):
+    for obs in record.with_codes("Observation", {*reader.loinc, *by_snomed}):
         if obs.get("status") in ("entered-in-error", "cancelled"):
             continue
         for coding in codings(obs.get("code")):
@@ -179,7 +179,7 @@ def read_child_pugh(knowledge, prefetched, today: date) -> ChildPugh | None:
                 found.append(ChildPugh(by_snomed[code], None, when, f"Child-Pugh class {by_snomed[code]} "
                                        f"(SNOMED CT {code})" + (f" on {when.isoformat()}" if when else "")))
                 break
-    for condition in prefetched.resources("Condition"):
+    for condition in record.resources("Condition"):
         status = [c.get("code") for c in codings(condition.get("clinicalStatus"))]
         if status and not set(status) & {"active", "recurrence", "relapse"}:
             continue
@@ -190,7 +190,7 @@ def read_child_pugh(knowledge, prefetched, today: date) -> ChildPugh | None:
                 found.append(ChildPugh(by_snomed[code], None, when, f"Child-Pugh class {by_snomed[code]} "
                                        f"(condition, SNOMED CT {code})" + (f" since {when.isoformat()}" if when else "")))
     current = [f for f in found if f.when is None or (today - f.when).days <= reader.max_age_days]
-    current += _stage_findings(knowledge, prefetched, reader)     # an active Condition's stage: current
+    current += _stage_findings(knowledge, record, reader)     # an active Condition's stage: current
     if not current:
         return None
     current.sort(key=lambda f: f.when or date.min, reverse=True)

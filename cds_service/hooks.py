@@ -13,12 +13,24 @@ from pydantic import ValidationError
 
 from cds_service import cards as cardmod
 from cds_service import orders as ordermod
-from cds_service import prefetch as prefetchmod
-from cds_service.discovery import Service
+from cds_service.record.completion import Completion, Prefetch
+from cds_service.record.index import PatientRecord
+from cds_service.record.services import Service
 from cds_service.errors import CdsError
-from cds_service.facts import MEDICATION_TYPES, build_facts, read_medications, today_from
+from cds_service.facts import (
+    MEDICATION_TYPES,
+    build_facts,
+    read_medications,
+    today_from,
+)
 from cds_service.findings import Finding, Missing
-from cds_service.rules import NOTICE_RULES, ORDER_RULES, PATIENT_VIEW_RULES, co_prescription, unreadable
+from cds_service.rules import (
+    NOTICE_RULES,
+    ORDER_RULES,
+    PATIENT_VIEW_RULES,
+    co_prescription,
+    unreadable,
+)
 from cds_service.rules.context import RuleContext
 from cds_service.wire import Card, HookRequest, cards_response
 
@@ -50,15 +62,15 @@ def parse_request(body, service: Service) -> HookRequest:
     return request
 
 
-def _record_problems(facts, prefetched) -> list[Missing]:
+def _record_problems(facts, record: PatientRecord) -> list[Missing]:
     """Patient-level problems with the record itself, said on the could-not-check card."""
     problems = []
     if facts.birth_date_problem:
         problems.append(Missing("patient-age", "the patient's age", facts.birth_date_problem, ("PRAC-2022",)))
-    if prefetched.foreign:
+    if record.foreign:
         problems.append(Missing(
             "foreign-records", "part of the patient record",
-            f"{prefetched.foreign} resource(s) from the EHR named a different patient and were left out; "
+            f"{record.foreign} resource(s) from the EHR named a different patient and were left out; "
             "the EHR's search may have ignored the patient filter", ("CDS-HOOKS",)))
     return problems
 
@@ -80,39 +92,42 @@ def _patient_view(engine, service: Service, request: HookRequest) -> HookResult:
     """Most charts opened are of patients who take no JAK inhibitor: their medications are read first (fetched
     first when not sent), the rest of the record only for a patient who takes one."""
     knowledge = engine.knowledge
-    completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
+    completion = Completion(request, service.prefetch, engine.fhir_client)
     sent = completion.fill(MEDICATION_TYPES)
     medications = None
     if sent.by_key:                        # else nothing could be obtained: the 412 below says so
-        medications = read_medications(knowledge, sent.only(MEDICATION_TYPES))
+        medications = read_medications(knowledge, PatientRecord.of_types(sent.by_key, MEDICATION_TYPES,
+                                                                         request.patient_id))
         if not any(m.systemic_jaki_in_use for m in medications):
             return _answer(knowledge, request, [], [])
-    prefetched = completion.fill()
-    if prefetched.nothing_usable:
-        raise _nothing_obtained(prefetched)
-    facts = _facts(engine, request, prefetched, medications)
+    prefetch = completion.fill()
+    if prefetch.nothing_usable:
+        raise _nothing_obtained(prefetch)
+    record = read_record(engine, request, prefetch)
+    facts = _facts(engine, request, record, medications)
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook)
     # patient-view serves patients on a systemic JAK inhibitor only (others get no cards at all)
     families = PATIENT_VIEW_RULES if any(m.systemic_jaki_in_use for m in facts.medications) else ()
-    return _run(ctx, request, families, _record_problems(facts, prefetched) if families else [])
+    return _run(ctx, request, families, _record_problems(facts, record) if families else [])
 
 
 def _jak_orders(engine, service: Service, request: HookRequest, all_drafts: list[dict],
                 recognised: list[ordermod.RecognisedDraft], gaps: list[Missing]) -> HookResult:
     knowledge = engine.knowledge
-    prefetched = prefetchmod.Completion(request, service.prefetch, engine.fhir_client).fill()
-    if prefetched.nothing_usable and not (request.prefetch or request.fhirServer):
-        raise _nothing_obtained(prefetched)
-    facts = _facts(engine, request, prefetched)
+    prefetch = Completion(request, service.prefetch, engine.fhir_client).fill()
+    if prefetch.nothing_usable and not (request.prefetch or request.fhirServer):
+        raise _nothing_obtained(prefetch)
+    record = read_record(engine, request, prefetch)
+    facts = _facts(engine, request, record)
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, draft_resources=all_drafts)
-    ctx.orders = ordermod.read_orders(knowledge, recognised, facts, _conditions_by_id(prefetched))
-    if prefetched.nothing_usable:
+    ctx.orders = ordermod.read_orders(knowledge, recognised, facts, _conditions_by_id(record))
+    if prefetch.nothing_usable:
         # decision 18: no part of the record could be read: say that no safety check was run, and why (the
         # notices that need no record, such as "this JAK inhibitor is not checked", still apply)
-        why = unreadable.findings(knowledge, recognised, prefetched.unavailable)
+        why = unreadable.findings(knowledge, recognised, prefetch.unavailable)
         return _run(ctx, request, NOTICE_RULES, gaps, why)
     if ctx.systemic_orders():
-        gaps.extend(_record_problems(facts, prefetched))
+        gaps.extend(_record_problems(facts, record))
         return _run(ctx, request, ORDER_RULES, gaps)
     return _run(ctx, request, NOTICE_RULES, gaps)
 
@@ -126,34 +141,39 @@ def _other_orders(engine, service: Service, request: HookRequest, all_drafts: li
     found = co_prescription.candidates(knowledge, drafts)
     if not found:
         return _answer(knowledge, request, [], gaps)
-    completion = prefetchmod.Completion(request, service.prefetch, engine.fhir_client)
+    completion = Completion(request, service.prefetch, engine.fhir_client)
     sent = completion.fill(MEDICATION_TYPES)
-    medications = read_medications(knowledge, sent.only(MEDICATION_TYPES))
+    medications = read_medications(knowledge, PatientRecord.of_types(sent.by_key, MEDICATION_TYPES, request.patient_id))
     if not any(m.systemic_jaki_in_use for m in medications):
         return _answer(knowledge, request, [], gaps)     # not on a JAK inhibitor, or not known to be: nothing to say
-    prefetched = completion.fill()
-    facts = _facts(engine, request, prefetched, medications)
+    record = read_record(engine, request, completion.fill())
+    facts = _facts(engine, request, record, medications)
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, draft_resources=all_drafts)
-    resources = {(kind, str(r.get("id"))): r for kind in MEDICATION_TYPES for r in prefetched.resources(kind)}
-    items = list(co_prescription.evaluate(ctx, found, resources, _conditions_by_id(prefetched)))
+    resources = {(kind, str(r.get("id"))): r for kind in MEDICATION_TYPES for r in record.resources(kind)}
+    items = list(co_prescription.evaluate(ctx, found, resources, _conditions_by_id(record)))
     findings = [i for i in items if isinstance(i, Finding)]
     gaps += [i for i in items if isinstance(i, Missing)]
     return _answer(knowledge, request, findings, gaps, {c.order_id: c.display for c in found})
 
 
-def _nothing_obtained(prefetched) -> CdsError:
-    reasons = sorted(set(prefetched.unavailable.values()))
+def _nothing_obtained(prefetch: Prefetch) -> CdsError:
+    reasons = sorted(set(prefetch.unavailable.values()))
     return CdsError(412, "no patient data could be obtained: " + "; ".join(reasons), code="not-found")
 
 
-def _facts(engine, request: HookRequest, prefetched, medications=None):
-    prefetched.keep_observations(engine.knowledge.observation_codes)   # results no rule reads cost one look-up
-    return build_facts(engine.knowledge, prefetched, request.patient_id,
+def read_record(engine, request: HookRequest, prefetch: Prefetch) -> PatientRecord:
+    """The completed prefetch read once; results no rule reads cost one look-up."""
+    return PatientRecord(prefetch.by_key, request.patient_id, keep=engine.knowledge.observation_codes,
+                         unavailable=prefetch.unavailable, gaps=prefetch.gaps)
+
+
+def _facts(engine, request: HookRequest, record: PatientRecord, medications=None):
+    return build_facts(engine.knowledge, record, request.patient_id,
                        today_from(engine.settings.evaluation_date), medications)
 
 
-def _conditions_by_id(prefetched) -> dict:
-    return {c.get("id"): c for c in prefetched.resources("Condition")}
+def _conditions_by_id(record: PatientRecord) -> dict:
+    return {c.get("id"): c for c in record.resources("Condition")}
 
 
 def _run(ctx: RuleContext, request: HookRequest, families, gaps: list[Missing],

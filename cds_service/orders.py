@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cds_service import drugs as drugmod
 from cds_service.errors import CdsError
-from cds_service.facts import PatientFacts, codings, coded_indication
+from cds_service.facts import PatientFacts, coded_indication
+from cds_service.fhir.r4_check import plainly_valid
+from cds_service.fhir.tolerant import normalise
+from cds_service.fhir.values import codings, resources_of
 from cds_service.findings import Missing
 from cds_service.knowledge import Knowledge
-from cds_service.prefetch import resources_of
-from cds_service.r4_draft_check import plainly_valid
+from cds_service.knowledge import drugs as drugmod
+from cds_service.knowledge.textmatch import WORD_START, any_word
 from cds_service.rules.context import DraftOrder
-from cds_service.textmatch import WORD_START, any_word
-from cds_service.tolerant import normalise
 
 _validator = None
 

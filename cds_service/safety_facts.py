@@ -20,9 +20,10 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.facts import PatientFacts, codings, loinc_or_unstated, parse_date
-from cds_service.tolerant import as_list
-from cds_service.units import resolve_unit
+from cds_service.facts import PatientFacts
+from cds_service.fhir.tolerant import as_list
+from cds_service.fhir.values import codings, loinc_or_unstated, parse_date
+from cds_service.knowledge.units import resolve_unit
 
 _BAD_STATUS = {"entered-in-error", "cancelled"}
 # "<20 copies/mL", "20", "> 1e6 IU/mL": a number written as text, with its comparator and unit
@@ -236,14 +237,14 @@ def _treatments(knowledge, medications) -> list[TreatmentRecord]:
     return found
 
 
-def read_safety_facts(facts: PatientFacts, knowledge, prefetched) -> None:
+def read_safety_facts(facts: PatientFacts, knowledge, record) -> None:
     """Fill ``coded_results``, ``treatments``, ``immunizations`` and ``allergies`` on ``facts``."""
     tests = getattr(knowledge.rules, "qualitative_test", {})
     answer_sets = getattr(knowledge.rules, "answer_set", {})
     by_loinc = {code: name for name, test in tests.items() for code in test.loinc}
     if by_loinc:
-        with_codes = getattr(prefetched, "with_codes", None)      # only results of a listed test, if indexed
-        observations = with_codes("Observation", by_loinc) if with_codes else prefetched.resources("Observation")
+        with_codes = getattr(record, "with_codes", None)      # only results of a listed test, if indexed
+        observations = with_codes("Observation", by_loinc) if with_codes else record.resources("Observation")
         for obs in observations:
             if obs.get("status") in _BAD_STATUS or _is_bare_panel(obs):
                 continue
@@ -260,14 +261,14 @@ def read_safety_facts(facts: PatientFacts, knowledge, prefetched) -> None:
         for results in facts.coded_results.values():
             results.sort(key=lambda r: r.when or date.min, reverse=True)
     facts.treatments = _treatments(knowledge, facts.medications)
-    for imm in prefetched.resources("Immunization"):
+    for imm in record.resources("Immunization"):
         concept = imm.get("vaccineCode")
         codes = tuple((str(c.get("system") or ""), str(c.get("code") or "").strip()) for c in codings(concept))
         display = (concept or {}).get("text") or next((c.get("display") for c in codings(concept) if c.get("display")),
                                                       None) or "vaccine"
         when = parse_date(imm.get("occurrenceDateTime")) or parse_date(imm.get("recorded"))
         facts.immunizations.append(ImmunizationFact(codes, str(display), when, str(imm.get("status") or "")))
-    for allergy in prefetched.resources("AllergyIntolerance"):
+    for allergy in record.resources("AllergyIntolerance"):
         verification = [c.get("code") for c in codings(allergy.get("verificationStatus"))]
         clinical = [c.get("code") for c in codings(allergy.get("clinicalStatus"))]
         if set(verification) & {"entered-in-error", "refuted"} or set(clinical) & {"inactive", "resolved"}:

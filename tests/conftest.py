@@ -16,10 +16,10 @@ import responses
 
 from cds_service.app import create_app
 from cds_service.config import Settings
-from cds_service.discovery import default_templates, load_services
-from cds_service.fhir_query import search
+from cds_service.record.services import default_templates, load_services
+from cds_service.fhir.query import search
 from cds_service.knowledge import load_knowledge
-from cds_service.prefetch import render
+from cds_service.record.templates import render
 from fixtures.builders import TODAY
 
 FHIR_BASE = "http://127.0.0.1:9999/fhir"

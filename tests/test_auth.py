@@ -16,8 +16,20 @@ from cds_service.config import REPO_ROOT, Settings
 from fixtures.builders import draft_order
 from tests.conftest import make_request
 from tests.test_first_slice import AD, record
-from tests.trust_helpers import (BASE, ISS, JKU, bearer, claims, ec_key, feedback_body, jwks, rsa_key, token,
-                                 trust_settings, unsafe_token)
+from tests.trust_helpers import (
+    BASE,
+    ISS,
+    JKU,
+    bearer,
+    claims,
+    ec_key,
+    feedback_body,
+    jwks,
+    rsa_key,
+    token,
+    trust_settings,
+    unsafe_token,
+)
 
 DISCOVERY = f"{BASE}/cds-services"
 SIGN = f"{BASE}/cds-services/jak-order-sign"

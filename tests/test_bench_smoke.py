@@ -9,7 +9,7 @@ import pytest
 from bench import __main__ as bench_main
 from bench import http_load, inprocess, workload
 from bench.noop_app import create_noop_app
-from cds_service.prefetch import resources_of
+from cds_service.fhir.values import resources_of
 
 
 def test_generated_requests_are_realistic_and_sized():
@@ -134,9 +134,10 @@ def test_http_run_starts_and_stops_both_servers():
 
 def test_stage_breakdown_times_every_step_of_the_call_and_puts_the_pipeline_back():
     from bench import stages
-    from cds_service import hooks, orders, prefetch
+    from cds_service import hooks, orders
+    from cds_service.record.completion import Completion
 
-    before = (hooks.build_facts, hooks.parse_request, orders._validate_r4, prefetch.Prefetched.keep_observations)
+    before = (hooks.build_facts, hooks.parse_request, orders._validate_r4, hooks.read_record, Completion.fill)
     result = stages.measure("order-sign", 10, reps=3)
     steps = result["steps"]
     for label in ("whole evaluate", "parse request", "prefetch completion", "patient facts",
@@ -147,8 +148,8 @@ def test_stage_breakdown_times_every_step_of_the_call_and_puts_the_pipeline_back
     assert "rules: monitoring" not in steps                 # a patient-view family: not run on order-sign
     assert "medications, read first (patient-view)" not in steps
     assert steps["whole evaluate"]["best_us"] >= steps["patient facts"]["best_us"]
-    assert (hooks.build_facts, hooks.parse_request, orders._validate_r4,
-            prefetch.Prefetched.keep_observations) == before
+    assert (hooks.build_facts, hooks.parse_request, orders._validate_r4, hooks.read_record,
+            Completion.fill) == before
     assert "% of evaluate" in stages.table(result)
 
 
@@ -161,7 +162,8 @@ def test_a_call_with_nothing_to_say_reads_no_more_than_it_needs():
     assert not {"prefetch completion", "patient facts", "rules: dose"} & set(order)
     view = stages.measure("patient-view", 10, reps=2, jak=False)
     assert "medications, read first (patient-view)" in view["steps"]
-    assert not {"drop unread observations + index", "patient facts", "rules: monitoring"} & set(view["steps"])
+    assert not {"record index (unread results dropped)", "patient facts",
+                "rules: monitoring"} & set(view["steps"])
     assert "nothing to say" in stages.table(view)
 
 

@@ -5,9 +5,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from cds_service import catalogue, schemas
-from cds_service.knowledge import Rules
-from cds_service.schemas.base import Strict
+from cds_service.knowledge import Rules, catalogue, schemas
+from cds_service.knowledge.schemas.base import Strict
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "rule-catalogue.md"
 

@@ -9,8 +9,15 @@ import re
 import responses
 
 from fixtures.builders import ATC, CVX, draft_order
-from fixtures.scenarios_co_prescription import (BARICITINIB_4, CLARITHROMYCIN, RA, TOFACITINIB_5_BID,
-                                                UPADACITINIB_15, ordered, record)
+from fixtures.scenarios_co_prescription import (
+    BARICITINIB_4,
+    CLARITHROMYCIN,
+    RA,
+    TOFACITINIB_5_BID,
+    UPADACITINIB_15,
+    ordered,
+    record,
+)
 from tests.conftest import FHIR_BASE, alerts, call_hook, cards_of, rule_of, serve_fhir
 
 AMOXICILLIN = ordered("amoxicillin 500 mg capsule", 500, 3)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.knowledge import CodedConcept, expand_icd10
+from cds_service.knowledge.model import CodedConcept, expand_icd10
 from fixtures.builders import ICD10, condition, draft_order
 from fixtures.scenarios_contraindications import LOCAL, record, staged
 from tests.conftest import alerts, rule_of
@@ -311,7 +311,7 @@ def test_old_or_minor_procedures_are_not_a_vte_factor(hook, code, text, days):
 
 
 def test_a_procedure_list_that_could_not_be_obtained_is_said(hook):
-    from cds_service.discovery import default_templates
+    from cds_service.record.services import default_templates
     keys = [k for k in default_templates() if not k.startswith("procedures")]
     cards = hook(record(age=45, extra=[UPA]), prefetch=keys)       # no procedures key and no fhirServer
     [gap] = [c for c in alerts(cards) if rule_of(c) == "missing-data"]

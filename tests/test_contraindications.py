@@ -7,8 +7,23 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.builders import ATC, ICD10, LOINC, condition, draft_order, medication_request, obs
-from fixtures.scenarios_contraindications import NEGATIVE, POSITIVE, allergy, immunization, record, statement
+from fixtures.builders import (
+    ATC,
+    ICD10,
+    LOINC,
+    condition,
+    draft_order,
+    medication_request,
+    obs,
+)
+from fixtures.scenarios_contraindications import (
+    NEGATIVE,
+    POSITIVE,
+    allergy,
+    immunization,
+    record,
+    statement,
+)
 from tests.conftest import alerts, rule_of
 
 UPA = draft_order("upadacitinib 15 mg prolonged-release tablet", 15)

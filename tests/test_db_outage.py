@@ -29,17 +29,25 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from cds_service.store import connection, schema
-from cds_service.store.audit import AuditQueue
 from cds_service.app import create_app
 from cds_service.cli import main as cli_main
 from cds_service.config import REPO_ROOT, Settings
-from cds_service.store import Store, StoreUnavailable
+from cds_service.store import Store, StoreUnavailable, connection, schema
+from cds_service.store.audit import AuditQueue
 from cds_service.store.spool import AuditSpool
 from fixtures.builders import draft_order
 from tests.conftest import make_request
 from tests.test_first_slice import AD, record
-from tests.trust_helpers import BASE, ISS, bearer, ec_key, feedback_body, jwks, token, trust_settings
+from tests.trust_helpers import (
+    BASE,
+    ISS,
+    bearer,
+    ec_key,
+    feedback_body,
+    jwks,
+    token,
+    trust_settings,
+)
 
 _spec = importlib.util.spec_from_file_location("jak_dbdrill", REPO_ROOT / "deploy" / "dbdrill.py")
 dbdrill = importlib.util.module_from_spec(_spec)

@@ -10,11 +10,32 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from cds_service.schemas.dose import DoseHalving, DoseRule, DoseStep, DoseWhen, check, check_halving
+from cds_service.knowledge.schemas.dose import (
+    DoseHalving,
+    DoseRule,
+    DoseStep,
+    DoseWhen,
+    check,
+    check_halving,
+)
 from fixtures.builders import ATC, ICD10, condition, draft_order, obs
 from tests.conftest import rule_of
-from tests.test_dose_rules import (AD, RA, UC, accept_and_resign, active_med, child_pugh, dose_alerts, dose_cards,
-                                   egfr_obs, only_alert, record, renal, said_out_loud, suggested_dose)
+from tests.test_dose_rules import (
+    AD,
+    RA,
+    UC,
+    accept_and_resign,
+    active_med,
+    child_pugh,
+    dose_alerts,
+    dose_cards,
+    egfr_obs,
+    only_alert,
+    record,
+    renal,
+    said_out_loud,
+    suggested_dose,
+)
 
 PSA = condition("156370009", "Psoriatic arthritis")
 GCA = condition("400130008", "Giant cell arteritis")

@@ -11,9 +11,18 @@ from pydantic import ValidationError
 
 from cds_service.config import Settings
 from cds_service.knowledge import load_knowledge
-from cds_service.schemas.dose import DoseRule, DoseWhen, check
-from fixtures.builders import (ATC, ICD10, SNOMED, condition, draft_order, full_baseline, medication_request, obs,
-                               patient)
+from cds_service.knowledge.schemas.dose import DoseRule, DoseWhen, check
+from fixtures.builders import (
+    ATC,
+    ICD10,
+    SNOMED,
+    condition,
+    draft_order,
+    full_baseline,
+    medication_request,
+    obs,
+    patient,
+)
 from tests.conftest import alerts, rule_of
 
 RA = condition("69896004", "Rheumatoid arthritis")

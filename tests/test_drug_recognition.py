@@ -1,8 +1,17 @@
 """Drug recognition per code system and dose reading (cds_service/drugs.py, cards/drugs.toml)."""
 import pytest
 
-from cds_service import drugs as drugmod
-from fixtures.builders import ATC, RXNORM, SNOMED, UCUM, condition, draft_order, full_baseline, patient
+from cds_service.knowledge import drugs as drugmod
+from fixtures.builders import (
+    ATC,
+    RXNORM,
+    SNOMED,
+    UCUM,
+    condition,
+    draft_order,
+    full_baseline,
+    patient,
+)
 
 ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10"
 
@@ -106,7 +115,7 @@ def order_with(dosage, med_concept=None, contained=None):
 
 
 def dose_of(knowledge, resource):
-    from cds_service.drugs import contained_medication
+    from cds_service.knowledge.drugs import contained_medication
     match = recognise(knowledge, resource.get("medicationCodeableConcept"), contained_medication(resource),
                       drugmod.route_hint(resource))
     return match, drugmod.ordered_dose(resource, match)

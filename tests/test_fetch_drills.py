@@ -15,10 +15,10 @@ import time
 import pytest
 
 from cds_service.app import create_app
-from cds_service.config import Settings
 from cds_service.cli.devtools.fault_fhir_server import FAULTS, FaultFhirServer
-from cds_service import fhir_client
-from cds_service.fhir_client import FhirClient
+from cds_service.config import Settings
+from cds_service.fhir import reads
+from cds_service.fhir.client import FhirClient
 from cds_service.wire import FhirAuthorization
 from fixtures.builders import TODAY, draft_order, medication_request
 from tests.conftest import make_request, rule_of
@@ -68,11 +68,11 @@ def call(app, server: str) -> tuple[int, list[dict], float]:
 def assert_nothing_left(app, before: set[threading.Thread]) -> None:
     """Once the call has answered no read of it is still going on: none running, no place taken under the
     server's limit, and the only threads it added are read threads now idle, kept for the next call."""
-    assert fhir_client.reads_running() == 0
+    assert reads.reads_running() == 0
     assert app.extensions["jak_engine"].fhir_client.in_flight() == 0
     added = _ours() - before
     assert {t.name for t in added} <= {"fhir-fetch"}, f"threads left running: {[t.name for t in added]}"
-    assert len(_fetch_threads()) <= fhir_client.MAX_IDLE
+    assert len(_fetch_threads()) <= reads.MAX_IDLE
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -150,7 +150,7 @@ def test_a_healthy_call_during_and_after_drip_calls_reads_its_whole_record(app):
         status, cards, after = call(app, healthy.url)
         assert status == 200 and cards == [] and healthy.stats["ok"] == 24 and after < BUDGET
         assert drip.stats["max_in_flight"] <= 24                   # JAK_CDS_FHIR_MAX_PER_SERVER
-    assert fhir_client.reads_running() == 0
+    assert reads.reads_running() == 0
 
 
 def test_read_threads_are_reused_not_piled_up(app):
@@ -161,7 +161,7 @@ def test_read_threads_are_reused_not_piled_up(app):
         for _ in range(3):
             status, cards, elapsed = call(app, drip.url)
             assert status == 200 and elapsed < BUDGET + MARGIN
-            assert fhir_client.reads_running() == 0
+            assert reads.reads_running() == 0
             time.sleep(0.05)                         # the last threads park
             counts.append(len(_fetch_threads()))
     assert counts[0] >= 12 and counts[1] <= counts[0] and counts[2] <= counts[0], counts
@@ -189,7 +189,7 @@ def test_a_hostile_server_gets_no_more_than_its_limit_and_another_server_still_g
         assert hostile.stats["max_in_flight"] == 4     # a place freed at the first call's deadline may be reused
     reasons = {why for results in hostile_results for _, why in results.values()}
     assert any("its limit" in why for why in reasons), reasons      # the reads that never got a place say so
-    assert client.in_flight() == 0 and fhir_client.reads_running() == 0
+    assert client.in_flight() == 0 and reads.reads_running() == 0
 
 
 def test_the_per_server_limit_is_a_setting(tmp_path, knowledge, monkeypatch):
@@ -211,7 +211,7 @@ def test_a_kept_alive_connection_that_starts_dripping_is_cut_too():
         elapsed = time.monotonic() - start
         assert fhir.stats["connections"] == 1
     assert resources is None and "did not answer" in why
-    assert elapsed < BUDGET + MARGIN and fhir_client.reads_running() == 0
+    assert elapsed < BUDGET + MARGIN and reads.reads_running() == 0
 
 
 def test_shutdown_cuts_reads_in_flight_after_the_grace_and_refuses_new_ones():
@@ -231,7 +231,7 @@ def test_shutdown_cuts_reads_in_flight_after_the_grace_and_refuses_new_ones():
         assert results["patient"][0] and results["labs"] == (None, "not read: the service was stopping")
         assert client.fetch_all(fhir.url, None, {"p": "Patient/p1"}) == {"p": (None, "not read: the service "
                                                                                "was stopping")}
-    assert fhir_client.reads_running() == 0
+    assert reads.reads_running() == 0
 
 
 def test_a_call_that_arrives_while_stopping_still_reads_within_the_grace():
@@ -271,7 +271,7 @@ def test_a_cut_in_the_middle_of_the_headers_logs_no_patient_id(caplog):
 
 def test_a_read_that_cannot_get_a_thread_is_a_gap_not_a_500(monkeypatch):
     client = FhirClient(("http://127.0.0.1",), total_budget=BUDGET)
-    monkeypatch.setattr(fhir_client, "_workers", fhir_client._Workers())     # no idle thread yet
+    monkeypatch.setattr(reads, "workers", reads.ReadThreads())     # no idle thread yet
 
     def no_thread(self):
         raise RuntimeError("can't start new thread")

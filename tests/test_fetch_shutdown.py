@@ -17,8 +17,8 @@ import time
 import pytest
 import requests
 
-from cds_service.config import REPO_ROOT
 from cds_service.cli.devtools.fault_fhir_server import FaultFhirServer
+from cds_service.config import REPO_ROOT
 from fixtures.builders import draft_order
 from tests.conftest import make_request
 from tests.test_first_slice import RA, record

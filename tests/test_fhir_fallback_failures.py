@@ -15,7 +15,7 @@ import requests
 import responses
 
 from cds_service.app import create_app
-from cds_service.fhir_client import FhirClient, server_allowed
+from cds_service.fhir.client import FhirClient, server_allowed
 from cds_service.wire import FhirAuthorization
 from fixtures.builders import draft_order, medication_request
 from tests.conftest import FHIR_BASE, make_request
@@ -169,7 +169,7 @@ def test_redirects_are_not_followed(client):
 
 
 def test_oversized_answer_is_cut_off(client, monkeypatch):
-    from cds_service import fhir_client
+    from cds_service.fhir import client as fhir_client
     monkeypatch.setattr(fhir_client, "MAX_RESPONSE_BYTES", 1000)
     big = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "id": str(i)}}
                                                for i in range(200)]}
@@ -302,7 +302,7 @@ def test_a_call_without_prefetch_sends_all_its_queries_at_once(tmp_path, knowled
     the server below answers none until every query of the call has arrived (else it fails them all)."""
     import threading
 
-    from cds_service.fhir_query import search
+    from cds_service.fhir.query import search
 
     resources = record(extra=[RA, draft_order("upadacitinib 15 mg", 15)])
     body = make_request(resources, prefetch=False, fhir_server=FHIR_BASE)

@@ -3,7 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.cli.replay import InProcess, SERVICE_FOR_HOOK, build_request, card_keys, load_scenario
+from cds_service.cli.replay import (
+    SERVICE_FOR_HOOK,
+    InProcess,
+    build_request,
+    card_keys,
+    load_scenario,
+)
 from fixtures.generate import all_scenarios, render
 
 FIXTURES = sorted((Path(__file__).parent.parent / "fixtures" / "fhir").glob("*.json"))

@@ -10,12 +10,19 @@ import itertools
 import pytest
 from pydantic import ValidationError
 
-from cds_service.schemas.infections import TreatmentClass
-from cds_service.schemas.results import QuantityReading
-from fixtures.builders import ICD10, condition
+from cds_service.knowledge.schemas.infections import TreatmentClass
+from cds_service.knowledge.schemas.results import QuantityReading
 from fixtures import scenarios_infections as scenarios
-from fixtures.scenarios_infections import (DETECTED, INDETERMINATE, ISONIAZID, NEGATIVE, NOT_DETECTED, POSITIVE,
-                                           record)
+from fixtures.builders import ICD10, condition
+from fixtures.scenarios_infections import (
+    DETECTED,
+    INDETERMINATE,
+    ISONIAZID,
+    NEGATIVE,
+    NOT_DETECTED,
+    POSITIVE,
+    record,
+)
 from tests.conftest import alerts, rule_of
 
 IGRA, QFT, TST = "71773-6", "46217-6", "1648-5"

@@ -11,11 +11,21 @@ import pytest
 from pydantic import ValidationError
 
 from cds_service.facts import build_facts, creatinine_clearance, egfr
-from cds_service.prefetch import Prefetched, query_type, what_a_query_reads
-from cds_service.schemas.lab_threshold import LabThreshold, check
+from cds_service.fhir.values import query_type
+from cds_service.knowledge.schemas.lab_threshold import LabThreshold, check
+from cds_service.record.index import PatientRecord
+from cds_service.record.templates import what_a_query_reads
 from fixtures.builders import TODAY, ago, draft_order, medication_request, obs, patient
-from fixtures.scenarios_labs import (RA, AD, hb_course, molar_lipids, order_record, swap_code, tofacitinib,
-                                     without_baseline_hb)
+from fixtures.scenarios_labs import (
+    AD,
+    RA,
+    hb_course,
+    molar_lipids,
+    order_record,
+    swap_code,
+    tofacitinib,
+    without_baseline_hb,
+)
 from fixtures.scenarios_monitoring import FOUR, jaki, on_treatment
 from tests.conftest import alerts, rule_of
 
@@ -23,7 +33,7 @@ HB_FALL = "hb-fall-2-from-baseline-on-treatment-tofacitinib"
 
 
 def facts_for(knowledge, *resources):
-    return build_facts(knowledge, Prefetched(by_key={"all": list(resources)}), "p1", TODAY)
+    return build_facts(knowledge, PatientRecord({"all": list(resources)}), "p1", TODAY)
 
 
 @pytest.fixture

@@ -79,6 +79,7 @@ def test_a_server_stopped_right_after_a_hook_call_has_recorded_its_cards(tmp_pat
     """SIGTERM a moment after the last answer (a deploy, a scale-down): the audit of the cards that
     went out is written before the process ends, by the built-in server as by gunicorn."""
     import requests
+
     from cds_service.store import Store
 
     url = f"sqlite:///{tmp_path / 'stop.sqlite3'}"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from cds_service.schemas.lab_threshold import LabThreshold
-from cds_service.schemas.monitoring import MonitoringSchedule
+from cds_service.knowledge.schemas.lab_threshold import LabThreshold
+from cds_service.knowledge.schemas.monitoring import MonitoringSchedule
 from fixtures.builders import ago, medication_request, obs, patient, procedure
 from fixtures.scenarios_monitoring import AD, FOUR, SKIN_EXAM, jaki, on_treatment
 from tests.conftest import rule_of

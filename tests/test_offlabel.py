@@ -1,5 +1,13 @@
 """Off-label use (decision 13) and positioning (S000 condition 5): this patient -> this info card."""
-from fixtures.builders import ICD10, SNOMED, condition, draft_order, full_baseline, medication_request, patient
+from fixtures.builders import (
+    ICD10,
+    SNOMED,
+    condition,
+    draft_order,
+    full_baseline,
+    medication_request,
+    patient,
+)
 from fixtures.scenarios_offlabel import medication_statement
 from tests.conftest import rule_of
 

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from cds_service.app import create_app
+from fixtures.builders import draft_order
 from tests.conftest import make_request
 from tests.test_first_slice import RA, record
-from fixtures.builders import draft_order
 from tests.trust_helpers import trust_settings
 
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True,

@@ -6,7 +6,17 @@ import pytest
 
 from cds_service.cards import one_edit_per_draft
 from cds_service.findings import Finding, ProposedAction, ProposedSuggestion
-from fixtures.builders import ATC, ICD10, LOINC, SNOMED, condition, draft_order, medication_request, obs, patient
+from fixtures.builders import (
+    ATC,
+    ICD10,
+    LOINC,
+    SNOMED,
+    condition,
+    draft_order,
+    medication_request,
+    obs,
+    patient,
+)
 from fixtures.scenarios_contraindications import record
 from fixtures.scenarios_prac import EX_SMOKER_LOINC, SMOKER, UNKNOWN_SMOKING, smoking
 from tests.conftest import alerts, rule_of

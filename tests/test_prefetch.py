@@ -4,9 +4,24 @@ import time
 import pytest
 import responses
 
-from fixtures.builders import condition, draft_order, full_baseline, medication_request, obs, patient
+from fixtures.builders import (
+    condition,
+    draft_order,
+    full_baseline,
+    medication_request,
+    obs,
+    patient,
+)
 from fixtures.scenarios_monitoring import on_treatment
-from tests.conftest import FHIR_BASE, alerts, call_hook, cards_of, make_request, rule_of, serve_fhir
+from tests.conftest import (
+    FHIR_BASE,
+    alerts,
+    call_hook,
+    cards_of,
+    make_request,
+    rule_of,
+    serve_fhir,
+)
 
 RA = condition("69896004", "Rheumatoid arthritis")
 AD = condition("24079001", "Atopic dermatitis")
@@ -126,8 +141,8 @@ def test_a_search_cut_off_after_the_page_limit_is_used_and_the_gap_is_said(clien
     import json as _json
     import re
 
-    from cds_service.fhir_client import MAX_PAGES
-    from cds_service.fhir_query import search
+    from cds_service.fhir.client import MAX_PAGES
+    from cds_service.fhir.query import search
 
     tb = condition("56717001", "Tuberculosis")
     record = [*OLD_AD, tb]
@@ -161,7 +176,8 @@ def test_records_of_another_patient_are_left_out_and_said(client):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         import json as _json
         import re
-        from cds_service.fhir_query import search
+
+        from cds_service.fhir.query import search
 
         def ignores_patient_filter(request):
             query = request.url[len(FHIR_BASE):].lstrip("/")

@@ -7,9 +7,16 @@ import tomllib
 
 import pytest
 
-from cds_service.discovery import (SERVICES_FILE, URL_BUDGET, DiscoveryError, coded_templates, load_services,
-                                   rendered_length)
-from cds_service.prefetch import query_type, what_a_query_reads
+from cds_service.record.services import (
+    SERVICES_FILE,
+    URL_BUDGET,
+    DiscoveryError,
+    coded_templates,
+    load_services,
+    rendered_length,
+)
+from cds_service.fhir.values import query_type
+from cds_service.record.templates import what_a_query_reads
 from fixtures.builders import condition, draft_order, obs, patient
 from tests.conftest import rule_of
 

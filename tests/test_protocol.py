@@ -3,8 +3,7 @@ import uuid
 
 import pytest
 
-from cds_service.discovery import URL_BUDGET, rendered_length
-
+from cds_service.record.services import URL_BUDGET, rendered_length
 from fixtures.builders import condition, draft_order, full_baseline, obs, patient
 from tests.conftest import make_request
 

@@ -12,11 +12,12 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench.workload import hook_request
-from cds_service.r4_draft_check import plainly_valid
-from cds_service.tolerant import normalise
+from cds_service.fhir.r4_check import plainly_valid
+from cds_service.fhir.tolerant import normalise
 from fixtures.builders import ATC, RXNORM, SNOMED, draft_order
 from tests.test_sandbox_interop import sandbox_order
 
@@ -148,7 +149,7 @@ def test_a_mutated_draft_is_quick_valid_only_if_the_library_accepts_it(base, pic
 
 
 def test_a_library_without_an_element_taken_turns_the_quick_check_off_not_the_service(monkeypatch, caplog):
-    from cds_service import r4_draft_check
+    from cds_service.fhir import r4_check as r4_draft_check
 
     monkeypatch.setattr(r4_draft_check, "_value_sets", None)
     monkeypatch.setattr(r4_draft_check, "_CODING", r4_draft_check._CODING | {"renamedByANewRelease"})

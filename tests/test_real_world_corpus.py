@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.cli.devtools.corpus import Caller, Report, calls, check_patient, labs_in_window, load_patient, run
+from cds_service.cli.devtools.corpus import (
+    Caller,
+    Report,
+    calls,
+    check_patient,
+    labs_in_window,
+    load_patient,
+    run,
+)
 
 SAMPLE = Path(__file__).parent.parent / "fixtures" / "realworld"
 

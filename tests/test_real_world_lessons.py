@@ -1,6 +1,13 @@
 """What the synthetic real-world records (fixtures/realworld, and the public Synthea set replayed with
 `jak-cds corpus`) taught, each as the patient a clinician would recognise."""
-from fixtures.builders import ATC, SNOMED, condition, draft_order, medication_request, obs
+from fixtures.builders import (
+    ATC,
+    SNOMED,
+    condition,
+    draft_order,
+    medication_request,
+    obs,
+)
 from fixtures.scenarios_contraindications import record
 from tests.conftest import alerts, rule_of
 

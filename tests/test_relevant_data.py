@@ -8,9 +8,18 @@ is kept.
 """
 from __future__ import annotations
 
-from cds_service.discovery import load_services
-from cds_service.prefetch import Prefetched, what_a_query_reads
-from fixtures.builders import LOINC, SNOMED, condition, draft_order, full_baseline, obs, patient
+from cds_service.record.services import load_services
+from cds_service.record.index import PatientRecord
+from cds_service.record.templates import what_a_query_reads
+from fixtures.builders import (
+    LOINC,
+    SNOMED,
+    condition,
+    draft_order,
+    full_baseline,
+    obs,
+    patient,
+)
 from tests.conftest import alerts, cards_of, make_request, rule_of
 
 RA = condition("69896004", "Rheumatoid arthritis")
@@ -40,8 +49,8 @@ def test_every_analyte_and_prefetch_code_is_kept(knowledge):
     assert not set(VITAL_CODES) & knowledge.observation_codes
 
 
-def _prefetched(*resources) -> Prefetched:
-    return Prefetched(by_key={"vitals": list(resources)})
+def _record(*resources, keep=None) -> PatientRecord:
+    return PatientRecord({"vitals": list(resources)}, keep=keep)
 
 
 def test_keep_observations_drops_only_loinc_coded_results_nobody_reads(knowledge):
@@ -61,26 +70,28 @@ def test_keep_observations_drops_only_loinc_coded_results_nobody_reads(knowledge
     hostile = obs("8867-4", 75, "/min")
     hostile["code"]["coding"][0]["code"] = ["not", "a", "string"]
     condition_ = RA
-    pre = _prefetched(hb, hr, hr_spaced, anc_padded, snomed_coded, no_system, text_only, single_coding,
-                      hostile, condition_)
-    assert pre.keep_observations(knowledge.observation_codes) == 2
+    pre = _record(hb, hr, hr_spaced, anc_padded, snomed_coded, no_system, text_only, single_coding,
+                  hostile, condition_, keep=knowledge.observation_codes)
+    assert pre.dropped == 2
     kept = pre.resources("Observation") + pre.resources("Condition")
     assert hr not in kept and hr_spaced not in kept
     for resource in (hb, anc_padded, snomed_coded, no_system, text_only, single_coding, hostile, condition_):
         assert resource in kept
 
 
-def test_resources_are_indexed_once_deduplicated_and_follow_changes():
+def test_resources_are_indexed_once_and_deduplicated():
     a, b = obs("718-7", 13.0, "g/dL"), obs("751-8", 3.0, "10*9/L")
-    pre = Prefetched(by_key={"haematology": [a, b], "other": [dict(a), RA]})
+    pre = PatientRecord({"haematology": [a, b], "other": [dict(a), RA]})
     assert pre.resources("Observation") == [a, b]           # same id in two keys: first one only
     assert pre.resources("Condition") == [RA]
     assert pre.resources("MedicationRequest") == []
-    pre.by_key["extra"] = [obs("2160-0", 0.9, "mg/dL")]
-    assert len(pre.resources("Observation")) == 3            # a key added later is seen
-    assert pre.keep_observations(frozenset({"718-7"})) == 2    # b and the creatinine, in any key
-    assert pre.resources("Observation") == [a]
-    assert pre.with_codes("Observation", {"718-7", "751-8"}) == [a]
+    assert pre.by_id("Condition", RA["id"]) is RA and pre.by_id("Condition", "no-such-id") is None
+    by_key = {"haematology": [a, b], "other": [dict(a), RA], "extra": [obs("2160-0", 0.9, "mg/dL")]}
+    assert len(PatientRecord(by_key).resources("Observation")) == 3           # every key is read
+    kept = PatientRecord(by_key, keep=frozenset({"718-7"}))
+    assert kept.dropped == 2                                                   # b and the creatinine, in any key
+    assert kept.resources("Observation") == [a]
+    assert kept.with_codes("Observation", {"718-7", "751-8"}) == [a]
 
 
 def test_thousands_of_over_sent_vital_signs_change_no_card(hook):
@@ -115,7 +126,8 @@ def test_analyte_under_an_alternative_loinc_code_is_still_read(client):
 
 # -- one coding rule for lab results, whether the coding stands alone or behind another one ----------------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 from cds_service.facts import build_facts  # noqa: E402
 from fixtures.builders import TODAY  # noqa: E402
@@ -128,7 +140,7 @@ _CODES = st.sampled_from(["751-8", " 751-8 ", "751-8\n", "7518", 7518, None, "26
 def _neutrophils_read(knowledge, coding_list) -> bool:
     result = obs("751-8", 1.9, "10*9/L", 3)
     result["code"] = {"coding": coding_list}
-    facts = build_facts(knowledge, Prefetched(by_key={"k": [result]}), "p1", TODAY)
+    facts = build_facts(knowledge, PatientRecord({"k": [result]}), "p1", TODAY)
     return facts.latest("anc") is not None
 
 
@@ -147,23 +159,18 @@ def test_a_neutrophil_count_is_read_under_the_same_rule_whatever_the_coding_shap
     assert _neutrophils_read(knowledge, codes) is expected
 
 
-def test_the_index_follows_changes_made_the_way_prefetch_completion_makes_them():
-    """Completion's by_key counts its changes (one comparison per read instead of one per key): a key set,
-    grown by replacement, updated, popped or deleted after indexing is seen."""
+def test_the_record_is_read_from_the_prefetch_as_completion_left_it():
+    """Completion grows a key by its next pages and adds keys in turns; the record is read once, after it,
+    from every key in key order (a key's pages in the order read)."""
     a, b, c = obs("718-7", 13.0, "g/dL"), obs("751-8", 3.0, "10*9/L"), obs("2160-0", 0.9, "mg/dL")
-    pre = Prefetched()
-    pre.by_key["haematology"] = [a]
-    assert pre.resources("Observation") == [a]
-    pre.by_key["haematology"] = pre.by_key["haematology"] + [b]          # a next page read later
-    assert pre.resources("Observation") == [a, b]
-    pre.by_key.update(chemistry=[c])
-    assert pre.resources("Observation") == [a, b, c]
-    pre.by_key.pop("chemistry")
-    assert pre.resources("Observation") == [a, b]
-    del pre.by_key["haematology"]
-    assert pre.resources("Observation") == []
-    pre.by_key.setdefault("other", [RA])
-    assert pre.resources("Condition") == [RA]
+    by_key = {"haematology": [a]}
+    by_key["haematology"] = by_key["haematology"] + [b]          # a next page read later
+    by_key["chemistry"] = [c]
+    assert PatientRecord(by_key).resources("Observation") == [a, b, c]
+    assert PatientRecord({"other": [RA]}).resources("Condition") == [RA]
+    assert PatientRecord({}).resources("Observation") == []
+    medications = PatientRecord.of_types({"x": [a, RA], "y": [c]}, ("Condition",))
+    assert medications.resources("Condition") == [RA] and medications.resources("Observation") == []
 
 
 _UNREAD_LOINC = {"system": LOINC, "code": "8867-4"}      # heart rate: a LOINC code no rule reads
@@ -172,7 +179,7 @@ _UNREAD_LOINC = {"system": LOINC, "code": "8867-4"}      # heart rate: a LOINC c
 def _dropped(coding_list) -> bool:
     result = obs("8867-4", 70, "/min")
     result["code"] = {"coding": coding_list}
-    return Prefetched(by_key={"k": [result]}).keep_observations(frozenset({"751-8"})) == 1
+    return PatientRecord({"k": [result]}, keep=frozenset({"751-8"})).dropped == 1
 
 
 @settings(max_examples=200, deadline=None)

@@ -9,10 +9,16 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from cds_service.schemas.screening import RecordPart
-from fixtures.builders import (diagnostic_report, draft_order, immunization, medication_request, obs,
-                               procedure)
-from fixtures.builders import SNOMED
+from cds_service.knowledge.schemas.screening import RecordPart
+from fixtures.builders import (
+    SNOMED,
+    diagnostic_report,
+    draft_order,
+    immunization,
+    medication_request,
+    obs,
+    procedure,
+)
 from fixtures.scenarios_screening import NEGATIVE, POSITIVE, baseline
 from tests.conftest import alerts, make_request, rule_of
 

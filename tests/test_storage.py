@@ -12,8 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from cds_service.store import schema
-from cds_service.store import FeedbackRow, Store
+from cds_service.store import FeedbackRow, Store, schema
 from tests.trust_helpers import StoreFactory
 
 NOW = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)

@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cds_service import strict_json
+from cds_service.fhir import strict_json
 
 FIXTURES = sorted((Path(__file__).resolve().parent.parent / "fixtures" / "fhir").glob("*.json"))
 

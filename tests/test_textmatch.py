@@ -5,7 +5,12 @@ import re
 
 import pytest
 
-from cds_service.textmatch import NOT_A_LETTER_AFTER, NOT_A_LETTER_BEFORE, Words, any_word
+from cds_service.knowledge.textmatch import (
+    NOT_A_LETTER_AFTER,
+    NOT_A_LETTER_BEFORE,
+    Words,
+    any_word,
+)
 
 WORDS = ["Ketoconazole", "st. john's wort", "c++", "5-fu", "itraconazol"]
 TEXTS = ["ketoconazole 200 mg", "St. John's wort tea", "pre-ketoconazole", "ketoconazolex", "c++ tablet",
@@ -45,7 +50,7 @@ def test_a_knowledge_word_list_answers_as_a_plain_list(text):
 def test_drug_class_atc_prefixes_and_exclusions_whatever_the_case():
     """A class written with lower-case ATC prefixes still matches; a coded member in a local form does not."""
     from cds_service.facts import MedicationFact
-    from cds_service.schemas.contraindication import DrugClass
+    from cds_service.knowledge.schemas.contraindication import DrugClass
 
     klass = DrugClass(display="calcineurin inhibitors", atc=["l04ad"], names=["tacrolimus"],
                       exclude_words=["ointment"], sources=["x"])
@@ -70,10 +75,10 @@ def test_interacting_and_prior_therapy_classes_match_atc_codes_whatever_the_case
     from types import SimpleNamespace
 
     from cds_service.facts import MedicationFact
+    from cds_service.knowledge.schemas.dose import InteractingClass
+    from cds_service.knowledge.schemas.positioning import TherapyClass
     from cds_service.rules.dose import interacting_medications
     from cds_service.rules.positioning import prior_therapy
-    from cds_service.schemas.dose import InteractingClass
-    from cds_service.schemas.positioning import TherapyClass
 
     interacting = InteractingClass(display="strong CYP3A4 inhibitors", atc=["j02ac02"], names=["itraconazole"],
                                    exclude_words=["cream"], sources=["x"])
@@ -96,9 +101,9 @@ def test_each_kind_of_medication_class_matches_names_as_it_declares():
     """Prior therapy names match at a word start (a spelling variant such as "ciclosporine" counts as
     history); interacting and contraindicating names must be whole words; a drug class may also be coded by
     RxNorm; a local form is never a member."""
-    from cds_service.schemas.contraindication import DrugClass
-    from cds_service.schemas.dose import InteractingClass
-    from cds_service.schemas.positioning import TherapyClass
+    from cds_service.knowledge.schemas.contraindication import DrugClass
+    from cds_service.knowledge.schemas.dose import InteractingClass
+    from cds_service.knowledge.schemas.positioning import TherapyClass
 
     therapy = TherapyClass(display="csDMARD", members=["ciclosporin"], names=["ciclosporin"],
                            exclude_words=["eye"], sources=["x"])

@@ -2,9 +2,9 @@
 import pytest
 
 from cds_service.facts import build_facts, creatinine_clearance, egfr
-from cds_service.prefetch import Prefetched
+from cds_service.knowledge.units import resolve_unit
+from cds_service.record.index import PatientRecord
 from cds_service.renal import ckd_epi_2021, cockcroft_gault
-from cds_service.units import resolve_unit
 from fixtures.builders import TODAY, obs, patient
 
 
@@ -45,7 +45,7 @@ def test_ckd_epi_2021_reference_values():
 
 
 def facts_for(knowledge, *resources):
-    prefetched = Prefetched(by_key={"all": list(resources)})
+    prefetched = PatientRecord({"all": list(resources)})
     return build_facts(knowledge, prefetched, "p1", TODAY)
 
 

@@ -11,9 +11,9 @@ import responses
 
 from cds_service import hooks
 from cds_service.cli import warm_up as warm_up_module
-from cds_service.config import Settings
 from cds_service.cli.server import production_app
 from cds_service.cli.warm_up import warm_up
+from cds_service.config import Settings
 from fixtures.builders import TODAY
 
 

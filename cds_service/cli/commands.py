@@ -30,7 +30,7 @@ def cmd_replay(args) -> int:
 
 
 def cmd_rules(args) -> int:
-    from cds_service.catalogue import main as rules_main
+    from cds_service.knowledge.catalogue import main as rules_main
 
     return rules_main(args)
 

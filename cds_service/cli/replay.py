@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cds_service import fhir_query
 from cds_service.cards import RULE_SYSTEM
-from cds_service.discovery import default_templates
+from cds_service.record.services import default_templates
+from cds_service.fhir import query as fhir_query
 
 TAG = "https://jak-cds.example.org/fhir/replay"
 SERVICE_FOR_HOOK = {"order-sign": "jak-order-sign", "order-select": "jak-order-select",
@@ -61,7 +61,7 @@ def build_request(scenario: Scenario, prefetch_templates: dict[str, str]) -> dic
         if scenario.hook == "order-select":
             context["selections"] = [f"MedicationRequest/{d.get('id')}" for d in scenario.drafts]
     prefetch = {}
-    from cds_service.prefetch import render
+    from cds_service.record.templates import render
     for key, template in prefetch_templates.items():
         prefetch[key] = fhir_query.search(scenario.resources, render(template, context))
     return {"hook": scenario.hook, "hookInstance": str(uuid.uuid4()), "context": context, "prefetch": prefetch}

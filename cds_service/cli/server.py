@@ -88,7 +88,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool
 
 
 def _exit_on_sigterm(_signum, _frame) -> None:
-    from cds_service import fhir_client
+    from cds_service.fhir import client as fhir_client
 
     fhir_client.stop_all()     # a call stuck on a FHIR server that drips or hangs answers within the grace
     raise SystemExit(0)
@@ -99,7 +99,7 @@ def _stop_fetches_on_sigterm(worker) -> None:
     flight (up to graceful_timeout, 30 s). A call reading from a FHIR server then takes up to its budget
     (``JAK_CDS_FHIR_TIMEOUT``), whatever the operator set: cut its reads after a short grace instead
     (``fhir_client.STOP_GRACE``), so the call answers with the gap and the worker ends within seconds."""
-    from cds_service import fhir_client
+    from cds_service.fhir import client as fhir_client
 
     graceful = signal.getsignal(signal.SIGTERM)
 

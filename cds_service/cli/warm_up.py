@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from cds_service import hooks
-from cds_service.prefetch import query_type
+from cds_service.fhir.values import query_type
 
 log = logging.getLogger(__name__)
 

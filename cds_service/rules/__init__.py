@@ -3,9 +3,19 @@
 To add a family: write a module with ``evaluate`` and list it below for the
 hooks it serves. Rules read their thresholds from the knowledge files only.
 """
-from cds_service.rules import conditions, dose, lab_thresholds, monitoring, screening
-from cds_service.rules import offlabel, positioning, unsupported
-from cds_service.rules import contraindications, infections, prac
+from cds_service.rules import (
+    conditions,
+    contraindications,
+    dose,
+    infections,
+    lab_thresholds,
+    monitoring,
+    offlabel,
+    positioning,
+    prac,
+    screening,
+    unsupported,
+)
 
 ORDER_RULES = (dose, lab_thresholds, conditions, contraindications, infections, prac, screening, offlabel, positioning, unsupported)
 PATIENT_VIEW_RULES: tuple = (monitoring,)

@@ -15,13 +15,19 @@ from dataclasses import dataclass
 
 from cds_service import orders as ordermod
 from cds_service.facts import MedicationFact, medication_fact
-from cds_service.findings import SEVERITY, Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.fhir.tolerant import normalise
+from cds_service.findings import (
+    SEVERITY,
+    Finding,
+    Missing,
+    ProposedAction,
+    ProposedSuggestion,
+)
 from cds_service.knowledge import Knowledge
 from cds_service.rules import dose as dosemod
 from cds_service.rules.context import RuleContext
 from cds_service.rules.contraindications import is_live_vaccine
 from cds_service.rules.text import sentence
-from cds_service.tolerant import normalise
 
 
 @dataclass(frozen=True)

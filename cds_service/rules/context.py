@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from cds_service import facts as factsmod
-from cds_service.drugs import DrugMatch, OrderedDose
 from cds_service.facts import PatientFacts
 from cds_service.knowledge import Knowledge
+from cds_service.knowledge.drugs import DrugMatch, OrderedDose
 
 
 @dataclass(frozen=True)

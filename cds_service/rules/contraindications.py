@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from datetime import date
 
-from cds_service import drugs as drugmod
 from cds_service.findings import Missing
+from cds_service.knowledge import drugs as drugmod
+from cds_service.knowledge.textmatch import any_word
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.evidence import class_evidence, condition_evidence, on_record_finding
+from cds_service.rules.evidence import (
+    class_evidence,
+    condition_evidence,
+    on_record_finding,
+)
 from cds_service.rules.text import lab, unit
-from cds_service.textmatch import any_word
 
 
 def _d(when: date | None) -> str:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from cds_service import drugs as drugmod
+from cds_service.fhir.values import codings
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.knowledge import drugs as drugmod
+from cds_service.knowledge.schemas.dose import DoseHalving, DoseRule
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.evidence import corrected_order, prac_risk_factors
 from cds_service.rules.lab_thresholds import missing_reason
 from cds_service.rules.text import lab, mg, sentence
-from cds_service.schemas.dose import DoseHalving, DoseRule
 
 _EPS = 1e-9
 _ADULT_FORMULAS = ("Cockcroft-Gault", "CKD-EPI")     # how cds_service.facts names a computed CrCl / eGFR
@@ -65,7 +66,7 @@ def _co_ordered(ctx: RuleContext) -> list[tuple[str, tuple[tuple[str, str], ...]
         concept = resource.get("medicationCodeableConcept")
         if drugmod.recognise(ctx.knowledge, concept) is not None:
             continue
-        coding = drugmod._codings(concept)
+        coding = codings(concept)
         codes = tuple((drugmod.system_kind(c.get("system")) or "", str(c.get("code") or "")) for c in coding)
         display = (concept or {}).get("text") or next((c.get("display") for c in coding if c.get("display")), "")
         if display or codes:

@@ -12,9 +12,9 @@ import copy
 
 from cds_service.facts import ConditionFact, PatientFacts
 from cds_service.findings import Finding
+from cds_service.knowledge.textmatch import any_word
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.text import lab, mg
-from cds_service.textmatch import any_word
 
 UCUM = "http://unitsofmeasure.org"
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from cds_service.facts import LabValue, PatientFacts
 from cds_service.findings import Finding, Missing
 from cds_service.knowledge import Knowledge
-from cds_service.schemas.lab_threshold import LabThreshold
+from cds_service.knowledge.schemas.lab_threshold import LabThreshold
 from cds_service.rules.context import RuleContext
-from cds_service.rules.text import lab, unit, sentence
+from cds_service.rules.text import lab, sentence, unit
 
 
 def crosses(threshold: LabThreshold, value: LabValue, canonical_unit: str) -> tuple[bool, float, str]:

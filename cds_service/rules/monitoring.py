@@ -15,12 +15,17 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-from cds_service.rules.text import sentence
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.knowledge.schemas.monitoring import MonitoringSchedule
 from cds_service.rules import lab_thresholds
 from cds_service.rules.context import RuleContext
-from cds_service.rules.screening import codes_text, order_code, part_state, service_request
-from cds_service.schemas.monitoring import MonitoringSchedule
+from cds_service.rules.screening import (
+    codes_text,
+    order_code,
+    part_state,
+    service_request,
+)
+from cds_service.rules.text import sentence
 
 
 def systemic_in_use(ctx: RuleContext):

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.knowledge.schemas.screening import SYSTEM_URI, CodeRef, RecordPart
 from cds_service.rules.context import RuleContext
 from cds_service.rules.lab_thresholds import missing_reason
 from cds_service.rules.text import lab
 from cds_service.safety_facts import read_results
-from cds_service.schemas.screening import SYSTEM_URI, CodeRef, RecordPart
 
 _RECORD_TYPES = ("Observation", "DiagnosticReport", "Procedure", "Immunization", "ImagingStudy")
 _SYSTEM_LABEL = {"loinc": "LOINC", "snomed": "SNOMED CT", "cvx": "CVX"}

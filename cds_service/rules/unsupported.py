@@ -1,9 +1,9 @@
 """Info card for a recognised JAK inhibitor this service does not check (``[[unsupported_notice]]``)."""
 from __future__ import annotations
 
-from cds_service.rules.text import sentence
 from cds_service.findings import Finding
 from cds_service.rules.context import RuleContext
+from cds_service.rules.text import sentence
 
 
 def evaluate(ctx: RuleContext):

@@ -25,10 +25,26 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cds_service.store import connection
 from cds_service.store.audit import AuditQueue
-from cds_service.store.health import RETRY_AFTER_S, DatabaseHealth, StoreUnavailable, db_error_kind
+from cds_service.store.health import (
+    RETRY_AFTER_S,
+    DatabaseHealth,
+    StoreUnavailable,
+    db_error_kind,
+)
 from cds_service.store.jti import ReplayIds
-from cds_service.store.schema import (MAX_COMMENT, MIGRATIONS, SCHEMA_VERSION, FeedbackRow, aware, feedback,
-                                      issued_card, meta, metadata, schema_version, utcnow)
+from cds_service.store.schema import (
+    MAX_COMMENT,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    FeedbackRow,
+    aware,
+    feedback,
+    issued_card,
+    meta,
+    metadata,
+    schema_version,
+    utcnow,
+)
 from cds_service.store.spool import AuditSpool
 
 log = logging.getLogger(__name__)

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import requests
 
-from cds_service import fhir_query
-from cds_service.discovery import default_templates
-from cds_service.facts import parse_date
-from cds_service.prefetch import render
+from cds_service.record.services import default_templates
+from cds_service.fhir import query as fhir_query
+from cds_service.fhir.values import parse_date
+from cds_service.record.templates import render
 
 SERVER = "http://corpus.fhir.invalid/fhir"
 # the usual adult dose of each systemic JAK inhibitor (EU SmPC): (text, mg, times a day) - what the corpus orders
@@ -204,7 +204,7 @@ def _card_key(card: dict) -> tuple:
 def labs_in_window(knowledge, patient: Patient) -> dict[str, str]:
     """Analyte -> the display it is named by on cards, for each analyte with a result in its window whose
     value and unit the knowledge can read."""
-    from cds_service.units import resolve_unit
+    from cds_service.knowledge.units import resolve_unit
 
     found: dict[str, str] = {}
     for resource in patient.resources:

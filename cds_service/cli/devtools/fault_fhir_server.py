@@ -31,8 +31,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from cds_service import fhir_query
-from cds_service.prefetch import query_type
+from cds_service.fhir import query as fhir_query
+from cds_service.fhir.values import query_type
 
 MODES = ("ok", "hang", "500", "invalid-json", "huge", "drip", "outcome", "reset")
 FAULTS = tuple(m for m in MODES if m != "ok")

@@ -21,8 +21,8 @@ from urllib.parse import urlencode
 
 from flask import Flask, Response, json, request
 
-from cds_service import fhir_query
 from cds_service.cli.replay import iter_paths, load_scenario
+from cds_service.fhir import query as fhir_query
 
 FHIR_JSON = "application/fhir+json"
 SEARCH_PARAMS = ["patient", "subject", "code", "status", "date", "_id", "_count", "_sort"]

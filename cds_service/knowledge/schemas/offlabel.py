@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks
+from cds_service.knowledge.schemas import register
+from cds_service.knowledge.schemas.base import Strict, common_checks
 
 
 class OffLabelRule(Strict):

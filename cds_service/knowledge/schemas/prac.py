@@ -12,8 +12,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks, indication_checks
+from cds_service.knowledge.schemas import register
+from cds_service.knowledge.schemas.base import Strict, common_checks, indication_checks
 
 
 class PracCard(Strict):

@@ -22,9 +22,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from cds_service.schemas import register
-from cds_service.schemas.base import AtcCodes, MedicationClass, Strict, common_checks
-from cds_service.textmatch import LETTERS
+from cds_service.knowledge.schemas import register
+from cds_service.knowledge.schemas.base import (
+    AtcCodes,
+    MedicationClass,
+    Strict,
+    common_checks,
+)
+from cds_service.knowledge.textmatch import LETTERS
 
 
 class CardText(Strict):

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from cds_service.textmatch import WORD, WORD_START, WordList, any_word
+from cds_service.knowledge.textmatch import WORD, WORD_START, WordList, any_word
 
 
 class Strict(BaseModel):

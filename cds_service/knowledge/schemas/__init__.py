@@ -37,9 +37,9 @@ def load_all() -> dict[str, Table]:
     import importlib
     import pkgutil
 
-    import cds_service.schemas as package
+    import cds_service.knowledge.schemas as package
 
     for module in pkgutil.iter_modules(package.__path__):
         if module.name != "base":
-            importlib.import_module(f"cds_service.schemas.{module.name}")
+            importlib.import_module(f"cds_service.knowledge.schemas.{module.name}")
     return REGISTRY

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cds_service.knowledge import DrugEntry, Knowledge
-from cds_service.textmatch import WORD_START, any_word
-from cds_service.tolerant import as_list
+from cds_service.fhir.tolerant import as_list
+from cds_service.fhir.values import codings
+from cds_service.knowledge.loader import Knowledge
+from cds_service.knowledge.model import DrugEntry
+from cds_service.knowledge.textmatch import WORD_START, any_word
 
 RXNORM = "rxnorm"
 ATC = "atc"
@@ -60,27 +62,13 @@ class DrugMatch:
         return self.entry.category
 
 
-def _codings(concept: dict | None) -> list[dict]:
-    if not isinstance(concept, dict):
-        return []
-    codings = concept.get("coding") or []
-    if isinstance(codings, dict):          # tolerate a single object where R4 wants a list
-        return [codings]
-    if not isinstance(codings, list):      # a string or number where a list belongs: no codings
-        return []
-    for c in codings:                      # the usual case, a list of objects: no copy (callers only read it)
-        if not isinstance(c, dict):
-            return [c for c in codings if isinstance(c, dict)]
-    return codings
-
-
 def _texts(concept: dict | None, medication: dict | None) -> list[str]:
     texts = []
     for source in (concept, (medication or {}).get("code")):
         if isinstance(source, dict):
             if isinstance(source.get("text"), str):
                 texts.append(source["text"])
-            texts.extend(c["display"] for c in _codings(source) if isinstance(c.get("display"), str))
+            texts.extend(c["display"] for c in codings(source) if isinstance(c.get("display"), str))
     return texts
 
 
@@ -113,9 +101,9 @@ def _strength_from_text(texts: list[str], entry: DrugEntry) -> float | None:
 def recognise(knowledge: Knowledge, concept: dict | None, medication: dict | None = None,
               route_hint: str | None = None) -> DrugMatch | None:
     """Which drug of the knowledge base (if any) a medication concept names."""
-    codings = _codings(concept) + _codings((medication or {}).get("code"))
+    found_codings = codings(concept) + codings((medication or {}).get("code"))
     found: tuple[str, str, float | None, bool] | None = None
-    for coding in codings:
+    for coding in found_codings:
         kind, code = system_kind(coding.get("system")), str(coding.get("code") or "").strip()
         if not code:
             continue
@@ -193,10 +181,10 @@ def route_hint(request: dict) -> str | None:
         route = (dosage or {}).get("route")
         if route is None:                  # the usual case: no route stated
             continue
-        for coding in _codings(route):
+        for coding in codings(route):
             if str(coding.get("code")) in _TOPICAL_ROUTE_CODES:
                 return "topical"
-        text = " ".join([str((route or {}).get("text") or "")] + [str(c.get("display") or "") for c in _codings(route)])
+        text = " ".join([str((route or {}).get("text") or "")] + [str(c.get("display") or "") for c in codings(route)])
         if _TOPICAL_ROUTE_TEXT.search(text):
             return "topical"
     return None
@@ -213,7 +201,7 @@ def _per_day(dosage: dict) -> tuple[float | None, str | None]:
                 or frequency <= 0 or period <= 0:
             return None, "the dosing frequency could not be interpreted"
         return frequency / (period * _PERIOD_DAYS[unit]), None
-    for coding in _codings(timing.get("code")):
+    for coding in codings(timing.get("code")):
         code = str(coding.get("code") or "").upper()
         if code in _PER_DAY_BY_CODE:
             return float(_PER_DAY_BY_CODE[code]), None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 from urllib.parse import parse_qsl, urlsplit
 
-from cds_service.facts import parse_date
+from cds_service.fhir.values import parse_date
 
 _DATE_FIELDS = ("effectiveDateTime", "issued", "authoredOn", "onsetDateTime", "recordedDate", "occurrenceDateTime",
                 "dateAsserted")

@@ -17,10 +17,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cds_service.schemas import register
-from cds_service.schemas.base import AtcCodes, MedicationClass, Strict, common_checks
-from cds_service.schemas.results import CATEGORIES, QuantityReading
-from cds_service.textmatch import LETTERS, WordList
+from cds_service.knowledge.schemas import register
+from cds_service.knowledge.schemas.base import (
+    AtcCodes,
+    MedicationClass,
+    Strict,
+    common_checks,
+)
+from cds_service.knowledge.schemas.results import CATEGORIES, QuantityReading
+from cds_service.knowledge.textmatch import LETTERS, WordList
 
 
 class Contraindication(Strict):

@@ -17,8 +17,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks
+from cds_service.knowledge.schemas import register
+from cds_service.knowledge.schemas.base import Strict, common_checks
 
 
 class BaselineChange(Strict):

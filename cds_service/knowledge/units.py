@@ -6,7 +6,7 @@ and must say on the card that the value could not be interpreted.
 """
 from __future__ import annotations
 
-from cds_service.knowledge import AnalyteEntry
+from cds_service.knowledge.model import AnalyteEntry
 
 # Spellings EHRs use for the same UCUM unit; folded before look-up.
 _FOLD = str.maketrans({"µ": "u", "μ": "u", " ": ""})

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from cds_service.schemas import register
-from cds_service.schemas.base import Strict
+from cds_service.knowledge.schemas import register
+from cds_service.knowledge.schemas.base import Strict
 
 Category = Literal["systemic", "topical", "out_of_scope", "not_class", "unsupported"]
 

@@ -12,9 +12,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cds_service.schemas import register
-from cds_service.schemas.base import MedicationClass, Strict, common_checks, indication_checks
-from cds_service.textmatch import WORD_START, WordList
+from cds_service.knowledge.schemas import register
+from cds_service.knowledge.schemas.base import (
+    MedicationClass,
+    Strict,
+    common_checks,
+    indication_checks,
+)
+from cds_service.knowledge.textmatch import WORD_START, WordList
 
 
 class TherapyClass(MedicationClass):

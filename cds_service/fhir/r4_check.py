@@ -61,7 +61,10 @@ def _load_value_sets() -> dict[str, frozenset[str]]:
     from fhir.resources.R4B.coding import Coding
     from fhir.resources.R4B.dosage import Dosage, DosageDoseAndRate
     from fhir.resources.R4B.duration import Duration
-    from fhir.resources.R4B.medicationrequest import MedicationRequest, MedicationRequestDispenseRequest
+    from fhir.resources.R4B.medicationrequest import (
+        MedicationRequest,
+        MedicationRequestDispenseRequest,
+    )
     from fhir.resources.R4B.quantity import Quantity
     from fhir.resources.R4B.reference import Reference
     from fhir.resources.R4B.timing import Timing, TimingRepeat

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from cds_service.prefetch import query_type
+from cds_service.fhir.values import query_type
 from cds_service.wire import HOOKS
 
 SERVICES_FILE = Path(__file__).with_name("services.toml")

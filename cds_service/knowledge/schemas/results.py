@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from cds_service.schemas.base import Strict
+from cds_service.knowledge.schemas.base import Strict
 
 CATEGORIES = ("positive", "negative", "indeterminate")
 

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from cds_service.schemas import register
-from cds_service.schemas.base import Strict
+from cds_service.knowledge.schemas import register
+from cds_service.knowledge.schemas.base import Strict
 
 
 class CoPrescriptionCard(Strict):

@@ -15,9 +15,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cds_service.schemas import register
-from cds_service.schemas.base import MedicationClass, Strict, common_checks, indication_checks
-from cds_service.textmatch import WordList
+from cds_service.knowledge.schemas import register
+from cds_service.knowledge.schemas.base import (
+    MedicationClass,
+    Strict,
+    common_checks,
+    indication_checks,
+)
+from cds_service.knowledge.textmatch import WordList
 
 Phase = Literal["induction", "maintenance"]
 ChildPughClass = Literal["A", "B", "C"]

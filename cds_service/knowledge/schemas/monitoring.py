@@ -17,9 +17,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cds_service.schemas import register
-from cds_service.schemas.base import Strict, common_checks, indication_checks
-from cds_service.schemas.screening import RecordPart, check_parts
+from cds_service.knowledge.schemas import register
+from cds_service.knowledge.schemas.base import Strict, common_checks, indication_checks
+from cds_service.knowledge.schemas.screening import RecordPart, check_parts
 
 
 class Checkpoint(Strict):
