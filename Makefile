@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: serve test bench rules lock
+.PHONY: serve test bench rules lock app
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,8 @@ rules: $(VENV)/.installed
 lock: $(VENV)/.installed
 	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --no-config -o deploy/requirements.txt --upgrade
 	$(VENV)/bin/uv pip compile deploy/requirements-build.in --universal --python-version 3.11 --generate-hashes --no-config -o deploy/requirements-build.txt --upgrade
+
+# Rebuild the SMART monitoring app (smart-app/ -> cds_service/smart_app/static/, committed; needs node and npm).
+# `make test` fails when the sources changed without this (tests/test_smart_app.py compares BUILD-STAMP).
+app:
+	cd smart-app && npm ci --no-audit --no-fund && node build.mjs

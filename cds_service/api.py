@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, json, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from cds_service import hooks
+from cds_service import hooks, smart_app
 from cds_service.record.services import discovery_document
 from cds_service.errors import CdsError, outcome_response, unavailable_response
 from cds_service.fhir import strict_json
@@ -76,6 +76,7 @@ def call_service(service_id: str):
         raise CdsError(404, f"no CDS service with id {service_id!r}; see GET /cds-services", code="not-found")
     body = read_json_body()
     result = hooks.evaluate(engine, service, body)
+    smart_app.add_links(engine, service, result)          # "Open JAK monitoring" on the cards it concerns
     store = current_app.extensions.get("jak_store")
     if store is not None and result.cards:
         store.record_issued(service.id, result.request.hookInstance, result.request.patient_id,

@@ -49,6 +49,7 @@ class Settings:
     patient_hash_key: str | None = None  # HMAC key for patient ids in the audit log
     evaluation_date: str | None = None   # fixed "today" (YYYY-MM-DD), for replays and tests
     public_base_url: str | None = None   # external base URL, for the JWT audience behind a proxy
+    app_ticket_key: str | None = None    # HMAC key of the SMART app's tickets (None: random per process)
     audit_spool: str | None = None       # directory of audit rows waiting for the database (None: derived)
     jti_fallback: str = "memory"         # replay check while the database is down: memory | refuse
     bind: str = "127.0.0.1:8080"         # host:port of gunicorn -c deploy/gunicorn.conf.py
@@ -75,6 +76,7 @@ class Settings:
             patient_hash_key=_env("PATIENT_HASH_KEY"),
             evaluation_date=_env("EVALUATION_DATE"),
             public_base_url=_env("PUBLIC_BASE_URL"),
+            app_ticket_key=_env("APP_TICKET_KEY"),
             audit_spool=_env("AUDIT_SPOOL"),
             jti_fallback=(_env("JTI_FALLBACK", "memory") or "memory").lower(),
             bind=_env("BIND", "127.0.0.1:8080"),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, json
 
+from cds_service import smart_app
+
 bp = Blueprint("openapi", __name__)
 
 _OO = {"$ref": "#/components/schemas/OperationOutcome"}
@@ -70,9 +72,11 @@ def document(services: list[str] | None = None) -> dict:
                 "operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3 document",
                                       "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            **smart_app.openapi_paths(),
         },
         "components": {
-            "securitySchemes": {"cdsClientJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {"cdsClientJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                                "appTicket": {"type": "http", "scheme": "bearer", "bearerFormat": "JAK app ticket"}},
             "schemas": {
                 "OperationOutcome": {"type": "object", "required": ["resourceType", "issue"], "properties": {
                     "resourceType": {"type": "string", "enum": ["OperationOutcome"]},

@@ -116,13 +116,15 @@ class Link:
     label: str
     url: str
     type: Literal["absolute", "smart"] = "absolute"
+    appContext: str | None = None                  # smart links only: handed to the app at launch
 
     def __post_init__(self) -> None:
         _require(type(self.label) is str and type(self.url) is str, "a link's label and url are strings")
         _require(self.type in ("absolute", "smart"), f"link type {self.type!r} is not absolute or smart")
+        _require(self.appContext is None or self.type == "smart", "appContext is for smart links only")
 
     def wire(self) -> dict:
-        return _present(label=self.label, url=self.url, type=self.type)
+        return _present(label=self.label, url=self.url, type=self.type, appContext=self.appContext)
 
 
 @dataclass(slots=True)

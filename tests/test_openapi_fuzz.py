@@ -60,9 +60,10 @@ def test_openapi_document_is_served_and_describes_every_route(fuzz_app):
     doc = response.get_json()
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/cds-services", "/cds-services/{service_id}", "/cds-services/{service_id}/feedback",
-                                 "/openapi.json"}
-    routes = {r.rule.replace("<service_id>", "{service_id}") for r in fuzz_app.url_map.iter_rules()
-              if r.endpoint != "static"}
+                                 "/openapi.json", "/app/", "/app/launch", "/app/{name}", "/app/api/queries",
+                                 "/app/api/monitoring"}
+    routes = {r.rule.replace("<service_id>", "{service_id}").replace("<path:name>", "{name}")
+              for r in fuzz_app.url_map.iter_rules() if r.endpoint != "static"}
     assert routes == set(doc["paths"])
     assert doc["paths"]["/cds-services/{service_id}"]["post"]["parameters"][0]["schema"]["enum"] == [
         "jak-order-select", "jak-order-sign", "jak-patient-view"]

@@ -40,7 +40,7 @@ def missing_reason(facts: PatientFacts, knowledge: Knowledge, analyte: str, max_
     return f"no result in the last {max_days} days"
 
 
-def _relative_limit(threshold: LabThreshold, value: LabValue, analyte) -> tuple[float, str]:
+def relative_limit(threshold: LabThreshold, value: LabValue, analyte) -> tuple[float, str]:
     """ULN-relative limit in the canonical unit, and where the ULN came from."""
     if value.ref_high is not None:
         uln, origin = value.ref_high, "the laboratory's reference range"
@@ -152,7 +152,7 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
                     yield gap
                 if value is None:
                     continue
-                limit, origin = _relative_limit(threshold, value, analyte)
+                limit, origin = relative_limit(threshold, value, analyte)
                 if not value.value > limit:
                     continue
                 times = value.value / (limit / threshold.above_uln_times)

@@ -32,7 +32,7 @@ def systemic_in_use(ctx: RuleContext):
     return [m for m in ctx.facts.medications if m.systemic_jaki_in_use]
 
 
-def _status(schedule: MonitoringSchedule, start: date, today: date, done: date | None) -> tuple[str | None, str]:
+def schedule_status(schedule: MonitoringSchedule, start: date, today: date, done: date | None) -> tuple[str | None, str]:
     """(None | "due" | "overdue", why) for a schedule given the date the last complete set was done."""
     days = (today - start).days
     passed = [c for c in schedule.checkpoints if c.week * 7 <= days]
@@ -59,17 +59,39 @@ def _status(schedule: MonitoringSchedule, start: date, today: date, done: date |
     return None, ""
 
 
+def last_complete_set(ctx: RuleContext, schedule: MonitoringSchedule, start: date):
+    """([(part, PartState)], the date of the last complete set or None). Results on or after the start count as
+    monitoring for a schedule with checkpoints (earlier ones are the baseline)."""
+    since = start if schedule.checkpoints else None
+    states = [(part, part_state(ctx, part, since=since)) for part in schedule.parts]
+    dates = [s.newest for _, s in states]
+    return states, (None if any(d is None for d in dates) else min(dates))
+
+
+def applies(schedule: MonitoringSchedule, drugs) -> bool:
+    return any(d in schedule.drugs for d in drugs)
+
+
+def treatment(ctx: RuleContext) -> tuple[dict[str, date], dict[str, str], date | None]:
+    """(start per drug id, display name per drug id, the earliest start or None) of the systemic JAK inhibitors
+    in use (decision 10: the earliest active order's authoredOn or MedicationStatement effective start)."""
+    starts: dict[str, date] = {}
+    names: dict[str, str] = {}
+    for med in systemic_in_use(ctx):
+        names.setdefault(med.drug.drug_id, med.drug.entry.display)
+        if med.start is not None and (med.drug.drug_id not in starts or med.start < starts[med.drug.drug_id]):
+            starts[med.drug.drug_id] = med.start
+    return starts, names, (min(starts.values()) if starts else None)
+
+
 def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str):
     k, facts = ctx.knowledge, ctx.facts
     pending: dict[str, list] = {}
     for schedule in k.rules.monitoring_schedule:
-        if not any(d in schedule.drugs for d in drugs):
+        if not applies(schedule, drugs):
             continue
-        # results on or after the start count as monitoring (earlier ones are the baseline)
-        since = start if schedule.checkpoints else None
-        states = [(part, part_state(ctx, part, since=since)) for part in schedule.parts]
+        states, done = last_complete_set(ctx, schedule, start)
         dates = [s.newest for _, s in states]
-        done = None if any(d is None for d in dates) else min(dates)
         unobtainable = [s.unobtainable for _, s in states if s.newest is None and s.unobtainable]
         if schedule.none_on_record == "info" and all(d is None for d in dates):
             if unobtainable:
@@ -83,7 +105,7 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
                                  f"\n\n{schedule.action}",
                           sources=list(schedule.sources))
             continue
-        state, why = _status(schedule, start, facts.today, done)
+        state, why = schedule_status(schedule, start, facts.today, done)
         if state is None:
             continue
         if unobtainable and done is None:
@@ -178,16 +200,9 @@ def _thresholds(ctx: RuleContext, in_use: list[tuple[str, str, None]], start: da
 
 
 def evaluate(ctx: RuleContext):
-    meds = systemic_in_use(ctx)
-    if not meds:
+    starts, names, start = treatment(ctx)
+    if not names:
         return
-    starts: dict[str, date] = {}
-    names: dict[str, str] = {}
-    for med in meds:
-        names.setdefault(med.drug.drug_id, med.drug.entry.display)
-        if med.start is not None and (med.drug.drug_id not in starts or med.start < starts[med.drug.drug_id]):
-            starts[med.drug.drug_id] = med.start
-    start = min(starts.values()) if starts else None
     in_use = [(drug_id, name, None) for drug_id, name in names.items()]
     if start is None:
         sources = tuple(dict.fromkeys(s for sch in ctx.knowledge.rules.monitoring_schedule for s in sch.sources))
