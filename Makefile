@@ -21,6 +21,8 @@ bench: $(VENV)/.installed
 
 rules: $(VENV)/.installed
 	$(VENV)/bin/jak-cds rules --output docs/rule-catalogue.md
+	$(VENV)/bin/jak-cds rules --language nl --output docs/rule-catalogue.nl.md
+	$(VENV)/bin/jak-cds rules --language nb --output docs/rule-catalogue.nb.md
 
 # Pin what the image installs (deploy/requirements*.txt, hashed; see deploy/README.md)
 lock: $(VENV)/.installed

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, json, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from cds_service import hooks, smart_app
+from cds_service import hooks, i18n, localise, smart_app
 from cds_service.record.services import discovery_document
 from cds_service.errors import CdsError, outcome_response, unavailable_response
 from cds_service.fhir import strict_json
@@ -24,8 +24,11 @@ bp = Blueprint("cds", __name__)
 JSON_TYPES = ("application/json", "application/fhir+json")
 
 
-def _json(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
+def _json(body: dict, status: int = 200, language: str | None = None) -> Response:
+    response = Response(json.dumps(body), status=status, mimetype="application/json")
+    if language:
+        response.headers["Content-Language"] = language
+    return response
 
 
 def read_json_body() -> object:
@@ -65,7 +68,9 @@ def _refuse_truncated_chunked_body(raw: bytes) -> None:
 
 @bp.get("/cds-services", strict_slashes=False)
 def discovery():
-    return _json(discovery_document(current_app.extensions["jak_engine"].services))
+    language = localise.call_language()
+    return _json(discovery_document(localise.services_in(current_app.extensions["jak_engine"].services, language)),
+                 language=language)
 
 
 @bp.post("/cds-services/<service_id>")
@@ -75,14 +80,16 @@ def call_service(service_id: str):
     if service is None:
         raise CdsError(404, f"no CDS service with id {service_id!r}; see GET /cds-services", code="not-found")
     body = read_json_body()
-    result = hooks.evaluate(engine, service, body)
-    smart_app.add_links(engine, service, result)          # "Open JAK monitoring" on the cards it concerns
+    language = localise.call_language()
+    with i18n.using(localise.catalogue(language)):
+        result = hooks.evaluate(localise.engine_in(engine, language), service, body)
+        smart_app.add_links(engine, service, result)      # "Open JAK monitoring" on the cards it concerns
     store = current_app.extensions.get("jak_store")
     if store is not None and result.cards:
         store.record_issued(service.id, result.request.hookInstance, result.request.patient_id,
                             [(c.uuid, rule) for c, rule in zip(result.cards, result.rule_ids)],
-                            engine.knowledge.version, wait=False)
-    return _json(result.body)
+                            engine.knowledge.version, wait=False, language=language)
+    return _json(result.body, language=language)
 
 
 def register_errors(app) -> None:

@@ -37,7 +37,7 @@ def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_se
 
 def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None, fhir_session=None,
                engine: Engine | None = None, loopback: bool | None = None, jwks_session=None) -> Flask:
-    from cds_service import api, auth, feedback, openapi, smart_app
+    from cds_service import api, auth, feedback, localise, openapi, smart_app
     from cds_service.store import Store
 
     settings = settings or (engine.settings if engine else Settings.from_env())
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
     auth.install(app, settings, store, loopback=loopback,
                  jwks_cache=auth.JwksCache(jwks_session) if jwks_session is not None else None)
     app.extensions["jak_engine"] = engine or build_engine(settings, knowledge, fhir_session)
+    localise.install(app, app.extensions["jak_engine"])     # issue 25: catalogues read and checked at start-up
     app.register_blueprint(api.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(openapi.bp)

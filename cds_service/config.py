@@ -48,6 +48,7 @@ class Settings:
     trusted_clients_file: str | None = None
     patient_hash_key: str | None = None  # HMAC key for patient ids in the audit log
     evaluation_date: str | None = None   # fixed "today" (YYYY-MM-DD), for replays and tests
+    language: str = "en"                 # cards' language when a call's Accept-Language names none: en | nl | nb
     public_base_url: str | None = None   # external base URL, for the JWT audience behind a proxy
     app_ticket_key: str | None = None    # HMAC key of the SMART app's tickets (None: random per process)
     audit_spool: str | None = None       # directory of audit rows waiting for the database (None: derived)
@@ -75,6 +76,7 @@ class Settings:
             trusted_clients_file=_env("TRUSTED_CLIENTS"),
             patient_hash_key=_env("PATIENT_HASH_KEY"),
             evaluation_date=_env("EVALUATION_DATE"),
+            language=(_env("LANGUAGE", "en") or "en").lower(),
             public_base_url=_env("PUBLIC_BASE_URL"),
             app_ticket_key=_env("APP_TICKET_KEY"),
             audit_spool=_env("AUDIT_SPOOL"),
@@ -87,6 +89,11 @@ class Settings:
             raise SystemExit(f"{PREFIX}AUTH must be 'required' or 'off', got {values['auth']!r}")
         if values["jti_fallback"] not in ("memory", "refuse"):
             raise SystemExit(f"{PREFIX}JTI_FALLBACK must be 'memory' or 'refuse', got {values['jti_fallback']!r}")
+        from cds_service.i18n import LANGUAGES, language_of
+        if language_of(values["language"]) is None:
+            raise SystemExit(f"{PREFIX}LANGUAGE must be one of {', '.join(LANGUAGES)} (or no/nn for Norwegian), "
+                             f"got {values['language']!r}")
+        values["language"] = language_of(values["language"])
         values.update(overrides)
         return cls(**values)
 

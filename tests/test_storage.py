@@ -64,7 +64,30 @@ def test_migrations_run_once_and_record_the_version(stores):
     second = stores()                                  # a restart: nothing to apply, no error
     assert second.migrate() == schema.SCHEMA_VERSION
     with second.engine.connect() as conn:
-        assert conn.execute(select(schema.schema_version.c.version)).scalars().all() == [1]
+        assert conn.execute(select(schema.schema_version.c.version)).scalars().all() == \
+            [version for version, _ in schema.MIGRATIONS]
+
+
+def test_a_database_at_version_1_gains_the_card_language_and_keeps_its_rows(stores, monkeypatch):
+    """Migration 2 (issue 25) adds jak_issued_card.language to a database made by version 1: rows written
+    before it stay (language NULL, i.e. English), new rows record their language."""
+    from cds_service.store import database
+
+    old = stores()
+    monkeypatch.setattr(database, "MIGRATIONS", schema.MIGRATIONS[:1])
+    monkeypatch.setattr(database, "SCHEMA_VERSION", 1)
+    assert old.migrate() == 1
+    monkeypatch.undo()
+    with old.engine.begin() as conn:
+        conn.execute(schema.issued_card.insert().values(   # only version 1's columns
+            card_uuid="old", service_id="s", rule_id="r", knowledge_version="k", hook_instance="h",
+            patient_hash="p", issued_at=schema.utcnow()))
+    store = stores()                                   # the new version starts on that database
+    assert store.migrate() == schema.SCHEMA_VERSION
+    store.record_issued("svc", "h", "p", [("new", "rule-a")], "kv", language="nl")
+    with store.engine.connect() as conn:
+        rows = dict(conn.execute(select(schema.issued_card.c.card_uuid, schema.issued_card.c.language)).all())
+    assert rows == {"old": None, "new": "nl"}
 
 
 def test_a_database_newer_than_the_code_refuses(stores):
@@ -80,7 +103,7 @@ def test_concurrent_start_up_migrates_once(stores):
     fresh = [stores() for _ in range(6)]
     errors = run_together(Store.migrate, [(s,) for s in fresh])
     assert errors == []
-    assert fresh[0].count("jak_schema_version") == 1
+    assert fresh[0].count("jak_schema_version") == len(schema.MIGRATIONS)     # each migration once
 
 
 def test_issued_cards_are_recorded_with_a_keyed_hash_not_the_patient_id(stores):

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = sub.add_parser("rules", help="print the rule catalogue generated from the knowledge files")
     rules.add_argument("--output", help="write markdown to this file instead of standard output")
+    rules.add_argument("--language", default="en", help="en (default), nl or nb: the rule texts in that language")
     rules.set_defaults(func=cmd_rules)
 
     report = sub.add_parser("report", help="per rule: cards issued, accepted, overridden, top override reasons")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from cds_service import i18n
 from cds_service.findings import Finding, Missing
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.evidence import condition_evidence, on_record_finding
@@ -79,7 +80,8 @@ def finding(ctx: RuleContext, rule, text, order: DraftOrder, lines: list[str], *
             covers: tuple[str, ...] = ()) -> Finding:
     return on_record_finding(rule, order, rule_id=text.id, concern=f"{rule.concern}:{order.order_id}",
                              indicator=text.indicator, summary=text.summary.format(drug=order.name, days=days),
-                             lines=lines, action=text.action.format(drug=order.name, days=days), covers=covers)
+                             lines=lines, action=text.action.format(drug=order.name, days=days),
+                             covers=i18n.with_english(covers))
 
 
 # -- latent tuberculosis -------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from cds_service import i18n
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.knowledge.schemas.screening import SYSTEM_URI, CodeRef, RecordPart
 from cds_service.rules.context import RuleContext
@@ -279,5 +280,5 @@ def evaluate(ctx: RuleContext):
                 suggestions=suggestions,
                 order_id=order.order_id,
                 drug=order.drug,
-                covers=tuple(dict.fromkeys(covers)),
+                covers=i18n.with_english(dict.fromkeys(covers)),
             )

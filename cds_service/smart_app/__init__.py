@@ -25,12 +25,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, request, send_from_directory
 
+from cds_service import i18n
 from cds_service.errors import CdsError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("smart_app", __name__)
 STATIC = Path(__file__).with_name("static")
-LINK_LABEL = "Open JAK monitoring"
 TICKET_TTL = 8 * 3600              # seconds: a working day's chart session
 MAX_RESOURCES = 20000
 
@@ -128,7 +128,7 @@ def add_links(engine, service, result) -> None:
     if current_app.config.get("JAK_AUTH_MODE", "off") != "off":
         ticket = mint_ticket(ticket_key(current_app), result.request.patient_id)
         context = json.dumps({"jakCdsTicket": ticket}, separators=(",", ":"))
-    link = Link(label=LINK_LABEL, url=launch_url(engine.settings), type="smart", appContext=context)
+    link = Link(label=i18n.say("Open JAK monitoring"), url=launch_url(engine.settings), type="smart", appContext=context)
     changed = False
     for card, want in zip(result.cards, wanted):
         if want:

@@ -230,7 +230,8 @@ class Store:
 
     # --- writes ---------------------------------------------------------------------------------
     def record_issued(self, service_id: str, hook_instance: str, patient_id: str,
-                      cards: list[tuple[str, str]], knowledge_version: str, wait: bool = True) -> None:
+                      cards: list[tuple[str, str]], knowledge_version: str, wait: bool = True,
+                      language: str = "en") -> None:
         """Record the cards of one hook call. Never raises for a database failure and never loses the
         rows to one: the clinician gets the cards, and rows the database does not take now are written
         later (``AuditQueue``, ``AuditSpool``).
@@ -245,7 +246,7 @@ class Store:
         patient = {"patient_hash": self.patient_hash(patient_id)} if known else {"patient_id": patient_id}
         rows = [dict(card_uuid=str(card)[:64], service_id=service_id[:128], rule_id=str(rule)[:200],
                      knowledge_version=str(knowledge_version)[:128], hook_instance=str(hook_instance)[:200],
-                     issued_at=now, **patient) for card, rule in cards]
+                     language=str(language)[:16], issued_at=now, **patient) for card, rule in cards]
         if not wait:
             self.audit.put(rows)
             return

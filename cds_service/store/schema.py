@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, text
 from sqlalchemy.engine import Connection
 
 metadata = MetaData()
@@ -34,6 +34,7 @@ issued_card = Table(
     Column("hook_instance", String(200), nullable=False),
     Column("patient_hash", String(64), nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("language", String(16), nullable=True),        # migration 2: the card's language (en, nl, nb)
 )
 feedback = Table(
     "jak_feedback", metadata,
@@ -58,11 +59,24 @@ seen_jti = Table(
 
 
 def _migration_1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[meta, issued_card, feedback, seen_jti])
+    # the tables as shipped in version 1 (issued_card without ``language``, added by migration 2)
+    metadata.create_all(conn, tables=[meta, feedback, seen_jti])
+    columns = [Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable, index=c.index)
+               for c in issued_card.columns if c.name != "language"]
+    version_1 = Table(issued_card.name, MetaData(), *columns)
+    version_1.create(conn)                  # with its rule_id index (the columns keep index=True)
+
+
+def _migration_2(conn: Connection) -> None:
+    """Issue 25: the language each card was issued in (rows written before stay NULL: English)."""
+    schema = (conn.get_execution_options().get("schema_translate_map") or {}).get(None)   # text() is not translated
+    quote = conn.dialect.identifier_preparer
+    table = (quote.quote_schema(schema) + "." if schema else "") + quote.quote(issued_card.name)
+    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN language VARCHAR(16)"))
 
 
 # Append only: never edit a migration that has shipped.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migration_1), (2, _migration_2)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
