@@ -19,6 +19,7 @@ from cds_service.record.services import Service
 from cds_service.errors import CdsError
 from cds_service.facts import (
     MEDICATION_TYPES,
+    PatientFacts,
     build_facts,
     read_medications,
     today_from,
@@ -167,7 +168,7 @@ def read_record(engine, request: HookRequest, prefetch: Prefetch) -> PatientReco
                          unavailable=prefetch.unavailable, gaps=prefetch.gaps)
 
 
-def _facts(engine, request: HookRequest, record: PatientRecord, medications=None):
+def _facts(engine, request: HookRequest, record: PatientRecord, medications=None) -> PatientFacts:
     return build_facts(engine.knowledge, record, request.patient_id,
                        today_from(engine.settings.evaluation_date), medications)
 

@@ -23,7 +23,7 @@ from cds_service.rules.context import DraftOrder
 _validator = None
 
 
-def _validate_r4(resource: dict) -> str | None:
+def validate_r4(resource: dict) -> str | None:
     """None if the MedicationRequest validates as FHIR R4(B), else the first problem.
 
     The usual plain shape is settled by ``r4_draft_check`` (stricter than the library, ~20 us);
@@ -163,7 +163,7 @@ def recognise_drafts(knowledge: Knowledge, resources: list[dict]) -> tuple[list[
                                   drugmod.contained_medication(resource), drugmod.route_hint(resource))
         if match is None:
             continue
-        problem = _validate_r4(resource)
+        problem = validate_r4(resource)
         if problem:
             gaps.append(Missing("fhir-validation", f"the {match.entry.display} draft order",
                                 f"it is not valid FHIR R4 ({problem}); checks used what could be read",

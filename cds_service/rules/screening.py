@@ -28,7 +28,6 @@ from cds_service.knowledge.schemas.screening import SYSTEM_URI, CodeRef, RecordP
 from cds_service.rules.context import RuleContext
 from cds_service.rules.lab_thresholds import missing_reason
 from cds_service.rules.text import lab
-from cds_service.safety_facts import read_results
 
 _RECORD_TYPES = ("Observation", "DiagnosticReport", "Procedure", "Immunization", "ImagingStudy")
 _SYSTEM_LABEL = {"loinc": "LOINC", "snomed": "SNOMED CT", "cvx": "CVX"}
@@ -169,7 +168,7 @@ def result_part(ctx: RuleContext, part: RecordPart, max_days: int) -> tuple[str 
     gaps ((check, why): results that could not be read or obtained, said on the could-not-check card)."""
     facts, tests = ctx.facts, ctx.knowledge.rules.qualitative_test
     since = facts.today - timedelta(days=max_days)
-    reading = read_results(facts, part.tests)
+    reading = facts.results(part.tests)
     newest = reading.decisive
     if newest is not None and newest.when is not None:
         test = tests[newest.test]
