@@ -121,7 +121,7 @@ def _jak_orders(engine, service: Service, request: HookRequest, all_drafts: list
     record = read_record(engine, request, prefetch)
     facts = _facts(engine, request, record)
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, draft_resources=all_drafts)
-    ctx.orders = ordermod.read_orders(knowledge, recognised, facts, _conditions_by_id(record))
+    ctx.orders = ordermod.read_orders(knowledge, recognised, facts)
     if prefetch.nothing_usable:
         # decision 18: no part of the record could be read: say that no safety check was run, and why (the
         # notices that need no record, such as "this JAK inhibitor is not checked", still apply)
@@ -151,7 +151,7 @@ def _other_orders(engine, service: Service, request: HookRequest, all_drafts: li
     facts = _facts(engine, request, record, medications)
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, draft_resources=all_drafts)
     resources = {(kind, str(r.get("id"))): r for kind in MEDICATION_TYPES for r in record.resources(kind)}
-    items = list(co_prescription.evaluate(ctx, found, resources, _conditions_by_id(record)))
+    items = list(co_prescription.evaluate(ctx, found, resources))
     findings = [i for i in items if isinstance(i, Finding)]
     gaps += [i for i in items if isinstance(i, Missing)]
     return _answer(knowledge, request, findings, gaps, {c.order_id: c.display for c in found})
@@ -171,10 +171,6 @@ def read_record(engine, request: HookRequest, prefetch: Prefetch) -> PatientReco
 def _facts(engine, request: HookRequest, record: PatientRecord, medications=None) -> PatientFacts:
     return build_facts(engine.knowledge, record, request.patient_id,
                        today_from(engine.settings.evaluation_date), medications)
-
-
-def _conditions_by_id(record: PatientRecord) -> dict:
-    return {c.get("id"): c for c in record.resources("Condition")}
 
 
 def _run(ctx: RuleContext, request: HookRequest, families, gaps: list[Missing],

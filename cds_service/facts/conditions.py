@@ -28,6 +28,7 @@ class ConditionFact:
     display: str
     abatement: date | None = None
     by_name: bool = False     # no coding was recognised: the concepts were read from its text (decision 16)
+    resource_id: str | None = None   # the Condition's id (an order's reasonReference names it)
 
     @property
     def how(self) -> str:
@@ -91,7 +92,9 @@ def condition_fact(knowledge: Knowledge, condition: dict[str, Any]) -> Condition
     display = (code or {}).get("text") or next((c.get("display") for c in codings(code) if c.get("display")), "condition")
     abatement = parse_date(condition.get("abatementDateTime")) or parse_date(
         (condition.get("abatementPeriod") or {}).get("end") if isinstance(condition.get("abatementPeriod"), dict) else None)
-    return ConditionFact(tuple(dict.fromkeys(concepts)), indication, active, onset, str(display), abatement, by_name)
+    resource_id = condition.get("id")
+    return ConditionFact(tuple(dict.fromkeys(concepts)), indication, active, onset, str(display), abatement, by_name,
+                         resource_id if isinstance(resource_id, str) else None)
 
 
 def _history_code(knowledge: Knowledge, kind: str, concept: str, value: str) -> bool:
