@@ -7,11 +7,13 @@ nothing reaches back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from cds_service import cards as cardmod
+from cds_service.cards import IssuedCard
 from cds_service import orders as ordermod
 from cds_service.record.completion import Completion, Prefetch
 from cds_service.record.index import PatientRecord
@@ -29,20 +31,22 @@ from cds_service.rules import (
     NOTICE_RULES,
     ORDER_RULES,
     PATIENT_VIEW_RULES,
+    RuleFamily,
     co_prescription,
     unreadable,
 )
 from cds_service.rules.context import RuleContext
-from cds_service.wire import Card, HookRequest, cards_response
+from cds_service.wire import HookRequest, cards_response
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class HookResult:
+    """The response body and each card issued with its rule id, for the request answered."""
+
     body: dict
-    cards: list[Card]
-    rule_ids: list[str]
+    cards: list[IssuedCard]
     request: HookRequest
 
 
@@ -120,8 +124,8 @@ def _jak_orders(engine, service: Service, request: HookRequest, all_drafts: list
         raise _nothing_obtained(prefetch)
     record = read_record(engine, request, prefetch)
     facts = _facts(engine, request, record)
-    ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, draft_resources=all_drafts)
-    ctx.orders = ordermod.read_orders(knowledge, recognised, facts)
+    orders = ordermod.read_orders(knowledge, recognised, facts)
+    ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, orders=orders, draft_resources=all_drafts)
     if prefetch.nothing_usable:
         # decision 18: no part of the record could be read: say that no safety check was run, and why (the
         # notices that need no record, such as "this JAK inhibitor is not checked", still apply)
@@ -173,7 +177,7 @@ def _facts(engine, request: HookRequest, record: PatientRecord, medications=None
                        today_from(engine.settings.evaluation_date), medications)
 
 
-def _run(ctx: RuleContext, request: HookRequest, families, gaps: list[Missing],
+def _run(ctx: RuleContext, request: HookRequest, families: Iterable[RuleFamily], gaps: list[Missing],
          findings: list[Finding] | None = None) -> HookResult:
     findings = list(findings or ())
     for family in families:
@@ -184,5 +188,5 @@ def _run(ctx: RuleContext, request: HookRequest, families, gaps: list[Missing],
 
 def _answer(knowledge, request: HookRequest, findings: list[Finding], gaps: list[Missing],
             drug_names: dict | None = None) -> HookResult:
-    cards, rule_ids = cardmod.build_cards(knowledge, findings, gaps, drug_names or {})
-    return HookResult(cards_response(cards), cards, rule_ids, request)
+    issued = cardmod.build_cards(knowledge, findings, gaps, drug_names or {})
+    return HookResult(cards_response([i.card for i in issued]), issued, request)

@@ -11,7 +11,7 @@ patient takes a systemic JAK inhibitor.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cds_service import orders as ordermod
 from cds_service.facts import MedicationFact, medication_fact
@@ -25,8 +25,8 @@ from cds_service.findings import (
 )
 from cds_service.knowledge import Knowledge
 from cds_service.rules import dose as dosemod
+from cds_service.rules.common import is_live_vaccine
 from cds_service.rules.context import RuleContext
-from cds_service.rules.contraindications import is_live_vaccine
 from cds_service.rules.text import sentence
 
 
@@ -116,8 +116,8 @@ def _taken_as_order(ctx: RuleContext, medicine: MedicationFact, resources: dict[
 
 def _dose(ctx: RuleContext, order, rules, also_ordered: list[dict]) -> tuple[Finding | None, list[Missing]]:
     """The dose card (if any) and gaps for the JAK inhibitor taken now, with ``also_ordered`` drafts beside it."""
-    ctx.orders, ctx.draft_resources = [order], also_ordered
-    items = list(dosemod.evaluate_order(ctx, order, rules))
+    as_ordered = replace(ctx, orders=[order], draft_resources=also_ordered)
+    items = list(dosemod.evaluate_order(as_ordered, order, rules))
     return (next((i for i in items if isinstance(i, Finding)), None),
             [i for i in items if isinstance(i, Missing)])
 

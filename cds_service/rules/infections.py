@@ -18,7 +18,7 @@ from datetime import date, timedelta
 
 from cds_service.findings import Finding, Missing
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.evidence import condition_evidence, on_record_finding
+from cds_service.rules.common import condition_evidence, on_record_finding
 from cds_service.facts import ResultReading
 
 _PROBLEM_LIST = "the problem list (conditions that contraindicate a JAK inhibitor)"
