@@ -79,14 +79,15 @@ def measure(hook: str = "order-sign", observations: int = 200, latency_ms: float
         with tempfile.TemporaryDirectory(prefix="jak-bench-noprefetch-") as tmp:
             bench = Bench(Path(tmp))
             service = bench.engine.services[SERVICE_FOR_HOOK[hook]]
-            expected = [c.summary for c in hooks.evaluate(bench.engine, service, prefetched).cards]
+            expected = [c.card.summary for c in hooks.evaluate(bench.engine, service, prefetched).cards]
             for i in range(calls + 2):                        # the first two open the connections
                 t0 = time.perf_counter()
                 result = hooks.evaluate(bench.engine, service, json.loads(json.dumps(request)))
                 if i >= 2:
                     walls.append(time.perf_counter() - t0)
-                if [c.summary for c in result.cards] != expected:
-                    raise RuntimeError(f"without prefetch the cards differ: {[c.summary for c in result.cards]}")
+                got = [c.card.summary for c in result.cards]
+                if got != expected:
+                    raise RuntimeError(f"without prefetch the cards differ: {got}")
             bench.app.extensions["jak_store"].dispose()
     finally:
         server.terminate()

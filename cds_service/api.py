@@ -87,7 +87,7 @@ def call_service(service_id: str):
     store = current_app.extensions.get("jak_store")
     if store is not None and result.cards:
         store.record_issued(service.id, result.request.hookInstance, result.request.patient_id,
-                            [(c.uuid, rule) for c, rule in zip(result.cards, result.rule_ids)],
+                            [(issued.card.uuid, issued.rule_id) for issued in result.cards],
                             engine.knowledge.version, wait=False, language=language)
     return _json(result.body, language=language)
 

@@ -7,7 +7,7 @@ reasons from the knowledge, and nothing empty on the wire.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from cds_service.findings import SEVERITY, Finding, Missing
@@ -15,6 +15,14 @@ from cds_service.knowledge import Knowledge
 from cds_service.wire import MAX_SUMMARY, Action, Card, Coding, Link, Source, Suggestion
 
 RULE_SYSTEM = "https://jak-cds.example.org/fhir/CodeSystem/rule"
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    """A card with the rule behind it (what the audit records and feedback is grouped by)."""
+
+    card: Card
+    rule_id: str
 
 
 @lru_cache(maxsize=512)          # one per rule id (a few dozen), shared by every card of that rule
@@ -191,8 +199,8 @@ def _caused_by(gap: Missing, covers: tuple[str, ...]) -> bool:
 
 
 def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missing],
-                drug_names: dict[str | None, str]) -> tuple[list[Card], list[str]]:
-    """Cards in order of severity; returns (cards, rule id of each card)."""
+                drug_names: dict[str | None, str]) -> list[IssuedCard]:
+    """Cards in order of severity, each with its rule id."""
     cards: list[tuple[int, Card, str]] = []
     gaps = absorb(findings, gaps)
     for finding in one_edit_per_draft(dedupe(findings)):
@@ -209,4 +217,4 @@ def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missin
         cards.append((SEVERITY["warning"], missing_card(knowledge, order_gaps, drug_names.get(order_id)),
                       "missing-data"))
     cards.sort(key=lambda item: -item[0])
-    return [c for _, c, _ in cards], [r for _, _, r in cards]
+    return [IssuedCard(card, rule_id) for _, card, rule_id in cards]

@@ -7,11 +7,13 @@ nothing reaches back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from cds_service import cards as cardmod
+from cds_service.cards import IssuedCard
 from cds_service import orders as ordermod
 from cds_service.record.completion import Completion, Prefetch
 from cds_service.record.index import PatientRecord
@@ -19,6 +21,7 @@ from cds_service.record.services import Service
 from cds_service.errors import CdsError
 from cds_service.facts import (
     MEDICATION_TYPES,
+    PatientFacts,
     build_facts,
     read_medications,
     today_from,
@@ -28,20 +31,22 @@ from cds_service.rules import (
     NOTICE_RULES,
     ORDER_RULES,
     PATIENT_VIEW_RULES,
+    RuleFamily,
     co_prescription,
     unreadable,
 )
 from cds_service.rules.context import RuleContext
-from cds_service.wire import Card, HookRequest, cards_response
+from cds_service.wire import HookRequest, cards_response
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class HookResult:
+    """The response body and each card issued with its rule id, for the request answered."""
+
     body: dict
-    cards: list[Card]
-    rule_ids: list[str]
+    cards: list[IssuedCard]
     request: HookRequest
 
 
@@ -119,8 +124,8 @@ def _jak_orders(engine, service: Service, request: HookRequest, all_drafts: list
         raise _nothing_obtained(prefetch)
     record = read_record(engine, request, prefetch)
     facts = _facts(engine, request, record)
-    ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, draft_resources=all_drafts)
-    ctx.orders = ordermod.read_orders(knowledge, recognised, facts, _conditions_by_id(record))
+    orders = ordermod.read_orders(knowledge, recognised, facts)
+    ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, orders=orders, draft_resources=all_drafts)
     if prefetch.nothing_usable:
         # decision 18: no part of the record could be read: say that no safety check was run, and why (the
         # notices that need no record, such as "this JAK inhibitor is not checked", still apply)
@@ -150,7 +155,7 @@ def _other_orders(engine, service: Service, request: HookRequest, all_drafts: li
     facts = _facts(engine, request, record, medications)
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, draft_resources=all_drafts)
     resources = {(kind, str(r.get("id"))): r for kind in MEDICATION_TYPES for r in record.resources(kind)}
-    items = list(co_prescription.evaluate(ctx, found, resources, _conditions_by_id(record)))
+    items = list(co_prescription.evaluate(ctx, found, resources))
     findings = [i for i in items if isinstance(i, Finding)]
     gaps += [i for i in items if isinstance(i, Missing)]
     return _answer(knowledge, request, findings, gaps, {c.order_id: c.display for c in found})
@@ -167,16 +172,12 @@ def read_record(engine, request: HookRequest, prefetch: Prefetch) -> PatientReco
                          unavailable=prefetch.unavailable, gaps=prefetch.gaps)
 
 
-def _facts(engine, request: HookRequest, record: PatientRecord, medications=None):
+def _facts(engine, request: HookRequest, record: PatientRecord, medications=None) -> PatientFacts:
     return build_facts(engine.knowledge, record, request.patient_id,
                        today_from(engine.settings.evaluation_date), medications)
 
 
-def _conditions_by_id(record: PatientRecord) -> dict:
-    return {c.get("id"): c for c in record.resources("Condition")}
-
-
-def _run(ctx: RuleContext, request: HookRequest, families, gaps: list[Missing],
+def _run(ctx: RuleContext, request: HookRequest, families: Iterable[RuleFamily], gaps: list[Missing],
          findings: list[Finding] | None = None) -> HookResult:
     findings = list(findings or ())
     for family in families:
@@ -187,5 +188,5 @@ def _run(ctx: RuleContext, request: HookRequest, families, gaps: list[Missing],
 
 def _answer(knowledge, request: HookRequest, findings: list[Finding], gaps: list[Missing],
             drug_names: dict | None = None) -> HookResult:
-    cards, rule_ids = cardmod.build_cards(knowledge, findings, gaps, drug_names or {})
-    return HookResult(cards_response(cards), cards, rule_ids, request)
+    issued = cardmod.build_cards(knowledge, findings, gaps, drug_names or {})
+    return HookResult(cards_response([i.card for i in issued]), issued, request)

@@ -8,6 +8,7 @@ evaluated from what could be read and the failure is said on a card.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cds_service.errors import CdsError
 from cds_service.facts import PatientFacts, coded_indication
@@ -23,7 +24,7 @@ from cds_service.rules.context import DraftOrder
 _validator = None
 
 
-def _validate_r4(resource: dict) -> str | None:
+def validate_r4(resource: dict) -> str | None:
     """None if the MedicationRequest validates as FHIR R4(B), else the first problem.
 
     The usual plain shape is settled by ``r4_draft_check`` (stricter than the library, ~20 us);
@@ -66,44 +67,33 @@ def selected(resources: list[dict], context: dict) -> list[dict]:
     return chosen or resources
 
 
-def _lookup_indication(knowledge: Knowledge, concept) -> str | None:
-    """The indication id (cards/indications*.toml) a coded concept names, if any."""
-    for coding in codings(concept):
-        found = coded_indication(knowledge, coding)
-        if found:
-            return found
-    return None
+def _listed(value: object) -> list[dict[str, Any]]:
+    """An R4 array element as a list of objects (a single object where R4 wants a list is tolerated)."""
+    value = [value] if isinstance(value, dict) else value
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def reason_indications(knowledge: Knowledge, resource: dict,
-                       conditions_by_id: dict[str, dict]) -> tuple[bool, tuple[str, ...]]:
-    """(does the order state a reason at all?, every indication recognised in reasonCode/reasonReference)."""
-    def listed(value) -> list[dict]:      # tolerate a single object where R4 wants a list
-        value = [value] if isinstance(value, dict) else value
-        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-    codes, refs = listed(resource.get("reasonCode")), listed(resource.get("reasonReference"))
-    found = [_lookup_indication(knowledge, c) for c in codes]
+def reason_indications(knowledge: Knowledge, resource: dict[str, Any],
+                       facts: PatientFacts) -> tuple[bool, tuple[str, ...]]:
+    """(does the order state a reason at all?, every indication recognised in reasonCode/reasonReference, in
+    order: codes first). A reasonReference is read through the Condition it names in ``facts.conditions``
+    (a Condition entered in error or refuted names no indication)."""
+    codes, refs = _listed(resource.get("reasonCode")), _listed(resource.get("reasonReference"))
+    by_id = {c.resource_id: c for c in facts.conditions if c.resource_id is not None}
+    found: list[str | None] = []
+    for concept in codes:
+        found.append(next(filter(None, (coded_indication(knowledge, coding) for coding in codings(concept))), None))
     for ref in refs:
-        target = str(ref.get("reference") or "").split("/")[-1]
-        found.append(_lookup_indication(knowledge, (conditions_by_id.get(target) or {}).get("code")))
+        condition = by_id.get(str(ref.get("reference") or "").split("/")[-1])
+        found.append(condition.indication if condition is not None else None)
     return bool(codes or refs), tuple(dict.fromkeys(f for f in found if f))
 
 
-def _indication(knowledge: Knowledge, resource: dict, facts: PatientFacts, match: drugmod.DrugMatch,
-                conditions_by_id: dict[str, dict]) -> tuple[str | None, str]:
-    def lookup(concept) -> str | None:
-        return _lookup_indication(knowledge, concept)
-
-    for concept in resource.get("reasonCode") or []:
-        found = lookup(concept)
-        if found:
-            return found, "order reason"
-    for ref in resource.get("reasonReference") or []:
-        target = str((ref or {}).get("reference") or "").split("/")[-1]
-        found = lookup((conditions_by_id.get(target) or {}).get("code"))
-        if found:
-            return found, "order reason"
+def _indication(knowledge: Knowledge, facts: PatientFacts, match: drugmod.DrugMatch,
+                reasons: tuple[str, ...]) -> tuple[str | None, str]:
+    """The order's indication and how it was found: its reason first, else the one approved active condition."""
+    if reasons:
+        return reasons[0], "order reason"
     approved = set(match.entry.indications)
     active = {c.indication for c in facts.conditions if c.active and c.indication}
     candidates = active & approved if approved else active
@@ -163,7 +153,7 @@ def recognise_drafts(knowledge: Knowledge, resources: list[dict]) -> tuple[list[
                                   drugmod.contained_medication(resource), drugmod.route_hint(resource))
         if match is None:
             continue
-        problem = _validate_r4(resource)
+        problem = validate_r4(resource)
         if problem:
             gaps.append(Missing("fhir-validation", f"the {match.entry.display} draft order",
                                 f"it is not valid FHIR R4 ({problem}); checks used what could be read",
@@ -172,15 +162,14 @@ def recognise_drafts(knowledge: Knowledge, resources: list[dict]) -> tuple[list[
     return recognised, gaps
 
 
-def read_orders(knowledge: Knowledge, drafts: list[RecognisedDraft], facts: PatientFacts,
-                conditions_by_id: dict[str, dict]) -> list[DraftOrder]:
+def read_orders(knowledge: Knowledge, drafts: list[RecognisedDraft], facts: PatientFacts) -> list[DraftOrder]:
     """Each recognised draft with its dose, its indication (from the order or the record) and its phase."""
     orders: list[DraftOrder] = []
     for draft in drafts:
         resource, match = draft.resource, draft.match
         dose = drugmod.ordered_dose(resource, match)
-        indication, how = _indication(knowledge, resource, facts, match, conditions_by_id)
-        reason_given, reasons = reason_indications(knowledge, resource, conditions_by_id)
+        reason_given, reasons = reason_indications(knowledge, resource, facts)
+        indication, how = _indication(knowledge, facts, match, reasons)
         orders.append(DraftOrder(resource, draft.order_id, match, dose, indication, how, reason_given, reasons,
                                  order_phase(knowledge, resource)))
     return orders

@@ -137,7 +137,7 @@ def test_stage_breakdown_times_every_step_of_the_call_and_puts_the_pipeline_back
     from cds_service import hooks, orders
     from cds_service.record.completion import Completion
 
-    before = (hooks.build_facts, hooks.parse_request, orders._validate_r4, hooks.read_record, Completion.fill)
+    before = (hooks.build_facts, hooks.parse_request, orders.validate_r4, hooks.read_record, Completion.fill)
     result = stages.measure("order-sign", 10, reps=3)
     steps = result["steps"]
     for label in ("whole evaluate", "parse request", "prefetch completion", "patient facts",
@@ -148,7 +148,7 @@ def test_stage_breakdown_times_every_step_of_the_call_and_puts_the_pipeline_back
     assert "rules: monitoring" not in steps                 # a patient-view family: not run on order-sign
     assert "medications, read first (patient-view)" not in steps
     assert steps["whole evaluate"]["best_us"] >= steps["patient facts"]["best_us"]
-    assert (hooks.build_facts, hooks.parse_request, orders._validate_r4, hooks.read_record,
+    assert (hooks.build_facts, hooks.parse_request, orders.validate_r4, hooks.read_record,
             Completion.fill) == before
     assert "% of evaluate" in stages.table(result)
 

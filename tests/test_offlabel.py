@@ -69,6 +69,22 @@ def test_upadacitinib_for_dermatomyositis_by_reason_reference_cites_s002(hook):
     assert any("rmdopen-2023-003837" in link["url"] for link in card["links"])       # S002
 
 
+def test_a_reason_reference_to_a_condition_entered_in_error_names_no_indication(hook):
+    dm = condition("396230008", "Dermatomyositis")
+    dm["verificationStatus"]["coding"][0]["code"] = "entered-in-error"
+    order = draft_order("Rinvoq 15 mg", 15)
+    order["reasonReference"] = [{"reference": f"Condition/{dm['id']}"}]
+    assert cards_for(hook, OFFLABEL, record(extra=[dm, order])) == []       # not "for dermatomyositis"
+
+
+def test_a_malformed_reason_reference_is_passed_over_not_a_server_error(hook):
+    dm = condition("396230008", "Dermatomyositis")
+    order = draft_order("Rinvoq 15 mg", 15)
+    order["reasonReference"] = ["Condition/x", {"reference": f"Condition/{dm['id']}"}]
+    [card] = cards_for(hook, OFFLABEL, record(extra=[dm, order]))
+    assert "dermatomyositis" in card["summary"].lower()
+
+
 def test_an_approved_order_reason_wins_over_an_off_label_condition_on_record(hook):
     order = draft_order("upadacitinib 15 mg", 15, reason=(SNOMED, "24079001", "Atopic dermatitis"))
     assert cards_for(hook, OFFLABEL, record(extra=[DM, order])) == []

@@ -212,8 +212,7 @@ def test_record_part_needs_exactly_one_kind():
 
 
 def test_checklist_codes_are_read_as_records(knowledge):
-    from cds_service.coded_records import wanted_codes
-    wanted = wanted_codes(knowledge)
+    wanted = knowledge.record_keys
     assert {"loinc|5196-1", "loinc|71773-6", "loinc|36643-5", "snomed|399208008", "cvx|187", "cvx|121",
             "snomed|271303006"} <= wanted
 

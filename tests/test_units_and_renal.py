@@ -4,7 +4,7 @@ import pytest
 from cds_service.facts import build_facts, creatinine_clearance, egfr
 from cds_service.knowledge.units import resolve_unit
 from cds_service.record.index import PatientRecord
-from cds_service.renal import ckd_epi_2021, cockcroft_gault
+from cds_service.facts.renal import ckd_epi_2021, cockcroft_gault
 from fixtures.builders import TODAY, obs, patient
 
 

@@ -11,6 +11,8 @@ from typing import Any
 from cds_service.fhir.tolerant import as_list
 
 LOINC_SYSTEM = "http://loinc.org"
+# statuses that mean a resource does not stand (a result, order or statement entered in error or cancelled)
+VOID_STATUS = frozenset({"entered-in-error", "cancelled"})
 
 
 def parse_date(value: object) -> date | None:

@@ -90,6 +90,10 @@ class Knowledge:
     # resource type -> every code some rule reads in resources of that type (decision 16): the coded prefetch
     # templates ask for exactly these (cds_service/discovery.py), so a code the knowledge recognises is fetched
     codes_read: dict[str, frozenset[str]] = field(default_factory=dict)
+    # every "system|code" a rule table asks about in coded records (tables expose ``record_keys()``), and the
+    # same codes without their system (how the record's code index is searched)
+    record_keys: frozenset[str] = frozenset()
+    record_codes: frozenset[str] = frozenset()
     # the parts of cards that follow from this knowledge alone (override reasons, links to sources), made
     # once on first use by cards.py and shared by every card (immutable wire models)
     card_parts: dict = field(default_factory=dict, repr=False, compare=False)
@@ -234,7 +238,7 @@ def _loinc_codes(k: Knowledge) -> frozenset[str]:
     return frozenset(text.strip() for text in _strings(parts) if _LOINC_SHAPED.fullmatch(text.strip()))
 
 
-# record types read by presence and date (cds_service/coded_records.py) that a coded search fetches; an
+# record types read by presence and date (cds_service/facts/coded_records.py) that a coded search fetches; an
 # Immunization is fetched whole (no code filter), so its CVX codes are not listed here
 CODED_RECORD_TYPES = ("Observation", "DiagnosticReport", "Procedure")
 
@@ -265,6 +269,9 @@ def _codes_read(k: Knowledge) -> dict[str, frozenset[str]]:
 def _index(k: Knowledge) -> None:
     k.observation_codes = _loinc_codes(k)
     k.codes_read = _codes_read(k)
+    k.record_keys = frozenset(key for entry in k.rules.all_rules()
+                              if callable(record_keys := getattr(entry, "record_keys", None)) for key in record_keys())
+    k.record_codes = frozenset(key.split("|", 1)[-1] for key in k.record_keys)
     for name, analyte in k.analytes.items():
         for code in analyte.loinc:
             k.loinc_to_analyte[code] = name

@@ -11,7 +11,7 @@ patient takes a systemic JAK inhibitor.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cds_service import orders as ordermod
 from cds_service.facts import MedicationFact, medication_fact
@@ -25,8 +25,8 @@ from cds_service.findings import (
 )
 from cds_service.knowledge import Knowledge
 from cds_service.rules import dose as dosemod
+from cds_service.rules.common import is_live_vaccine
 from cds_service.rules.context import RuleContext
-from cds_service.rules.contraindications import is_live_vaccine
 from cds_service.rules.text import sentence
 
 
@@ -102,8 +102,7 @@ def candidates(knowledge: Knowledge, drafts: list[dict]) -> list[Candidate]:
     return found
 
 
-def _taken_as_order(ctx: RuleContext, medicine: MedicationFact, resources: dict[tuple[str, str], dict],
-                    conditions_by_id: dict[str, dict]):
+def _taken_as_order(ctx: RuleContext, medicine: MedicationFact, resources: dict[tuple[str, str], dict]):
     """The JAK inhibitor the patient takes, read like an order (its dose, indication and phase)."""
     resource = resources.get((medicine.resource_type, str(medicine.resource_id)))
     if resource is None or medicine.drug is None:
@@ -112,13 +111,13 @@ def _taken_as_order(ctx: RuleContext, medicine: MedicationFact, resources: dict[
         resource = {**resource, "dosageInstruction": resource.get("dosage")}
     # an id of its own: the rules then count the active order itself as "already taking it" (not a new start)
     draft = ordermod.RecognisedDraft(normalise(resource), f"taken-now-{medicine.resource_id}", medicine.drug)
-    return ordermod.read_orders(ctx.knowledge, [draft], ctx.facts, conditions_by_id)[0]
+    return ordermod.read_orders(ctx.knowledge, [draft], ctx.facts)[0]
 
 
 def _dose(ctx: RuleContext, order, rules, also_ordered: list[dict]) -> tuple[Finding | None, list[Missing]]:
     """The dose card (if any) and gaps for the JAK inhibitor taken now, with ``also_ordered`` drafts beside it."""
-    ctx.orders, ctx.draft_resources = [order], also_ordered
-    items = list(dosemod.evaluate_order(ctx, order, rules))
+    as_ordered = replace(ctx, orders=[order], draft_resources=also_ordered)
+    items = list(dosemod.evaluate_order(as_ordered, order, rules))
     return (next((i for i in items if isinstance(i, Finding)), None),
             [i for i in items if isinstance(i, Missing)])
 
@@ -128,8 +127,7 @@ def _taking(medicine: MedicationFact, dose) -> str:
     return f"{medicine.display} — {dose.describe()} (active {medicine.resource_type}{since})"
 
 
-def evaluate(ctx: RuleContext, found: list[Candidate], resources: dict[tuple[str, str], dict],
-             conditions_by_id: dict[str, dict]):
+def evaluate(ctx: RuleContext, found: list[Candidate], resources: dict[tuple[str, str], dict]):
     """Findings (and gaps) for each candidate against each systemic JAK inhibitor the patient takes."""
     k = ctx.knowledge
     taking: dict[str, MedicationFact] = {}
@@ -139,14 +137,14 @@ def evaluate(ctx: RuleContext, found: list[Candidate], resources: dict[tuple[str
     for card in k.rules.co_prescription.values():
         for candidate in found:
             for medicine in taking.values():
-                yield from _one(ctx, card, candidate, medicine, resources, conditions_by_id)
+                yield from _one(ctx, card, candidate, medicine, resources)
 
 
-def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact, resources, conditions_by_id):
+def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact, resources):
     k = ctx.knowledge
     drug_id = medicine.drug.drug_id
     name = medicine.drug.entry.display
-    order = _taken_as_order(ctx, medicine, resources, conditions_by_id)
+    order = _taken_as_order(ctx, medicine, resources)
     advice: list[Advice] = []
     gaps: list[Missing] = []
     dose_rules = k.rules.for_drug("dose", drug_id)

@@ -4,8 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from cds_service import facts as factsmod
-from cds_service.facts import PatientFacts
+from cds_service.facts import Derived, PatientFacts, creatinine_clearance, egfr
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.drugs import DrugMatch, OrderedDose
 
@@ -41,12 +40,12 @@ class RuleContext:
     memo: dict = field(default_factory=dict)   # values several rule families read, worked out once per call
 
     @cached_property
-    def crcl(self) -> factsmod.Derived:
-        return factsmod.creatinine_clearance(self.facts, self.knowledge)
+    def crcl(self) -> Derived:
+        return creatinine_clearance(self.facts, self.knowledge)
 
     @cached_property
-    def egfr(self) -> factsmod.Derived:
-        return factsmod.egfr(self.facts, self.knowledge)
+    def egfr(self) -> Derived:
+        return egfr(self.facts, self.knowledge)
 
     def systemic_orders(self) -> list[DraftOrder]:
         return [o for o in self.orders if o.match.category == "systemic"]

@@ -11,9 +11,9 @@ from datetime import date
 
 from cds_service.findings import Missing
 from cds_service.knowledge import drugs as drugmod
-from cds_service.knowledge.textmatch import any_word
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.evidence import (
+from cds_service.rules.common import (
+    is_live_vaccine,
     class_evidence,
     condition_evidence,
     on_record_finding,
@@ -88,17 +88,6 @@ def _allergy_evidence(ctx: RuleContext, order: DraftOrder) -> list[str]:
         recorded = f", recorded {allergy.recorded.isoformat()}" if allergy.recorded else ""
         found.append(f"{allergy.display} ({kind}{crit}{recorded})")
     return found
-
-
-def is_live_vaccine(imm, vaccines) -> bool:
-    for system, code in imm.codes:
-        s = system.lower()
-        if "cvx" in s and code in vaccines.cvx:
-            return True
-        if ("atc" in s or "whocc" in s) and code.upper().startswith(vaccines.atc) \
-                and not code.upper().startswith(vaccines.atc_not):
-            return True
-    return any_word(imm.display.lower(), vaccines.names)
 
 
 def _vaccine_evidence(ctx: RuleContext, days: int) -> list[str]:

@@ -23,8 +23,7 @@ from cds_service.findings import Finding, Missing, ProposedAction, ProposedSugge
 from cds_service.knowledge import drugs as drugmod
 from cds_service.knowledge.schemas.dose import DoseHalving, DoseRule
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.evidence import corrected_order, prac_risk_factors
-from cds_service.rules.lab_thresholds import missing_reason
+from cds_service.rules.common import corrected_order, missing_reason, prac_risk_factors
 from cds_service.rules.text import lab, mg, sentence
 
 _EPS = 1e-9

@@ -5,7 +5,7 @@ B core antibody (with HBsAg and HBV DNA), hepatitis C antibody (with HCV RNA) an
 therapy and viral load). Tables, windows and wording: cards/rules/infections.toml; tests and codes:
 cards/labs-serology.toml; treatments: cards/classes-infections.toml.
 
-Results come from ``facts.coded_results`` (cds_service/safety_facts.py), newest first. The newest READABLE result
+Results come from ``facts.coded_results`` (cds_service/facts/safety.py), newest first. The newest READABLE result
 decides; a result that could not be read and is newer than it is said on the card (or, with no card, on the
 could-not-check card), never taken as negative. Same-day results: a readable one wins over an unreadable
 companion (a QuantiFERON report sends its interpretation and its bare numbers together). The critical cards
@@ -19,8 +19,8 @@ from datetime import date, timedelta
 from cds_service import i18n
 from cds_service.findings import Finding, Missing
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.evidence import condition_evidence, on_record_finding
-from cds_service.safety_facts import ResultReading, read_results
+from cds_service.rules.common import condition_evidence, on_record_finding
+from cds_service.facts import ResultReading
 
 _PROBLEM_LIST = "the problem list (conditions that contraindicate a JAK inhibitor)"
 _SHOWN = 3                     # results of one kind listed on a card (the newest ones)
@@ -31,7 +31,7 @@ def _d(when: date | None) -> str:
 
 
 def read(ctx: RuleContext, test_ids, since: date | None = None) -> ResultReading:
-    return read_results(ctx.facts, test_ids, since)
+    return ctx.facts.results(test_ids, since)
 
 
 def is_positive(ctx: RuleContext, result) -> bool:

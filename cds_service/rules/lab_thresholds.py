@@ -10,6 +10,7 @@ from cds_service.facts import LabValue, PatientFacts
 from cds_service.findings import Finding, Missing
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.schemas.lab_threshold import LabThreshold
+from cds_service.rules.common import missing_reason
 from cds_service.rules.context import RuleContext
 from cds_service.rules.text import lab, sentence, unit
 
@@ -23,21 +24,6 @@ def crosses(threshold: LabThreshold, value: LabValue, canonical_unit: str) -> tu
         limit, compared_unit, observed = limits[canonical_unit], canonical_unit, value.value
     crossed = observed < limit if threshold.direction == "below" else observed > limit
     return crossed, limit, compared_unit
-
-
-def missing_reason(facts: PatientFacts, knowledge: Knowledge, analyte: str, max_days: int) -> str:
-    """Why there is no usable value: unavailable data, uninterpretable, stale, or none."""
-    bad = facts.unreadable_within(analyte, max_days)
-    values = facts.labs.get(analyte)
-    if bad:
-        when = f" of {bad[0].when.isoformat()}" if bad[0].when else ""
-        return f"the result{when} could not be interpreted: {bad[0].why}"
-    if values:
-        return f"the latest result ({lab(values[0])}) is older than {max_days} days"
-    why = facts.why_unavailable("Observation", knowledge.analytes[analyte].loinc)
-    if why:
-        return f"lab results could not be obtained: {why}"
-    return f"no result in the last {max_days} days"
 
 
 def relative_limit(threshold: LabThreshold, value: LabValue, analyte) -> tuple[float, str]:

@@ -19,7 +19,7 @@ from cds_service.findings import Finding, Missing, ProposedAction, ProposedSugge
 from cds_service.knowledge.schemas.monitoring import MonitoringSchedule
 from cds_service.rules import lab_thresholds
 from cds_service.rules.context import RuleContext
-from cds_service.rules.screening import (
+from cds_service.rules.record_parts import (
     codes_text,
     order_code,
     part_state,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.evidence import corrected_order, prac_risk_factors
+from cds_service.rules.common import corrected_order, prac_risk_factors
 from cds_service.rules.text import mg
 
 

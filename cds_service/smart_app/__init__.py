@@ -120,7 +120,7 @@ def add_links(engine, service, result) -> None:
         wanted = [True] * len(result.cards)
     else:
         ids = _co_prescription_ids(engine.knowledge)
-        wanted = [rule in ids for rule in result.rule_ids]
+        wanted = [issued.rule_id in ids for issued in result.cards]
     if not any(wanted):
         return
     from cds_service.wire import Link
@@ -130,13 +130,13 @@ def add_links(engine, service, result) -> None:
         context = json.dumps({"jakCdsTicket": ticket}, separators=(",", ":"))
     link = Link(label=i18n.say("Open JAK monitoring"), url=launch_url(engine.settings), type="smart", appContext=context)
     changed = False
-    for card, want in zip(result.cards, wanted):
+    for issued, want in zip(result.cards, wanted):
         if want:
-            card.links = [link]
+            issued.card.links = [link]
             changed = True
     if changed:
         from cds_service.wire import cards_response
-        result.body = cards_response(result.cards)
+        result.body = cards_response([issued.card for issued in result.cards])
 
 
 def _co_prescription_ids(knowledge) -> set[str]:

@@ -5,7 +5,7 @@
                                   per order gathers every piece found. Rules sharing a ``concern`` give one card
                                   (the most severe), e.g. hepatic failure (critical) over cirrhosis (warning).
 ``[qualitative_test.<id>]``       coded lab/observation results (positive/negative, yes/no, smoking status) by
-                                  LOINC code, read into ``facts.coded_results`` (cds_service/safety_facts.py)
+                                  LOINC code, read into ``facts.coded_results`` (cds_service/facts/safety.py)
 ``[answer_set.<id>]``             what a coded answer means: category -> answer codes, interpretation codes, words
 ``[drug_class.<id>]``             medication classes matched among ACTIVE medications by ATC prefix or name
 ``[live_vaccine.<id>]``           live attenuated vaccines by CVX code, ATC code/prefix or name
@@ -128,7 +128,7 @@ class ConditionText(Strict):
 
 
 class ChildPughStage(Strict):
-    """Condition.stage read for a Child-Pugh class (decision 16; cds_service/hepatic.py): a stage that names
+    """Condition.stage read for a Child-Pugh class (decision 16; cds_service/facts/hepatic.py): a stage that names
     Child-Pugh counts on any Condition; a bare class ("B", "class C") or "CP-B" only on a Condition coded as one
     of these liver ``concepts``."""
 

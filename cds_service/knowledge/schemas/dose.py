@@ -26,7 +26,7 @@ from cds_service.knowledge.textmatch import WordList
 
 Phase = Literal["induction", "maintenance"]
 ChildPughClass = Literal["A", "B", "C"]
-RiskGroup = Literal["prac", "vte"]           # the groups of [[prac_factor]] (cds_service.rules.evidence)
+RiskGroup = Literal["prac", "vte"]           # the groups of [[prac_factor]] (cds_service.rules.common)
 
 _BANDS = (("age_at_least", "age_below"), ("weight_at_least_kg", "weight_below_kg"),
           ("crcl_at_least", "crcl_below"), ("egfr_at_least", "egfr_below"))
@@ -134,7 +134,7 @@ class DoseStep(Strict):
 
 class OtherwiseDose(Strict):
     """A dose that otherwise applies besides the caps of [[dose]], when the order matches (indication, phase) and
-    the patient has a risk factor of one of ``risk_groups`` (cds_service.rules.evidence.prac_risk_factors)."""
+    the patient has a risk factor of one of ``risk_groups`` (cds_service.rules.common.prac_risk_factors)."""
 
     mg: float = Field(gt=0)
     per_day: int = Field(ge=1, le=4)

@@ -1,7 +1,7 @@
 """Infection rules that read screening results (decisions 5, 15 and 21): latent tuberculosis, hepatitis B core
 antibody with HBV DNA, hepatitis C antibody with HCV RNA, HIV with antiretroviral therapy and viral load.
 
-Each table names the qualitative tests (``[qualitative_test.*]``, read by cds_service/safety_facts.py), the
+Each table names the qualitative tests (``[qualitative_test.*]``, read by cds_service/facts/safety.py), the
 concepts and the treatment classes it reads, and one card text per outcome (``CardText``: its own rule id,
 indicator, summary and advice). The decision between outcomes is in cds_service/rules/infections.py; every
 code, window and wording is here and in cards/.

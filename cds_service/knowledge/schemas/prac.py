@@ -65,7 +65,7 @@ class PracFactor(Strict):
     RECORD_TYPES: ClassVar[tuple[str, ...]] = ("Procedure",)     # what the prefetch asks for them in
 
     def record_keys(self) -> list[str]:
-        """The Procedure codes read (cds_service/coded_records.py; the prefetch asks for them, decision 16)."""
+        """The Procedure codes read (cds_service/facts/coded_records.py; the prefetch asks for them, decision 16)."""
         return [f"snomed|{code}" for code in self.procedure_snomed]
 
 

@@ -10,7 +10,7 @@
 - immunizations (CVX / ATC / text, date, status);
 - allergies and intolerances (the substance as written; recognised as a drug by the rules).
 
-Called from ``facts.build_facts``. A result whose answer cannot be read is kept with category ``None`` and the
+Each reader returns its values; ``build.build_facts`` puts them on ``PatientFacts``. A result whose answer cannot be read is kept with category ``None`` and the
 reason, and never counted as negative.
 """
 from __future__ import annotations
@@ -18,14 +18,18 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
+from typing import Any
 
-from cds_service.facts import PatientFacts
+from cds_service.facts.medications import MedicationFact
 from cds_service.fhir.tolerant import as_list
-from cds_service.fhir.values import codings, loinc_or_unstated, parse_date
+from cds_service.fhir.values import VOID_STATUS, codings, loinc_or_unstated, parse_date
+from cds_service.knowledge import Knowledge
+from cds_service.knowledge.schemas.contraindication import AnswerSet, QualitativeTest
 from cds_service.knowledge.units import resolve_unit
+from cds_service.record.index import PatientRecord
 
-_BAD_STATUS = {"entered-in-error", "cancelled"}
 # "<20 copies/mL", "20", "> 1e6 IU/mL": a number written as text, with its comparator and unit
 _NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:[.,]\d+)?)\s*(\S.*)?$")
 _COMPARATOR = {"≤": "<=", "≥": ">="}
@@ -46,14 +50,15 @@ class ResultReading:
     that could not be read and are newer than it (said, never taken as negative). On the same day a readable
     result wins over an unreadable companion (a QuantiFERON report sends its interpretation and bare numbers)."""
 
-    results: list
+    results: list[CodedResult]
     decisive: CodedResult | None
-    unread: list
+    unread: list[CodedResult]
 
 
-def read_results(facts: PatientFacts, test_ids, since: date | None = None) -> ResultReading:
+def read_results(coded_results: Mapping[str, Sequence[CodedResult]], test_ids: Iterable[str],
+                 since: date | None = None) -> ResultReading:
     """The results of ``test_ids`` (``[qualitative_test.*]`` ids), only those dated ``since`` or later if given."""
-    found = [r for t in test_ids for r in facts.coded_results.get(t, ())
+    found = [r for t in test_ids for r in coded_results.get(t, ())
              if since is None or (r.when is not None and r.when >= since)]
     found.sort(key=_when, reverse=True)
     decisive = next((r for r in found if r.category is not None), None)
@@ -61,7 +66,7 @@ def read_results(facts: PatientFacts, test_ids, since: date | None = None) -> Re
     return ResultReading(found, decisive, unread)
 
 
-def _when(result) -> date:
+def _when(result: CodedResult) -> date:
     return result.when or date.min
 
 
@@ -88,19 +93,19 @@ class ImmunizationFact:
 
 @dataclass(frozen=True)
 class AllergyFact:
-    code: dict                     # AllergyIntolerance.code (CodeableConcept)
+    code: dict[str, Any]           # AllergyIntolerance.code (CodeableConcept)
     display: str
     kind: str | None               # allergy | intolerance
     criticality: str | None
     recorded: date | None
 
 
-def _written(concept: dict) -> str:
+def _written(concept: dict[str, Any]) -> str:
     return str(concept.get("text") or next((c.get("display") for c in codings(concept) if c.get("display")), None)
                or next((c.get("code") for c in codings(concept)), "coded"))
 
 
-def _interpretation(answer_set, obs: dict) -> tuple[str | None, str | None]:
+def _interpretation(answer_set: AnswerSet, obs: dict[str, Any]) -> tuple[str | None, str | None]:
     for interp in as_list(obs.get("interpretation")):
         for coding in codings(interp):
             code = str(coding.get("code") or "").strip()
@@ -153,7 +158,8 @@ def _number(reading, knowledge, value, comparator, units: tuple) -> tuple[str | 
     return reading.category(converted, comparator), written
 
 
-def _category(answer_set, obs: dict, test=None, knowledge=None) -> tuple[str | None, str]:
+def _category(answer_set: AnswerSet, obs: dict[str, Any], test: QualitativeTest,
+              knowledge: Knowledge) -> tuple[str | None, str]:
     """The answer-set category of an Observation's value (or interpretation), and the answer as written (or,
     when the category is None, what was found and why it could not be read)."""
     reading = getattr(test, "quantity", None)
@@ -208,7 +214,7 @@ def _category(answer_set, obs: dict, test=None, knowledge=None) -> tuple[str | N
     return None, "no result value"
 
 
-def _by_words(answer_set, text: str) -> str | None:
+def _by_words(answer_set: AnswerSet, text: str) -> str | None:
     folded = " ".join(str(text).lower().replace("-", " ").split())
     for name, cat in answer_set.categories.items():
         if folded in {" ".join(w.lower().replace("-", " ").split()) for w in cat.words}:
@@ -216,15 +222,15 @@ def _by_words(answer_set, text: str) -> str | None:
     return None
 
 
-def _is_bare_panel(obs: dict) -> bool:
+def _is_bare_panel(obs: dict[str, Any]) -> bool:
     """A panel Observation (e.g. IGRA panel 71775-1) holding only references to its members, which carry the
     results and are read on their own."""
     return bool(obs.get("hasMember")) and not any(key.startswith("value") for key in obs) \
         and not obs.get("interpretation")
 
 
-def _treatments(knowledge, medications) -> list[TreatmentRecord]:
-    """The medications already read (``facts.medications``) that belong to a treatment class."""
+def read_treatments(knowledge: Knowledge, medications: Iterable[MedicationFact]) -> list[TreatmentRecord]:
+    """The medications already read (``read_medications``) that belong to a treatment class."""
     classes = getattr(knowledge.rules, "treatment_class", {})
     found: list[TreatmentRecord] = []
     for med in medications if classes else ():
@@ -237,37 +243,48 @@ def _treatments(knowledge, medications) -> list[TreatmentRecord]:
     return found
 
 
-def read_safety_facts(facts: PatientFacts, knowledge, record) -> None:
-    """Fill ``coded_results``, ``treatments``, ``immunizations`` and ``allergies`` on ``facts``."""
+def read_coded_results(knowledge: Knowledge, record: PatientRecord) -> dict[str, list[CodedResult]]:
+    """``[qualitative_test.*]`` id -> its results, newest first (undated last)."""
     tests = getattr(knowledge.rules, "qualitative_test", {})
     answer_sets = getattr(knowledge.rules, "answer_set", {})
     by_loinc = {code: name for name, test in tests.items() for code in test.loinc}
-    if by_loinc:
-        with_codes = getattr(record, "with_codes", None)      # only results of a listed test, if indexed
-        observations = with_codes("Observation", by_loinc) if with_codes else record.resources("Observation")
-        for obs in observations:
-            if obs.get("status") in _BAD_STATUS or _is_bare_panel(obs):
+    found: dict[str, list[CodedResult]] = {}
+    if not by_loinc:
+        return found
+    for obs in record.with_codes("Observation", by_loinc):      # only results of a listed test
+        if obs.get("status") in VOID_STATUS or _is_bare_panel(obs):
+            continue
+        for coding in codings(obs.get("code")):
+            code = str(coding.get("code") or "")
+            name = by_loinc.get(code)
+            if name is None or not loinc_or_unstated(coding.get("system")):
                 continue
-            for coding in codings(obs.get("code")):
-                code = str(coding.get("code") or "")
-                name = by_loinc.get(code)
-                if name is None or not loinc_or_unstated(coding.get("system")):
-                    continue
-                category, written = _category(answer_sets[tests[name].answers], obs, tests[name], knowledge)
-                when = (parse_date(obs.get("effectiveDateTime")) or parse_date(obs.get("issued"))
-                        or parse_date((obs.get("effectivePeriod") or {}).get("start")))
-                facts.coded_results.setdefault(name, []).append(CodedResult(name, category, written, when, code))
-                break
-        for results in facts.coded_results.values():
-            results.sort(key=lambda r: r.when or date.min, reverse=True)
-    facts.treatments = _treatments(knowledge, facts.medications)
+            category, written = _category(answer_sets[tests[name].answers], obs, tests[name], knowledge)
+            when = (parse_date(obs.get("effectiveDateTime")) or parse_date(obs.get("issued"))
+                    or parse_date((obs.get("effectivePeriod") or {}).get("start")))
+            found.setdefault(name, []).append(CodedResult(name, category, written, when, code))
+            break
+    for results in found.values():
+        results.sort(key=lambda r: r.when or date.min, reverse=True)
+    return found
+
+
+def read_immunizations(record: PatientRecord) -> list[ImmunizationFact]:
+    """Every Immunization of the record (CVX / ATC / text, date, status)."""
+    found = []
     for imm in record.resources("Immunization"):
         concept = imm.get("vaccineCode")
         codes = tuple((str(c.get("system") or ""), str(c.get("code") or "").strip()) for c in codings(concept))
         display = (concept or {}).get("text") or next((c.get("display") for c in codings(concept) if c.get("display")),
                                                       None) or "vaccine"
         when = parse_date(imm.get("occurrenceDateTime")) or parse_date(imm.get("recorded"))
-        facts.immunizations.append(ImmunizationFact(codes, str(display), when, str(imm.get("status") or "")))
+        found.append(ImmunizationFact(codes, str(display), when, str(imm.get("status") or "")))
+    return found
+
+
+def read_allergies(record: PatientRecord) -> list[AllergyFact]:
+    """Allergies and intolerances that stand (not entered in error or refuted, not inactive or resolved)."""
+    found = []
     for allergy in record.resources("AllergyIntolerance"):
         verification = [c.get("code") for c in codings(allergy.get("verificationStatus"))]
         clinical = [c.get("code") for c in codings(allergy.get("clinicalStatus"))]
@@ -278,5 +295,6 @@ def read_safety_facts(facts: PatientFacts, knowledge, record) -> None:
             continue
         display = concept.get("text") or next((c.get("display") for c in codings(concept) if c.get("display")),
                                               None) or "substance"
-        facts.allergies.append(AllergyFact(concept, str(display), allergy.get("type"), allergy.get("criticality"),
-                                           parse_date(allergy.get("recordedDate"))))
+        found.append(AllergyFact(concept, str(display), allergy.get("type"), allergy.get("criticality"),
+                                 parse_date(allergy.get("recordedDate"))))
+    return found

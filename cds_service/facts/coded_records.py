@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from cds_service.fhir.values import codings, parse_date
+from cds_service.knowledge import Knowledge
+from cds_service.record.index import PatientRecord
 
 # resource type -> (fields holding the code, fields holding the date, in order of preference)
 _READ = {
@@ -40,7 +43,7 @@ class CodedRecord:
     display: str
 
 
-def _date(resource: dict, fields: tuple[str, ...]) -> date | None:
+def _date(resource: dict[str, Any], fields: tuple[str, ...]) -> date | None:
     for name in fields:
         value = resource.get(name)
         if isinstance(value, dict):
@@ -51,36 +54,15 @@ def _date(resource: dict, fields: tuple[str, ...]) -> date | None:
     return None
 
 
-def wanted_codes(knowledge) -> frozenset[str]:
-    """Every "system|code" any rule table asks about (tables expose ``record_keys()``)."""
-    return _wanted(knowledge)[0]
-
-
-def _wanted(knowledge) -> tuple[frozenset[str], frozenset[str]]:
-    """(``wanted_codes``, the same codes without their system), worked out once per knowledge."""
-    cached = getattr(knowledge, "_record_keys", None)
-    if cached is not None:
-        return cached
-    keys: set[str] = set()
-    for entry in knowledge.rules.all_rules():
-        record_keys = getattr(entry, "record_keys", None)
-        if callable(record_keys):
-            keys.update(record_keys())
-    cached = frozenset(keys), frozenset(key.split("|", 1)[-1] for key in keys)
-    object.__setattr__(knowledge, "_record_keys", cached)
-    return cached
-
-
-def read_records(knowledge, record) -> dict[str, list[CodedRecord]]:
-    """key -> records, newest first (undated last)."""
-    wanted, observation_codes = _wanted(knowledge)
+def read_records(knowledge: Knowledge, record: PatientRecord) -> dict[str, list[CodedRecord]]:
+    """key -> records, newest first (undated last), for every code in ``knowledge.record_keys``."""
+    wanted = knowledge.record_keys
     out: dict[str, list[CodedRecord]] = {}
     if not wanted:
         return out
     for kind, (code_fields, date_fields) in _READ.items():
         # Observations: only those carrying a wanted code (shared code index), not every lab result
-        with_codes = getattr(record, "with_codes", None)
-        resources = with_codes(kind, observation_codes) if kind == "Observation" and with_codes is not None \
+        resources = record.with_codes(kind, knowledge.record_codes) if kind == "Observation" \
             else record.resources(kind)
         for resource in resources:
             if resource.get("status") in _NOT_DONE:

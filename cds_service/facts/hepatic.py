@@ -15,8 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from cds_service.fhir.values import codings, parse_date
+from cds_service.facts.conditions import icd10_lookup, is_icd10
+from cds_service.fhir.values import VOID_STATUS, codings, parse_date
+from cds_service.knowledge import Knowledge
+from cds_service.knowledge.schemas.dose import ChildPughReader
+from cds_service.record.index import PatientRecord
 
 _CLASS_IN_TEXT = re.compile(r"(?:^|\b(?:class|klasse|grade|child[- ]?pugh)\s*)([ABC])\b", re.I)
 # Condition.stage: the scale named ("Child-Pugh", "Child Turcotte Pugh", "CTP"), then a class (maybe with its score,
@@ -47,7 +52,7 @@ def _class_from_text(text: str) -> str | None:
     return found.group(1).upper() if found else None
 
 
-def _class_from_score(score: float, reader) -> str | None:
+def _class_from_score(score: float, reader: ChildPughReader) -> str | None:
     if score < 5 or score > 15:
         return None
     if score <= reader.class_a_max_score:
@@ -55,7 +60,7 @@ def _class_from_score(score: float, reader) -> str | None:
     return "B" if score <= reader.class_b_max_score else "C"
 
 
-def _observation_class(obs: dict, reader) -> tuple[str | None, int | None]:
+def _observation_class(obs: dict[str, Any], reader: ChildPughReader) -> tuple[str | None, int | None]:
     quantity = obs.get("valueQuantity")
     if isinstance(quantity, dict) and isinstance(quantity.get("value"), (int, float)):
         return _class_from_score(float(quantity["value"]), reader), int(quantity["value"])
@@ -76,9 +81,9 @@ def _observation_class(obs: dict, reader) -> tuple[str | None, int | None]:
     return None, None
 
 
-def _stage_texts(stage: dict) -> tuple[list[str], list[str]]:
+def _stage_texts(stage: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(texts of Condition.stage.summary, texts of its type): text, displays and codes."""
-    def texts(concept) -> list[str]:
+    def texts(concept: object) -> list[str]:
         if not isinstance(concept, dict):
             return []
         found = [concept.get("text")] + [c.get(k) for c in codings(concept) for k in ("display", "code")]
@@ -86,7 +91,7 @@ def _stage_texts(stage: dict) -> tuple[list[str], list[str]]:
     return texts(stage.get("summary")), texts(stage.get("type"))
 
 
-def _stage_class(stage: dict, liver: bool, reader) -> tuple[str | None, int | None]:
+def _stage_class(stage: dict[str, Any], liver: bool, reader: ChildPughReader) -> tuple[str | None, int | None]:
     """The Child-Pugh class (and score) a Condition.stage states, if it states one."""
     summary, kind = _stage_texts(stage)
     named_type = any(re.search(_NAMED, t, re.I) for t in kind)
@@ -106,9 +111,8 @@ def _stage_class(stage: dict, liver: bool, reader) -> tuple[str | None, int | No
     return None, None
 
 
-def _is_liver_condition(knowledge, condition: dict, liver_concepts: set[str]) -> bool:
+def _is_liver_condition(knowledge: Knowledge, condition: dict[str, Any], liver_concepts: set[str]) -> bool:
     """Is the Condition coded (SNOMED CT or ICD-10) as one of the liver concepts (cirrhosis, hepatic failure)?"""
-    from cds_service.facts import icd10_lookup, is_icd10
     for coding in codings(condition.get("code")):
         value, system = str(coding.get("code") or "").strip(), str(coding.get("system") or "").lower()
         if "snomed" in system:
@@ -122,7 +126,7 @@ def _is_liver_condition(knowledge, condition: dict, liver_concepts: set[str]) ->
     return False
 
 
-def _stage_findings(knowledge, record, reader) -> list[ChildPugh]:
+def _stage_findings(knowledge: Knowledge, record: PatientRecord, reader: ChildPughReader) -> list[ChildPugh]:
     """Child-Pugh classes stated in the stage of active Conditions."""
     staging = getattr(knowledge.rules, "child_pugh_stage", {}) or {}
     liver_concepts = {c for entry in staging.values() for c in entry.concepts}
@@ -155,7 +159,8 @@ def _stage_findings(knowledge, record, reader) -> list[ChildPugh]:
     return found
 
 
-def read_child_pugh(knowledge, record, today: date) -> ChildPugh | None:
+def read_child_pugh(knowledge: Knowledge, record: PatientRecord, today: date) -> ChildPugh | None:
+    """The newest current Child-Pugh class on record, or None (not recorded: never "normal")."""
     readers = getattr(knowledge.rules, "child_pugh", {})
     if not readers:
         return None
@@ -163,7 +168,7 @@ def read_child_pugh(knowledge, record, today: date) -> ChildPugh | None:
     by_snomed = {code: klass for klass, codes in reader.snomed_class.items() for code in codes}
     found: list[ChildPugh] = []
     for obs in record.with_codes("Observation", {*reader.loinc, *by_snomed}):
-        if obs.get("status") in ("entered-in-error", "cancelled"):
+        if obs.get("status") in VOID_STATUS:
             continue
         for coding in codings(obs.get("code")):
             code = str(coding.get("code") or "")

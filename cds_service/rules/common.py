@@ -4,14 +4,18 @@
 - current medicines of a drug class;
 - the PRAC 2022 risk factors of the patient (decision 7), read once per hook call: the PRAC card shows them
   and the dose rules need to know whether a lower-risk dose applies;
-- the draft order rewritten to another dose (the edit a dose suggestion proposes).
+- the draft order rewritten to another dose (the edit a dose suggestion proposes);
+- why a lab value is missing (the wording the threshold, dose and screening rules share, so their gaps merge);
+- whether an immunization is a live vaccine.
 """
 from __future__ import annotations
 
 import copy
 
-from cds_service.facts import ConditionFact, PatientFacts
+from cds_service.facts import ConditionFact, ImmunizationFact, PatientFacts
 from cds_service.findings import Finding
+from cds_service.knowledge import Knowledge
+from cds_service.knowledge.schemas.contraindication import LiveVaccines
 from cds_service.knowledge.textmatch import any_word
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.text import lab, mg
@@ -226,3 +230,30 @@ def corrected_order(order: DraftOrder, dose_mg: float, per_day: int, phase: str 
             new_concept["coding"] = codings
         resource["medicationCodeableConcept"] = new_concept
     return resource
+
+
+def missing_reason(facts: PatientFacts, knowledge: Knowledge, analyte: str, max_days: int) -> str:
+    """Why there is no usable value: unavailable data, uninterpretable, stale, or none."""
+    bad = facts.unreadable_within(analyte, max_days)
+    values = facts.labs.get(analyte)
+    if bad:
+        when = f" of {bad[0].when.isoformat()}" if bad[0].when else ""
+        return f"the result{when} could not be interpreted: {bad[0].why}"
+    if values:
+        return f"the latest result ({lab(values[0])}) is older than {max_days} days"
+    why = facts.why_unavailable("Observation", knowledge.analytes[analyte].loinc)
+    if why:
+        return f"lab results could not be obtained: {why}"
+    return f"no result in the last {max_days} days"
+
+
+def is_live_vaccine(imm: ImmunizationFact, vaccines: LiveVaccines) -> bool:
+    """Is this immunization a live vaccine of the ``[live_vaccine.*]`` list (CVX, ATC, or by name)?"""
+    for system, code in imm.codes:
+        s = system.lower()
+        if "cvx" in s and code in vaccines.cvx:
+            return True
+        if ("atc" in s or "whocc" in s) and code.upper().startswith(vaccines.atc) \
+                and not code.upper().startswith(vaccines.atc_not):
+            return True
+    return any_word(imm.display.lower(), vaccines.names)
