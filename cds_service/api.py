@@ -83,7 +83,7 @@ def call_service(service_id: str):
     language = localise.call_language()
     with i18n.using(localise.catalogue(language)):
         result = hooks.evaluate(localise.engine_in(engine, language), service, body)
-        smart_app.add_links(engine, service, result)      # "Open JAK monitoring" on the cards it concerns
+        result = smart_app.add_links(engine, service, result)   # "Open JAK monitoring" on the cards it concerns
     store = current_app.extensions.get("jak_store")
     if store is not None and result.cards:
         store.record_issued(service.id, result.request.hookInstance, result.request.patient_id,

@@ -20,6 +20,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -110,33 +111,29 @@ def launch_url(settings) -> str:
     return f"{base}/app/launch"
 
 
-def add_links(engine, service, result) -> None:
+def add_links(engine, service, result):
     """Patient-view cards (every one is about a patient on a JAK inhibitor) and order cards about a patient who
     already takes one (co-prescription) carry the app link. Such a card lists its sources once, in its detail:
     the link list holds the app alone."""
     if not result.cards:
-        return
+        return result
     if service.hook == "patient-view":
         wanted = [True] * len(result.cards)
     else:
         ids = _co_prescription_ids(engine.knowledge)
         wanted = [issued.rule_id in ids for issued in result.cards]
     if not any(wanted):
-        return
+        return result
     from cds_service.wire import Link
     context = None
     if current_app.config.get("JAK_AUTH_MODE", "off") != "off":
         ticket = mint_ticket(ticket_key(current_app), result.request.patient_id)
         context = json.dumps({"jakCdsTicket": ticket}, separators=(",", ":"))
     link = Link(label=i18n.say("Open JAK monitoring"), url=launch_url(engine.settings), type="smart", appContext=context)
-    changed = False
-    for issued, want in zip(result.cards, wanted):
-        if want:
-            issued.card.links = [link]
-            changed = True
-    if changed:
-        from cds_service.wire import cards_response
-        result.body = cards_response([issued.card for issued in result.cards])
+    cards = [replace(issued, card=replace(issued.card, links=[link])) if want else issued
+             for issued, want in zip(result.cards, wanted)]
+    from cds_service.wire import cards_response
+    return replace(result, cards=cards, body=cards_response([issued.card for issued in cards]))
 
 
 def _co_prescription_ids(knowledge) -> set[str]:
