@@ -1,6 +1,7 @@
-// The monitoring app: reads the record with the SMART client (the access token stays in this page's memory),
-// sends what it read to the service, which answers the monitoring state computed by its own rules, and draws it.
-import FHIR from "fhirclient";
+// The monitoring app: reads the record with the SMART client (the access token stays in this page's memory:
+// see smart.js), sends what it read to the service, which answers the monitoring state computed by its own
+// rules, and draws it.
+import { smart, forgetStoredState } from "./smart.js";
 import { renderState, renderError } from "./render.js";
 
 const MAX_PAGES = 50;
@@ -17,9 +18,12 @@ function ticketFrom(client) {
   }
 }
 
+class NotAuthorised extends Error {}
+
 async function json(url, options) {
   const response = await fetch(url, { credentials: "omit", ...options });
   const body = await response.json().catch(() => null);
+  if (response.status === 401) throw new NotAuthorised("401");
   if (!response.ok) {
     const why = body && body.issue && body.issue[0] && body.issue[0].diagnostics;
     throw new Error(why || `the service answered HTTP ${response.status}`);
@@ -46,11 +50,19 @@ async function readRecord(client, patientId, templates) {
 async function main() {
   let client;
   try {
-    client = await FHIR.oauth2.ready();
+    client = await smart.ready();
   } catch (error) {
-    renderError("The app was not launched with a patient (open it from the card link, or with fhirServiceUrl and patientId).");
+    const message = error && error.message ? error.message : "";
+    if (/\(re\)launch/.test(message)) {
+      // no launch state: opened directly, or reloaded (the SMART session lives in the page's memory only)
+      renderError("No SMART session: this app keeps its access token in the page's memory only, so a reload " +
+        "or a page opened directly has none. Open it again from the card link (or launch it from the EHR).");
+    } else {
+      renderError("The app could not complete its SMART launch: " + (message || "unknown error"));
+    }
     return;
   }
+  forgetStoredState(client);
   const patientId = client.patient && client.patient.id;
   if (!patientId) {
     renderError("The launch named no patient.");
@@ -68,7 +80,12 @@ async function main() {
     const state = await json("api/monitoring", { method: "POST", headers, body: JSON.stringify({ patientId, prefetch }) });
     renderState(state);
   } catch (error) {
-    renderError("The monitoring state could not be computed: " + error.message);
+    if (error instanceof NotAuthorised) {
+      renderError("The service refused this launch (HTTP 401): its ticket is missing, expired or for another " +
+        "patient. Open the app again from a current card for this patient.");
+    } else {
+      renderError("The monitoring state could not be computed: " + error.message);
+    }
   }
 }
 

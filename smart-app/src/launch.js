@@ -1,7 +1,7 @@
 // SMART App Launch: EHR launch (iss + launch) or, for an open FHIR server, fhirServiceUrl + patientId.
-import FHIR from "fhirclient";
+import { smart } from "./smart.js";
 
-FHIR.oauth2.authorize({
+smart.authorize({
   clientId: "jak-cds-monitoring",
   scope: "launch launch/patient openid fhirUser patient/*.read",
   redirectUri: "index.html",

@@ -11,7 +11,13 @@ fallback fetch (prefetch missing -> read from ``fhirServer``) ask for:
 ``GET /metadata`` (a CapabilityStatement), reads ``GET /Type/id``, searches
 ``GET /Type?params`` and ``POST /Type/_search`` (form-encoded), executed by
 ``cds_service.fhir_query.search``, with CORS on every answer. Writes are
-refused (405). Never expose it beyond loopback: it has no authentication.
+refused (405).
+
+It is also a minimal SMART EHR for the EHR launch of the monitoring app (``smart_dev_auth``): each base URL
+answers ``/.well-known/smart-configuration`` and ``POST _services/smart/Launch`` (what the CDS Hooks sandbox
+calls for a card's ``smart`` link), ``/_smart/authorize`` redirects straight back with a code (no login) and
+``/_smart/token`` answers an opaque access token with ``patient`` and the launch's ``appContext``. Reads accept
+that bearer and stay open without one. Never expose it beyond loopback: it has no real authentication.
 """
 from __future__ import annotations
 
@@ -19,8 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, json, redirect, request
+from werkzeug.serving import WSGIRequestHandler
 
+from cds_service.cli.devtools.smart_dev_auth import OAuthError, SmartDevAuth, redirect_with
 from cds_service.cli.replay import iter_paths, load_scenario
 from cds_service.fhir import query as fhir_query
 
@@ -35,6 +43,13 @@ def _fhir(body: dict, status: int = 200) -> Response:
 def _outcome(status: int, code: str, text: str) -> Response:
     return _fhir({"resourceType": "OperationOutcome",
                   "issue": [{"severity": "error", "code": code, "diagnostics": text}]}, status)
+
+
+def _oauth_error(error: OAuthError) -> Response:
+    response = Response(json.dumps({"error": error.error, "error_description": error.description}),
+                        status=error.status, mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def capability_statement(resources: list[dict]) -> dict:
@@ -65,18 +80,20 @@ def load_records(paths: list[str]) -> dict[str, tuple[str, list[dict]]]:
     return records
 
 
-def create_app(records: dict[str, tuple[str, list[dict]]]) -> Flask:
+def create_app(records: dict[str, tuple[str, list[dict]]], smart: SmartDevAuth | None = None) -> Flask:
     app = Flask(__name__)
     single = next(iter(records)) if len(records) == 1 else None
+    smart = app.extensions["smart_dev_auth"] = smart or SmartDevAuth()
 
-    def resolve(path: str) -> tuple[list[dict] | None, str]:
-        """``<bundle>/Type/...`` or (single bundle) ``Type/...`` -> (resources, the FHIR path)."""
+    def resolve(path: str) -> tuple[list[dict] | None, str, str]:
+        """``<bundle>/Type/...`` or (single bundle) ``Type/...`` -> (resources, the FHIR path, the FHIR base URL)."""
         head, _, rest = path.strip("/").partition("/")
+        root = request.host_url.rstrip("/")
         if head in records:
-            return records[head][1], rest
+            return records[head][1], rest, f"{root}/{head}"
         if single is not None:
-            return records[single][1], path.strip("/")
-        return None, path
+            return records[single][1], path.strip("/"), root
+        return None, path, root
 
     @app.after_request
     def _cors(response: Response) -> Response:
@@ -96,14 +113,51 @@ def create_app(records: dict[str, tuple[str, list[dict]]]) -> Flask:
                       "extension": [{"url": f"{base}/{name}", "valueString": description}
                                     for name, (description, _) in records.items()]})
 
+    @app.get("/_smart/authorize")
+    def smart_authorize():
+        try:
+            launch, redirect_uri = smart.check_redirect(request.args)
+        except OAuthError as error:                 # no redirect to a target that is not the launch's
+            return _oauth_error(error)
+        state = request.args.get("state")
+        try:
+            code = smart.authorize(launch, request.args)
+        except OAuthError as error:
+            return redirect(redirect_with(redirect_uri, error=error.error, error_description=error.description,
+                                          state=state), code=302)
+        return redirect(redirect_with(redirect_uri, code=code, state=state), code=302)
+
+    @app.post("/_smart/token")
+    def smart_token():
+        try:
+            answer = smart.token(request.form)
+        except OAuthError as error:
+            return _oauth_error(error)
+        response = Response(json.dumps(answer), mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+        return response
+
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     def fhir(path: str):
         if request.method == "OPTIONS":
             return Response(status=204)
-        resources, fhir_path = resolve(path)
+        resources, fhir_path, base = resolve(path)
         if resources is None:
             return _outcome(404, "not-found", f"no fixture bundle named {path.split('/')[0]!r}")
         parts = [p for p in fhir_path.split("/") if p]
+        if parts == [".well-known", "smart-configuration"] and request.method == "GET":
+            return Response(json.dumps(smart.configuration(request.host_url)), mimetype="application/json")
+        if parts == ["_services", "smart", "Launch"] and request.method == "POST":
+            try:
+                launch_id = smart.launch(base, request.get_json(silent=True))
+            except OAuthError as error:
+                return _outcome(error.status, "invalid", error.description)
+            return Response(json.dumps({"launch_id": launch_id}), mimetype="application/json")
+        if not smart.bearer_ok(request.headers.get("Authorization"), base):
+            response = _outcome(401, "login", "the access token is unknown, expired or for another FHIR base")
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            return response
         if parts == ["metadata"] and request.method == "GET":
             return _fhir(capability_statement(resources))
         if len(parts) == 2 and parts[1] == "_search" and request.method == "POST":
@@ -122,6 +176,13 @@ def create_app(records: dict[str, tuple[str, list[dict]]]) -> Flask:
     return app
 
 
+class _QuietRequestHandler(WSGIRequestHandler):
+    """Logs method, path and status but no query string: the authorize request carries launch ids and codes."""
+
+    def log_request(self, code="-", size="-") -> None:
+        self.log("info", '"%s %s" %s', self.command, self.path.split("?", 1)[0], getattr(code, "value", code))
+
+
 def serve(paths: list[str], host: str, port: int) -> int:
     from werkzeug.serving import run_simple
 
@@ -132,5 +193,8 @@ def serve(paths: list[str], host: str, port: int) -> int:
         print(f"http://{host}:{port}/{name}  ({len(resources)} resources)  {description}")
     if len(records) == 1:
         print(f"http://{host}:{port}  (the single bundle, also at the root)")
-    run_simple(host, port, create_app(records), threaded=True, use_reloader=False)
+    print(f"SMART EHR launch (development only): POST <base>/_services/smart/Launch, "
+          f"http://{host}:{port}/_smart/authorize, tokens in memory")
+    run_simple(host, port, create_app(records), threaded=True, use_reloader=False,
+               request_handler=_QuietRequestHandler)
     return 0
