@@ -25,6 +25,7 @@ from datetime import date, timedelta
 
 from cds_service import i18n
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.i18n import say
 from cds_service.knowledge.schemas.screening import SYSTEM_URI, CodeRef, RecordPart
 from cds_service.rules.context import RuleContext
 from cds_service.rules.lab_thresholds import missing_reason
@@ -49,7 +50,7 @@ class PartState:
             return None
         if self.label is not None:
             return f"{self.label} {lab(self.item)}"
-        return f"{self.item.display} on {self.item.when.isoformat()}"
+        return say("{record} on {when}", record=self.item.display, when=self.item.when)
 
 
 def codes_text(ctx: RuleContext, part: RecordPart) -> str:
@@ -105,13 +106,14 @@ def part_gap(ctx: RuleContext, part: RecordPart, state: PartState, max_days: int
         newest = max(part.analytes, key=lambda a: facts.labs[a][0].when if facts.labs.get(a) else date.min)
         return ctx.knowledge.analytes[newest].display, missing_reason(facts, ctx.knowledge, newest, max_days)
     if state.unobtainable:
-        return part.display, f"records could not be obtained: {state.unobtainable}"
+        return part.display, say("records could not be obtained: {why}", why=state.unobtainable)
     undated = any(r.when is None for ref in part.codes for r in facts.records.get(f"{ref.system}|{ref.code}", []))
     if state.newest is not None:
-        return part.display, f"the latest record ({state.shown}) is older than {max_days} days"
+        return part.display, say("the latest record ({record}) is older than {days} days", record=state.shown,
+                                 days=max_days)
     if undated:
-        return part.display, "only records without a date are on file"
-    return part.display, "nothing on record"
+        return part.display, say("only records without a date are on file")
+    return part.display, say("nothing on record")
 
 
 def unreadable(ctx: RuleContext, part: RecordPart, max_days: int) -> bool:
@@ -149,12 +151,12 @@ def _applies(item, facts) -> tuple[bool, str]:
     notes = []
     if item.sex is not None:
         if facts.sex is None:
-            notes.append("sex not recorded")
+            notes.append(say("sex not recorded"))
         elif facts.sex != item.sex:
             return False, ""
     if item.age_from is not None or item.age_to is not None:
         if facts.age is None:
-            notes.append("age not known")
+            notes.append(say("age not known"))
         elif (item.age_from is not None and facts.age < item.age_from) or \
                 (item.age_to is not None and facts.age > item.age_to):
             return False, ""
@@ -162,7 +164,7 @@ def _applies(item, facts) -> tuple[bool, str]:
 
 
 def _d(when: date | None) -> str:
-    return when.isoformat() if when else "date not recorded"
+    return i18n.day(when) if when else say("date not recorded")
 
 
 def result_part(ctx: RuleContext, part: RecordPart, max_days: int) -> tuple[str | None, list[tuple[str, str]]]:
@@ -182,26 +184,26 @@ def result_part(ctx: RuleContext, part: RecordPart, max_days: int) -> tuple[str 
             return None, []
     unread = [r for r in reading.unread if r.when is None or r.when >= since]
     if unread:
-        return None, [(tests[r.test].display, f"the result of {_d(r.when)} could not be read ({r.answer!r})")
-                      for r in unread]
-    shown = f"{newest.answer} on {_d(newest.when)}" if newest is not None else None
+        return None, [(tests[r.test].display, say("the result of {when} could not be read ({answer})",
+                                                  when=_d(r.when), answer=repr(r.answer))) for r in unread]
+    shown = say("{answer} on {when}", answer=newest.answer, when=_d(newest.when)) if newest is not None else None
     if newest is not None and newest.when is not None and (facts.today - newest.when).days <= max_days:
-        return f"the latest result ({shown}) is neither negative nor positive: repeat the test", []
+        return say("the latest result ({result}) is neither negative nor positive: repeat the test", result=shown), []
     test_codes = {c for t in part.tests for c in tests[t].loinc}
     unread_records = [r for ref in part.codes for r in facts.records.get(f"{ref.system}|{ref.code}", [])
                       if r.when is not None and r.when >= since
                       and not (r.resource_type == "Observation" and ref.code in test_codes)]
     if unread_records:
         record = max(unread_records, key=lambda r: r.when)
-        return (f"{record.display} on {record.when.isoformat()} ({record.resource_type}) has no readable result: "
-                f"a test without its reading is not a negative screen"), []
+        return say("{record} on {when} ({kind}) has no readable result: a test without its reading is not a "
+                   "negative screen", record=record.display, when=record.when, kind=record.resource_type), []
     if newest is not None:
-        return f"the latest result ({shown}) is older than {max_days} days", []
+        return say("the latest result ({result}) is older than {days} days", result=shown, days=max_days), []
     codes = [c for t in part.tests for c in tests[t].loinc]
     why = facts.why_unavailable("Observation", codes)
     if why:
-        return None, [(part.display, f"records could not be obtained: {why}")]
-    return "nothing on record", []
+        return None, [(part.display, say("records could not be obtained: {why}", why=why))]
+    return say("nothing on record"), []
 
 
 def is_first_systemic_order(ctx: RuleContext) -> bool:
@@ -258,15 +260,15 @@ def evaluate(ctx: RuleContext):
                 if lines:
                     count += len(lines)
                     sources += [s for s in item.sources if s not in sources]
-                    suffix = f" (applies unless excluded: {note})" if note else ""
+                    suffix = say(" (applies unless excluded: {why})", why=note) if note else ""
                     blocks.append(f"**{item.display}**{suffix} — {item.action}\n" + "\n".join(lines))
             if not blocks:
                 continue
-            note = f"Baseline screening before the first dose of {order.name}"
+            note = say("Baseline screening before the first dose of {drug}", drug=order.name)
             suggestions = []
             if wanted:
                 actions = tuple(
-                    ProposedAction("create", f"Order {c.display} (LOINC {c.code})",
+                    ProposedAction("create", say("Order {test} (LOINC {code})", test=c.display, code=c.code),
                                    service_request(c, facts.patient_id, note)) for c in wanted.values())
                 suggestions.append(ProposedSuggestion(card.suggestion_label, actions))
             yield Finding(
