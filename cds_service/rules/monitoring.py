@@ -123,18 +123,25 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
             yield Missing(schedule.id, schedule.display, say("results could not be obtained: {why}",
                                                              why=unobtainable[0]), tuple(schedule.sources))
             continue
-        lines = []
+        # at a glance (issue 24): the tests still missing when some of the set is there, and results that could
+        # not be interpreted; the values, codes and the whole schedule are one click away in the app
+        absent, unread = [], []
         wanted = {}
         for part, part_st in states:
-            latest = part_st.shown if part_st.newest else say("none since the start")
+            if part_st.newest is None:
+                absent.append(part.display)
             if any(u.when is None or part_st.newest is None or u.when > part_st.newest
                    for a in part.analytes for u in facts.unreadable(a, since=start)):
-                latest += say(" (a newer result could not be interpreted)")
-            lines.append(f"- {part.display} ({codes_text(ctx, part)}): {latest}")
+                unread.append(part.display)
             code = order_code(ctx, part)
             if code is not None:
                 wanted.setdefault(code.code, code)
-        pending.setdefault(state, []).append((schedule, why, lines, wanted))
+        notes = []
+        if absent and len(absent) < len(states):
+            notes.append(say("Nothing since the start: {tests}.", tests=", ".join(absent)))
+        if unread:
+            notes.append(say("A newer result could not be interpreted: {tests}.", tests=", ".join(unread)))
+        pending.setdefault(state, []).append((schedule, why, notes, wanted))
     for state, items in pending.items():
         yield _schedule_card(ctx, state, items, start, patient_id)
 
@@ -160,10 +167,10 @@ def _schedule_card(ctx: RuleContext, state: str, items: list, start: date, patie
     names = ", ".join(schedule.display for schedule, *_ in items)
     wanted: dict = {}
     sections = []
-    for schedule, why, lines, codes in items:
+    for schedule, why, notes, codes in items:
         for code in codes.values():
             wanted.setdefault(code.code, code)
-        sections.append(f"**{sentence(schedule.display)}** — {why}.\n" + "\n".join(lines) + f"\n\n{schedule.action}")
+        sections.append(" ".join([f"- **{sentence(schedule.display)}** — {why}.", *notes, schedule.action]))
     suggestions = []
     if wanted:
         note = say("JAK inhibitor monitoring: {schedules}", schedules=names)
@@ -178,7 +185,7 @@ def _schedule_card(ctx: RuleContext, state: str, items: list, start: date, patie
         indicator="warning" if state == "overdue" else "info",
         summary=_summary(items, state, weeks),
         detail=say("**Treatment started:** {start} (week {week}).", start=start, week=weeks) + "\n\n"
-        + "\n\n".join(sections),
+        + "\n".join(sections),
         sources=list(dict.fromkeys(src for schedule, *_ in items for src in schedule.sources)),
         override_set="missing-data" if state == "overdue" else None,
         suggestions=suggestions,
