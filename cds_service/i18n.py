@@ -281,6 +281,19 @@ def number(value: float | int, catalogue: Catalogue | None = None) -> str:
     return format_decimal(value, format="#,##0.######", locale=catalogue.locale)
 
 
+def fixed(value: float, digits: int = 1, sign: bool = False, catalogue: Catalogue | None = None) -> str:
+    """A number with exactly ``digits`` decimals (``sign``: always signed) as the locale writes it; English as
+    ``f"{value:.1f}"`` / ``f"{value:+.0f}"`` (what the cards always showed). Pass the result to ``say`` as text."""
+    catalogue = catalogue or _current.get()
+    if catalogue.language == SOURCE_LANGUAGE:
+        return f"{value:{'+' if sign else ''}.{digits}f}"
+    pattern = "0" + ("." + "0" * digits if digits else "")
+    text = format_decimal(abs(value) if sign else value, format=pattern, locale=catalogue.locale)
+    if sign:
+        text = ("-" if value < 0 else "+") + text
+    return text
+
+
 def day(value: date, catalogue: Catalogue | None = None) -> str:
     """A date as the locale writes it (nl '1 nov 2026', nb '1. nov. 2026'); English ISO 8601 as before."""
     catalogue = catalogue or _current.get()

@@ -263,6 +263,61 @@ def test_no_english_sentence_is_left_in_the_translated_summaries(replayed):
                     assert card["summary"] != english["summary"], (stem, language, card["summary"])
 
 
+# Phase 2a: the details (and suggestion labels) of the card kinds made by the rule modules converted to say()
+# (co_prescription, conditions, contraindications, evidence, infections, lab_thresholds, monitoring, offlabel,
+# positioning, prac, screening, unreadable, unsupported) carry no English sentence either. The English still left
+# comes from modules being restructured on another branch (phase 2b); each fragment is named here with its origin,
+# so a fragment that is translated later (or a new English sentence) shows up as a failure.
+STILL_ENGLISH = {
+    r"\(from (the active condition|the order's reason|the order reason)[^)]*\)": "orders.py: how the indication was found",
+    r"\*\*Indication:\*\*[^\n]*": "rules/dose.py: the dose card's indication line",
+    r"\[[^\]]*\]\([^)]*\)( \[[^\]]*\])?": "source links: bibliographic titles keep their original (docs/i18n.md)",
+    r"(laboratory-reported|reported in|newer than the latest|read as|halve the dose|calculated)[^\n]*":
+        "renal.py / facts.py: how a kidney-function value was read",
+    r"The order does not say induction or maintenance[^\n]*|a maintenance order at the induction dose[^\n]*|"
+    r"record the phase in the order\.|the order does not say whether it is induction or maintenance[^\n]*|"
+    r"Confirm the phase and limit the induction period\.\*": "rules/dose.py: phase of the order",
+    r"\*\*Could not be checked until then:\*\*": "cards.py: could-not-check lines merged into a card",
+    r"The order's indication is not recorded, so the dose is compared[^\n]*": "rules/dose.py: unknown indication",
+    r"no serum creatinine in the last \d+ days \(an eGFR is on record[^\n]*": "facts.py: creatinine gap reason",
+}
+DETAIL_PHASE_2B = {"missing-data"}      # cards.py: the could-not-check card's frame
+
+
+def _without_phase_2b(text: str) -> str:
+    for pattern in STILL_ENGLISH:
+        text = re.sub(pattern, " ", text)
+    return text
+
+
+def test_no_english_sentence_is_left_in_the_details_of_the_converted_rules(replayed):
+    checked = 0
+    for stem, calls in replayed:
+        for language in ("nl", "nb"):
+            for card in calls[language]:
+                if card["source"]["topic"]["code"] in DETAIL_PHASE_2B:
+                    continue
+                texts = [card["detail"]] + [s["label"] for s in card.get("suggestions") or ()] + [
+                    a["description"] for s in card.get("suggestions") or () for a in s["actions"]]
+                for text in texts:
+                    checked += 1
+                    left = _english_sentences(_without_phase_2b(text))
+                    assert left == [], (stem, language, card["source"]["topic"]["code"], left)
+    assert checked > 900
+
+
+def test_the_monitoring_and_screening_details_are_in_the_language_asked_for(replayed):
+    """Texts built in code (not only the knowledge's) reach the cards: dates, numbers and the rule modules' words."""
+    said = {lang: "\n".join(c["detail"] for _, calls in replayed for c in calls[lang]) for lang in ("nl", "nb")}
+    for term in ("**Behandeling gestart:**", "**Vastgelegd:**", "aanvragen", "vastgelegd", "x de bovengrens van normaal"):
+        assert term in said["nl"] + "\n".join(s["label"] for _, calls in replayed for c in calls["nl"]
+                                              for s in c.get("suggestions") or ()), term
+    for term in ("**Behandling startet:**", "**Registrert:**", "registrert", "x øvre referansegrense"):
+        assert term in said["nb"], term
+    assert re.search(r"\b\d{1,2} (jan|feb|mrt|apr|mei|jun|jul|aug|sep|okt|nov|dec)\.? 20\d\d", said["nl"])
+    assert re.search(r"\b\d{1,2}\. (jan|feb|mar|apr|mai|jun|jul|aug|sep|okt|nov|des)\.? 20\d\d", said["nb"])
+
+
 def test_override_reasons_links_and_source_labels_are_translated(replayed):
     for stem, calls in replayed:
         for language in ("nl", "nb"):

@@ -23,6 +23,7 @@ from cds_service.findings import (
     ProposedAction,
     ProposedSuggestion,
 )
+from cds_service.i18n import say
 from cds_service.knowledge import Knowledge
 from cds_service.rules import dose as dosemod
 from cds_service.rules.common import is_live_vaccine
@@ -123,8 +124,11 @@ def _dose(ctx: RuleContext, order, rules, also_ordered: list[dict]) -> tuple[Fin
 
 
 def _taking(medicine: MedicationFact, dose) -> str:
-    since = f" since {medicine.start.isoformat()}" if medicine.start else ""
-    return f"{medicine.display} — {dose.describe()} (active {medicine.resource_type}{since})"
+    if medicine.start:
+        return say("{medicine} — {dose} (active {record} since {start})", medicine=medicine.display,
+                   dose=dose.describe(), record=medicine.resource_type, start=medicine.start)
+    return say("{medicine} — {dose} (active {record})", medicine=medicine.display, dose=dose.describe(),
+               record=medicine.resource_type)
 
 
 def evaluate(ctx: RuleContext, found: list[Candidate], resources: dict[tuple[str, str], dict]):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 
+from cds_service import i18n
 from cds_service.facts import ConditionFact, ImmunizationFact, PatientFacts
+from cds_service.i18n import say
 from cds_service.findings import Finding
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.schemas.contraindication import LiveVaccines
@@ -28,9 +30,9 @@ def on_record_finding(rule, order: DraftOrder, *, rule_id: str, concern: str, in
     """The card of a rule that found something on record: the summary, "**On record:**" with one line per piece
     of evidence, the rule's action and its note (where sources disagree)."""
     listed = "\n".join(f"- {line}" for line in lines)
-    note = f"\n\n**Note:** {rule.note}" if rule.note else ""
+    note = "\n\n" + say("**Note:** {note}", note=rule.note) if rule.note else ""
     return Finding(rule_id=rule_id, concern=concern, indicator=indicator, summary=summary[:1].upper() + summary[1:],
-                   detail=f"**On record:**\n{listed}\n\n{action}{note}", sources=list(rule.sources),
+                   detail=say("**On record:**") + f"\n{listed}\n\n{action}{note}", sources=list(rule.sources),
                    override_set=rule.override_set, order_id=order.order_id, drug=order.drug, covers=covers)
 
 
@@ -53,30 +55,32 @@ def condition_evidence(ctx: RuleContext, concepts: list[str], history_within_day
 
 def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool, window: int | None,
                     stale_after_days: int | None = None) -> str | None:
-    since = f"since {cond.onset.isoformat()}" if cond.onset else "onset not recorded"
+    since = say("since {onset}", onset=cond.onset) if cond.onset else say("onset not recorded")
     how = cond.how                    # "; recognised by name" when read from the text (decision 16)
     if cond.active:
         age = (facts.today - cond.onset).days if cond.onset else None
         stale = ""
         if stale_after_days is not None and age is not None and age > stale_after_days:
-            stale = (f" — still recorded as active {_duration(age)} after its onset: confirm it has resolved and "
-                     f"update the problem list, or treat it as current")
-        return f"{cond.display} (active, {since}{how}){stale}"
+            stale = say(" — still recorded as active {duration} after its onset: confirm it has resolved and update "
+                        "the problem list, or treat it as current", duration=_duration(age))
+        return say("{condition} (active, {since}{how})", condition=cond.display, since=since, how=how) + stale
     if active_only:
         return None
     last = max((d for d in (cond.abatement, cond.onset) if d), default=None)
-    resolved = f", resolved {cond.abatement.isoformat()}" if cond.abatement else ""
-    if window is None:
-        return f"{cond.display} (history, {since}{resolved}{how})"
+    resolved = say(", resolved {when}", when=cond.abatement) if cond.abatement else ""
+    if window is None or (last is not None and (facts.today - last).days <= window):
+        return say("{condition} (history, {since}{resolved}{how})", condition=cond.display, since=since,
+                   resolved=resolved, how=how)
     if last is None:
-        return f"{cond.display} (history; dates not recorded, so it cannot be placed outside the window{how})"
-    if (facts.today - last).days <= window:
-        return f"{cond.display} (history, {since}{resolved}{how})"
+        return say("{condition} (history; dates not recorded, so it cannot be placed outside the window{how})",
+                   condition=cond.display, how=how)
     return None
 
 
 def _duration(days: int) -> str:
-    return f"{days // 365} years" if days >= 730 else f"{days // 30} months" if days >= 60 else f"{days} days"
+    if days >= 730:
+        return say("{n} years", n=days // 365)
+    return say("{n} months", n=days // 30) if days >= 60 else say("{n} days", n=days)
 
 
 def _words_in(text: str, words) -> bool:
@@ -97,9 +101,10 @@ def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
     for (display, class_id), meds in found.items():
         starts = sorted(m.start for m in meds if m.start)
         kinds = "/".join(dict.fromkeys(m.resource_type for m in meds))
-        since = f", since {starts[0].isoformat()}" if starts else ""
-        records = f", {len(meds)} active records" if len(meds) > 1 else ""
-        lines.append(f"{display} ({classes[class_id].display}; active {kinds}{since}{records})")
+        since = say(", since {start}", start=starts[0]) if starts else ""
+        records = say(", {n} active records", n=len(meds)) if len(meds) > 1 else ""
+        lines.append(say("{medicine} ({drug_class}; active {records}{since}{count})", medicine=display,
+                         drug_class=classes[class_id].display, records=kinds, since=since, count=records))
     return lines
 
 
@@ -110,11 +115,12 @@ def bmi(ctx: RuleContext) -> tuple[float | None, str]:
     weight = facts.latest("weight", k.analytes["weight"].max_age_days)
     height = facts.latest("height", k.analytes["height"].max_age_days)
     if reported and (weight is None or height is None or reported.when >= weight.when):
-        return reported.value, f"BMI {reported.value:.1f} kg/m² on {reported.when.isoformat()}"
+        return reported.value, say("BMI {bmi} kg/m² on {when}", bmi=i18n.fixed(reported.value, 1), when=reported.when)
     if weight and height and height.value > 0:
         value = weight.value / (height.value / 100) ** 2
-        return value, (f"BMI {value:.1f} kg/m² from weight {lab(weight)} and height {lab(height)}")
-    return None, "no BMI, or weight and height, on record"
+        return value, say("BMI {bmi} kg/m² from weight {weight} and height {height}", bmi=i18n.fixed(value, 1),
+                          weight=lab(weight), height=lab(height))
+    return None, say("no BMI, or weight and height, on record")
 
 
 def factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
@@ -122,24 +128,24 @@ def factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
     facts = ctx.facts
     if factor.age_at_least is not None:
         if facts.age is None:
-            return [], "age: no usable date of birth"
+            return [], say("age: no usable date of birth")
         if facts.age >= factor.age_at_least:
-            return [f"age {facts.age}"], None
+            return [say("age {age}", age=facts.age)], None
         if facts.age_max is not None and facts.age_max >= factor.age_at_least:
-            return [], f"age: the birth date is partial, the patient may be {factor.age_at_least:g}"
+            return [], say("age: the birth date is partial, the patient may be {age}", age=float(factor.age_at_least))
         return [], None
     if factor.smoking:
         results = facts.coded_results.get(factor.smoking_test) or []
         if not results:
-            return [], "smoking status: not recorded"
+            return [], say("smoking status: not recorded")
         newest = results[0]
-        when = newest.when.isoformat() if newest.when else "date not recorded"
+        when = i18n.day(newest.when) if newest.when else say("date not recorded")
         if newest.category in factor.smoking:
-            return [f"smoking status '{newest.answer}' on {when}"], None
+            return [say("smoking status '{answer}' on {when}", answer=newest.answer, when=when)], None
         if newest.category is None:
-            return [], f"smoking status: '{newest.answer}' on {when} could not be read"
+            return [], say("smoking status: '{answer}' on {when} could not be read", answer=newest.answer, when=when)
         if newest.category == "unknown":
-            return [], f"smoking status: recorded as unknown on {when}"
+            return [], say("smoking status: recorded as unknown on {when}", when=when)
         return [], None
     if factor.bmi_at_least is not None:
         value, how = bmi(ctx)
@@ -169,14 +175,16 @@ def procedure_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]
                 continue
             seen.add((record.display, record.when))
             if record.when is None:
-                notes.append(f"{factor.display}: '{record.display}' (SNOMED CT {code}) has no date")
+                notes.append(say("{factor}: '{record}' (SNOMED CT {code}) has no date", factor=factor.display,
+                                 record=record.display, code=code))
                 continue
             ago = (facts.today - record.when).days
             if 0 <= ago <= factor.procedure_within_days:
-                found.append(f"{record.display} (SNOMED CT {code}) on {record.when.isoformat()}, {ago} days ago")
+                found.append(say("{record} (SNOMED CT {code}) on {when}, {days} days ago", record=record.display,
+                                 code=code, when=record.when, days=ago))
     why = facts.why_unavailable("Procedure", factor.procedure_snomed)
     if why:
-        notes.append(f"{factor.display}: the procedure list could not be obtained ({why})")
+        notes.append(say("{factor}: the procedure list could not be obtained ({why})", factor=factor.display, why=why))
     return found, "; ".join(notes) or None
 
 
@@ -237,14 +245,15 @@ def missing_reason(facts: PatientFacts, knowledge: Knowledge, analyte: str, max_
     bad = facts.unreadable_within(analyte, max_days)
     values = facts.labs.get(analyte)
     if bad:
-        when = f" of {bad[0].when.isoformat()}" if bad[0].when else ""
-        return f"the result{when} could not be interpreted: {bad[0].why}"
+        if bad[0].when:
+            return say("the result of {when} could not be interpreted: {why}", when=bad[0].when, why=bad[0].why)
+        return say("the result could not be interpreted: {why}", why=bad[0].why)
     if values:
-        return f"the latest result ({lab(values[0])}) is older than {max_days} days"
+        return say("the latest result ({result}) is older than {days} days", result=lab(values[0]), days=max_days)
     why = facts.why_unavailable("Observation", knowledge.analytes[analyte].loinc)
     if why:
-        return f"lab results could not be obtained: {why}"
-    return f"no result in the last {max_days} days"
+        return say("lab results could not be obtained: {why}", why=why)
+    return say("no result in the last {days} days", days=max_days)
 
 
 def is_live_vaccine(imm: ImmunizationFact, vaccines: LiveVaccines) -> bool:

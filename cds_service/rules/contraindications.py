@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from datetime import date
 
+from cds_service import i18n
 from cds_service.findings import Missing
+from cds_service.i18n import say
 from cds_service.knowledge import drugs as drugmod
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.common import (
@@ -22,7 +24,11 @@ from cds_service.rules.text import lab, unit
 
 
 def _d(when: date | None) -> str:
-    return when.isoformat() if when else "date not recorded"
+    return i18n.day(when) if when else say("date not recorded")
+
+
+def _criticality() -> dict:
+    return {"high": say("high"), "low": say("low"), "unable-to-assess": say("unable-to-assess")}
 
 
 # -- evidence per key ----------------------------------------------------------------------------------------------
@@ -42,12 +48,13 @@ def _test_evidence(ctx: RuleContext, test_ids: list[str], order: DraftOrder, rul
         if test.max_age_days is not None and (newest.when is None or (facts.today - newest.when).days > test.max_age_days):
             continue
         if newest.category is None:
-            gaps.append(Missing(rule.id, test.display, f"the result of {_d(newest.when)} could not be read "
-                                                      f"({newest.answer!r})", tuple(rule.sources), order.order_id,
-                                order.drug))
+            gaps.append(Missing(rule.id, test.display, say("the result of {when} could not be read ({answer})",
+                                                           when=_d(newest.when), answer=repr(newest.answer)),
+                                tuple(rule.sources), order.order_id, order.drug))
         elif newest.category in test.positive:
             note = f" {test.note}" if test.note else ""
-            found.append(f"{test.display}: {newest.answer} on {_d(newest.when)} (LOINC {newest.loinc}).{note}")
+            found.append(say("{test}: {answer} on {when} (LOINC {loinc}).", test=test.display, answer=newest.answer,
+                             when=_d(newest.when), loinc=newest.loinc) + note)
     return found, gaps
 
 
@@ -60,8 +67,8 @@ def _quantity_evidence(ctx: RuleContext, rule) -> list[str]:
         analyte = k.analytes[analyte_id]
         value = facts.latest(analyte_id, analyte.max_age_days)
         if value is not None and value.value >= limit:
-            found.append(f"{analyte.display}: {lab(value)} (positive at {limit:g} {unit(analyte.canonical_unit)} "
-                         f"or more)")
+            found.append(say("{analyte}: {result} (positive at {limit} {unit} or more)", analyte=analyte.display,
+                             result=lab(value), limit=float(limit), unit=unit(analyte.canonical_unit)))
     return found
 
 
@@ -69,11 +76,15 @@ def _other_jak_evidence(ctx: RuleContext, order: DraftOrder, categories: list[st
     found = []
     for med in ctx.facts.medications:
         if med.active and med.drug and med.drug.category in categories and med.drug.drug_id != order.drug:
-            started = f", since {med.start.isoformat()}" if med.start else ""
-            found.append(f"{med.display} (another JAK inhibitor; active {med.resource_type}{started})")
+            if med.start:
+                found.append(say("{medicine} (another JAK inhibitor; active {record}, since {start})",
+                                 medicine=med.display, record=med.resource_type, start=med.start))
+            else:
+                found.append(say("{medicine} (another JAK inhibitor; active {record})", medicine=med.display,
+                                 record=med.resource_type))
     for other in ctx.orders:
         if other.order_id != order.order_id and other.match.category in categories and other.drug != order.drug:
-            found.append(f"{other.name} (another JAK inhibitor ordered together with this one)")
+            found.append(say("{medicine} (another JAK inhibitor ordered together with this one)", medicine=other.name))
     return found
 
 
@@ -83,9 +94,12 @@ def _allergy_evidence(ctx: RuleContext, order: DraftOrder) -> list[str]:
         match = drugmod.recognise(ctx.knowledge, allergy.code)
         if match is None or match.drug_id != order.drug:
             continue
-        kind = allergy.kind or "allergy or intolerance"
-        crit = f", criticality {allergy.criticality}" if allergy.criticality else ""
-        recorded = f", recorded {allergy.recorded.isoformat()}" if allergy.recorded else ""
+        kinds = {None: say("allergy or intolerance"), "": say("allergy or intolerance"), "allergy": say("allergy"),
+                 "intolerance": say("intolerance")}
+        kind = kinds.get(allergy.kind, allergy.kind)
+        crit = say(", criticality {criticality}", criticality=_criticality().get(allergy.criticality, allergy.criticality)
+                   ) if allergy.criticality else ""
+        recorded = say(", recorded {when}", when=allergy.recorded) if allergy.recorded else ""
         found.append(f"{allergy.display} ({kind}{crit}{recorded})")
     return found
 
@@ -100,8 +114,8 @@ def _vaccine_evidence(ctx: RuleContext, days: int) -> list[str]:
             if 0 <= ago <= days and is_live_vaccine(imm, vaccines):
                 codes = ", ".join(f"{'CVX' if 'cvx' in s.lower() else 'ATC' if 'atc' in s.lower() else s} {c}"
                                   for s, c in imm.codes if c)
-                found.append(f"{imm.display}{f' ({codes})' if codes else ''} given on {imm.when.isoformat()}, "
-                             f"{ago} days ago (live vaccine)")
+                found.append(say("{vaccine} given on {when}, {days} days ago (live vaccine)",
+                                 vaccine=f"{imm.display} ({codes})" if codes else imm.display, when=imm.when, days=ago))
     return found
 
 
@@ -119,7 +133,7 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
         evidence += condition_evidence(ctx, rule.concepts, rule.history_within_days)
         why = facts.why_unavailable("Condition")
         if why:
-            unavailable.append(("the problem list (conditions that contraindicate a JAK inhibitor)", why))
+            unavailable.append((say("the problem list (conditions that contraindicate a JAK inhibitor)"), why))
     if rule.positive_tests:
         found, test_gaps = _test_evidence(ctx, rule.positive_tests, order, rule)
         evidence += found
@@ -128,7 +142,7 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
             test = ctx.knowledge.rules.qualitative_test[test_id]
             why = facts.why_unavailable("Observation", test.loinc)
             if why and not facts.coded_results.get(test_id):
-                unavailable.append((test.display, f"results could not be obtained: {why}"))
+                unavailable.append((test.display, say("results could not be obtained: {why}", why=why)))
     if rule.quantity_at_least:
         evidence += _quantity_evidence(ctx, rule)
     if rule.medication_classes or rule.other_systemic_jak:
@@ -138,18 +152,18 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
             evidence += _other_jak_evidence(ctx, order, rule.other_jak_categories)
         why = facts.why_medications_unavailable()
         if why:
-            unavailable.append(("current medications (combinations with biologics, JAK inhibitors, "
-                                "immunosuppressants)", why))
+            unavailable.append((say("current medications (combinations with biologics, JAK inhibitors, "
+                                    "immunosuppressants)"), why))
     if rule.drug_allergy:
         evidence += _allergy_evidence(ctx, order)
         why = facts.why_unavailable("AllergyIntolerance")
         if why:
-            unavailable.append(("allergies and intolerances (hypersensitivity to the drug)", why))
+            unavailable.append((say("allergies and intolerances (hypersensitivity to the drug)"), why))
     if rule.live_vaccine_within_days:
         evidence += _vaccine_evidence(ctx, rule.live_vaccine_within_days)
         why = facts.why_unavailable("Immunization")
         if why:
-            unavailable.append(("recent vaccinations (live vaccines)", why))
+            unavailable.append((say("recent vaccinations (live vaccines)"), why))
     if rule.child_pugh and child_pugh is not None and getattr(child_pugh, "klass", None) in rule.child_pugh:
         evidence.append(child_pugh.describe())
     if not evidence:

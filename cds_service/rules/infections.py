@@ -18,16 +18,28 @@ from datetime import date, timedelta
 
 from cds_service import i18n
 from cds_service.findings import Finding, Missing
+from cds_service.i18n import say
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.common import condition_evidence, on_record_finding
 from cds_service.facts import ResultReading
 
-_PROBLEM_LIST = "the problem list (conditions that contraindicate a JAK inhibitor)"
 _SHOWN = 3                     # results of one kind listed on a card (the newest ones)
 
 
+def _problem_list() -> str:
+    return say("the problem list (conditions that contraindicate a JAK inhibitor)")
+
+
 def _d(when: date | None) -> str:
-    return when.isoformat() if when else "date not recorded"
+    return i18n.day(when) if when else say("date not recorded")
+
+
+def _status(status: str | None) -> str:
+    """A medication record's FHIR status as a clinician reads it (an unknown code as it is)."""
+    said = {"active": say("active"), "completed": say("completed"), "stopped": say("stopped"),
+            "on-hold": say("on-hold"), "intended": say("intended"), "cancelled": say("cancelled"),
+            "not-taken": say("not-taken"), "unknown": say("unknown"), "draft": say("draft")}
+    return said.get(status, status)
 
 
 def read(ctx: RuleContext, test_ids, since: date | None = None) -> ResultReading:
@@ -40,18 +52,20 @@ def is_positive(ctx: RuleContext, result) -> bool:
 
 def result_line(ctx: RuleContext, result) -> str:
     test = ctx.knowledge.rules.qualitative_test[result.test]
-    return f"{test.display}: {result.answer} on {_d(result.when)} (LOINC {result.loinc})"
+    return say("{test}: {answer} on {when} (LOINC {loinc})", test=test.display, answer=result.answer,
+               when=_d(result.when), loinc=result.loinc)
 
 
 def unread_line(ctx: RuleContext, result) -> str:
     test = ctx.knowledge.rules.qualitative_test[result.test]
-    return (f"{test.display} of {_d(result.when)} could not be read ({result.answer}; LOINC {result.loinc}): it is "
-            f"not taken as negative")
+    return say("{test} of {when} could not be read ({answer}; LOINC {loinc}): it is not taken as negative",
+               test=test.display, when=_d(result.when), answer=result.answer, loinc=result.loinc)
 
 
 def unread_gaps(ctx: RuleContext, rule, order: DraftOrder, results) -> list[Missing]:
     tests = ctx.knowledge.rules.qualitative_test
-    return [Missing(rule.id, tests[r.test].display, f"the result of {_d(r.when)} could not be read ({r.answer!r})",
+    return [Missing(rule.id, tests[r.test].display, say("the result of {when} could not be read ({answer})",
+                                                        when=_d(r.when), answer=repr(r.answer)),
                     tuple(rule.sources), order.order_id, order.drug) for r in results]
 
 
@@ -62,7 +76,8 @@ def unobtainable(ctx: RuleContext, rule, order: DraftOrder, test_ids) -> list[Mi
         test = ctx.knowledge.rules.qualitative_test[test_id]
         why = ctx.facts.why_unavailable("Observation", test.loinc)
         if why and not ctx.facts.coded_results.get(test_id):
-            gaps.append(Missing(rule.id, test.display, f"results could not be obtained: {why}", tuple(rule.sources),
+            gaps.append(Missing(rule.id, test.display, say("results could not be obtained: {why}", why=why),
+                                tuple(rule.sources),
                                 order.order_id, order.drug))
     return gaps
 
@@ -72,8 +87,11 @@ def treatments(ctx: RuleContext, class_id: str) -> list:
 
 
 def treatment_line(record) -> str:
-    dates = f", started {_d(record.start)}" + (f", ended {record.end.isoformat()}" if record.end else "")
-    return f"{record.display} ({record.status} {record.resource_type}{dates})"
+    if record.end:
+        dates = say(", started {start}, ended {end}", start=_d(record.start), end=record.end)
+    else:
+        dates = say(", started {start}", start=_d(record.start))
+    return f"{record.display} ({_status(record.status)} {record.resource_type}{dates})"
 
 
 def finding(ctx: RuleContext, rule, text, order: DraftOrder, lines: list[str], *, days: int | None = None,
@@ -113,13 +131,14 @@ def latent_tb(ctx: RuleContext, rule, order: DraftOrder):
         if persistent is not None:
             run = _positive_run(ctx, readable, persistent)
             lines += [result_line(ctx, r) for r in run[:_SHOWN]]
-            lines.append(f"the later {result_line(ctx, decisive)} does not undo a positive IGRA (reversions are "
-                         f"common): latent tuberculosis is not excluded")
+            lines.append(say("the later {result} does not undo a positive IGRA (reversions are common): latent "
+                             "tuberculosis is not excluded", result=result_line(ctx, decisive)))
             starts.append(run[-1].when)
     conditions = [c for name in rule.concepts for c in facts.concept_present(name)]
     for cond in conditions:
         if cond.active:
-            lines.append(f"{cond.display} (diagnosis, active, since {_d(cond.onset)})")
+            lines.append(say("{condition} (diagnosis, active, since {onset})", condition=cond.display,
+                             onset=_d(cond.onset)))
             starts.append(cond.onset)
     unread = [unread_line(ctx, r) for r in reading.unread]
     gaps = unobtainable(ctx, rule, order, rule.tests)
@@ -127,7 +146,7 @@ def latent_tb(ctx: RuleContext, rule, order: DraftOrder):
         gaps = [Missing(rule.id, " / ".join(g.check for g in gaps), gaps[0].why, tuple(rule.sources),
                         order.order_id, order.drug)]
     if rule.concepts and facts.why_unavailable("Condition"):
-        gaps.append(Missing(rule.id, _PROBLEM_LIST, facts.why_unavailable("Condition"), tuple(rule.sources),
+        gaps.append(Missing(rule.id, _problem_list(), facts.why_unavailable("Condition"), tuple(rule.sources),
                             order.order_id, order.drug))
     if lines:
         # the first positive of the run (or the diagnosis): treatment must start on or after it
@@ -157,24 +176,26 @@ def _tb_treatment(ctx: RuleContext, rule, episode: date | None, conditions) -> t
     lines = []
     for record in records[:_SHOWN]:
         if record.active:
-            lines.append(f"{treatment_line(record)}: preventive treatment in progress, not yet completed")
+            lines.append(say("{treatment}: preventive treatment in progress, not yet completed",
+                             treatment=treatment_line(record)))
         elif record.status == "stopped":
-            lines.append(f"{treatment_line(record)}: 'stopped' means halted before the course ended; if the full "
-                         f"course was taken, record it as completed")
+            lines.append(say("{treatment}: 'stopped' means halted before the course ended; if the full course was "
+                             "taken, record it as completed", treatment=treatment_line(record)))
         elif record.status == "completed" and (record.start is None or episode is None):
-            lines.append(f"{treatment_line(record)}: completed, but it cannot be placed after the positive result "
-                         f"(a date is not recorded)")
+            lines.append(say("{treatment}: completed, but it cannot be placed after the positive result (a date is "
+                             "not recorded)", treatment=treatment_line(record)))
         elif record.status == "completed":
-            lines.append(f"{treatment_line(record)}: completed before the positive result of {episode.isoformat()}")
+            lines.append(say("{treatment}: completed before the positive result of {when}",
+                             treatment=treatment_line(record), when=episode))
         else:
-            lines.append(f"{treatment_line(record)}: not recorded as completed")
+            lines.append(say("{treatment}: not recorded as completed", treatment=treatment_line(record)))
     why = ctx.facts.why_medications_unavailable()
     if why:
-        lines.append(f"The medication list could not be obtained ({why}): completed preventive treatment could not "
-                     f"be checked.")
+        lines.append(say("The medication list could not be obtained ({why}): completed preventive treatment could "
+                         "not be checked.", why=why))
     elif not records:
         display = ctx.knowledge.rules.treatment_class[rule.treatment_class].display
-        lines.append(f"No {display} on record.")
+        lines.append(say("No {treatment} on record.", treatment=display))
     return False, lines
 
 
@@ -194,13 +215,14 @@ def hbv_core(ctx: RuleContext, rule, order: DraftOrder):
         return                          # the critical hepatitis-b card (newest HBsAg or HBV DNA positive)
     lines = [result_line(ctx, positives[0])]
     if core.decisive is not None and not is_positive(ctx, core.decisive):
-        lines.append(f"the later {result_line(ctx, core.decisive)} does not undo a positive anti-HBc")
+        lines.append(say("the later {result} does not undo a positive anti-HBc", result=result_line(ctx, core.decisive)))
     if surface.decisive is None:
         why = facts.why_unavailable("Observation", [c for t in rule.surface_tests for c in k.rules.qualitative_test[t].loinc])
-        lines.append(f"HBsAg: results could not be obtained ({why}): check HBsAg too" if why and not surface.results
-                     else "HBsAg: no readable result on record: check HBsAg too")
+        lines.append(say("HBsAg: results could not be obtained ({why}): check HBsAg too", why=why)
+                     if why and not surface.results else say("HBsAg: no readable result on record: check HBsAg too"))
     elif is_positive(ctx, surface.decisive):
-        lines.append(f"{result_line(ctx, surface.decisive)} (an older result: the newest could not be read)")
+        lines.append(say("{result} (an older result: the newest could not be read)",
+                         result=result_line(ctx, surface.decisive)))
     else:
         lines.append(result_line(ctx, surface.decisive))
     lines += [unread_line(ctx, r) for r in surface.unread]
@@ -209,22 +231,22 @@ def hbv_core(ctx: RuleContext, rule, order: DraftOrder):
     if newest is None:
         why = facts.why_unavailable("Observation", k.rules.qualitative_test[rule.dna_test].loinc)
         display = k.rules.qualitative_test[rule.dna_test].display
-        lines.append(f"{display}: results could not be obtained ({why})" if why and not dna.results
-                     else f"No readable {display} result on record.")
+        lines.append(say("{test}: results could not be obtained ({why})", test=display, why=why)
+                     if why and not dna.results else say("No readable {test} result on record.", test=display))
     elif is_positive(ctx, newest):
-        lines.append(f"{result_line(ctx, newest)} (an older result: the newest could not be read; treat as active "
-                     f"hepatitis B until shown otherwise)")
+        lines.append(say("{result} (an older result: the newest could not be read; treat as active hepatitis B "
+                         "until shown otherwise)", result=result_line(ctx, newest)))
     elif newest.category == "negative" and newest.when is not None \
             and (facts.today - newest.when).days <= rule.dna_within_days and not dna.unread:
         lines.append(result_line(ctx, newest))
         text = rule.dna_not_detected
     elif newest.category == "negative" and dna.unread:
-        lines.append(f"{result_line(ctx, newest)}, but a newer result could not be read")
+        lines.append(say("{result}, but a newer result could not be read", result=result_line(ctx, newest)))
     elif newest.category == "negative":
-        lines.append(f"{result_line(ctx, newest)}: older than {rule.dna_within_days} days, repeat it before "
-                     f"starting")
+        lines.append(say("{result}: older than {days} days, repeat it before starting",
+                         result=result_line(ctx, newest), days=rule.dna_within_days))
     else:
-        lines.append(f"{result_line(ctx, newest)}: neither detected nor not detected")
+        lines.append(say("{result}: neither detected nor not detected", result=result_line(ctx, newest)))
     lines += [unread_line(ctx, r) for r in dna.unread]
     covers = tuple(k.rules.qualitative_test[t].display for t in [*rule.surface_tests, rule.dna_test])
     yield finding(ctx, rule, text, order, lines, covers=covers)
@@ -252,14 +274,15 @@ def hcv_antibody(ctx: RuleContext, rule, order: DraftOrder):
     display = k.rules.qualitative_test[rule.rna_test].display
     if newest is None:
         why = facts.why_unavailable("Observation", k.rules.qualitative_test[rule.rna_test].loinc)
-        lines.append(f"{display}: results could not be obtained ({why})" if why and not rna.results
-                     else f"No readable {display} result on record.")
+        lines.append(say("{test}: results could not be obtained ({why})", test=display, why=why)
+                     if why and not rna.results else say("No readable {test} result on record.", test=display))
     elif is_positive(ctx, newest):
-        lines.append(f"{result_line(ctx, newest)} (an older result: the newest could not be read)")
+        lines.append(say("{result} (an older result: the newest could not be read)", result=result_line(ctx, newest)))
     elif newest.category == "negative" and newest.when is not None:
-        lines.append(f"{result_line(ctx, newest)}: before the positive antibody of {_d(anchor)}")
+        lines.append(say("{result}: before the positive antibody of {when}", result=result_line(ctx, newest),
+                         when=_d(anchor)))
     else:
-        lines.append(f"{result_line(ctx, newest)}: neither detected nor not detected")
+        lines.append(say("{result}: neither detected nor not detected", result=result_line(ctx, newest)))
     lines += [unread_line(ctx, r) for r in rna.unread]
     yield finding(ctx, rule, rule.rna_unknown, order, lines, covers=(display,))
 
@@ -276,7 +299,8 @@ def hiv(ctx: RuleContext, rule, order: DraftOrder):
         return
     lines = list(conditions)
     if detected and not conditions:
-        lines.append(f"{result_line(ctx, detected[0])} (HIV infection shown by a detectable viral load)")
+        lines.append(say("{result} (HIV infection shown by a detectable viral load)",
+                         result=result_line(ctx, detected[0])))
     since = facts.today - timedelta(days=rule.load_within_days)
     recent = read(ctx, [rule.load_test], since=since)
     art = [t for t in treatments(ctx, rule.treatment_class) if t.active]
@@ -284,8 +308,9 @@ def hiv(ctx: RuleContext, rule, order: DraftOrder):
     if not art:
         why = facts.why_medications_unavailable()
         display = k.rules.treatment_class[rule.treatment_class].display
-        lines.append(f"The medication list could not be obtained ({why}): {display} could not be checked, so the "
-                     f"infection is taken as untreated." if why else f"No active {display} on record.")
+        lines.append(say("The medication list could not be obtained ({why}): {treatment} could not be checked, so "
+                         "the infection is taken as untreated.", why=why, treatment=display)
+                     if why else say("No active {treatment} on record.", treatment=display))
         if recent.decisive is not None:
             lines.append(result_line(ctx, recent.decisive))
         yield finding(ctx, rule, rule.untreated, order, lines + [unread_line(ctx, r) for r in recent.unread])
@@ -301,15 +326,20 @@ def hiv(ctx: RuleContext, rule, order: DraftOrder):
                       days=rule.load_within_days, covers=(load_display,))
     else:
         if newest is not None:
-            lines.append(f"{result_line(ctx, newest)}: "
-                         + ("not readable as suppressed or detectable" if newest.category != "negative"
-                            else "followed by a result that could not be read"))
+            lines.append(say("{result}: not readable as suppressed or detectable", result=result_line(ctx, newest))
+                         if newest.category != "negative" else
+                         say("{result}: followed by a result that could not be read", result=result_line(ctx, newest)))
         else:
             why = facts.why_unavailable("Observation", k.rules.qualitative_test[rule.load_test].loinc)
             older = loads.decisive
-            lines.append(f"{load_display}: results could not be obtained ({why})" if why and not loads.results
-                         else f"No {load_display} in the last {rule.load_within_days} days"
-                         + (f" (latest: {result_line(ctx, older)})" if older is not None else " on record") + ".")
+            if why and not loads.results:
+                lines.append(say("{test}: results could not be obtained ({why})", test=load_display, why=why))
+            elif older is not None:
+                lines.append(say("No {test} in the last {days} days (latest: {result}).", test=load_display,
+                                 days=rule.load_within_days, result=result_line(ctx, older)))
+            else:
+                lines.append(say("No {test} in the last {days} days on record.", test=load_display,
+                                 days=rule.load_within_days))
         yield finding(ctx, rule, rule.load_unknown, order, lines, days=rule.load_within_days, covers=(load_display,))
 
 
@@ -319,14 +349,15 @@ def _hiv_screen(ctx: RuleContext, rule, order: DraftOrder, loads: ResultReading)
     if is_positive(ctx, screen.decisive):
         lines = [result_line(ctx, screen.decisive)]
         if loads.decisive is not None:
-            lines.append(f"{result_line(ctx, loads.decisive)} (a viral load does not replace the confirmation test)")
+            lines.append(say("{result} (a viral load does not replace the confirmation test)",
+                             result=result_line(ctx, loads.decisive)))
         yield finding(ctx, rule, rule.screen_reactive, order, lines + [unread_line(ctx, r) for r in screen.unread])
         return
     yield from unread_gaps(ctx, rule, order, screen.unread)
     yield from unobtainable(ctx, rule, order, rule.screen_tests)
     why = facts.why_unavailable("Condition")
     if why:
-        yield Missing(rule.id, _PROBLEM_LIST, why, tuple(rule.sources), order.order_id, order.drug)
+        yield Missing(rule.id, _problem_list(), why, tuple(rule.sources), order.order_id, order.drug)
 
 
 # -- the family -------------------------------------------------------------------------------------------------

@@ -6,13 +6,17 @@ the value is converted to the analyte's canonical unit.
 """
 from __future__ import annotations
 
+from cds_service import i18n
 from cds_service.facts import LabValue, PatientFacts
 from cds_service.findings import Finding, Missing
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.schemas.lab_threshold import LabThreshold
 from cds_service.rules.common import missing_reason
 from cds_service.rules.context import RuleContext
+from cds_service.i18n import say
 from cds_service.rules.text import lab, sentence, unit
+
+num = i18n.number
 
 
 def crosses(threshold: LabThreshold, value: LabValue, canonical_unit: str) -> tuple[bool, float, str]:
@@ -29,10 +33,12 @@ def crosses(threshold: LabThreshold, value: LabValue, canonical_unit: str) -> tu
 def relative_limit(threshold: LabThreshold, value: LabValue, analyte) -> tuple[float, str]:
     """ULN-relative limit in the canonical unit, and where the ULN came from."""
     if value.ref_high is not None:
-        uln, origin = value.ref_high, "the laboratory's reference range"
-    else:
-        uln, origin = threshold.default_uln[analyte.canonical_unit], "the configured default (no reference range on the result)"
-    return threshold.above_uln_times * uln, f"ULN {uln:g} {unit(analyte.canonical_unit)} from {origin}"
+        uln = value.ref_high
+        return threshold.above_uln_times * uln, say("ULN {uln} {unit} from the laboratory's reference range",
+                                                    uln=float(uln), unit=unit(analyte.canonical_unit))
+    uln = threshold.default_uln[analyte.canonical_unit]
+    return threshold.above_uln_times * uln, say("ULN {uln} {unit} from the configured default (no reference range "
+                                                "on the result)", uln=float(uln), unit=unit(analyte.canonical_unit))
 
 
 def _baseline(facts: PatientFacts, analyte_name: str, start) -> LabValue | None:
@@ -58,16 +64,21 @@ def _change(threshold: LabThreshold, value: LabValue, base: LabValue, canonical_
         if base.value <= 0:
             return False, "", ""
         percent = (value.value / base.value - 1) * 100
-        return (sign * percent > change.percent + _EPS, f"{percent:+.0f} %",
-                f"a {change.direction} of more than {change.percent:g} %")
+        limit = (say("a rise of more than {percent} %", percent=float(change.percent)) if change.direction == "rise"
+                 else say("a fall of more than {percent} %", percent=float(change.percent)))
+        return sign * percent > change.percent + _EPS, f"{i18n.fixed(percent, 0, sign=True)} %", limit
     if value.reported_unit == base.reported_unit and value.reported_unit in change.by:
         compared, delta = value.reported_unit, value.reported_value - base.reported_value
     else:
         compared, delta = canonical_unit, value.value - base.value
     amount = change.by[compared]
-    side = "above" if delta > 0 else "below"
-    return (sign * delta > amount + _EPS, f"{abs(round(delta, 2)):g} {unit(compared)} {side} the pre-treatment value",
-            f"a {change.direction} of more than {amount:g} {unit(compared)}")
+    values = {"amount": float(abs(round(delta, 2))), "unit": unit(compared)}
+    shown = (say("{amount} {unit} above the pre-treatment value", **values) if delta > 0
+             else say("{amount} {unit} below the pre-treatment value", **values))
+    limits = {"amount": float(amount), "unit": unit(compared)}
+    limit = (say("a rise of more than {amount} {unit}", **limits) if change.direction == "rise"
+             else say("a fall of more than {amount} {unit}", **limits))
+    return sign * delta > amount + _EPS, shown, limit
 
 
 def _latest_or_gap(facts: PatientFacts, k: Knowledge, threshold, order_id, drug_id):
@@ -80,10 +91,13 @@ def _latest_or_gap(facts: PatientFacts, k: Knowledge, threshold, order_id, drug_
                  if u.when is None or u.when > value.when]
         if not newer:
             return value, None
-        when = f" of {newer[0].when.isoformat()}" if newer[0].when else " without a date"
-        return value, Missing(threshold.id, analyte.display,
-                              f"a newer result{when} could not be interpreted: {newer[0].why}; checked against "
-                              f"the previous result ({lab(value)})", tuple(threshold.sources), order_id, drug_id)
+        if newer[0].when:
+            why = say("a newer result of {when} could not be interpreted: {why}; checked against the previous "
+                      "result ({result})", when=newer[0].when, why=newer[0].why, result=lab(value))
+        else:
+            why = say("a newer result without a date could not be interpreted: {why}; checked against the previous "
+                      "result ({result})", why=newer[0].why, result=lab(value))
+        return value, Missing(threshold.id, analyte.display, why, tuple(threshold.sources), order_id, drug_id)
     return None, Missing(threshold.id, analyte.display, missing_reason(facts, k, threshold.analyte, analyte.max_age_days),
                          tuple(threshold.sources), order_id, drug_id)
 
@@ -99,12 +113,13 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
             if phase not in threshold.phase or drug_id not in threshold.drugs:
                 continue
             analyte = k.analytes[threshold.analyte]
-            verb = "do not start" if phase == "start" else "interrupt"
             if threshold.basis == "baseline":
                 if start is None:
                     continue
                 change = threshold.from_baseline
-                check = f"{analyte.display} {change.direction} against the pre-treatment baseline"
+                check = (say("{analyte} rise against the pre-treatment baseline", analyte=analyte.display)
+                         if change.direction == "rise" else
+                         say("{analyte} fall against the pre-treatment baseline", analyte=analyte.display))
                 value, gap = _latest_or_gap(facts, k, threshold, order_id, drug_id)
                 if gap is not None and facts.unreadable_within(threshold.analyte, analyte.max_age_days):
                     yield gap           # a result that could not be interpreted is said; an absent one is the schedule's
@@ -114,24 +129,32 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
                 series = facts.labs.get(threshold.analyte)
                 bad = series.unreadable_between(base.when if base else None, start) if series is not None else []
                 if bad:
-                    when = bad[0].when.isoformat() if bad[0].when else "without a date"
-                    yield Missing(threshold.id, check,
-                                  f"the pre-treatment result of {when} could not be interpreted: {bad[0].why}"
-                                  + (f"; compared with the older {lab(base)}" if base else ""),
-                                  tuple(threshold.sources), order_id, drug_id)
+                    if bad[0].when:
+                        why = say("the pre-treatment result of {when} could not be interpreted: {why}",
+                                  when=bad[0].when, why=bad[0].why)
+                    else:
+                        why = say("the pre-treatment result without a date could not be interpreted: {why}",
+                                  why=bad[0].why)
+                    if base:
+                        why += say("; compared with the older {result}", result=lab(base))
+                    yield Missing(threshold.id, check, why, tuple(threshold.sources), order_id, drug_id)
                 if base is None:
                     if not bad:
                         yield Missing(threshold.id, check,
-                                      f"no {analyte.display} result on or before the treatment start ({start.isoformat()})",
+                                      say("no {analyte} result on or before the treatment start ({start})",
+                                          analyte=analyte.display, start=start),
                                       tuple(threshold.sources), order_id, drug_id)
                     continue
                 crossed, delta, limit_text = _change(threshold, value, base, analyte.canonical_unit)
                 if not crossed:
                     continue
-                joined = " is " if change.percent is not None else ", "
-                shown = f"{sentence(analyte.display)} {value.reported_value:g} {unit(value.reported_unit)}{joined}{delta}"
-                why = (f"**{sentence(analyte.display)}:** {lab(value)} — **{delta}** (pre-treatment baseline "
-                       f"{lab(base)}; threshold: {limit_text}).")
+                values = {"analyte": sentence(analyte.display), "value": float(value.reported_value),
+                          "unit": unit(value.reported_unit), "change": delta}
+                shown = (say("{analyte} {value} {unit} is {change}", **values) if change.percent is not None
+                         else say("{analyte} {value} {unit}, {change}", **values))
+                why = say("**{analyte}:** {result} — **{change}** (pre-treatment baseline {base}; threshold: {limit}).",
+                          analyte=sentence(analyte.display), result=lab(value), change=delta, base=lab(base),
+                          limit=limit_text)
             elif threshold.basis == "uln":
                 value, gap = _latest_or_gap(facts, k, threshold, order_id, drug_id)
                 if gap is not None:
@@ -142,10 +165,13 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
                 if not value.value > limit:
                     continue
                 times = value.value / (limit / threshold.above_uln_times)
-                limit_text = f"{threshold.above_uln_times:g} x ULN"
-                shown = f"{analyte.display} {value.reported_value:g} {unit(value.reported_unit)} is {times:.1f} x ULN"
-                why = (f"**{analyte.display}:** {lab(value)} — **{times:.1f} x ULN** ({origin}); threshold: more than "
-                       f"{limit_text} = {limit:g} {unit(analyte.canonical_unit)}.")
+                limit_text = say("{times} x ULN", times=float(threshold.above_uln_times))
+                shown = say("{analyte} {value} {unit} is {times} x ULN", analyte=analyte.display,
+                            value=float(value.reported_value), unit=unit(value.reported_unit),
+                            times=i18n.fixed(times, 1))
+                why = say("**{analyte}:** {result} — **{times} x ULN** ({origin}); threshold: more than {limit} = "
+                          "{value} {unit}.", analyte=analyte.display, result=lab(value), times=i18n.fixed(times, 1),
+                          origin=origin, limit=limit_text, value=float(limit), unit=unit(analyte.canonical_unit))
             else:
                 value, gap = _latest_or_gap(facts, k, threshold, order_id, drug_id)
                 if gap is not None:
@@ -156,14 +182,16 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
                 if not crossed:
                     continue
                 sign = "<" if threshold.direction == "below" else ">"
-                limit_text = f"{sign} {limit:g} {unit(compared_unit)}"
-                shown = f"{sentence(analyte.display)} {value.reported_value:g} {unit(value.reported_unit)} {sign} {limit:g}"
-                why = (f"**{sentence(analyte.display)}:** {lab(value)} — threshold {sign} {limit:g} "
-                       f"{unit(compared_unit)}.")
+                limit_text = f"{sign} {num(limit)} {unit(compared_unit)}"
+                shown = (f"{sentence(analyte.display)} {num(value.reported_value)} {unit(value.reported_unit)} "
+                         f"{sign} {num(limit)}")
+                why = say("**{analyte}:** {result} — threshold {limit}.", analyte=sentence(analyte.display),
+                          result=lab(value), limit=limit_text)
             if threshold.summary:
                 summary = threshold.summary.format(analyte=analyte.display, value=shown, limit=limit_text, drug=drug_name)
             else:
-                summary = f"{shown}: {verb} {drug_name}"
+                summary = (say("{shown}: do not start {drug}", shown=shown, drug=drug_name) if phase == "start"
+                           else say("{shown}: interrupt {drug}", shown=shown, drug=drug_name))
             yield Finding(
                 rule_id=threshold.id,
                 concern=f"lab:{threshold.analyte}:{threshold.direction}:{order_id or drug_id}",

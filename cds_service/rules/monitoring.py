@@ -16,6 +16,7 @@ import re
 from datetime import date, timedelta
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.i18n import say
 from cds_service.knowledge.schemas.monitoring import MonitoringSchedule
 from cds_service.rules import lab_thresholds
 from cds_service.rules.context import RuleContext
@@ -34,29 +35,38 @@ def systemic_in_use(ctx: RuleContext):
 
 def schedule_status(schedule: MonitoringSchedule, start: date, today: date, done: date | None) -> tuple[str | None, str]:
     """(None | "due" | "overdue", why) for a schedule given the date the last complete set was done."""
+    state, why, _ = schedule_verdict(schedule, start, today, done)
+    return state, why
+
+
+def schedule_verdict(schedule: MonitoringSchedule, start: date, today: date,
+                     done: date | None) -> tuple[str | None, str, int | None]:
+    """``schedule_status`` and the week of the checkpoint it is about (None: the periodic repeat)."""
     days = (today - start).days
     passed = [c for c in schedule.checkpoints if c.week * 7 <= days]
     if schedule.checkpoints and not passed:
-        return None, ""
+        return None, "", None
     if passed:
         current = passed[-1]
         opens = start + timedelta(days=current.week * 7 - schedule.early_days)
         if done is None or done < opens:
             state = "overdue" if days >= current.overdue_week * 7 else "due"
-            when = (start + timedelta(days=current.week * 7)).isoformat()
-            last = f"last complete set {done.isoformat()}" if done else "no complete set on record since the start"
-            return state, f"week {current.week} check (due {when}): {last}"
+            when = start + timedelta(days=current.week * 7)
+            last = (say("last complete set {done}", done=done) if done
+                    else say("no complete set on record since the start"))
+            return state, say("week {week} check (due {when}): {last}", week=current.week, when=when,
+                              last=last), current.week
         if current is not schedule.checkpoints[-1]:
-            return None, ""
+            return None, "", None
     if done is None:
         state = "overdue" if days >= schedule.overdue_days else "due"
-        return state, "no complete set on record since the start"
+        return state, say("no complete set on record since the start"), None
     age = (today - done).days
-    if age >= schedule.overdue_days:
-        return "overdue", f"last complete set {done.isoformat()} ({age} days ago; repeat every {schedule.every_days} days)"
-    if age >= schedule.every_days:
-        return "due", f"last complete set {done.isoformat()} ({age} days ago; repeat every {schedule.every_days} days)"
-    return None, ""
+    if age >= schedule.overdue_days or age >= schedule.every_days:
+        return ("overdue" if age >= schedule.overdue_days else "due",
+                say("last complete set {done} ({age} days ago; repeat every {every} days)", done=done, age=age,
+                    every=schedule.every_days), None)
+    return None, "", None
 
 
 def last_complete_set(ctx: RuleContext, schedule: MonitoringSchedule, start: date):
@@ -95,45 +105,60 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
         unobtainable = [s.unobtainable for _, s in states if s.newest is None and s.unobtainable]
         if schedule.none_on_record == "info" and all(d is None for d in dates):
             if unobtainable:
-                yield Missing(schedule.id, schedule.display, f"records could not be obtained: {unobtainable[0]}",
-                              tuple(schedule.sources))
+                yield Missing(schedule.id, schedule.display,
+                              say("records could not be obtained: {why}", why=unobtainable[0]), tuple(schedule.sources))
                 continue
             yield Finding(rule_id=schedule.id, concern=f"monitoring:{schedule.id}", indicator="info",
-                          summary=f"No {schedule.display} on record (patient on a JAK inhibitor since {start.isoformat()})",
-                          detail=f"No coded record ({'; '.join(codes_text(ctx, part) for part, _ in states)}) was found. It may have been "
-                                 f"done without a code; if not, plan one."
-                                 f"\n\n{schedule.action}",
+                          summary=say("No {schedule} on record (patient on a JAK inhibitor since {start})",
+                                      schedule=schedule.display, start=start),
+                          detail=say("No coded record ({codes}) was found. It may have been done without a code; if "
+                                     "not, plan one.", codes="; ".join(codes_text(ctx, part) for part, _ in states))
+                                 + f"\n\n{schedule.action}",
                           sources=list(schedule.sources))
             continue
         state, why = schedule_status(schedule, start, facts.today, done)
         if state is None:
             continue
         if unobtainable and done is None:
-            yield Missing(schedule.id, schedule.display, f"results could not be obtained: {unobtainable[0]}",
-                          tuple(schedule.sources))
+            yield Missing(schedule.id, schedule.display, say("results could not be obtained: {why}",
+                                                             why=unobtainable[0]), tuple(schedule.sources))
             continue
-        lines = []
+        # at a glance (issue 24): the tests still missing when some of the set is there, and results that could
+        # not be interpreted; the values, codes and the whole schedule are one click away in the app
+        absent, unread = [], []
         wanted = {}
         for part, part_st in states:
-            latest = part_st.shown if part_st.newest else "none since the start"
+            if part_st.newest is None:
+                absent.append(part.display)
             if any(u.when is None or part_st.newest is None or u.when > part_st.newest
                    for a in part.analytes for u in facts.unreadable(a, since=start)):
-                latest += " (a newer result could not be interpreted)"
-            lines.append(f"- {part.display} ({codes_text(ctx, part)}): {latest}")
+                unread.append(part.display)
             code = order_code(ctx, part)
             if code is not None:
                 wanted.setdefault(code.code, code)
-        pending.setdefault(state, []).append((schedule, why, lines, wanted))
+        notes = []
+        if absent and len(absent) < len(states):
+            notes.append(say("Nothing since the start: {tests}.", tests=", ".join(absent)))
+        if unread:
+            notes.append(say("A newer result could not be interpreted: {tests}.", tests=", ".join(unread)))
+        pending.setdefault(state, []).append((schedule, why, notes, wanted))
     for state, items in pending.items():
         yield _schedule_card(ctx, state, items, start, patient_id)
 
 
 def _summary(items: list, state: str, weeks: int) -> str:
+    overdue = state == "overdue"
     if len(items) == 1:
-        return f"{sentence(items[0][0].display)} {state} (week {weeks} of JAK inhibitor treatment)"
+        name = sentence(items[0][0].display)
+        return (say("{schedule} overdue (week {week} of JAK inhibitor treatment)", schedule=name, week=weeks) if overdue
+                else say("{schedule} due (week {week} of JAK inhibitor treatment)", schedule=name, week=weeks))
     short = ", ".join(re.sub(r"\s*\([^)]*\)", "", schedule.display) for schedule, *_ in items)
-    text = f"JAK inhibitor monitoring {state} (week {weeks}): {short}"
-    return text if len(text) < 140 else f"{len(items)} JAK inhibitor monitoring checks {state} (week {weeks})"
+    text = (say("JAK inhibitor monitoring overdue (week {week}): {schedules}", week=weeks, schedules=short) if overdue
+            else say("JAK inhibitor monitoring due (week {week}): {schedules}", week=weeks, schedules=short))
+    if len(text) < 140:
+        return text
+    return (say("{n} JAK inhibitor monitoring checks overdue (week {week})", n=len(items), week=weeks) if overdue
+            else say("{n} JAK inhibitor monitoring checks due (week {week})", n=len(items), week=weeks))
 
 
 def _schedule_card(ctx: RuleContext, state: str, items: list, start: date, patient_id: str) -> Finding:
@@ -142,23 +167,25 @@ def _schedule_card(ctx: RuleContext, state: str, items: list, start: date, patie
     names = ", ".join(schedule.display for schedule, *_ in items)
     wanted: dict = {}
     sections = []
-    for schedule, why, lines, codes in items:
+    for schedule, why, notes, codes in items:
         for code in codes.values():
             wanted.setdefault(code.code, code)
-        sections.append(f"**{sentence(schedule.display)}** — {why}.\n" + "\n".join(lines) + f"\n\n{schedule.action}")
+        sections.append(" ".join([f"- **{sentence(schedule.display)}** — {why}.", *notes, schedule.action]))
     suggestions = []
     if wanted:
-        note = f"JAK inhibitor monitoring: {names}"
-        label = f"Order {items[0][0].display}" if len(items) == 1 else "Order the monitoring tests listed"
+        note = say("JAK inhibitor monitoring: {schedules}", schedules=names)
+        label = (say("Order {test}", test=items[0][0].display) if len(items) == 1
+                 else say("Order the monitoring tests listed"))
         suggestions.append(ProposedSuggestion(
-            label, tuple(ProposedAction("create", f"Order {c.display} (LOINC {c.code})",
+            label, tuple(ProposedAction("create", say("Order {test} (LOINC {code})", test=c.display, code=c.code),
                                         service_request(c, patient_id, note)) for c in wanted.values())))
     return Finding(
         rule_id="+".join(schedule.id for schedule, *_ in items),
         concern=f"monitoring:{state}",
         indicator="warning" if state == "overdue" else "info",
         summary=_summary(items, state, weeks),
-        detail=f"**Treatment started:** {start.isoformat()} (week {weeks}).\n\n" + "\n\n".join(sections),
+        detail=say("**Treatment started:** {start} (week {week}).", start=start, week=weeks) + "\n\n"
+        + "\n".join(sections),
         sources=list(dict.fromkeys(src for schedule, *_ in items for src in schedule.sources)),
         override_set="missing-data" if state == "overdue" else None,
         suggestions=suggestions,
@@ -180,7 +207,8 @@ def _reviews(ctx: RuleContext, drugs: dict[str, date], names: dict[str, str]):
             concern=f"review:{review.id}",
             indicator="info",
             summary=review.summary.format(drug=names[review.drug], week=days // 7),
-            detail=f"**{sentence(names[review.drug])} started:** {start.isoformat()} (week {days // 7}).\n\n{review.action}",
+            detail=say("**{drug} started:** {start} (week {week}).", drug=sentence(names[review.drug]), start=start,
+                       week=days // 7) + f"\n\n{review.action}",
             sources=list(review.sources),
             drug=review.drug,
         )
@@ -206,8 +234,8 @@ def evaluate(ctx: RuleContext):
     in_use = [(drug_id, name, None) for drug_id, name in names.items()]
     if start is None:
         sources = tuple(dict.fromkeys(s for sch in ctx.knowledge.rules.monitoring_schedule for s in sch.sources))
-        yield Missing("monitoring-start-date", "the on-treatment monitoring schedule",
-                      "the JAK inhibitor's start date is not recorded (no authoredOn or effective start)",
+        yield Missing("monitoring-start-date", say("the on-treatment monitoring schedule"),
+                      say("the JAK inhibitor's start date is not recorded (no authoredOn or effective start)"),
                       sources or ("S000",))
     else:
         yield from _schedules(ctx, list(names), start, ctx.facts.patient_id)

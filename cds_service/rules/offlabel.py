@@ -8,6 +8,7 @@ condition is an off-label indication with an evidence entry (``conditions_need_e
 from __future__ import annotations
 
 from cds_service.findings import Finding
+from cds_service.i18n import say
 from cds_service.rules.context import DraftOrder, RuleContext
 
 
@@ -41,11 +42,11 @@ def _evidence_lines(ctx: RuleContext, order: DraftOrder, indications: list[str],
             lines.append(f"- **{name}:** {no_evidence}")
             continue
         for e in entries:
-            text = f"- **{name}:** best evidence {e.evidence}"
+            text = say("- **{indication}:** best evidence {evidence}", indication=name, evidence=e.evidence)
             if e.n is not None and "n=" not in e.evidence:
                 text += f" (n={e.n})"
             if e.dose:
-                text += f"; dose used: {e.dose}"
+                text += say("; dose used: {dose}", dose=e.dose)
             if e.findings:
                 text += f"; {e.findings}"
             lines.append(text + f" [{', '.join(e.sources)}].")
@@ -64,16 +65,17 @@ def evaluate(ctx: RuleContext):
                 continue
             names = [_indication_name(ctx, i) for i in indications]
             drug = k.drugs[order.drug]
-            approved = ", ".join(_indication_name(ctx, i) for i in drug.indications) or "none listed"
+            approved = ", ".join(_indication_name(ctx, i) for i in drug.indications) or say("none listed")
             if how == "order reason":
-                why = f"**Order reason:** {', '.join(names)} — not an approved indication of {order.name}."
+                why = say("**Order reason:** {reasons} — not an approved indication of {drug}.",
+                          reasons=", ".join(names), drug=order.name)
             else:
                 on_record = "; ".join(
-                    f"{c.display}" + (f" (since {c.onset.isoformat()})" if c.onset else "")
+                    say("{condition} (since {onset})", condition=c.display, onset=c.onset) if c.onset else c.display
                     for c in ctx.facts.conditions if c.active and c.indication in indications)
-                why = (f"**No order reason given**, and no approved indication of {order.name} is recorded as an "
-                       f"active condition. **On record:** {on_record}. If the order is for another, approved "
-                       f"indication, add it as the order's reason.")
+                why = say("**No order reason given**, and no approved indication of {drug} is recorded as an active "
+                          "condition. **On record:** {conditions}. If the order is for another, approved indication, "
+                          "add it as the order's reason.", drug=order.name, conditions=on_record)
             evidence, evidence_sources = _evidence_lines(ctx, order, indications, rule.no_evidence)
             own = [f"EU-{order.drug}"] if f"EU-{order.drug}" in k.sources else []
             yield Finding(
@@ -81,9 +83,11 @@ def evaluate(ctx: RuleContext):
                 concern=f"offlabel:{order.order_id}",
                 indicator=rule.indicator,
                 summary=rule.summary.format(drug=order.name.capitalize(), indication=" / ".join(names)),
-                detail=(f"{why}  \n**Approved indications (EU) of {order.name}:** {approved}.  \n"
-                        f"**Ordered:** {order.dose.describe()}.\n\n"
-                        f"**Evidence for this off-label use:**\n{evidence}\n\n{rule.caveat}"),
+                detail=(f"{why}  \n"
+                        + say("**Approved indications (EU) of {drug}:** {indications}.", drug=order.name,
+                              indications=approved) + "  \n"
+                        + say("**Ordered:** {dose}.", dose=order.dose.describe()) + "\n\n"
+                        + say("**Evidence for this off-label use:**") + f"\n{evidence}\n\n{rule.caveat}"),
                 sources=list(dict.fromkeys(own + evidence_sources + list(rule.sources))),
                 order_id=order.order_id,
                 drug=order.drug,

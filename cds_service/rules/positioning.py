@@ -7,6 +7,7 @@ the note says so instead of claiming there was no prior therapy.
 from __future__ import annotations
 
 from cds_service.findings import Finding
+from cds_service.i18n import say
 from cds_service.rules.context import RuleContext
 
 
@@ -18,7 +19,8 @@ def prior_therapy(ctx: RuleContext, class_id: str) -> list[str]:
         if med.drug is not None:          # a recognised JAK inhibitor is not a conventional agent
             continue
         if entry.contains(med.display, med.codes):
-            found.append(med.display + (f" (from {med.start.isoformat()})" if med.start else ""))
+            found.append(say("{medicine} (from {start})", medicine=med.display, start=med.start) if med.start
+                         else med.display)
     return found
 
 
@@ -61,17 +63,19 @@ def evaluate(ctx: RuleContext):
             members = ", ".join(m for c in classes for m in c.members)
             unavailable = ctx.facts.why_medications_unavailable()
             if unavailable:
-                looked = (f"**Medication history could not be obtained** ({unavailable}), so prior {members} "
-                          f"could not be checked.")
+                looked = say("**Medication history could not be obtained** ({why}), so prior {medicines} could not "
+                             "be checked.", why=unavailable, medicines=members)
             else:
-                looked = f"**Medication history:** no {members} recorded (any status, including stopped)."
+                looked = say("**Medication history:** no {medicines} recorded (any status, including stopped).",
+                             medicines=members)
             yield Finding(
                 rule_id=rule.id,
                 concern=f"positioning:{rule.id}:{order.order_id}",
                 indicator=rule.indicator,
                 summary=rule.summary.format(drug=order.name.capitalize()),
-                detail=(f"**Indication:** {k.indications[order.indication].display} ({order.indication_how}); "
-                        f"age {ctx.facts.age}.  \n{looked}\n\n{rule.detail}"
+                detail=(say("**Indication:** {indication} ({how}); age {age}.",
+                            indication=k.indications[order.indication].display, how=order.indication_how,
+                            age=str(ctx.facts.age)) + f"  \n{looked}\n\n{rule.detail}"
                         + (f"\n\n{rule.scope_note}" if rule.scope_note else "")),
                 sources=list(rule.sources) + [s for c in classes for s in c.sources if s not in rule.sources],
                 order_id=order.order_id,

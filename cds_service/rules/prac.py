@@ -8,6 +8,7 @@ offered as an edit of the draft when the order asks for more. A patient without 
 from __future__ import annotations
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.i18n import say
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.common import corrected_order, prac_risk_factors
 from cds_service.rules.text import mg
@@ -26,6 +27,10 @@ def _lower_dose(ctx: RuleContext, order: DraftOrder):
     return None, phase
 
 
+def _phase(phase: str) -> str:
+    return say("this is induction treatment") if phase == "induction" else say("this is maintenance treatment")
+
+
 def evaluate(ctx: RuleContext):
     k = ctx.knowledge
     for card in k.rules.prac.values():
@@ -40,16 +45,16 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
     found, not_recorded = prac_risk_factors(ctx)
     unavailable = []
     if why := facts.why_unavailable("Condition"):
-        unavailable.append(f"conditions could not be obtained: {why}")
+        unavailable.append(say("conditions could not be obtained: {why}", why=why))
     if why := facts.why_medications_unavailable():
-        unavailable.append(f"current medications could not be obtained: {why}")
+        unavailable.append(say("current medications could not be obtained: {why}", why=why))
     surgery_codes = [c for f in k.rules.prac_factor for c in f.procedure_snomed]
     if surgery_codes and (why := facts.why_unavailable("Procedure", surgery_codes)):
         if not found["prac"] and not found["vte"]:
-            unavailable.append(f"procedures (recent major surgery) could not be obtained: {why}")
+            unavailable.append(say("procedures (recent major surgery) could not be obtained: {why}", why=why))
     if not found["prac"] and not found["vte"]:
         for why in unavailable:
-            yield Missing(card.id, "PRAC risk groups (CV disease, cancer, VTE risk)", why, tuple(card.sources),
+            yield Missing(card.id, say("PRAC risk groups (CV disease, cancer, VTE risk)"), why, tuple(card.sources),
                           order.order_id, order.drug)
         return
     factors = [f for group in ("prac", "vte") for f, _ in found[group]]
@@ -60,7 +65,7 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
         lines.append(f"- **{factor.display}:** " + "; ".join(evidence))
         if factor.note:
             lines.append(f"  - {factor.note}")
-    detail = "**Risk factors on record:**\n" + "\n".join(lines)
+    detail = say("**Risk factors on record:**") + "\n" + "\n".join(lines)
     if found["prac"]:
         detail += f"\n\n{card.prac_action}"
     if found["vte"]:
@@ -73,18 +78,20 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
         sources += entry.sources
         ordered = order.dose.daily_mg
         if ordered is None:
-            detail += (f"\n\n**Lower dose:** {target}. {entry.detail} The ordered dose could not be read "
-                       f"({order.dose.problem or 'unknown'}), so it was not compared.")
+            detail += "\n\n" + say("**Lower dose:** {dose}. {detail} The ordered dose could not be read ({problem}), "
+                                   "so it was not compared.", dose=target, detail=entry.detail,
+                                   problem=order.dose.problem or say("unknown"))
         elif ordered > entry.dose_mg * entry.per_day + 1e-9:
-            detail += f"\n\n**Lower dose:** {target} (ordered: {order.dose.describe()}). {entry.detail}"
+            detail += "\n\n" + say("**Lower dose:** {dose} (ordered: {ordered}). {detail}", dose=target,
+                                   ordered=order.dose.describe(), detail=entry.detail)
             suggestions.append(ProposedSuggestion(
-                label=f"Change to {target} (lower-risk dose)",
-                actions=(ProposedAction("update", f"Change the {order.name} order to {target}",
+                label=say("Change to {dose} (lower-risk dose)", dose=target),
+                actions=(ProposedAction("update", say("Change the {drug} order to {dose}", drug=order.name, dose=target),
                                         corrected_order(order, entry.dose_mg, entry.per_day, phase)),)))
         else:
-            detail += (f"\n\n**Dose:** the ordered {order.dose.describe()} is the lower-risk dose for these risk "
-                       f"factors (kidney or liver function, or an interacting medicine, may lower it further: "
-                       f"see the dose card if there is one).")
+            detail += "\n\n" + say("**Dose:** the ordered {ordered} is the lower-risk dose for these risk factors "
+                                   "(kidney or liver function, or an interacting medicine, may lower it further: see "
+                                   "the dose card if there is one).", ordered=order.dose.describe())
     else:
         for e in k.rules.prac_lower_dose:
             if e.drug != order.drug:
@@ -93,14 +100,15 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
             other_phase = e.phase is not None and e.phase != phase
             if not (unknown_indication or (other_phase and (not e.indications or order.indication in e.indications))):
                 continue
-            when = " and ".join(filter(None, [
-                f"the indication is {', '.join(e.indications)}" if unknown_indication else None,
-                f"this is {e.phase} treatment" if e.phase else None]))
-            detail += (f"\n\n**If {when}:** lower dose {mg(e.dose_mg, e.per_day)}. {e.detail} "
-                       f"Not suggested as an edit: the order does not say so.")
+            when = say(" and ").join(filter(None, [
+                say("the indication is {indications}", indications=", ".join(e.indications))
+                if unknown_indication else None,
+                _phase(e.phase) if e.phase else None]))
+            detail += "\n\n" + say("**If {when}:** lower dose {dose}. {detail} Not suggested as an edit: the order "
+                                   "does not say so.", when=when, dose=mg(e.dose_mg, e.per_day), detail=e.detail)
     checks = list(card.not_checked) + not_recorded + unavailable
     if checks:
-        detail += "\n\n**Not checked / not recorded:** " + "; ".join(checks) + "."
+        detail += "\n\n" + say("**Not checked / not recorded:** {checks}.", checks="; ".join(checks))
     yield Finding(
         rule_id=card.id,
         concern=f"prac:{order.order_id}",

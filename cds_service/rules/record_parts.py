@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from cds_service import i18n
+from cds_service.i18n import say
 from cds_service.knowledge.schemas.screening import SYSTEM_URI, CodeRef, RecordPart
 from cds_service.rules.common import missing_reason
 from cds_service.rules.context import RuleContext
@@ -32,7 +34,7 @@ class PartState:
             return None
         if self.label is not None:
             return f"{self.label} {lab(self.item)}"
-        return f"{self.item.display} on {self.item.when.isoformat()}"
+        return say("{record} on {when}", record=self.item.display, when=self.item.when)
 
 
 def codes_text(ctx: RuleContext, part: RecordPart) -> str:
@@ -88,13 +90,14 @@ def part_gap(ctx: RuleContext, part: RecordPart, state: PartState, max_days: int
         newest = max(part.analytes, key=lambda a: facts.labs[a][0].when if facts.labs.get(a) else date.min)
         return ctx.knowledge.analytes[newest].display, missing_reason(facts, ctx.knowledge, newest, max_days)
     if state.unobtainable:
-        return part.display, f"records could not be obtained: {state.unobtainable}"
+        return part.display, say("records could not be obtained: {why}", why=state.unobtainable)
     undated = any(r.when is None for ref in part.codes for r in facts.records.get(f"{ref.system}|{ref.code}", []))
     if state.newest is not None:
-        return part.display, f"the latest record ({state.shown}) is older than {max_days} days"
+        return part.display, say("the latest record ({record}) is older than {days} days", record=state.shown,
+                                 days=max_days)
     if undated:
-        return part.display, "only records without a date are on file"
-    return part.display, "nothing on record"
+        return part.display, say("only records without a date are on file")
+    return part.display, say("nothing on record")
 
 
 def unreadable(ctx: RuleContext, part: RecordPart, max_days: int) -> bool:
@@ -128,7 +131,7 @@ def service_request(code: CodeRef, patient_id: str, note: str) -> dict:
 
 
 def _d(when: date | None) -> str:
-    return when.isoformat() if when else "date not recorded"
+    return i18n.day(when) if when else say("date not recorded")
 
 
 def result_part(ctx: RuleContext, part: RecordPart, max_days: int) -> tuple[str | None, list[tuple[str, str]]]:
@@ -148,23 +151,23 @@ def result_part(ctx: RuleContext, part: RecordPart, max_days: int) -> tuple[str 
             return None, []
     unread = [r for r in reading.unread if r.when is None or r.when >= since]
     if unread:
-        return None, [(tests[r.test].display, f"the result of {_d(r.when)} could not be read ({r.answer!r})")
-                      for r in unread]
-    shown = f"{newest.answer} on {_d(newest.when)}" if newest is not None else None
+        return None, [(tests[r.test].display, say("the result of {when} could not be read ({answer})",
+                                                  when=_d(r.when), answer=repr(r.answer))) for r in unread]
+    shown = say("{answer} on {when}", answer=newest.answer, when=_d(newest.when)) if newest is not None else None
     if newest is not None and newest.when is not None and (facts.today - newest.when).days <= max_days:
-        return f"the latest result ({shown}) is neither negative nor positive: repeat the test", []
+        return say("the latest result ({result}) is neither negative nor positive: repeat the test", result=shown), []
     test_codes = {c for t in part.tests for c in tests[t].loinc}
     unread_records = [r for ref in part.codes for r in facts.records.get(f"{ref.system}|{ref.code}", [])
                       if r.when is not None and r.when >= since
                       and not (r.resource_type == "Observation" and ref.code in test_codes)]
     if unread_records:
         record = max(unread_records, key=lambda r: r.when)
-        return (f"{record.display} on {record.when.isoformat()} ({record.resource_type}) has no readable result: "
-                f"a test without its reading is not a negative screen"), []
+        return say("{record} on {when} ({kind}) has no readable result: a test without its reading is not a "
+                   "negative screen", record=record.display, when=record.when, kind=record.resource_type), []
     if newest is not None:
-        return f"the latest result ({shown}) is older than {max_days} days", []
+        return say("the latest result ({result}) is older than {days} days", result=shown, days=max_days), []
     codes = [c for t in part.tests for c in tests[t].loinc]
     why = facts.why_unavailable("Observation", codes)
     if why:
-        return None, [(part.display, f"records could not be obtained: {why}")]
-    return "nothing on record", []
+        return None, [(part.display, say("records could not be obtained: {why}", why=why))]
+    return say("nothing on record"), []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from cds_service import i18n
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
+from cds_service.i18n import say
 from cds_service.knowledge.schemas.screening import CodeRef
 from cds_service.rules.context import RuleContext
 from cds_service.rules.record_parts import (
@@ -40,18 +41,19 @@ def _applies(item, facts) -> tuple[bool, str]:
     notes = []
     if item.sex is not None:
         if facts.sex is None:
-            notes.append("sex not recorded")
+            notes.append(say("sex not recorded"))
         elif facts.sex != item.sex:
             return False, ""
     if item.age_from is not None or item.age_to is not None:
         if facts.age is None:
-            notes.append("age not known")
+            notes.append(say("age not known"))
         elif (item.age_from is not None and facts.age < item.age_from) or \
                 (item.age_to is not None and facts.age > item.age_to):
             return False, ""
     return True, "; ".join(notes)
 
 
+from cds_service.i18n import say
 def is_first_systemic_order(ctx: RuleContext) -> bool:
     draft_ids = {o.order_id for o in ctx.orders}
     return not any(m.drug is not None and m.drug.category == "systemic" and m.resource_id not in draft_ids
@@ -106,15 +108,15 @@ def evaluate(ctx: RuleContext):
                 if lines:
                     count += len(lines)
                     sources += [s for s in item.sources if s not in sources]
-                    suffix = f" (applies unless excluded: {note})" if note else ""
+                    suffix = say(" (applies unless excluded: {why})", why=note) if note else ""
                     blocks.append(f"**{item.display}**{suffix} — {item.action}\n" + "\n".join(lines))
             if not blocks:
                 continue
-            note = f"Baseline screening before the first dose of {order.name}"
+            note = say("Baseline screening before the first dose of {drug}", drug=order.name)
             suggestions = []
             if wanted:
                 actions = tuple(
-                    ProposedAction("create", f"Order {c.display} (LOINC {c.code})",
+                    ProposedAction("create", say("Order {test} (LOINC {code})", test=c.display, code=c.code),
                                    service_request(c, facts.patient_id, note)) for c in wanted.values())
                 suggestions.append(ProposedSuggestion(card.suggestion_label, actions))
             yield Finding(

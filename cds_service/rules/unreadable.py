@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from cds_service.findings import Finding
+from cds_service.i18n import say
 from cds_service.knowledge import Knowledge
 from cds_service.orders import RecognisedDraft
 from cds_service.rules.text import sentence
@@ -21,7 +22,8 @@ def findings(knowledge: Knowledge, drafts: list[RecognisedDraft], why: dict[str,
                 concern=f"record-unreadable:{draft.order_id}",
                 indicator=notice.indicator,
                 summary=sentence(notice.summary.format(drug=name)),
-                detail=notice.detail.format(drug=name) + "\n\n**Why the record could not be read:**\n" + reasons,
+                detail=notice.detail.format(drug=name) + "\n\n" + say("**Why the record could not be read:**") + "\n"
+                + reasons,
                 sources=list(dict.fromkeys([*notice.sources, *draft.match.entry.sources])),
                 override_set="missing-data",
                 order_id=draft.order_id,
