@@ -16,8 +16,9 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cds_service.fhir import strict_json
 
@@ -31,7 +32,7 @@ TARGETS = {
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "implementation": platform.python_implementation(),
+    info: dict[str, Any] = {"python": platform.python_version(), "implementation": platform.python_implementation(),
             "platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor() or None}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace, progress=print) -> dict:
     from bench import auth_cost, http_load, inprocess, no_prefetch
 
     started = time.time()
-    result = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+    result: dict[str, Any] = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
               "settings": {"sizes": [int(s) for s in _split(args.sizes)], "hooks": _split(args.hooks),
                            "budget_s": args.budget, "min_reps": args.min_reps, "max_reps": args.max_reps,
                            "target_reps": args.target_reps,

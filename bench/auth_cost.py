@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -64,7 +64,7 @@ def measure(calls: int = 300, warmup: int = 30) -> dict:
                 authenticator.verify("Bearer " + signed)
                 if i >= warmup:
                     verify.append(time.thread_time() - t0)
-        expires = datetime.now(timezone.utc) + timedelta(minutes=5)
+        expires = datetime.now(UTC) + timedelta(minutes=5)
         for i in range(warmup + calls):
             t0 = time.thread_time()
             if not store.remember_jti(ISSUER, str(uuid.uuid4()), expires):

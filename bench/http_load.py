@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.inprocess import summary
 from bench.workload import EVALUATION_DATE, SERVICE_FOR_HOOK, hook_request
@@ -55,7 +56,7 @@ class Server:
         self.ready = ready              # discovery answers that mean "up" (401: authentication required)
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -162,9 +163,11 @@ def server_cpu_seconds(pid: int) -> float | None:
         return None                                       # not Linux, or a worker just restarted
 
 
-def measured_load(server: "Server", path: str, raw: bytes, requests_total: int, concurrency: int,
+def measured_load(server: Server, path: str, raw: bytes, requests_total: int, concurrency: int,
                   max_seconds: float, tokens=None) -> dict:
     """``load`` plus the server's own CPU time per successful request (the load generator's is not in it)."""
+    if server.proc is None:
+        raise RuntimeError(f"{server.name} is not running")
     before = server_cpu_seconds(server.proc.pid)
     result = load(server.port, path, raw, requests_total, concurrency, max_seconds, tokens=tokens)
     after = server_cpu_seconds(server.proc.pid)
@@ -182,7 +185,7 @@ def _merge(parts: list[dict]) -> dict:
             statuses[code] = statuses.get(code, 0) + count
     latencies = [x for p in parts for x in p.pop("_latencies")]
     cpu = [p.get("server_cpu_s") for p in parts]
-    cpu_ms = round(sum(cpu) / ok * 1000, 2) if ok and None not in cpu else None
+    cpu_ms = round(sum(c for c in cpu if c is not None) / ok * 1000, 2) if ok and None not in cpu else None
     return {"requests": sum(p["requests"] for p in parts), "ok": ok, "statuses": statuses,
             "server_cpu_ms_per_request": cpu_ms,
             "errors": sum(p["errors"] for p in parts), "seconds": round(seconds, 3), "rounds": len(parts),
@@ -210,7 +213,7 @@ def run(workers: int, concurrency: int, requests_total: int, max_seconds: float,
     """
     from bench import auth_cost
 
-    out = {"workers": workers, "threads_per_worker": Settings.from_env().threads, "concurrency": concurrency,
+    out: dict[str, Any] = {"workers": workers, "threads_per_worker": Settings.from_env().threads, "concurrency": concurrency,
            "requests_per_run": requests_total, "max_seconds_per_run": max_seconds, "rounds": rounds, "runs": []}
     per_round = max(1, requests_total // rounds)
     with tempfile.TemporaryDirectory(prefix="jak-bench-http-") as tmp, contextlib.ExitStack() as servers:
@@ -261,9 +264,9 @@ def run(workers: int, concurrency: int, requests_total: int, max_seconds: float,
                                                           max_seconds / rounds, tokens=tokens))
             # each round's ratio too: how far one round is from the next says how far to trust the total
             round_ratios = [round((s["ok"] / s["seconds"]) / (n["ok"] / n["seconds"]), 3)
-                            for s, n in zip(service_parts, noop_parts) if s["seconds"] and n["ok"]]
+                            for s, n in zip(service_parts, noop_parts, strict=True) if s["seconds"] and n["ok"]]
             service_result, noop_result = _merge(service_parts), _merge(noop_parts)
-            entry = {"hook": hook, "observations": observations, "request_bytes": len(raw),
+            entry: dict[str, Any] = {"hook": hook, "observations": observations, "request_bytes": len(raw),
                      "response_bytes": len(response), "service": service_result, "noop": noop_result,
                      "throughput_ratio": _rate_ratio(service_result, noop_result), "round_ratios": round_ratios}
             if secure_parts:

@@ -115,8 +115,8 @@ def run_case(bench: Bench, case: Case, budget_s: float, min_reps: int, max_reps:
     assert noop.post(path, data=raw, content_type="application/json").status_code == 200
 
     def one_round() -> None:
-        out, walls, cpus = bench.call(service, raw)
-        for series, w, c in (*zip(("decode", "evaluate", "encode", "release"), walls, cpus),
+        _, walls, cpus = bench.call(service, raw)
+        for series, w, c in (*zip(("decode", "evaluate", "encode", "release"), walls, cpus, strict=True),
                              ("call", sum(walls), sum(cpus))):
             case.wall[series].append(w)
             case.cpu[series].append(c)

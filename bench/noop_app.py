@@ -19,6 +19,7 @@ import os
 import sys
 
 from flask import Flask, Response, json, request
+from flask.json.provider import DefaultJSONProvider
 
 from cds_service import api
 from cds_service.config import Settings
@@ -29,7 +30,8 @@ def create_noop_app(settings: Settings | None = None, response_body: dict | None
     settings = settings or Settings.from_env()
     app = Flask("bench-noop")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     answer = response_body if response_body is not None else {"cards": []}
 
     @app.before_request

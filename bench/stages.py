@@ -53,7 +53,8 @@ def _steps() -> list[tuple[str, object, str]]:
              ("  of which FHIR R4 validation", orders, "validate_r4"),
              ("draft orders read (dose, indication, phase)", orders, "read_orders")]
     families = dict.fromkeys(rules.ORDER_RULES + rules.PATIENT_VIEW_RULES + rules.NOTICE_RULES)
-    steps += [(f"rules: {family.__name__.rsplit('.', 1)[-1]}", family, "evaluate") for family in families]
+    steps += [(f"rules: {getattr(family, '__name__', '?').rsplit('.', 1)[-1]}", family, "evaluate")  # a module
+              for family in families]
     steps += [("cards", cards, "build_cards"), ("wire format", hooks, "cards_response")]
     return steps
 

@@ -14,6 +14,7 @@ call is one we have nothing to say about, as most calls an EHR makes are: an ord
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from cds_service.record.services import default_templates
 from cds_service.record.templates import what_a_query_reads
@@ -108,7 +109,7 @@ def record() -> list[dict]:
 
 
 def _key_for_code(templates: dict[str, str]) -> dict[str, str]:
-    by_code = {}
+    by_code: dict[str, str] = {}
     for key, template in templates.items():
         if template.startswith("Observation?"):
             for item in what_a_query_reads(template):
@@ -129,7 +130,7 @@ def hook_request(hook: str, n_observations: int, n_irrelevant: int = 0, jak: boo
     took, so the service reads the medication list, finds none, and says nothing)."""
     templates = default_templates()
     key_for = _key_for_code(templates)
-    per_key: dict[str, list[dict]] = {key: [] for key in templates}
+    per_key: dict[str, Any] = {key: [] for key in templates}     # a list of resources, or the Patient
     for resource in observations(n_observations) + irrelevant(n_irrelevant):
         code = resource["code"]["coding"][0]["code"]
         per_key[key_for.get(code, "vitals")].append(resource)
@@ -142,7 +143,7 @@ def hook_request(hook: str, n_observations: int, n_irrelevant: int = 0, jak: boo
     per_key["conditions"] = [r for r in rest if r["resourceType"] == "Condition"]
     per_key["medications"] = [r for r in rest if r["resourceType"] == "MedicationRequest"]
     prefetch = {key: value if isinstance(value, dict) else _bundle(value) for key, value in per_key.items()}
-    context = {"userId": "Practitioner/dr-bench", "patientId": PID}
+    context: dict[str, Any] = {"userId": "Practitioner/dr-bench", "patientId": PID}
     if hook != "patient-view":
         if jak:
             draft = draft_order("upadacitinib 15 mg prolonged-release tablet", 15, pid=PID, rid="draft-bench-1",

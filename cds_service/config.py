@@ -9,6 +9,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import overload
 
 PREFIX = "JAK_CDS_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +17,10 @@ LOOPBACK_FHIR = ("http://127.0.0.1", "http://localhost", "http://[::1]",
                  "https://127.0.0.1", "https://localhost", "https://[::1]")
 
 
+@overload
+def _env(name: str, default: str) -> str: ...
+@overload
+def _env(name: str, default: None = None) -> str | None: ...
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(PREFIX + name)
     return default if value is None or value.strip() == "" else value.strip()
@@ -61,7 +66,7 @@ class Settings:
     threads: int = 2                     # gthread threads per gunicorn worker
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         servers = _env("ALLOWED_FHIR_SERVERS")
         values = dict(
             knowledge_dir=Path(_env("KNOWLEDGE_DIR", str(REPO_ROOT / "cards"))),
@@ -97,7 +102,7 @@ class Settings:
         values.update(overrides)
         return cls(**values)
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         return replace(self, **changes)
 
     @property

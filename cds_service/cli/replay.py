@@ -13,10 +13,14 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cds_service.cards import RULE_SYSTEM
-from cds_service.record.services import default_templates
 from cds_service.fhir import query as fhir_query
+from cds_service.record.services import default_templates
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 TAG = "https://jak-cds.example.org/fhir/replay"
 SERVICE_FOR_HOOK = {"order-sign": "jak-order-sign", "order-select": "jak-order-select",
@@ -54,13 +58,13 @@ def load_scenario(path: Path) -> Scenario:
 
 
 def build_request(scenario: Scenario, prefetch_templates: dict[str, str]) -> dict:
-    context = {"userId": "Practitioner/replay", "patientId": scenario.patient_id}
+    context: dict[str, Any] = {"userId": "Practitioner/replay", "patientId": scenario.patient_id}
     if scenario.hook in ("order-select", "order-sign"):
         context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
                                   "entry": [{"resource": d} for d in scenario.drafts]}
         if scenario.hook == "order-select":
             context["selections"] = [f"MedicationRequest/{d.get('id')}" for d in scenario.drafts]
-    prefetch = {}
+    prefetch: dict[str, Any] = {}
     from cds_service.record.templates import render
     for key, template in prefetch_templates.items():
         prefetch[key] = fhir_query.search(scenario.resources, render(template, context))
@@ -91,7 +95,7 @@ class InProcess:
 
         # replays are rehearsals: keep their audit rows out of the real database
         self.base = Settings.from_env(auth="off", database_url="sqlite://")
-        self.apps: dict[str | None, object] = {}
+        self.apps: dict[str | None, Flask] = {}
         self.at = at
         self._create = create_app
 

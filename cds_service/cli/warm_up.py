@@ -12,6 +12,7 @@ every prefetch key is given (empty), so nothing is fetched. Their cards are disc
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from cds_service import hooks
 from cds_service.fhir.values import query_type
@@ -70,7 +71,7 @@ def synthetic_request(service, order: dict) -> dict:
     """The hook request: the order as draft (order hooks) or as the patient's active medication
     (patient-view), a patient, a condition and another medication known only by their text (so that the
     rules' text matching compiles its patterns here), and every other prefetch key an empty search result."""
-    context = {"userId": "Practitioner/warm-up", "patientId": PATIENT_ID}
+    context: dict[str, Any] = {"userId": "Practitioner/warm-up", "patientId": PATIENT_ID}
     if service.hook in ("order-select", "order-sign"):
         context["draftOrders"] = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]}
         if service.hook == "order-select":
@@ -83,7 +84,7 @@ def synthetic_request(service, order: dict) -> dict:
                  "clinicalStatus": {"coding": [{"code": "active"}]}, "subject": subject}
     record = {"MedicationRequest": [other, active] if service.hook == "patient-view" else [other],
               "Condition": [condition]}
-    prefetch = {}
+    prefetch: dict[str, Any] = {}
     for key, template in service.prefetch.items():
         kind = query_type(template)
         if kind == "Patient":

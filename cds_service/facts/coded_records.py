@@ -67,7 +67,7 @@ def read_records(knowledge: Knowledge, record: PatientRecord) -> dict[str, list[
         for resource in resources:
             if resource.get("status") in _NOT_DONE:
                 continue
-            concepts = []
+            concepts: list[Any] = []
             for name in code_fields:
                 value = resource.get(name)
                 concepts.extend(value if isinstance(value, list) else [value])

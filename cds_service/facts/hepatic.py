@@ -150,7 +150,9 @@ def _stage_findings(knowledge: Knowledge, record: PatientRecord, reader: ChildPu
             if klass is None:
                 continue
             when = parse_date(condition.get("recordedDate")) or parse_date(condition.get("onsetDateTime"))
-            code = condition.get("code") if isinstance(condition.get("code"), dict) else {}
+            code = condition.get("code")
+            if not isinstance(code, dict):
+                code = {}
             name = code.get("text") or next((c.get("display") for c in codings(code) if c.get("display")), "condition")
             score_text = f", score {score}" if score is not None else ""
             found.append(ChildPugh(klass, score, when, f"Child-Pugh class {klass}{score_text} (stage of the active "

@@ -79,8 +79,7 @@ def _quantity_value(q: dict[str, Any]) -> float | None:
 def _interpret(analyte: AnalyteEntry, analyte_name: str, obs: dict[str, Any], when: date) -> LabValue | Uninterpretable:
     """One dated result -> its value in the canonical unit, or why it cannot be used."""
     quantity = obs.get("valueQuantity")
-    value = _quantity_value(quantity) if isinstance(quantity, dict) else None
-    if value is None:
+    if not isinstance(quantity, dict) or (value := _quantity_value(quantity)) is None:
         return Uninterpretable(analyte_name, when, "result has no numeric value")
     resolved = resolve_unit(analyte, quantity.get("code"), quantity.get("unit"))
     if resolved is None:
@@ -95,16 +94,16 @@ def _interpret(analyte: AnalyteEntry, analyte_name: str, obs: dict[str, Any], wh
             continue
         for key in ("high", "low"):
             bound = rng.get(key)
-            if isinstance(bound, dict) and _quantity_value(bound) is not None:
+            if isinstance(bound, dict) and (bound_value := _quantity_value(bound)) is not None:
                 bound_unit = resolve_unit(analyte, bound.get("code"), bound.get("unit")) or resolved
-                converted = _quantity_value(bound) * bound_unit[1]
+                converted = bound_value * bound_unit[1]
                 if key == "high" and ref_high is None:
                     ref_high = converted
                 elif key == "low" and ref_low is None:
                     ref_low = converted
         break
     code = _code_of(analyte, obs)
-    notes = [n for n in (analyte.code_notes.get(code), analyte.unit_notes.get(unit)) if n]
+    notes = [n for n in (analyte.code_notes.get(code) if code is not None else None, analyte.unit_notes.get(unit)) if n]
     return LabValue(analyte_name, value * factor, value, unit, when, ref_high, ref_low, obs.get("id"), code,
                     ", ".join(notes) or None)
 
@@ -126,7 +125,7 @@ class LabSeries(Sequence[LabValue]):
     cannot be interpreted are kept apart (``unreadable``), never dropped and never read as normal.
     """
 
-    __slots__ = ("_analyte", "_name", "_pending", "_next", "_values", "_bad")
+    __slots__ = ("_analyte", "_bad", "_name", "_next", "_pending", "_values")
 
     def __init__(self, analyte: AnalyteEntry, name: str, dated: list[tuple[date, dict[str, Any]]],
                  undated: list[Uninterpretable]):
@@ -139,7 +138,10 @@ class LabSeries(Sequence[LabValue]):
         when, obs = self._pending[self._next]
         self._next += 1
         found = _interpret(self._analyte, self._name, obs, when)
-        (self._values if type(found) is LabValue else self._bad).append(found)
+        if isinstance(found, LabValue):
+            self._values.append(found)
+        else:
+            self._bad.append(found)
 
     def _has(self, index: int) -> bool:
         """Read on until the usable result at ``index`` exists or nothing is left; does it exist?"""

@@ -45,7 +45,7 @@ def read_medications(knowledge: Knowledge, record: PatientRecord) -> list[Medica
 
 def medication_fact(knowledge: Knowledge, resource: dict[str, Any]) -> MedicationFact | None:
     """One MedicationRequest or MedicationStatement, recognised (None if entered in error or cancelled)."""
-    kind = resource.get("resourceType")
+    kind = str(resource.get("resourceType") or "")    # the callers pass requests and statements only
     status = resource.get("status")
     if status in VOID_STATUS:
         return None

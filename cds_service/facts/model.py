@@ -16,7 +16,14 @@ from cds_service.facts.hepatic import ChildPugh
 from cds_service.facts.labs import LabSeries, LabValue, Uninterpretable
 from cds_service.facts.medications import MEDICATION_TYPES, MedicationFact
 from cds_service.facts.patient import age_on
-from cds_service.facts.safety import AllergyFact, CodedResult, ImmunizationFact, ResultReading, TreatmentRecord, read_results
+from cds_service.facts.safety import (
+    AllergyFact,
+    CodedResult,
+    ImmunizationFact,
+    ResultReading,
+    TreatmentRecord,
+    read_results,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,8 @@ class PatientFacts:
     @property
     def age(self) -> int | None:
         """Completed years at the evaluation date (lowest possible if birthDate is partial)."""
-        return age_on(self.birth_date_latest, self.today) if self.birth_date else None
+        latest = self.birth_date_latest
+        return age_on(latest, self.today) if latest is not None else None
 
     @property
     def age_max(self) -> int | None:

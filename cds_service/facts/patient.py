@@ -35,7 +35,7 @@ def read_patient(record: PatientRecord, today: date) -> Demographics:
         problem = f"the birth date {str(raw)[:20]!r} could not be interpreted"
     elif born and (born > today or age_on(born, today) > MAX_PLAUSIBLE_AGE):
         problem = f"the birth date {raw} gives an implausible age"
-    elif born:
+    elif born and isinstance(raw, str):         # (a date was read, so raw is a string)
         birth_date, precision = born, min(len(raw), 10)
     gender = patient.get("gender")
     return Demographics(birth_date, precision, problem, gender if gender in ("female", "male") else None)

@@ -37,7 +37,7 @@ def ckd_epi_2021(age_years: float, creatinine_mg_dl: float, female: bool) -> flo
     kappa = 0.7 if female else 0.9
     alpha = -0.241 if female else -0.302
     ratio = creatinine_mg_dl / kappa
-    egfr = 142.0 * min(ratio, 1.0) ** alpha * max(ratio, 1.0) ** -1.200 * 0.9938 ** age_years
+    egfr: float = 142.0 * min(ratio, 1.0) ** alpha * max(ratio, 1.0) ** -1.200 * 0.9938 ** age_years
     return egfr * 1.012 if female else egfr
 
 
@@ -61,7 +61,7 @@ def creatinine_clearance(facts: PatientFacts, knowledge: Knowledge) -> Derived:
         return Derived(measured.value, f"measured creatinine clearance {_shown(measured)}", measured.when)
     creat = facts.latest("creatinine", max_days)
     weight = facts.latest("weight", knowledge.analytes["weight"].max_age_days)
-    gaps = []
+    gaps: list[str] = []
     if creat is None:
         gaps.append(f"no serum creatinine in the last {max_days} days")
     if weight is None:
@@ -70,7 +70,7 @@ def creatinine_clearance(facts: PatientFacts, knowledge: Knowledge) -> Derived:
         gaps.append("no date of birth")
     if facts.sex is None:
         gaps.append("sex not recorded as female or male")
-    if gaps:
+    if creat is None or weight is None or facts.age is None or facts.sex is None:   # there is a gap
         reported = facts.latest("egfr", knowledge.analytes["egfr"].max_age_days)
         if reported is not None:
             # one clause with the first gap (not a clause of its own), so a card that lists that gap keeps it
@@ -96,21 +96,21 @@ def egfr(facts: PatientFacts, knowledge: Knowledge) -> Derived:
     reported = facts.latest("egfr", knowledge.analytes["egfr"].max_age_days)
     creat = facts.latest("creatinine", days)
 
-    def named(why: str) -> Derived:
+    def named(reported: LabValue, why: str) -> Derived:
         return Derived(reported.value, f"laboratory-reported eGFR {_shown(reported)}, {why}", reported.when)
 
     if creat is None:
         if reported is not None:
-            return named(f"used because there is no serum creatinine in the last {days} days")
+            return named(reported, f"used because there is no serum creatinine in the last {days} days")
         return Derived(None, "CKD-EPI 2021", None, f"no eGFR or serum creatinine in the last {days} days")
     creat_text = f"{creat.reported_value:g} {creat.reported_unit} on {creat.when.isoformat()}"
     if reported is not None and reported.when > creat.when:
-        return named(f"newer than the latest serum creatinine ({creat_text})")
+        return named(reported, f"newer than the latest serum creatinine ({creat_text})")
     problem = ("age or sex not recorded" if facts.age is None or facts.sex is None
                else "creatinine is zero" if creat.value <= 0 else None)
-    if problem:
+    if problem or facts.age is None:   # (no age is a problem: said again for the type checker)
         if reported is not None and reported.when == creat.when:
-            return named(f"used because CKD-EPI 2021 could not be computed from the creatinine of that day ({problem})")
+            return named(reported, f"used because CKD-EPI 2021 could not be computed from the creatinine of that day ({problem})")
         older = (f"; the laboratory-reported eGFR {_shown(reported)} is older than that creatinine and is not used"
                  if reported is not None else "")
         return Derived(None, "CKD-EPI 2021", None,

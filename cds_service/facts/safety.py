@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -27,12 +27,13 @@ from cds_service.fhir.tolerant import as_list
 from cds_service.fhir.values import VOID_STATUS, codings, loinc_or_unstated, parse_date
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.schemas.contraindication import AnswerSet, QualitativeTest
-from cds_service.knowledge.units import resolve_unit
+from cds_service.knowledge.schemas.results import QuantityReading
+from cds_service.knowledge.units import HasUnits, resolve_unit
 from cds_service.record.index import PatientRecord
 
 # "<20 copies/mL", "20", "> 1e6 IU/mL": a number written as text, with its comparator and unit
 _NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:[.,]\d+)?)\s*(\S.*)?$")
-_COMPARATOR = {"≤": "<=", "≥": ">="}
+_COMPARATOR: dict[str | None, str] = {"≤": "<=", "≥": ">="}
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def _interpretation(answer_set: AnswerSet, obs: dict[str, Any]) -> tuple[str | N
     return None, None
 
 
-def _units_of(reading, knowledge):
+def _units_of(reading: QuantityReading, knowledge: Knowledge) -> tuple[HasUnits, str | None]:
     """(object with ``units``, canonical unit) for a quantity reading (its own units, or its analyte's)."""
     if reading.analyte is not None:
         analyte = knowledge.analytes[reading.analyte]
@@ -137,7 +138,8 @@ def _shown_unit(unit: str | None) -> str:
 _UNIT_SHOWN = str.maketrans("", "", "[]{}")
 
 
-def _number(reading, knowledge, value, comparator, units: tuple) -> tuple[str | None, str]:
+def _number(reading: QuantityReading, knowledge: Knowledge, value: float, comparator: str | None,
+            units: tuple[str | None, ...]) -> tuple[str | None, str]:
     """A reported number -> (category, as written) by the test's quantity reading; (None, why) if unreadable."""
     comparator = _COMPARATOR.get(comparator, comparator)
     unit = next((u for u in units if u), None)
@@ -209,7 +211,7 @@ def _category(answer_set: AnswerSet, obs: dict[str, Any], test: QualitativeTest,
                 return name, str(obs["valueBoolean"]).lower()
         return None, str(obs["valueBoolean"]).lower()
     by_interp, how = _interpretation(answer_set, obs)
-    if by_interp:
+    if by_interp and how:                       # (both or neither)
         return by_interp, how
     return None, "no result value"
 

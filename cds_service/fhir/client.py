@@ -64,7 +64,7 @@ STOP_GRACE = 1.0
 # Servers whose limits are remembered; idle ones are forgotten beyond this.
 MAX_SERVERS = 256
 
-_clients: "weakref.WeakSet[FhirClient]" = weakref.WeakSet()   # every client of the process, for stop_all()
+_clients: weakref.WeakSet[FhirClient] = weakref.WeakSet()   # every client of the process, for stop_all()
 _clients_lock = threading.Lock()
 
 
@@ -148,11 +148,12 @@ class FhirClient:
         if authorization is not None:
             headers["Authorization"] = f"{authorization.token_type or 'Bearer'} {authorization.access_token}"
         with self._lock:
-            stopping = self._stop_at is not None
-            if stopping:
-                if self._stop_at <= time.monotonic():
+            stop_at = self._stop_at
+            stopping = stop_at is not None
+            if stop_at is not None:
+                if stop_at <= time.monotonic():
                     return {key: (None, "not read: the service was stopping") for key in queries}
-                deadline = min(deadline, self._stop_at)
+                deadline = min(deadline, stop_at)
             call = Call(self._fetch, self.budget, server, headers, deadline, self._limit_for(server))
             call.stopping = stopping
             self._calls.add(call)

@@ -17,12 +17,14 @@ handshake included, where ``close()`` would not), so the thread ends at once wit
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 from contextlib import contextmanager
 from http.cookiejar import DefaultCookiePolicy
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 import requests
@@ -47,7 +49,7 @@ class Sockets:
     reused for another connection) behind our back, nor detached by a TLS wrap during the handshake.
     """
 
-    __slots__ = ("_lock", "_held", "cut_off", "_done")
+    __slots__ = ("_done", "_held", "_lock", "cut_off")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -86,10 +88,8 @@ class Sockets:
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):     # not connected any more
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:                        # not connected any more
-        pass
 
 
 _sending = threading.local()
@@ -131,7 +131,7 @@ class _CuttableHTTPPool(HTTPConnectionPool):
 
     def _get_conn(self, timeout=None):
         conn = super()._get_conn(timeout)
-        _adopt(conn.sock)                  # a kept-alive connection (None: it connects later, in _new_conn)
+        _adopt(getattr(conn, "sock", None))   # a kept-alive connection (None: it connects later, in _new_conn)
         return conn
 
 
@@ -140,7 +140,7 @@ class _CuttableHTTPSPool(HTTPSConnectionPool):
 
     def _get_conn(self, timeout=None):
         conn = super()._get_conn(timeout)
-        _adopt(conn.sock)
+        _adopt(getattr(conn, "sock", None))
         return conn
 
 
@@ -155,7 +155,7 @@ class _OriginOnly(logging.Filter):
         return True
 
 
-def _names_a_path(value) -> bool:
+def _names_a_path(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and ("://" in value or value.startswith("/"))
 
 

@@ -123,7 +123,7 @@ def plainly_valid(resource: dict) -> bool:
 
 
 def _in(value, value_set: str) -> bool:
-    return type(value) is str and value in _value_sets[value_set]
+    return type(value) is str and _value_sets is not None and value in _value_sets[value_set]
 
 
 def _element(value, allowed: set[str]) -> bool:

@@ -31,7 +31,9 @@ MAX_IDLE = 32
 
 
 class _Worker:
-    __slots__ = ("task", "wake", "thread")
+    __slots__ = ("task", "thread", "wake")
+    task: Callable[[], None] | None
+    thread: threading.Thread                   # set by ReadThreads.run before it starts
 
     def __init__(self) -> None:
         self.task = None
@@ -130,12 +132,12 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class ServerLimit:
     """At most ``size`` reads in flight to one server; the others wait for a place until their deadline."""
 
-    __slots__ = ("size", "used", "cond")
+    __slots__ = ("cond", "size", "used")
 
     def __init__(self, size: int) -> None:
         self.size, self.used, self.cond = size, 0, threading.Condition(threading.Lock())
 
-    def acquire(self, call: "Call") -> bool:
+    def acquire(self, call: Call) -> bool:
         with self.cond:
             while not call.closed:
                 if self.used < self.size:
@@ -160,7 +162,7 @@ class ServerLimit:
 class Read:
     """One query of a call: its thread, its connections, its result."""
 
-    __slots__ = ("key", "query", "ended", "sockets", "result", "waiting")
+    __slots__ = ("ended", "key", "query", "result", "sockets", "waiting")
 
     def __init__(self, key: str, query: str) -> None:
         self.key, self.query = key, query

@@ -15,7 +15,6 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cds_service.i18n import say
-
 from cds_service.knowledge import Knowledge, load_knowledge, schemas
 
 _DRUG_FIELDS = ("drugs", "drug")
@@ -153,7 +152,7 @@ def generate(knowledge: Knowledge) -> str:
             "`category` decides which rules apply (systemic: all families; see `cards/drugs.toml`).", "",
             "| drug | category | brands | ATC | RxNorm | SNOMED CT | approved indications (EU) |",
             "|---|---|---|---|---|---|---|"]
-    for drug_id, drug in knowledge.drugs.items():
+    for drug in knowledge.drugs.values():
         rxnorm = ", ".join(rx.code + (f" ({rx.strength_mg:g} mg)" if rx.strength_mg else "")
                            + ("" if rx.verified else " unverified") for rx in drug.rxnorm)
         indications = ", ".join(knowledge.indications[i].display if i in knowledge.indications else i
@@ -210,8 +209,10 @@ def main(args=None) -> int:
         raise SystemExit(f"--language must be one of {', '.join(i18n.LANGUAGES)}")
     translations = i18n.load_translations(knowledge, settings.knowledge_dir, languages=tuple(
         dict.fromkeys((i18n.SOURCE_LANGUAGE, language))))
+    translated = translations.knowledge[language]
+    assert isinstance(translated, Knowledge)      # (i18n keeps each language's knowledge as an object)
     with i18n.using(translations.catalogues[language]):
-        text = generate(translations.knowledge[language])
+        text = generate(translated)
     output = getattr(args, "output", None)
     if output:
         path = Path(output)

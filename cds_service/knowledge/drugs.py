@@ -157,7 +157,7 @@ class OrderedDose:
     def describe(self) -> str:
         if self.dose_mg is None:
             return "dose not stated"
-        per_day = {1: "once daily", 2: "twice daily", 3: "three times daily", 4: "four times daily"}
+        per_day: dict[float | None, str] = {1: "once daily", 2: "twice daily", 3: "three times daily", 4: "four times daily"}
         freq = per_day.get(self.per_day, f"{self.per_day:g} times daily" if self.per_day else "frequency not stated")
         return f"{self.dose_mg:g} mg {freq}"
 

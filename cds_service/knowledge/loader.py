@@ -13,6 +13,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -40,7 +41,11 @@ class Rules:
             if hasattr(type(self), name):
                 raise ValueError(f"rule table name {name!r} is reserved")
             self.__dict__[name] = table
-        self._for_drug: dict[tuple[str, str], list] = {}
+        self._for_drug: dict[tuple[str, str | None], list] = {}
+
+    if TYPE_CHECKING:
+        def __getattr__(self, name: str) -> Any:
+            """The tables, set as plain attributes above (for the type checker only)."""
 
     def for_drug(self, name: str, drug: str | None) -> list:
         """The entries of list table ``name`` that apply to ``drug`` (its ``drug`` or one of its ``drugs``),
@@ -80,7 +85,8 @@ class Knowledge:
     icd10_to_concepts: dict[str, list[str]] = field(default_factory=dict)     # ranges expanded to categories
     icd10_not_to_concepts: dict[str, list[str]] = field(default_factory=dict)  # codes a concept leaves out
     history_concept_codes: set[tuple[str, str, str]] = field(default_factory=set)   # ("snomed"|"icd10", concept, code)
-    concept_names: list[tuple[str, Words, Words]] = field(default_factory=list)   # (concept, names, exclude_words)
+    # (concept, names, exclude_words), each list a Words (the schema's WordList validates into one)
+    concept_names: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
     concept_name_words: tuple[str, ...] = ()  # every concept name (a Words): one search rules most texts out
     snomed_to_indication: dict[str, str] = field(default_factory=dict)
     icd10_to_indication: dict[str, str] = field(default_factory=dict)
@@ -164,17 +170,18 @@ def load_knowledge(directory: Path) -> Knowledge:
             table = registry.get(key)
             if table is None:
                 raise KnowledgeError(f"{directory / name}: unknown table {key!r} (known: {sorted(registry)})")
-            if table.kind == "list":
+            target = tables[key]
+            if isinstance(target, list):            # (made a list above for a table of kind "list")
                 if not isinstance(items, list):
                     raise KnowledgeError(f"{directory / name}: {key!r} must be an array of tables [[{key}]]")
-                tables[key].extend(_validate(table.model, item, directory / name) for item in items)
+                target.extend(_validate(table.model, item, directory / name) for item in items)
             else:
                 if not isinstance(items, dict):
                     raise KnowledgeError(f"{directory / name}: {key!r} must be a table of tables [{key}.name]")
                 for entry_name, item in items.items():
-                    if entry_name in tables[key]:
+                    if entry_name in target:
                         raise KnowledgeError(f"{directory / name}: {key}.{entry_name} defined twice")
-                    tables[key][entry_name] = _validate(table.model, item, directory / name)
+                    target[entry_name] = _validate(table.model, item, directory / name)
     rules = Rules(tables)
 
     knowledge = Knowledge(sources=sources, drugs=drugs, analytes=analytes, concepts=concepts,

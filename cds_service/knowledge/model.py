@@ -58,7 +58,7 @@ class AnalyteEntry(_Strict):
     code_notes: dict[str, str] = {}
 
     @model_validator(mode="after")
-    def _canonical_listed(self) -> "AnalyteEntry":
+    def _canonical_listed(self) -> AnalyteEntry:
         if self.units.get(self.canonical_unit) != 1.0:
             raise ValueError(f"canonical unit {self.canonical_unit!r} must be in units with factor 1.0")
         stray = [u for u in self.unit_notes if u not in self.units] + [c for c in self.code_notes if c not in self.loinc]
@@ -123,7 +123,7 @@ class CodedConcept(_Strict):
     sources: list[str] = []
 
     @model_validator(mode="after")
-    def _codes(self) -> "CodedConcept":
+    def _codes(self) -> CodedConcept:
         for code in (*self.snomed, *self.history_snomed):
             if not _SNOMED_CODE.fullmatch(code):
                 raise ValueError(f"{code!r} is not a SNOMED CT concept id")

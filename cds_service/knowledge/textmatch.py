@@ -8,6 +8,7 @@ one regex search per pair and no look-up. Any other list or tuple uses a cache k
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Annotated
 
@@ -22,23 +23,25 @@ WORD_START = (r"\b", "")                              # at a word's start: "cicl
 
 @lru_cache(maxsize=4096)
 def word_pattern(words: tuple[str, ...], left: str = NOT_A_LETTER_BEFORE, right: str = NOT_A_LETTER_AFTER,
-                 flags: int = 0) -> re.Pattern:
+                 flags: int = 0) -> re.Pattern[str]:
     return re.compile(left + "(?:" + "|".join(re.escape(w.lower()) for w in words) + ")" + right, flags)
 
 
-class Words(tuple):
+class Words(tuple[str, ...]):
     """An immutable word list that keeps the pattern of each boundary style it was searched with."""
 
-    def __new__(cls, words=()):
+    _patterns: dict[tuple[str, str, int], re.Pattern[str]]
+
+    def __new__(cls, words: Iterable[str] = ()) -> Words:
         self = super().__new__(cls, words)
-        self._patterns: dict[tuple[str, str, int], re.Pattern] = {}
+        self._patterns = {}
         return self
 
 
 WordList = Annotated[tuple[str, ...], AfterValidator(Words)]   # a knowledge field holding a Words
 
 
-def any_word(text: str, words, left: str = NOT_A_LETTER_BEFORE, right: str = NOT_A_LETTER_AFTER,
+def any_word(text: str, words: Iterable[str], left: str = NOT_A_LETTER_BEFORE, right: str = NOT_A_LETTER_AFTER,
              flags: int = 0) -> bool:
     """True if any of ``words`` (lower-cased) occurs in ``text`` between ``left`` and ``right``."""
     if not words:

@@ -84,7 +84,7 @@ class PatientRecord:
     type -> why) say what could not be obtained.
     """
 
-    __slots__ = ("patient_id", "unavailable", "gaps", "dropped", "foreign", "_by_type", "_code_index", "_only")
+    __slots__ = ("_by_type", "_code_index", "_only", "dropped", "foreign", "gaps", "patient_id", "unavailable")
 
     def __init__(self, by_key: Mapping[str, list[Resource]], patient_id: str | None = None, *,
                  keep: Collection[str] | None = None, unavailable: Mapping[str, str] | None = None,
@@ -119,6 +119,8 @@ class PatientRecord:
         for resources in by_key.values():
             for resource in resources:
                 kind = resource.get("resourceType")
+                if type(kind) is not str:       # (resources_of lets only typed resources through)
+                    continue
                 if kind == "Observation":
                     # what EHRs usually send, one coding with a string code, settled here without a call;
                     # any other shape raises at once and goes to _observation_codes
@@ -150,7 +152,7 @@ class PatientRecord:
                         foreign += 1
                         continue
                 rid = resource.get("id")
-                if type(rid) is str:
+                if isinstance(rid, str):
                     ids = seen_ids.get(kind)
                     if ids is None:
                         ids = seen_ids[kind] = set()

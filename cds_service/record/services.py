@@ -96,8 +96,8 @@ def coded_templates(spec: dict[str, dict], knowledge, budget: int = URL_BUDGET) 
             rest_keys[kind] = key
         chosen[key] = list(dict.fromkeys(codes))
         taken.setdefault(kind, set()).update(codes)
-    for kind, codes in knowledge.codes_read.items():
-        left = sorted(codes - taken.get(kind, set()))
+    for kind, read in knowledge.codes_read.items():
+        left = sorted(read - taken.get(kind, set()))
         if not left or kind in ("Condition",):
             continue                          # Conditions are fetched whole (no code filter)
         if kind not in rest_keys:

@@ -81,7 +81,7 @@ class Store:
         self.replay_ids.wake = self.audit.wake
 
     @classmethod
-    def from_settings(cls, settings) -> "Store":
+    def from_settings(cls, settings) -> Store:
         return cls(settings.database_url, settings.patient_hash_key,
                    spool_dir=getattr(settings, "audit_spool", None),
                    jti_fallback=getattr(settings, "jti_fallback", "memory"))
@@ -216,6 +216,8 @@ class Store:
                 except IntegrityError:
                     pass                                  # another worker won the race; use its key
                 row = conn.execute(select(meta.c.value).where(meta.c.key == "patient_hash_key")).first()
+        if row is None:                                   # neither written nor readable: say so, not TypeError
+            raise StoreUnavailable("the audit database holds no patient hash key and none could be stored")
         return row[0].encode()
 
     def patient_hash(self, patient_id: str) -> str:
@@ -224,7 +226,7 @@ class Store:
     def _hash_rows(self, rows: list[dict]) -> None:
         """The audit writer's step for rows made before this process knew the hash key: all or none."""
         hashes = [self.patient_hash(r["patient_id"]) for r in rows]
-        for row, value in zip(rows, hashes):
+        for row, value in zip(rows, hashes, strict=True):
             row["patient_hash"] = value
             del row["patient_id"]
 
@@ -282,7 +284,7 @@ class Store:
 
     def audit_status(self) -> dict:
         """Counters of this process's audit writer and what waits in the spool (``jak-cds report``)."""
-        status = dict(self.audit.stats)
+        status: dict[str, object] = dict(self.audit.stats)
         status["waiting_in_memory"] = self.audit.waiting() - (self.spool.status()["rows_waiting"]
                                                                if self.spool is not None else 0)
         status["spool"] = self.spool.status() if self.spool is not None else None

@@ -121,7 +121,7 @@ class ReplayIds:
         now = utcnow()
         with self._lock:
             items = list(self.memory.items())
-        saved = []
+        saved: list[tuple[str, str]] = []
         for start in range(0, len(items), 500):
             chunk = [(k, v) for k, v in items[start:start + 500] if v[1] >= now]
             saved.extend(k for k, v in items[start:start + 500] if v[1] < now)   # expired: nothing to keep

@@ -29,12 +29,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import requests
 
-from cds_service.record.services import default_templates
 from cds_service.fhir import query as fhir_query
 from cds_service.fhir.values import parse_date
+from cds_service.record.services import default_templates
 from cds_service.record.templates import render
 
 SERVER = "http://corpus.fhir.invalid/fhir"
@@ -110,14 +111,15 @@ class _RecordServer(requests.adapters.BaseAdapter):
         self.resources = resources
         self.queries: list[str] = []
 
-    def send(self, request, **kwargs):
-        query = request.url[len(SERVER) + 1:]
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: Any = True, cert: Any = None, proxies: dict[str, str] | None = None) -> requests.Response:
+        query = (request.url or "")[len(SERVER) + 1:]
         self.queries.append(query)
         response = requests.Response()
         response.status_code = 200
         response.headers["Content-Type"] = "application/fhir+json"
         response.raw = io.BytesIO(json.dumps(fhir_query.search(self.resources, query)).encode())
-        response.url, response.request = request.url, request
+        response.url, response.request = request.url or "", request
         return response
 
     def close(self):

@@ -23,6 +23,7 @@ and answers each query by its mode, chosen by the resource type it reads (``mode
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
@@ -81,9 +82,11 @@ class FaultFhirServer:
     @property
     def url(self) -> str:
         host = self._server.server_address[0]
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{self.port}{self.base}"
 
-    def start(self) -> "FaultFhirServer":
+    def start(self) -> FaultFhirServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fault-fhir-server", daemon=True)
         self._thread.start()
@@ -97,12 +100,10 @@ class FaultFhirServer:
         with self._lock:
             conns = list(self._open)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
-    def __enter__(self) -> "FaultFhirServer":
+    def __enter__(self) -> FaultFhirServer:
         return self.start()
 
     def __exit__(self, *_exc) -> None:
@@ -137,10 +138,8 @@ class FaultFhirServer:
             def finish(self):
                 with fault._lock:
                     fault._open.discard(self.connection)
-                try:
+                with contextlib.suppress(OSError):
                     super().finish()
-                except OSError:
-                    pass
 
             def do_GET(self):  # noqa: N802 - http.server's name
                 path = self.path

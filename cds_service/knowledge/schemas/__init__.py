@@ -8,8 +8,9 @@ table it finds against this registry, so a typo stops start-up.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 

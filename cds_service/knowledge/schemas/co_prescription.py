@@ -46,7 +46,7 @@ def _check(knowledge, entries: dict) -> list[str]:
 
 
 def _check_cards(knowledge, entries: dict[str, CoPrescriptionCard]) -> list[str]:
-    rules = {rule.id for rule in getattr(knowledge.rules, "contraindication")}
+    rules = {rule.id for rule in knowledge.rules.contraindication}
     return _check(knowledge, entries) + [f"{name}: headline for unknown contraindication rule {rule_id!r}"
                                          for name, entry in entries.items() for rule_id in entry.headlines
                                          if rule_id not in rules]

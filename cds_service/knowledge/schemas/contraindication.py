@@ -55,7 +55,7 @@ class Contraindication(Strict):
     unless_child_pugh_recorded: bool = False
 
     @model_validator(mode="after")
-    def _has_evidence(self) -> "Contraindication":
+    def _has_evidence(self) -> Contraindication:
         if not (self.concepts or self.positive_tests or self.quantity_at_least or self.medication_classes
                 or self.other_systemic_jak or self.drug_allergy or self.live_vaccine_within_days or self.child_pugh):
             raise ValueError("a contraindication needs at least one kind of evidence")
@@ -101,7 +101,7 @@ class DrugClass(MedicationClass):
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _something(self) -> "DrugClass":
+    def _something(self) -> DrugClass:
         if not self.atc and not self.names:
             raise ValueError("a drug class needs ATC codes or names")
         return self
@@ -149,8 +149,8 @@ def _check_sources(knowledge, entries: dict) -> list[str]:
 
 def check(knowledge, rules: list[Contraindication]) -> list[str]:
     problems: list[str] = []
-    tests = getattr(knowledge.rules, "qualitative_test")
-    classes = getattr(knowledge.rules, "drug_class")
+    tests = knowledge.rules.qualitative_test
+    classes = knowledge.rules.drug_class
     for rule in rules:
         problems += common_checks(knowledge, rule, rule.drugs)
         problems += [f"rule {rule.id}: unknown concept {c!r}" for c in rule.concepts if c not in knowledge.concepts]
@@ -161,14 +161,14 @@ def check(knowledge, rules: list[Contraindication]) -> list[str]:
                 problems.append(f"rule {rule.id}: unknown analyte {analyte!r}")
         if rule.override_set not in knowledge.overrides.sets:
             problems.append(f"rule {rule.id}: unknown override set {rule.override_set!r}")
-        if rule.live_vaccine_within_days and not getattr(knowledge.rules, "live_vaccine"):
+        if rule.live_vaccine_within_days and not knowledge.rules.live_vaccine:
             problems.append(f"rule {rule.id}: no [live_vaccine.*] list")
     return problems
 
 
 def check_tests(knowledge, tests: dict[str, QualitativeTest]) -> list[str]:
     problems = _check_sources(knowledge, tests)
-    answer_sets = getattr(knowledge.rules, "answer_set")
+    answer_sets = knowledge.rules.answer_set
     seen: dict[str, str] = {}
     for name, test in tests.items():
         answers = answer_sets.get(test.answers)

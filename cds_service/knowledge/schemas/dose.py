@@ -51,7 +51,7 @@ class DoseWhen(Strict):
     formulation: Literal["immediate_release", "modified_release"] | None = None
 
     @model_validator(mode="after")
-    def _bands_in_order(self) -> "DoseWhen":
+    def _bands_in_order(self) -> DoseWhen:
         for low, high in _BANDS:
             lo, hi = getattr(self, low), getattr(self, high)
             if lo is not None and hi is not None and lo >= hi:
@@ -91,7 +91,7 @@ class DoseRule(Strict):
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "DoseRule":
+    def _consistent(self) -> DoseRule:
         if (self.max_mg is None) != (self.per_day is None):
             raise ValueError("give both max_mg and per_day, or neither")
         if self.outcome == "cap" and self.max_mg is None:
@@ -125,7 +125,7 @@ class DoseStep(Strict):
     to_per_day: int = Field(ge=1, le=4)
 
     @model_validator(mode="after")
-    def _not_higher(self) -> "DoseStep":
+    def _not_higher(self) -> DoseStep:
         if self.to_mg * self.to_per_day > self.from_mg * self.from_per_day:
             raise ValueError(f"a halving step may not raise the daily dose ({self.from_mg:g} x {self.from_per_day} "
                              f"-> {self.to_mg:g} x {self.to_per_day})")
@@ -161,7 +161,7 @@ class DoseHalving(Strict):
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _one_step_per_dose(self) -> "DoseHalving":
+    def _one_step_per_dose(self) -> DoseHalving:
         seen = set()
         for step in self.steps:
             key = (step.from_mg, step.from_per_day)
@@ -201,7 +201,7 @@ class ChildPughReader(Strict):
         return {"Observation": [*self.loinc, *(c for codes in self.snomed_class.values() for c in codes)]}
 
     @model_validator(mode="after")
-    def _scores(self) -> "ChildPughReader":
+    def _scores(self) -> ChildPughReader:
         if self.class_a_max_score >= self.class_b_max_score:
             raise ValueError("class_a_max_score must be below class_b_max_score")
         return self
@@ -209,7 +209,7 @@ class ChildPughReader(Strict):
 
 def check(knowledge, rules: list[DoseRule]) -> list[str]:
     problems = []
-    halved = {h.drug for h in getattr(knowledge.rules, "dose_halving")}
+    halved = {h.drug for h in knowledge.rules.dose_halving}
     # every indication a drug lists must be defined (an orphan key would make its orders "indication unknown")
     problems += [f"drug {name}: unknown indication {i!r} (no [indications.{i}])"
                  for name, drug in knowledge.drugs.items() for i in drug.indications if i not in knowledge.indications]
@@ -218,12 +218,12 @@ def check(knowledge, rules: list[DoseRule]) -> list[str]:
             problems.append(f"rule {rule.id}: no [[dose_halving]] entry for {rule.drug!r}")
         problems += common_checks(knowledge, rule, [rule.drug])
         problems += indication_checks(knowledge, rule)
-        classes = getattr(knowledge.rules, "interacting_class")
+        classes = knowledge.rules.interacting_class
         problems += [f"rule {rule.id}: unknown interacting_class {c!r}" for c in rule.when.interacting
                      if c not in classes]
         if rule.when.condition is not None and rule.when.condition not in knowledge.concepts:
             problems.append(f"rule {rule.id}: unknown concept {rule.when.condition!r}")
-        if rule.when.phase is not None and rule.when.phase not in getattr(knowledge.rules, "dose_phase"):
+        if rule.when.phase is not None and rule.when.phase not in knowledge.rules.dose_phase:
             problems.append(f"rule {rule.id}: no [dose_phase.{rule.when.phase}] words to recognise the phase")
     return problems
 

@@ -116,8 +116,8 @@ def _tests_of(rule) -> list[str]:
 
 def check_rules(knowledge, rules: list) -> list[str]:
     problems: list[str] = []
-    tests = getattr(knowledge.rules, "qualitative_test")
-    classes = getattr(knowledge.rules, "treatment_class")
+    tests = knowledge.rules.qualitative_test
+    classes = knowledge.rules.treatment_class
     others = {getattr(r, "id", None) for r in knowledge.rules.all_rules()}
     card_ids = [text.id for table in TABLES for rule in getattr(knowledge.rules, table) for text in rule.outcomes()]
     for rule in rules:
@@ -141,7 +141,7 @@ def check_classes(knowledge, classes: dict) -> list[str]:
             if s not in knowledge.sources]
 
 
-TABLES = {"latent_tb_rule": LatentTbRule, "hbv_core_rule": HbvCoreRule, "hcv_antibody_rule": HcvAntibodyRule,
+TABLES: dict[str, type[Strict]] = {"latent_tb_rule": LatentTbRule, "hbv_core_rule": HbvCoreRule, "hcv_antibody_rule": HcvAntibodyRule,
           "hiv_rule": HivRule}
 for _name, _model in TABLES.items():
     register(_name, _model, "list", check_rules)

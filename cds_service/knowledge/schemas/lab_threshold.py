@@ -28,7 +28,7 @@ class BaselineChange(Strict):
     by: dict[str, float] | None = None
 
     @model_validator(mode="after")
-    def _one_size(self) -> "BaselineChange":
+    def _one_size(self) -> BaselineChange:
         if (self.percent is None) == (self.by is None):
             raise ValueError("a baseline change gives exactly one of 'percent' or 'by' (an amount per unit)")
         if self.by is not None and (not self.by or any(v <= 0 for v in self.by.values())):
@@ -52,7 +52,7 @@ class LabThreshold(Strict):
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _one_direction(self) -> "LabThreshold":
+    def _one_direction(self) -> LabThreshold:
         given = [x is not None for x in (self.below, self.above, self.above_uln_times, self.from_baseline)]
         if sum(given) != 1:
             raise ValueError("give exactly one of 'below', 'above', 'above_uln_times' or 'from_baseline'")

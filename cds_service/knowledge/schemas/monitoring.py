@@ -27,7 +27,7 @@ class Checkpoint(Strict):
     overdue_week: int = Field(gt=0)
 
     @model_validator(mode="after")
-    def _order(self) -> "Checkpoint":
+    def _order(self) -> Checkpoint:
         if self.overdue_week <= self.week:
             raise ValueError("overdue_week must be after week")
         return self
@@ -47,7 +47,7 @@ class MonitoringSchedule(Strict):
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "MonitoringSchedule":
+    def _consistent(self) -> MonitoringSchedule:
         if self.overdue_days <= self.every_days:
             raise ValueError("overdue_days must be longer than every_days")
         weeks = [c.week for c in self.checkpoints]

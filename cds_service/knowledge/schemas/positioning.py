@@ -49,7 +49,7 @@ class PositioningRule(Strict):
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _band(self) -> "PositioningRule":
+    def _band(self) -> PositioningRule:
         if self.age_at_least is not None and self.age_below is not None and self.age_at_least >= self.age_below:
             raise ValueError("age_at_least must be below age_below")
         return self
@@ -65,7 +65,7 @@ def check_classes(knowledge, classes: dict[str, TherapyClass]) -> list[str]:
 
 def check_rules(knowledge, rules: list[PositioningRule]) -> list[str]:
     problems: list[str] = []
-    classes = getattr(knowledge.rules, "therapy_class")
+    classes = knowledge.rules.therapy_class
     for rule in rules:
         problems += common_checks(knowledge, rule, rule.drugs)
         problems += indication_checks(knowledge, rule)

@@ -46,7 +46,7 @@ class PracFactor(Strict):
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _one_reader(self) -> "PracFactor":
+    def _one_reader(self) -> PracFactor:
         # a BMI factor may also name concepts: a recorded problem (obesity) when no BMI of the last year says it
         readers = [self.age_at_least is not None, bool(self.smoking), bool(self.concepts) and self.bmi_at_least is None,
                    self.bmi_at_least is not None, bool(self.medication_classes), bool(self.procedure_snomed)]
@@ -91,8 +91,8 @@ def check_card(knowledge, cards: dict[str, PracCard]) -> list[str]:
 
 def check_factors(knowledge, factors: list[PracFactor]) -> list[str]:
     problems = []
-    tests = getattr(knowledge.rules, "qualitative_test")
-    classes = getattr(knowledge.rules, "drug_class")
+    tests = knowledge.rules.qualitative_test
+    classes = knowledge.rules.drug_class
     for factor in factors:
         problems += common_checks(knowledge, factor, [])
         problems += [f"rule {factor.id}: unknown concept {c!r}" for c in factor.concepts if c not in knowledge.concepts]
@@ -103,7 +103,7 @@ def check_factors(knowledge, factors: list[PracFactor]) -> list[str]:
             if test is None:
                 problems.append(f"rule {factor.id}: unknown qualitative_test {factor.smoking_test!r}")
             else:
-                categories = getattr(knowledge.rules, "answer_set")[test.answers].categories
+                categories = knowledge.rules.answer_set[test.answers].categories
                 problems += [f"rule {factor.id}: {c!r} is not a category of {test.answers}" for c in factor.smoking
                              if c not in categories]
         if factor.bmi_at_least is not None and "bmi" not in knowledge.analytes:

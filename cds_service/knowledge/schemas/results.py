@@ -33,26 +33,28 @@ class QuantityReading(Strict):
     below_limit_at_most: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "QuantityReading":
+    def _consistent(self) -> QuantityReading:
         if (self.positive_at_least is None) == (self.positive_above is None):
             raise ValueError("give exactly one of positive_at_least / positive_above")
         if self.analyte is not None and (self.canonical_unit or self.units or self.log10_units):
             raise ValueError("a reading with an analyte takes its units from the analyte")
         if self.analyte is None and (not self.canonical_unit or self.units.get(self.canonical_unit) != 1.0):
             raise ValueError("canonical_unit must be listed in units with factor 1.0")
-        limit = self.positive_at_least if self.positive_at_least is not None else self.positive_above
-        if self.indeterminate_from is not None and self.indeterminate_from > limit:
+        if self.indeterminate_from is not None and self.indeterminate_from > self.limit:
             raise ValueError("indeterminate_from must not be above the positive limit")
         return self
 
     @property
     def limit(self) -> float:
-        return self.positive_at_least if self.positive_at_least is not None else self.positive_above
+        if self.positive_at_least is not None:
+            return self.positive_at_least
+        assert self.positive_above is not None        # _consistent: exactly one of the two
+        return self.positive_above
 
     def is_positive(self, value: float) -> bool:
         if self.positive_at_least is not None:
             return value >= self.positive_at_least
-        return value > self.positive_above
+        return value > self.limit
 
     def category(self, value: float, comparator: str | None) -> str:
         """The category of a value (canonical unit) with its FHIR comparator."""

@@ -43,7 +43,7 @@ class RecordPart(Strict):
     accept: list[str] = ["negative"]  # result categories that satisfy the part while current (positives: see above)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "RecordPart":
+    def _one_kind(self) -> RecordPart:
         if bool(self.analytes) == bool(self.codes):
             raise ValueError("give exactly one of 'analytes' or 'codes'")
         if self.tests and not self.codes:
