@@ -6,6 +6,7 @@ sandbox and most EHRs send) and the replay check, which records the token's ``jt
 so that no worker accepts it twice. Measured in-process on a SQLite store, each call with a fresh
 token, CPU time of the calling thread: the whole ``Authenticator.verify`` and the replay record alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,12 @@ KID = "bench-1"
 def signing_key():
     """(private key, trusted-client entry listing its public JWK): an EHR as the service's trusted client."""
     private_key = ec.generate_private_key(ec.SECP384R1())
-    jwk = {**jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True),
-           "kid": KID, "alg": "ES384", "use": "sig"}
+    jwk = {
+        **jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True),
+        "kid": KID,
+        "alg": "ES384",
+        "use": "sig",
+    }
     return private_key, {"iss": ISSUER, "jwks": {"keys": [jwk]}}
 
 
@@ -76,15 +81,18 @@ def measure(calls: int = 300, warmup: int = 30) -> dict:
 
 
 def line(result: dict) -> str:
-    return (f"Authentication per call in production (not in the rows above: they run with it off): "
-            f"{result['algorithm']} JWT verified and its jti recorded ({result['database']}) "
-            f"{result['verify']['median_ms']:.2f} ms CPU, of which the replay record "
-            f"{result['replay_record']['median_ms']:.2f} ms (medians of {result['verify']['n']}).")
+    return (
+        f"Authentication per call in production (not in the rows above: they run with it off): "
+        f"{result['algorithm']} JWT verified and its jti recorded ({result['database']}) "
+        f"{result['verify']['median_ms']:.2f} ms CPU, of which the replay record "
+        f"{result['replay_record']['median_ms']:.2f} ms (medians of {result['verify']['n']})."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.auth_cost", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.auth_cost", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args(argv)
     print(line(measure(args.calls)))

@@ -10,6 +10,7 @@ a JSON file). Never part of the production API.
     python -m bench.noop_app --port 8090 --workers 2 --response resp.json
 serves it with the production server settings (``cds_service.server``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from cds_service.cli.server import run_gunicorn, tune_gc
 
     app = create_noop_app(response_body=body)
-    gc.collect()                 # as cds_service.server.production_app does for the service
+    gc.collect()  # as cds_service.server.production_app does for the service
     gc.freeze()
     tune_gc()
     return run_gunicorn(app, args.host, args.port, args.workers, Settings.from_env().threads)

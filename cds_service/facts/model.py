@@ -4,6 +4,7 @@ Built complete by ``build.build_facts`` from the pure readers (patient, labs, co
 coded_records, safety) and never changed afterwards; every field is typed. Missing or uninterpretable values
 are kept as explicit gaps (``unavailable``, ``gaps``, ``LabSeries.unreadable``), never as normal.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -31,20 +32,22 @@ class PatientFacts:
     today: date
     patient_id: str
     birth_date: date | None = None
-    birth_date_precision: int = 10      # 4 = year only, 7 = year-month, 10 = full date
+    birth_date_precision: int = 10  # 4 = year only, 7 = year-month, 10 = full date
     birth_date_problem: str | None = None
     sex: str | None = None
-    labs: Mapping[str, LabSeries] = field(default_factory=dict)            # newest first, read on demand
+    labs: Mapping[str, LabSeries] = field(default_factory=dict)  # newest first, read on demand
     conditions: Sequence[ConditionFact] = ()
     medications: Sequence[MedicationFact] = ()
-    unavailable: Mapping[str, str] = field(default_factory=dict)           # prefetch key -> why
-    gaps: Mapping[str, str] = field(default_factory=dict)                  # "Observation|<loinc>" / type -> why
-    child_pugh: ChildPugh | None = None     # latest class A/B/C, or None: not recorded
-    records: Mapping[str, Sequence[CodedRecord]] = field(default_factory=dict)   # "loinc|code" -> newest first
-    coded_results: Mapping[str, Sequence[CodedResult]] = field(default_factory=dict)  # qualitative_test id -> newest first
+    unavailable: Mapping[str, str] = field(default_factory=dict)  # prefetch key -> why
+    gaps: Mapping[str, str] = field(default_factory=dict)  # "Observation|<loinc>" / type -> why
+    child_pugh: ChildPugh | None = None  # latest class A/B/C, or None: not recorded
+    records: Mapping[str, Sequence[CodedRecord]] = field(default_factory=dict)  # "loinc|code" -> newest first
+    coded_results: Mapping[str, Sequence[CodedResult]] = field(
+        default_factory=dict
+    )  # qualitative_test id -> newest first
     immunizations: Sequence[ImmunizationFact] = ()
-    allergies: Sequence[AllergyFact] = ()                                   # active, not refuted
-    treatments: Sequence[TreatmentRecord] = ()                             # ART, TB preventive treatment
+    allergies: Sequence[AllergyFact] = ()  # active, not refuted
+    treatments: Sequence[TreatmentRecord] = ()  # ART, TB preventive treatment
 
     # -- age ----------------------------------------------------------------
     @property

@@ -15,6 +15,7 @@ thread a ``Sockets``; every socket that thread connects, or takes from the keep-
 there, and ``Sockets.cut()`` shuts them down (``shutdown(2)`` wakes a thread blocked in ``recv``, TLS
 handshake included, where ``close()`` would not), so the thread ends at once with an error.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,13 +61,13 @@ class Sockets:
     def adopt(self, sock) -> None:
         try:
             held = socket.socket(fileno=os.dup(sock.fileno()))
-        except (OSError, ValueError):     # already closed: nothing to cut
+        except (OSError, ValueError):  # already closed: nothing to cut
             return
         with self._lock:
             if not self.cut_off and not self._done:
                 self._held.append(held)
                 return
-        _shut(held)                        # cut before it got here: end it now
+        _shut(held)  # cut before it got here: end it now
         held.close()
 
     def cut(self) -> None:
@@ -88,7 +89,7 @@ class Sockets:
 
 
 def _shut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):     # not connected any more
+    with contextlib.suppress(OSError):  # not connected any more
         sock.shutdown(socket.SHUT_RDWR)
 
 
@@ -114,7 +115,7 @@ def _adopt(sock) -> None:
 
 class _CuttableHTTPConnection(HTTPConnection):
     def _new_conn(self):
-        sock = super()._new_conn()         # connected, before any TLS handshake
+        sock = super()._new_conn()  # connected, before any TLS handshake
         _adopt(sock)
         return sock
 
@@ -131,7 +132,7 @@ class _CuttableHTTPPool(HTTPConnectionPool):
 
     def _get_conn(self, timeout=None):
         conn = super()._get_conn(timeout)
-        _adopt(getattr(conn, "sock", None))   # a kept-alive connection (None: it connects later, in _new_conn)
+        _adopt(getattr(conn, "sock", None))  # a kept-alive connection (None: it connects later, in _new_conn)
         return conn
 
 
@@ -203,16 +204,16 @@ class OutboundSession(requests.Session):
         super().__init__()
         self.auth = _KeepHeaders()
         self.cookies.set_policy(_NO_COOKIES)
-        adapter = CuttableAdapter(pool_connections=4, pool_maxsize=connections)   # requests keeps ten by default
+        adapter = CuttableAdapter(pool_connections=4, pool_maxsize=connections)  # requests keeps ten by default
         self.mount("https://", adapter)
         self.mount("http://", adapter)
         self._environment: dict[tuple, dict] = {}
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
-        if proxies or verify is not None or cert is not None:      # not how this service calls: no caching
+        if proxies or verify is not None or cert is not None:  # not how this service calls: no caching
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, stream)                  # NO_PROXY depends on the host
+        key = (parts.scheme, parts.netloc, stream)  # NO_PROXY depends on the host
         found = self._environment.get(key)
         if found is None:
             found = super().merge_environment_settings(url, proxies, stream, verify, cert)

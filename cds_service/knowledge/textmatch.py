@@ -5,6 +5,7 @@ as one alternation. A knowledge word list is a ``Words`` (schemas declare it as 
 carries its compiled patterns, so a rule that checks every medication against every drug class costs
 one regex search per pair and no look-up. Any other list or tuple uses a cache keyed by its words.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,14 +17,15 @@ from pydantic import AfterValidator
 
 NOT_A_LETTER_BEFORE, NOT_A_LETTER_AFTER = r"(?<![a-z])", r"(?![a-z])"
 # (left, right) bounds of a word, for ``any_word(text, words, *BOUNDS)``
-LETTERS = (NOT_A_LETTER_BEFORE, NOT_A_LETTER_AFTER)   # not inside a longer run of letters (the default)
-WORD = (r"\b", r"\b")                                # a whole word
-WORD_START = (r"\b", "")                              # at a word's start: "ciclosporin" in "ciclosporine"
+LETTERS = (NOT_A_LETTER_BEFORE, NOT_A_LETTER_AFTER)  # not inside a longer run of letters (the default)
+WORD = (r"\b", r"\b")  # a whole word
+WORD_START = (r"\b", "")  # at a word's start: "ciclosporin" in "ciclosporine"
 
 
 @lru_cache(maxsize=4096)
-def word_pattern(words: tuple[str, ...], left: str = NOT_A_LETTER_BEFORE, right: str = NOT_A_LETTER_AFTER,
-                 flags: int = 0) -> re.Pattern[str]:
+def word_pattern(
+    words: tuple[str, ...], left: str = NOT_A_LETTER_BEFORE, right: str = NOT_A_LETTER_AFTER, flags: int = 0
+) -> re.Pattern[str]:
     return re.compile(left + "(?:" + "|".join(re.escape(w.lower()) for w in words) + ")" + right, flags)
 
 
@@ -38,11 +40,12 @@ class Words(tuple[str, ...]):
         return self
 
 
-WordList = Annotated[tuple[str, ...], AfterValidator(Words)]   # a knowledge field holding a Words
+WordList = Annotated[tuple[str, ...], AfterValidator(Words)]  # a knowledge field holding a Words
 
 
-def any_word(text: str, words: Iterable[str], left: str = NOT_A_LETTER_BEFORE, right: str = NOT_A_LETTER_AFTER,
-             flags: int = 0) -> bool:
+def any_word(
+    text: str, words: Iterable[str], left: str = NOT_A_LETTER_BEFORE, right: str = NOT_A_LETTER_AFTER, flags: int = 0
+) -> bool:
     """True if any of ``words`` (lower-cased) occurs in ``text`` between ``left`` and ``right``."""
     if not words:
         return False

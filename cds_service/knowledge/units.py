@@ -4,6 +4,7 @@ Factors come from ``cards/labs.toml``; this module only applies them. A unit
 that is not listed for an analyte is never guessed: the caller gets ``None``
 and must say on the card that the value could not be interpreted.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ class HasUnits(Protocol):
 
     @property
     def units(self) -> Mapping[str, float]: ...
+
 
 # Spellings EHRs use for the same UCUM unit; folded before look-up.
 _FOLD = str.maketrans({"µ": "u", "μ": "u", " ": ""})
@@ -29,7 +31,7 @@ _FOLDED: dict[int, tuple[HasUnits, dict[str, tuple[str, float]]]] = {}
 
 def _folded_units(analyte: HasUnits) -> dict[str, tuple[str, float]]:
     cached = _FOLDED.get(id(analyte))
-    if cached is None or cached[0] is not analyte:   # ids can be reused after a reload
+    if cached is None or cached[0] is not analyte:  # ids can be reused after a reload
         cached = (analyte, {_fold(unit): (unit, factor) for unit, factor in analyte.units.items()})
         _FOLDED[id(analyte)] = cached
     return cached[1]

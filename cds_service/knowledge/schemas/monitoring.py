@@ -11,6 +11,7 @@ upadacitinib in atopic dermatitis), shown between ``from_week`` and ``until_week
 The on-treatment lab thresholds (decision 11) live in ``[[lab_threshold]]`` with phase
 "on_treatment".
 """
+
 from __future__ import annotations
 
 from typing import Literal

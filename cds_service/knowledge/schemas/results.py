@@ -13,6 +13,7 @@ into the test's answer-set categories ``positive`` / ``negative`` / ``indetermin
 Units are given here (``units``, ``log10_units``: values that are log10 of the canonical unit, as viral loads
 are often reported) or taken from a numeric analyte (``analyte``, whose LOINC codes the test must then list).
 """
+
 from __future__ import annotations
 
 from pydantic import Field, model_validator
@@ -23,10 +24,10 @@ CATEGORIES = ("positive", "negative", "indeterminate")
 
 
 class QuantityReading(Strict):
-    analyte: str | None = None                 # take canonical_unit / units from this analyte (cards/labs*.toml)
+    analyte: str | None = None  # take canonical_unit / units from this analyte (cards/labs*.toml)
     canonical_unit: str | None = None
-    units: dict[str, float] = {}               # reported unit -> factor to the canonical unit
-    log10_units: list[str] = []                # reported as log10 of the canonical unit
+    units: dict[str, float] = {}  # reported unit -> factor to the canonical unit
+    log10_units: list[str] = []  # reported as log10 of the canonical unit
     positive_at_least: float | None = Field(default=None, ge=0)
     positive_above: float | None = Field(default=None, ge=0)
     indeterminate_from: float | None = Field(default=None, ge=0)
@@ -48,7 +49,7 @@ class QuantityReading(Strict):
     def limit(self) -> float:
         if self.positive_at_least is not None:
             return self.positive_at_least
-        assert self.positive_above is not None        # _consistent: exactly one of the two
+        assert self.positive_above is not None  # _consistent: exactly one of the two
         return self.positive_above
 
     def is_positive(self, value: float) -> bool:
