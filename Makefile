@@ -3,11 +3,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: serve test bench rules lock app
+.PHONY: serve test lint bench rules lock app
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[test,deploy]"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e ".[test,deploy,dev]"
 	touch $@
 
 serve: $(VENV)/.installed
@@ -15,6 +15,14 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest
+
+# Lint, format check and type check of the package and the benchmark (settings in pyproject.toml); .ci/run runs
+# it before the tests, and .pre-commit-config.yaml runs the same tools at commit time.
+LINTED = cds_service bench
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m bench

@@ -8,6 +8,7 @@
 No timing is asserted anywhere in the test suite; the targets below are
 checked and printed here only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,23 +17,29 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cds_service.fhir import strict_json
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 TARGETS = {
-    "order_sign_200_p99_ms": 5.0,                 # in-process p99, order-sign, 200 observations
-    "order_sign_200_ratio_to_json_floor": 3.0,    # in-process median / (json.loads + json.dumps) median
-    "irrelevant_beyond_decode_ratio": 1.5,        # 5 000 irrelevant observations: cost beyond decode / decode
-    "http_throughput_ratio_min": 0.5,             # service requests/s / no-op route requests/s
+    "order_sign_200_p99_ms": 5.0,  # in-process p99, order-sign, 200 observations
+    "order_sign_200_ratio_to_json_floor": 3.0,  # in-process median / (json.loads + json.dumps) median
+    "irrelevant_beyond_decode_ratio": 1.5,  # 5 000 irrelevant observations: cost beyond decode / decode
+    "http_throughput_ratio_min": 0.5,  # service requests/s / no-op route requests/s
 }
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor() or None}
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or None,
+    }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -69,8 +76,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=2.0, help="seconds of repetitions per in-process case")
     parser.add_argument("--min-reps", type=int, default=30)
     parser.add_argument("--max-reps", type=int, default=2000)
-    parser.add_argument("--target-reps", type=int, default=1000,
-                        help="at least this many repetitions of order-sign 200 obs (its p99 is a target)")
+    parser.add_argument(
+        "--target-reps",
+        type=int,
+        default=1000,
+        help="at least this many repetitions of order-sign 200 obs (its p99 is a target)",
+    )
     parser.add_argument("--irrelevant", type=int, default=5000, help="irrelevant vital signs added (growth test)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP load test")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gunicorn workers (default: cores)")
@@ -97,24 +108,47 @@ def run(args: argparse.Namespace, progress=print) -> dict:
     from bench import auth_cost, http_load, inprocess, no_prefetch
 
     started = time.time()
-    result = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-              "settings": {"sizes": [int(s) for s in _split(args.sizes)], "hooks": _split(args.hooks),
-                           "budget_s": args.budget, "min_reps": args.min_reps, "max_reps": args.max_reps,
-                           "target_reps": args.target_reps,
-                           "irrelevant": args.irrelevant, "decoder": strict_json.DECODER}}
+    result: dict[str, Any] = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {
+            "sizes": [int(s) for s in _split(args.sizes)],
+            "hooks": _split(args.hooks),
+            "budget_s": args.budget,
+            "min_reps": args.min_reps,
+            "max_reps": args.max_reps,
+            "target_reps": args.target_reps,
+            "irrelevant": args.irrelevant,
+            "decoder": strict_json.DECODER,
+        },
+    }
     counters = cpu_counters()
     progress("in-process ...")
-    result["inprocess"] = inprocess.run(result["settings"]["sizes"], result["settings"]["hooks"], args.budget,
-                                        args.min_reps, args.max_reps, irrelevant=args.irrelevant, progress=progress,
-                                        target_reps=args.target_reps)
+    result["inprocess"] = inprocess.run(
+        result["settings"]["sizes"],
+        result["settings"]["hooks"],
+        args.budget,
+        args.min_reps,
+        args.max_reps,
+        irrelevant=args.irrelevant,
+        progress=progress,
+        target_reps=args.target_reps,
+    )
     progress("authentication ...")
     result["auth"] = auth_cost.measure(calls=max(args.min_reps, min(args.max_reps, 300)))
     progress("without prefetch ...")
     result["no_prefetch"] = no_prefetch.measure(calls=max(args.min_reps, min(args.max_reps, 20)))
     if not args.no_http:
         progress("HTTP ...")
-        result["http"] = http_load.run(args.workers, args.concurrency, args.requests, args.max_seconds,
-                                       args.http_observations, _split(args.http_hooks), progress=progress)
+        result["http"] = http_load.run(
+            args.workers,
+            args.concurrency,
+            args.requests,
+            args.max_seconds,
+            args.http_observations,
+            _split(args.http_hooks),
+            progress=progress,
+        )
     result["machine"]["cpu_stolen_share"] = stolen_share(counters, cpu_counters())
     result["targets"] = check_targets(result)
     result["steadiness"] = steadiness(result)
@@ -124,9 +158,14 @@ def run(args: argparse.Namespace, progress=print) -> dict:
 
 def _target_case(result: dict) -> dict | None:
     """The case the in-process targets are read on: order-sign of the JAK inhibitor, 200 observations."""
-    return next((c for c in result["inprocess"]["cases"]
-                 if c["hook"] == "order-sign" and c["observations"] == 200 and not c["irrelevant"]
-                 and c.get("jak", True)), None)
+    return next(
+        (
+            c
+            for c in result["inprocess"]["cases"]
+            if c["hook"] == "order-sign" and c["observations"] == 200 and not c["irrelevant"] and c.get("jak", True)
+        ),
+        None,
+    )
 
 
 def steadiness(result: dict) -> dict | None:
@@ -145,8 +184,11 @@ def steadiness(result: dict) -> dict | None:
         median = wall[series]["median_ms"]
         return round(wall[series]["p99_ms"] / median, 2) if median else None
 
-    return {"case": case["name"], "json_floor_p99_over_median": spread("json_floor"),
-            "call_p99_over_median": spread("call")}
+    return {
+        "case": case["name"],
+        "json_floor_p99_over_median": spread("json_floor"),
+        "call_p99_over_median": spread("call"),
+    }
 
 
 def _extra_lines(result: dict) -> list[str]:
@@ -167,14 +209,16 @@ def _extra_lines(result: dict) -> list[str]:
 def _own_decoder_line(result: dict) -> str | None:
     """The service decodes with orjson; the floor of the target is stdlib json, as the issue defines it. Say both."""
     case, decoder = _target_case(result), result["settings"].get("decoder")
-    if not case or not decoder:                       # results from before the service decoded with orjson
+    if not case or not decoder:  # results from before the service decoded with orjson
         return None
     w = case["wall"]
     own_floor = w["decode"]["median_ms"] + w["encode"]["median_ms"]
-    return (f"{case['name']}: the service's own decode ({decoder}) {w['decode']['median_ms']:.2f} ms against "
-            f"the stdlib's json.loads {w['json_loads']['median_ms']:.2f} ms; next to its own decode + encode "
-            f"({own_floor:.2f} ms) the call is {w['call']['median_ms'] / own_floor:.2f}x (the target's floor is "
-            f"the stdlib's, as the issue sets it; the no-op routes decode as the service does).")
+    return (
+        f"{case['name']}: the service's own decode ({decoder}) {w['decode']['median_ms']:.2f} ms against "
+        f"the stdlib's json.loads {w['json_loads']['median_ms']:.2f} ms; next to its own decode + encode "
+        f"({own_floor:.2f} ms) the call is {w['call']['median_ms'] / own_floor:.2f}x (the target's floor is "
+        f"the stdlib's, as the issue sets it; the no-op routes decode as the service does)."
+    )
 
 
 def stolen_line(m: dict) -> str:
@@ -187,9 +231,11 @@ def steadiness_line(result: dict) -> str | None:
     s = steadiness(result)
     if s is None or s["json_floor_p99_over_median"] is None or s["call_p99_over_median"] is None:
         return None
-    return (f"Machine steadiness during {s['case']} (same repetitions): p99 / median of the JSON floor alone "
-            f"(no code of ours) {s['json_floor_p99_over_median']:.2f}, of the hook call "
-            f"{s['call_p99_over_median']:.2f}.")
+    return (
+        f"Machine steadiness during {s['case']} (same repetitions): p99 / median of the JSON floor alone "
+        f"(no code of ours) {s['json_floor_p99_over_median']:.2f}, of the hook call "
+        f"{s['call_p99_over_median']:.2f}."
+    )
 
 
 def check_targets(result: dict) -> list[dict]:
@@ -199,21 +245,47 @@ def check_targets(result: dict) -> list[dict]:
         p99 = target_case["wall"]["call"]["p99_ms"]
         out.append(_target("order-sign 200 obs: in-process p99 (ms)", p99, "<=", TARGETS["order_sign_200_p99_ms"]))
         ratio = target_case["ratio_call_to_json_floor"]
-        out.append(_target("order-sign 200 obs: median / JSON floor", ratio, "<=",
-                           TARGETS["order_sign_200_ratio_to_json_floor"]))
+        out.append(
+            _target(
+                "order-sign 200 obs: median / JSON floor", ratio, "<=", TARGETS["order_sign_200_ratio_to_json_floor"]
+            )
+        )
         # the same on CPU time of the thread: what the call costs, without other processes' load
-        out.append(_target("order-sign 200 obs: in-process p99, CPU time (ms)", target_case["cpu"]["call"]["p99_ms"],
-                           "<=", TARGETS["order_sign_200_p99_ms"]))
-        out.append(_target("order-sign 200 obs: median / JSON floor, CPU time",
-                           target_case["cpu_ratio_call_to_json_floor"], "<=",
-                           TARGETS["order_sign_200_ratio_to_json_floor"]))
+        out.append(
+            _target(
+                "order-sign 200 obs: in-process p99, CPU time (ms)",
+                target_case["cpu"]["call"]["p99_ms"],
+                "<=",
+                TARGETS["order_sign_200_p99_ms"],
+            )
+        )
+        out.append(
+            _target(
+                "order-sign 200 obs: median / JSON floor, CPU time",
+                target_case["cpu_ratio_call_to_json_floor"],
+                "<=",
+                TARGETS["order_sign_200_ratio_to_json_floor"],
+            )
+        )
     irr = result["inprocess"].get("irrelevant", {}).get("wall")
     if irr:
-        out.append(_target(f"{result['settings']['irrelevant']} irrelevant obs: cost beyond decode / decode",
-                           irr["beyond_decode_ratio"], "<=", TARGETS["irrelevant_beyond_decode_ratio"]))
+        out.append(
+            _target(
+                f"{result['settings']['irrelevant']} irrelevant obs: cost beyond decode / decode",
+                irr["beyond_decode_ratio"],
+                "<=",
+                TARGETS["irrelevant_beyond_decode_ratio"],
+            )
+        )
     for run_ in (result.get("http") or {}).get("runs", []):
-        out.append(_target(f"HTTP {run_['hook']} {run_['observations']} obs: service / no-op requests/s",
-                           run_["throughput_ratio"], ">=", TARGETS["http_throughput_ratio_min"]))
+        out.append(
+            _target(
+                f"HTTP {run_['hook']} {run_['observations']} obs: service / no-op requests/s",
+                run_["throughput_ratio"],
+                ">=",
+                TARGETS["http_throughput_ratio_min"],
+            )
+        )
     return out
 
 
@@ -225,15 +297,21 @@ def _target(name: str, value, op: str, limit: float) -> dict:
 def table(result: dict) -> str:
     lines = []
     m = result["machine"]
-    lines.append(f"Machine: {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, Python {m['python']}, "
-                 f"load average at start {m.get('load_average_at_start')}{stolen_line(m)}")
+    lines.append(
+        f"Machine: {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, Python {m['python']}, "
+        f"load average at start {m.get('load_average_at_start')}{stolen_line(m)}"
+    )
     lines.append("")
-    lines.append("In-process, per hook call (wall ms; call = strict JSON decode + evaluate + encode + freeing its objects;")
+    lines.append(
+        "In-process, per hook call (wall ms; call = strict JSON decode + evaluate + encode + freeing its objects;"
+    )
     lines.append("floor = json.loads + json.dumps of the same bodies; Flask rows = test client POST;")
     lines.append("cpu = CPU time of the calling thread, unaffected by other processes on the machine)")
-    head = (f"{'case':<44} {'req KB':>7} {'reps':>5} {'call med':>9} {'call p99':>9} {'floor med':>9} "
-            f"{'x floor':>7} {'eval med':>9} {'noop med':>9} {'app med':>9} {'app/noop':>8} {'cpu med':>8} "
-            f"{'cpu p99':>8} {'cpu x fl':>8}")
+    head = (
+        f"{'case':<44} {'req KB':>7} {'reps':>5} {'call med':>9} {'call p99':>9} {'floor med':>9} "
+        f"{'x floor':>7} {'eval med':>9} {'noop med':>9} {'app med':>9} {'app/noop':>8} {'cpu med':>8} "
+        f"{'cpu p99':>8} {'cpu x fl':>8}"
+    )
     lines.append(head)
     lines.append("-" * len(head))
     cases = list(result["inprocess"]["cases"])
@@ -242,39 +320,49 @@ def table(result: dict) -> str:
         cases += [irr["baseline"], irr["with_irrelevant"]]
     for c in cases:
         w = c["wall"]
-        lines.append(f"{c['name']:<44} {c['request_bytes'] / 1024:>7.0f} {c['reps']:>5} "
-                     f"{w['call']['median_ms']:>9.2f} {w['call']['p99_ms']:>9.2f} {w['json_floor']['median_ms']:>9.2f} "
-                     f"{c['ratio_call_to_json_floor']:>7.2f} {w['evaluate']['median_ms']:>9.2f} "
-                     f"{w['flask_noop']['median_ms']:>9.2f} {w['flask_app']['median_ms']:>9.2f} "
-                     f"{c['ratio_flask_app_to_noop']:>8.2f} {c['cpu']['call']['median_ms']:>8.2f} "
-                     f"{c['cpu']['call']['p99_ms']:>8.2f} {c['cpu_ratio_call_to_json_floor']:>8.2f}")
+        lines.append(
+            f"{c['name']:<44} {c['request_bytes'] / 1024:>7.0f} {c['reps']:>5} "
+            f"{w['call']['median_ms']:>9.2f} {w['call']['p99_ms']:>9.2f} {w['json_floor']['median_ms']:>9.2f} "
+            f"{c['ratio_call_to_json_floor']:>7.2f} {w['evaluate']['median_ms']:>9.2f} "
+            f"{w['flask_noop']['median_ms']:>9.2f} {w['flask_app']['median_ms']:>9.2f} "
+            f"{c['ratio_flask_app_to_noop']:>8.2f} {c['cpu']['call']['median_ms']:>8.2f} "
+            f"{c['cpu']['call']['p99_ms']:>8.2f} {c['cpu_ratio_call_to_json_floor']:>8.2f}"
+        )
     if irr:
         w = irr["wall"]
         lines.append("")
-        lines.append(f"{irr['irrelevant_observations']} irrelevant observations: +{w['extra_call_ms']:.2f} ms per call, "
-                     f"of which their JSON decode +{w['extra_json_decode_ms']:.2f} ms and evaluate "
-                     f"+{w['extra_evaluate_ms']:.2f} ms; beyond decode = {w['beyond_decode_ratio']}x their decode time "
-                     f"(CPU time: {irr['cpu']['beyond_decode_ratio']}x)")
+        lines.append(
+            f"{irr['irrelevant_observations']} irrelevant observations: +{w['extra_call_ms']:.2f} ms per call, "
+            f"of which their JSON decode +{w['extra_json_decode_ms']:.2f} ms and evaluate "
+            f"+{w['extra_evaluate_ms']:.2f} ms; beyond decode = {w['beyond_decode_ratio']}x their decode time "
+            f"(CPU time: {irr['cpu']['beyond_decode_ratio']}x)"
+        )
     lines += _extra_lines(result)
     http = result.get("http")
     if http:
         lines.append("")
-        lines.append(f"HTTP on loopback: gunicorn gthread, {http['workers']} workers x {http['threads_per_worker']} "
-                     f"threads; {http['concurrency']} concurrent keep-alive clients; up to {http['requests_per_run']} "
-                     f"requests or {http['max_seconds_per_run']:g} s per server, in {http.get('rounds', 1)} "
-                     f"alternating rounds")
+        lines.append(
+            f"HTTP on loopback: gunicorn gthread, {http['workers']} workers x {http['threads_per_worker']} "
+            f"threads; {http['concurrency']} concurrent keep-alive clients; up to {http['requests_per_run']} "
+            f"requests or {http['max_seconds_per_run']:g} s per server, in {http.get('rounds', 1)} "
+            f"alternating rounds"
+        )
         head = f"{'run':<28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>10} {'ok':>6} {'errors':>6}"
         lines.append(head)
         lines.append("-" * len(head))
         for r in http["runs"]:
             for label, x, lat in _http_rows(r):
-                lines.append(f"{r['hook'] + ' ' + str(r['observations']) + ' obs ' + label:<28} "
-                             f"{x['requests_per_s'] or 0:>8.1f} {lat.get('median_ms', 0):>8.2f} "
-                             f"{lat.get('p99_ms', 0):>8.2f} {_cpu(x):>10} {x['ok']:>6} {x['errors']:>6}")
+                lines.append(
+                    f"{r['hook'] + ' ' + str(r['observations']) + ' obs ' + label:<28} "
+                    f"{x['requests_per_s'] or 0:>8.1f} {lat.get('median_ms', 0):>8.2f} "
+                    f"{lat.get('p99_ms', 0):>8.2f} {_cpu(x):>10} {x['ok']:>6} {x['errors']:>6}"
+                )
             lines.append(f"{'  service / no-op':<28} {r['throughput_ratio']}{_by_round(r)}")
             if r.get("authenticated_ratio") is not None:
-                lines.append(f"{'  auth on / auth off':<28} {r['authenticated_ratio']} (not a target: the no-op has "
-                             f"no authentication)")
+                lines.append(
+                    f"{'  auth on / auth off':<28} {r['authenticated_ratio']} (not a target: the no-op has "
+                    f"no authentication)"
+                )
     lines.append("")
     lines.append("Targets")
     for t in result["targets"]:
@@ -306,44 +394,62 @@ def _cpu(run_result: dict) -> str:
 def markdown(result: dict) -> str:
     """The docs/performance.md table: in-process per hook and size, growth with irrelevant data, HTTP, targets."""
     m = result["machine"]
-    out = [f"Measured {result['created']} on {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, "
-           f"Python {m['python']} (load average at start {m.get('load_average_at_start')}{stolen_line(m)}).", "",
-           "| hook, observations | request | call median | call p99 | JSON floor median | call / floor "
-           "| evaluate median | Flask no-op median | Flask app median |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        f"Measured {result['created']} on {m.get('cpu_model', m.get('processor'))}, {m['cpus']} cores, "
+        f"Python {m['python']} (load average at start {m.get('load_average_at_start')}{stolen_line(m)}).",
+        "",
+        "| hook, observations | request | call median | call p99 | JSON floor median | call / floor "
+        "| evaluate median | Flask no-op median | Flask app median |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     cases = list(result["inprocess"]["cases"])
     irr = result["inprocess"].get("irrelevant")
     if irr:
         cases.append(irr["with_irrelevant"])
     for c in cases:
         w = c["wall"]
-        out.append(f"| {c['name']} | {c['request_bytes'] / 1024:.0f} KB | {w['call']['median_ms']:.2f} ms "
-                   f"| {w['call']['p99_ms']:.2f} ms | {w['json_floor']['median_ms']:.2f} ms "
-                   f"| {c['ratio_call_to_json_floor']:.2f} | {w['evaluate']['median_ms']:.2f} ms "
-                   f"| {w['flask_noop']['median_ms']:.2f} ms | {w['flask_app']['median_ms']:.2f} ms |")
+        out.append(
+            f"| {c['name']} | {c['request_bytes'] / 1024:.0f} KB | {w['call']['median_ms']:.2f} ms "
+            f"| {w['call']['p99_ms']:.2f} ms | {w['json_floor']['median_ms']:.2f} ms "
+            f"| {c['ratio_call_to_json_floor']:.2f} | {w['evaluate']['median_ms']:.2f} ms "
+            f"| {w['flask_noop']['median_ms']:.2f} ms | {w['flask_app']['median_ms']:.2f} ms |"
+        )
     if irr:
         w = irr["wall"]
-        out += ["", f"{irr['irrelevant_observations']} irrelevant observations added to the 200: "
-                    f"+{w['extra_call_ms']:.1f} ms per call, of which decoding their JSON +{w['extra_json_decode_ms']:.1f} ms; "
-                    f"beyond decoding they cost {w['beyond_decode_ratio']}x their decode time."]
+        out += [
+            "",
+            f"{irr['irrelevant_observations']} irrelevant observations added to the 200: "
+            f"+{w['extra_call_ms']:.1f} ms per call, of which decoding their JSON +{w['extra_json_decode_ms']:.1f} ms; "
+            f"beyond decoding they cost {w['beyond_decode_ratio']}x their decode time.",
+        ]
     out += _extra_lines(result)
     http = result.get("http")
     if http:
-        out += ["", f"HTTP, loopback, gunicorn gthread {http['workers']} workers x {http['threads_per_worker']} threads, "
-                    f"{http['concurrency']} concurrent keep-alive clients (same machine), "
-                    f"{http['rounds']} alternating rounds:", "",
-                "| run | requests/s | p50 | p99 | server CPU per request | errors |", "|---|---:|---:|---:|---:|---:|"]
+        out += [
+            "",
+            f"HTTP, loopback, gunicorn gthread {http['workers']} workers x {http['threads_per_worker']} threads, "
+            f"{http['concurrency']} concurrent keep-alive clients (same machine), "
+            f"{http['rounds']} alternating rounds:",
+            "",
+            "| run | requests/s | p50 | p99 | server CPU per request | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for r in http["runs"]:
             for label, x, lat in _http_rows(r):
-                out.append(f"| {r['hook']} {r['observations']} obs, {label} | {x['requests_per_s']} "
-                           f"| {lat.get('median_ms', 0):.1f} ms | {lat.get('p99_ms', 0):.1f} ms | {_cpu(x)} ms "
-                           f"| {x['errors']} |")
+                out.append(
+                    f"| {r['hook']} {r['observations']} obs, {label} | {x['requests_per_s']} "
+                    f"| {lat.get('median_ms', 0):.1f} ms | {lat.get('p99_ms', 0):.1f} ms | {_cpu(x)} ms "
+                    f"| {x['errors']} |"
+                )
             if r.get("round_ratios"):
                 out += ["", f"Service / no-op requests/s: {r['throughput_ratio']}{_by_round(r)}."]
             if r.get("authenticated_ratio") is not None:
-                out += ["", f"With authentication on (a fresh ES384 JWT per call, as in production; not part of "
-                            f"the target, the no-op has none): {r['authenticated_ratio']} of the requests/s "
-                            f"without it."]
+                out += [
+                    "",
+                    f"With authentication on (a fresh ES384 JWT per call, as in production; not part of "
+                    f"the target, the no-op has none): {r['authenticated_ratio']} of the requests/s "
+                    f"without it.",
+                ]
     out += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
     for t in result["targets"]:
         out.append(f"| {t['target']} | {t['value']} | {t['limit']} | {'yes' if t['met'] else 'no'} |")

@@ -6,6 +6,7 @@ sandbox and most EHRs send) and the replay check, which records the token's ``jt
 so that no worker accepts it twice. Measured in-process on a SQLite store, each call with a fresh
 token, CPU time of the calling thread: the whole ``Authenticator.verify`` and the replay record alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -30,8 +31,12 @@ KID = "bench-1"
 def signing_key():
     """(private key, trusted-client entry listing its public JWK): an EHR as the service's trusted client."""
     private_key = ec.generate_private_key(ec.SECP384R1())
-    jwk = {**jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True),
-           "kid": KID, "alg": "ES384", "use": "sig"}
+    jwk = {
+        **jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True),
+        "kid": KID,
+        "alg": "ES384",
+        "use": "sig",
+    }
     return private_key, {"iss": ISSUER, "jwks": {"keys": [jwk]}}
 
 
@@ -64,7 +69,7 @@ def measure(calls: int = 300, warmup: int = 30) -> dict:
                 authenticator.verify("Bearer " + signed)
                 if i >= warmup:
                     verify.append(time.thread_time() - t0)
-        expires = datetime.now(timezone.utc) + timedelta(minutes=5)
+        expires = datetime.now(UTC) + timedelta(minutes=5)
         for i in range(warmup + calls):
             t0 = time.thread_time()
             if not store.remember_jti(ISSUER, str(uuid.uuid4()), expires):
@@ -76,15 +81,18 @@ def measure(calls: int = 300, warmup: int = 30) -> dict:
 
 
 def line(result: dict) -> str:
-    return (f"Authentication per call in production (not in the rows above: they run with it off): "
-            f"{result['algorithm']} JWT verified and its jti recorded ({result['database']}) "
-            f"{result['verify']['median_ms']:.2f} ms CPU, of which the replay record "
-            f"{result['replay_record']['median_ms']:.2f} ms (medians of {result['verify']['n']}).")
+    return (
+        f"Authentication per call in production (not in the rows above: they run with it off): "
+        f"{result['algorithm']} JWT verified and its jti recorded ({result['database']}) "
+        f"{result['verify']['median_ms']:.2f} ms CPU, of which the replay record "
+        f"{result['replay_record']['median_ms']:.2f} ms (medians of {result['verify']['n']})."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.auth_cost", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.auth_cost", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args(argv)
     print(line(measure(args.calls)))

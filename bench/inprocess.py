@@ -16,6 +16,7 @@ change in machine load hits every series alike:
 Wall-clock (``perf_counter``) and CPU time of the thread (``thread_time``,
 insensitive to other processes on the machine) are both kept.
 """
+
 from __future__ import annotations
 
 import gc
@@ -45,8 +46,13 @@ def percentile(ordered: list[float], percent: int) -> float:
 def summary(samples: list[float]) -> dict:
     """Milliseconds: median, p99 (nearest rank), min, mean, n."""
     ordered = sorted(samples)
-    return {"median_ms": round(statistics.median(ordered) * 1e3, 4), "p99_ms": round(percentile(ordered, 99) * 1e3, 4),
-            "min_ms": round(ordered[0] * 1e3, 4), "mean_ms": round(statistics.fmean(ordered) * 1e3, 4), "n": len(ordered)}
+    return {
+        "median_ms": round(statistics.median(ordered) * 1e3, 4),
+        "p99_ms": round(percentile(ordered, 99) * 1e3, 4),
+        "min_ms": round(ordered[0] * 1e3, 4),
+        "mean_ms": round(statistics.fmean(ordered) * 1e3, 4),
+        "n": len(ordered),
+    }
 
 
 @dataclass
@@ -55,23 +61,25 @@ class Case:
     observations: int
     irrelevant: int = 0
     label: str = ""
-    jak: bool = True                # False: an order of another drug, a patient on no JAK inhibitor
-    interacting: bool = False       # with jak=False: the other drug could interact (the medication list is read)
+    jak: bool = True  # False: an order of another drug, a patient on no JAK inhibitor
+    interacting: bool = False  # with jak=False: the other drug could interact (the medication list is read)
     wall: dict = field(default_factory=lambda: {s: [] for s in SERIES})
     cpu: dict = field(default_factory=lambda: {s: [] for s in SERIES})
 
     @property
     def name(self) -> str:
         return self.label or f"{self.hook} {self.observations} obs" + (
-            f" + {self.irrelevant} irrelevant" if self.irrelevant else "")
+            f" + {self.irrelevant} irrelevant" if self.irrelevant else ""
+        )
 
 
 class Bench:
     """The engine, the real app and the no-op app, built once."""
 
     def __init__(self, workdir: Path):
-        self.settings = Settings(evaluation_date=EVALUATION_DATE, auth="off",
-                                 database_url=f"sqlite:///{workdir / 'bench-inprocess.sqlite3'}")
+        self.settings = Settings(
+            evaluation_date=EVALUATION_DATE, auth="off", database_url=f"sqlite:///{workdir / 'bench-inprocess.sqlite3'}"
+        )
         # built as the production server builds it (database migrated, start-up objects frozen for the GC)
         self.app = production_app(self.settings, loopback=True)
         self.engine = self.app.extensions["jak_engine"]
@@ -84,7 +92,7 @@ class Bench:
         pays when the view returns (and the JSON floor pays inside its own timing)."""
         w0, c0 = time.perf_counter(), time.thread_time()
         body = strict_json.loads(raw)
-        if strict_json.has_lone_surrogate(raw, body):           # as api.read_json_body checks every body
+        if strict_json.has_lone_surrogate(raw, body):  # as api.read_json_body checks every body
             raise ValueError("the benchmark request holds an unpaired surrogate")
         w1, c1 = time.perf_counter(), time.thread_time()
         result = hooks.evaluate(self.engine, service, body)
@@ -115,20 +123,24 @@ def run_case(bench: Bench, case: Case, budget_s: float, min_reps: int, max_reps:
     assert noop.post(path, data=raw, content_type="application/json").status_code == 200
 
     def one_round() -> None:
-        out, walls, cpus = bench.call(service, raw)
-        for series, w, c in (*zip(("decode", "evaluate", "encode", "release"), walls, cpus),
-                             ("call", sum(walls), sum(cpus))):
+        _, walls, cpus = bench.call(service, raw)
+        for series, w, c in (
+            *zip(("decode", "evaluate", "encode", "release"), walls, cpus, strict=True),
+            ("call", sum(walls), sum(cpus)),
+        ):
             case.wall[series].append(w)
             case.cpu[series].append(c)
-        for series, fn in (("json_floor", lambda: (json.loads(raw), json.dumps(response).encode())),
-                           ("json_loads", lambda: json.loads(raw)),
-                           ("flask_noop", lambda: noop.post(path, data=raw, content_type="application/json")),
-                           ("flask_app", lambda: bench.client.post(path, data=raw, content_type="application/json"))):
+        for series, fn in (
+            ("json_floor", lambda: (json.loads(raw), json.dumps(response).encode())),
+            ("json_loads", lambda: json.loads(raw)),
+            ("flask_noop", lambda: noop.post(path, data=raw, content_type="application/json")),
+            ("flask_app", lambda: bench.client.post(path, data=raw, content_type="application/json")),
+        ):
             w, c = _timed(fn)
             case.wall[series].append(w)
             case.cpu[series].append(c)
 
-    for _ in range(3):                   # warm-up: caches, lazy imports
+    for _ in range(3):  # warm-up: caches, lazy imports
         one_round()
     case.wall = {s: [] for s in SERIES}
     case.cpu = {s: [] for s in SERIES}
@@ -141,11 +153,18 @@ def run_case(bench: Bench, case: Case, budget_s: float, min_reps: int, max_reps:
     wall = {s: summary(v) for s, v in case.wall.items()}
     cpu = {s: summary(v) for s, v in case.cpu.items()}
     return {
-        "name": case.name, "hook": case.hook, "observations": case.observations, "irrelevant": case.irrelevant,
+        "name": case.name,
+        "hook": case.hook,
+        "observations": case.observations,
+        "irrelevant": case.irrelevant,
         "jak": case.jak,
-        "request_bytes": len(raw), "response_bytes": len(response_bytes), "cards": len(response["cards"]),
-        "card_summaries": [c.get("summary") for c in response["cards"]], "reps": reps,
-        "wall": wall, "cpu": cpu,
+        "request_bytes": len(raw),
+        "response_bytes": len(response_bytes),
+        "cards": len(response["cards"]),
+        "card_summaries": [c.get("summary") for c in response["cards"]],
+        "reps": reps,
+        "wall": wall,
+        "cpu": cpu,
         "ratio_call_to_json_floor": _ratio(wall["call"]["median_ms"], wall["json_floor"]["median_ms"]),
         "ratio_call_to_json_floor_p99": _ratio(wall["call"]["p99_ms"], wall["json_floor"]["p99_ms"]),
         "ratio_flask_app_to_noop": _ratio(wall["flask_app"]["median_ms"], wall["flask_noop"]["median_ms"]),
@@ -157,14 +176,23 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
 
 
-def run(sizes: list[int], hooks_: list[str], budget_s: float, min_reps: int, max_reps: int,
-        target_obs: int = 200, irrelevant: int = 5000, progress=print, target_reps: int = 0) -> dict:
+def run(
+    sizes: list[int],
+    hooks_: list[str],
+    budget_s: float,
+    min_reps: int,
+    max_reps: int,
+    target_obs: int = 200,
+    irrelevant: int = 5000,
+    progress=print,
+    target_reps: int = 0,
+) -> dict:
     """``target_reps``: at least this many repetitions of the target case (order-sign, ``target_obs``):
     its p99 is a target, and over the ~150 repetitions a 2 s budget gives it is the second-largest sample."""
     thresholds = gc.get_threshold()
     try:
         return _run(sizes, hooks_, budget_s, min_reps, max_reps, target_obs, irrelevant, progress, target_reps)
-    finally:                              # the server's GC settings were applied to this process: undo
+    finally:  # the server's GC settings were applied to this process: undo
         gc.unfreeze()
         gc.set_threshold(*thresholds)
 
@@ -180,9 +208,16 @@ def _run(sizes, hooks_, budget_s, min_reps, max_reps, target_obs, irrelevant, pr
             cases.append(Case("order-sign", target_obs))
         # what an EHR sends most: calls we have nothing to say about
         cases += [Case(h, target_obs, jak=False, label=f"{h} {target_obs} obs, {QUIET[h]}") for h in hooks_]
-        if "order-sign" in hooks_:          # decision 17: an order that could interact reads the medication list
-            cases.append(Case("order-sign", target_obs, jak=False, interacting=True,
-                              label=f"order-sign {target_obs} obs, an interacting drug, no JAK inhibitor"))
+        if "order-sign" in hooks_:  # decision 17: an order that could interact reads the medication list
+            cases.append(
+                Case(
+                    "order-sign",
+                    target_obs,
+                    jak=False,
+                    interacting=True,
+                    label=f"order-sign {target_obs} obs, an interacting drug, no JAK inhibitor",
+                )
+            )
         base = Case("order-sign", target_obs, label=f"order-sign {target_obs} obs (irrelevant baseline)")
         noisy = Case("order-sign", target_obs, irrelevant)
         results = []

@@ -12,6 +12,7 @@ Python loses more to cold caches than the no-op's C decoder does.
     python -m bench.instructions                      # order-sign, 200 observations, 20 and 60 calls
     python -m bench.instructions --calls 10 30        # about a minute per run either way (start-up)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,22 @@ def collected(valgrind_output: str) -> int:
 
 def count(app_name: str, hook: str, observations: int, calls: int) -> int:
     with tempfile.TemporaryDirectory(prefix="jak-callgrind-") as tmp:
-        argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out",
-                sys.executable, "-m", "bench.instructions", "--child", app_name, "--hook", hook,
-                "--observations", str(observations), "--calls", str(calls)]
+        argv = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={tmp}/callgrind.out",
+            sys.executable,
+            "-m",
+            "bench.instructions",
+            "--child",
+            app_name,
+            "--hook",
+            hook,
+            "--observations",
+            str(observations),
+            "--calls",
+            str(calls),
+        ]
         # a fixed hash seed: set and dict layouts, and so the count, repeat from run to run
         env = dict(os.environ, PYTHONHASHSEED="0", JAK_CDS_AUTH="off")
         done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
@@ -59,29 +73,41 @@ def count(app_name: str, hook: str, observations: int, calls: int) -> int:
 
 
 def measure(hook: str, observations: int, low: int, high: int) -> dict:
-    per_request = {app: (count(app, hook, observations, high) - count(app, hook, observations, low)) / (high - low)
-                   for app in APPS}
-    return {"hook": hook, "observations": observations, "calls": [low, high], "per_request": per_request,
-            "noop_over_service": per_request["noop"] / per_request["service"]}
+    per_request = {
+        app: (count(app, hook, observations, high) - count(app, hook, observations, low)) / (high - low) for app in APPS
+    }
+    return {
+        "hook": hook,
+        "observations": observations,
+        "calls": [low, high],
+        "per_request": per_request,
+        "noop_over_service": per_request["noop"] / per_request["service"],
+    }
 
 
 def table(result: dict) -> str:
     low, high = result["calls"]
-    lines = [f"{result['hook']}, {result['observations']} observations: instructions per request "
-             f"(callgrind, WSGI level, {high} minus {low} calls)"]
+    lines = [
+        f"{result['hook']}, {result['observations']} observations: instructions per request "
+        f"(callgrind, WSGI level, {high} minus {low} calls)"
+    ]
     lines += [f"{app:<10} {result['per_request'][app]:>14,.0f}" for app in APPS]
-    lines.append(f"no-op / service: {result['noop_over_service']:.3f} (the HTTP target, >= 0.5, is about time, "
-                 "which also pays for cache misses)")
+    lines.append(
+        f"no-op / service: {result['noop_over_service']:.3f} (the HTTP target, >= 0.5, is about time, "
+        "which also pays for cache misses)"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.instructions", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hook", default="order-sign", choices=("order-sign", "order-select", "patient-view"))
     parser.add_argument("--observations", type=int, default=200)
-    parser.add_argument("--calls", type=int, nargs="+", default=[20, 60], metavar="N",
-                        help="two call counts (a child run takes one)")
+    parser.add_argument(
+        "--calls", type=int, nargs="+", default=[20, 60], metavar="N", help="two call counts (a child run takes one)"
+    )
     parser.add_argument("--child", choices=APPS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

@@ -7,6 +7,7 @@ for order-sign), all at once. A local FHIR server stands in for the EHR's, answe
 ``--latency`` milliseconds over the generated patient (200 observations). Wall time per hook call,
 in-process (no HTTP in front of the service): what the clinician waits for beyond that latency.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,17 +28,17 @@ from cds_service.fhir.values import resources_of
 
 class _FhirServer(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 128           # twelve connections arrive at once
+    request_queue_size = 128  # twelve connections arrive at once
 
 
 def _handler(resources: list[dict], latency_s: float, prefix: str):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True     # headers and body are two writes: no 40 ms delayed-ACK stall
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
         def do_GET(self):  # noqa: N802 - http.server's name
             time.sleep(latency_s)
-            body = json.dumps(search(resources, self.path[len(prefix):].lstrip("/"))).encode()
+            body = json.dumps(search(resources, self.path[len(prefix) :].lstrip("/"))).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/fhir+json")
             self.send_header("Content-Length", str(len(body)))
@@ -66,21 +67,27 @@ def measure(hook: str = "order-sign", observations: int = 200, latency_ms: float
     prefetched = json.loads(json.dumps(request))
     record = [r for value in request.pop("prefetch").values() for r in resources_of(value) or []]
     receive, send = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.get_context("fork").Process(target=_serve, args=(record, latency_ms / 1000, send),
-                                                         daemon=True)
+    server = multiprocessing.get_context("fork").Process(
+        target=_serve, args=(record, latency_ms / 1000, send), daemon=True
+    )
     server.start()
     try:
         if not receive.poll(30):
             raise RuntimeError("the stand-in FHIR server did not start")
         request["fhirServer"] = f"http://127.0.0.1:{receive.recv()}/fhir"
-        request["fhirAuthorization"] = {"access_token": "bench-token", "token_type": "Bearer", "expires_in": 300,
-                                        "scope": "patient/*.read", "subject": "jak-cds"}
+        request["fhirAuthorization"] = {
+            "access_token": "bench-token",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "jak-cds",
+        }
         walls: list[float] = []
         with tempfile.TemporaryDirectory(prefix="jak-bench-noprefetch-") as tmp:
             bench = Bench(Path(tmp))
             service = bench.engine.services[SERVICE_FOR_HOOK[hook]]
             expected = [c.card.summary for c in hooks.evaluate(bench.engine, service, prefetched).cards]
-            for i in range(calls + 2):                        # the first two open the connections
+            for i in range(calls + 2):  # the first two open the connections
                 t0 = time.perf_counter()
                 result = hooks.evaluate(bench.engine, service, json.loads(json.dumps(request)))
                 if i >= 2:
@@ -93,20 +100,28 @@ def measure(hook: str = "order-sign", observations: int = 200, latency_ms: float
         server.terminate()
         server.join(5)
     ordered = sorted(walls)
-    return {"hook": hook, "observations": observations, "fhir_latency_ms": latency_ms, "calls": len(walls),
-            "median_ms": round(statistics.median(ordered) * 1e3, 2),
-            "p90_ms": round(percentile(ordered, 90) * 1e3, 2)}
+    return {
+        "hook": hook,
+        "observations": observations,
+        "fhir_latency_ms": latency_ms,
+        "calls": len(walls),
+        "median_ms": round(statistics.median(ordered) * 1e3, 2),
+        "p90_ms": round(percentile(ordered, 90) * 1e3, 2),
+    }
 
 
 def line(result: dict) -> str:
-    return (f"Without prefetch ({result['hook']}, {result['observations']} observations read from a FHIR server "
-            f"answering each query in {result['fhir_latency_ms']:g} ms): {result['median_ms']:.1f} ms per call "
-            f"(p90 {result['p90_ms']:.1f}, {result['calls']} calls, in-process).")
+    return (
+        f"Without prefetch ({result['hook']}, {result['observations']} observations read from a FHIR server "
+        f"answering each query in {result['fhir_latency_ms']:g} ms): {result['median_ms']:.1f} ms per call "
+        f"(p90 {result['p90_ms']:.1f}, {result['calls']} calls, in-process)."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.no_prefetch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.no_prefetch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hook", choices=sorted(SERVICE_FOR_HOOK), default="order-sign")
     parser.add_argument("--observations", type=int, default=200)
     parser.add_argument("--latency", type=float, default=50.0, help="ms before the FHIR server answers a query")

@@ -10,6 +10,7 @@ a JSON file). Never part of the production API.
     python -m bench.noop_app --port 8090 --workers 2 --response resp.json
 serves it with the production server settings (``cds_service.server``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ import os
 import sys
 
 from flask import Flask, Response, json, request
+from flask.json.provider import DefaultJSONProvider
 
 from cds_service import api
 from cds_service.config import Settings
@@ -29,7 +31,8 @@ def create_noop_app(settings: Settings | None = None, response_body: dict | None
     settings = settings or Settings.from_env()
     app = Flask("bench-noop")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     answer = response_body if response_body is not None else {"cards": []}
 
     @app.before_request
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from cds_service.cli.server import run_gunicorn, tune_gc
 
     app = create_noop_app(response_body=body)
-    gc.collect()                 # as cds_service.server.production_app does for the service
+    gc.collect()  # as cds_service.server.production_app does for the service
     gc.freeze()
     tune_gc()
     return run_gunicorn(app, args.host, args.port, args.workers, Settings.from_env().threads)

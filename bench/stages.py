@@ -15,6 +15,7 @@ between requests (other requests, the load, the network stack ran in between). C
 find the knowledge, the code and the just-decoded request in cache and flatter the memory-bound
 steps; under HTTP load a call costs about what ``--cold`` shows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,24 +37,30 @@ def _steps() -> list[tuple[str, object, str]]:
     from cds_service import cards, orders, rules
     from cds_service.facts import coded_records, conditions, hepatic, labs, medications, safety
     from cds_service.record import completion
-    steps = [("parse request", hooks, "parse_request"),
-             ("prefetch completion", completion.Completion, "fill"),
-             ("record index (unread results dropped)", hooks, "read_record"),
-             ("patient facts", hooks, "build_facts"),
-             ("  of which lab results by analyte", labs, "read_labs"),
-             ("  of which conditions", conditions, "read_conditions"),
-             ("  of which medications", medications, "read_medications"),
-             ("  of which Child-Pugh", hepatic, "read_child_pugh"),
-             ("  of which coded records", coded_records, "read_records"),
-             ("  of which coded results (serology, TB ...)", safety, "read_coded_results"),
-             ("  of which vaccinations", safety, "read_immunizations"),
-             ("  of which allergies", safety, "read_allergies"),
-             ("medications, read first (patient-view)", hooks, "read_medications"),
-             ("draft orders recognised (incl. FHIR R4 validation)", orders, "recognise_drafts"),
-             ("  of which FHIR R4 validation", orders, "validate_r4"),
-             ("draft orders read (dose, indication, phase)", orders, "read_orders")]
+
+    steps = [
+        ("parse request", hooks, "parse_request"),
+        ("prefetch completion", completion.Completion, "fill"),
+        ("record index (unread results dropped)", hooks, "read_record"),
+        ("patient facts", hooks, "build_facts"),
+        ("  of which lab results by analyte", labs, "read_labs"),
+        ("  of which conditions", conditions, "read_conditions"),
+        ("  of which medications", medications, "read_medications"),
+        ("  of which Child-Pugh", hepatic, "read_child_pugh"),
+        ("  of which coded records", coded_records, "read_records"),
+        ("  of which coded results (serology, TB ...)", safety, "read_coded_results"),
+        ("  of which vaccinations", safety, "read_immunizations"),
+        ("  of which allergies", safety, "read_allergies"),
+        ("medications, read first (patient-view)", hooks, "read_medications"),
+        ("draft orders recognised (incl. FHIR R4 validation)", orders, "recognise_drafts"),
+        ("  of which FHIR R4 validation", orders, "validate_r4"),
+        ("draft orders read (dose, indication, phase)", orders, "read_orders"),
+    ]
     families = dict.fromkeys(rules.ORDER_RULES + rules.PATIENT_VIEW_RULES + rules.NOTICE_RULES)
-    steps += [(f"rules: {family.__name__.rsplit('.', 1)[-1]}", family, "evaluate") for family in families]
+    steps += [
+        (f"rules: {getattr(family, '__name__', '?').rsplit('.', 1)[-1]}", family, "evaluate")  # a module
+        for family in families
+    ]
     steps += [("cards", cards, "build_cards"), ("wire format", hooks, "cards_response")]
     return steps
 
@@ -76,18 +83,21 @@ def timed_steps(samples: dict[str, list[float]]):
 
 def _wrap(function, sink: list[float], drain: bool):
     if drain:
+
         def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
             items = list(function(*args, **kwargs))
             sink.append(time.perf_counter() - t0)
             return iter(items)
     else:
+
         def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
                 sink.append(time.perf_counter() - t0)
+
     return wrapper
 
 
@@ -104,6 +114,7 @@ def cache_evictor():
 
     def evict() -> None:
         buffer[:] = zeros
+
     return evict
 
 
@@ -114,7 +125,7 @@ def measure(hook: str, observations: int, reps: int, cold: bool = False, jak: bo
     with tempfile.TemporaryDirectory(prefix="jak-stages-") as tmp:
         bench = Bench(Path(tmp))
         service = bench.engine.services[SERVICE_FOR_HOOK[hook]]
-        for _ in range(20):                                     # warm-up: caches, lazy imports
+        for _ in range(20):  # warm-up: caches, lazy imports
             hooks.evaluate(bench.engine, service, strict_json.loads(raw))
         samples: dict[str, list[float]] = {"JSON decode of the request (for scale)": [], "whole evaluate": []}
         evict = cache_evictor() if cold else (lambda: None)
@@ -130,25 +141,37 @@ def measure(hook: str, observations: int, reps: int, cold: bool = False, jak: bo
                 samples["whole evaluate"].append(t2 - t1)
         bench.app.extensions["jak_store"].dispose()
     per_call = {label: _per_call(values, reps) for label, values in samples.items() if values}
-    return {"hook": hook, "observations": observations, "reps": reps, "cold": cold, "jak": jak,
-            "request_bytes": len(raw), "steps": per_call}
+    return {
+        "hook": hook,
+        "observations": observations,
+        "reps": reps,
+        "cold": cold,
+        "jak": jak,
+        "request_bytes": len(raw),
+        "steps": per_call,
+    }
 
 
 def _per_call(values: list[float], reps: int) -> dict:
     """A step called k times per hook call (e.g. a family for two orders) is summed per call."""
     k = max(1, round(len(values) / reps))
-    per_call = [sum(values[i:i + k]) for i in range(0, len(values) - k + 1, k)]
-    return {"calls_per_hook_call": k, "best_us": round(min(per_call) * 1e6, 1),
-            "median_us": round(statistics.median(per_call) * 1e6, 1)}
+    per_call = [sum(values[i : i + k]) for i in range(0, len(values) - k + 1, k)]
+    return {
+        "calls_per_hook_call": k,
+        "best_us": round(min(per_call) * 1e6, 1),
+        "median_us": round(statistics.median(per_call) * 1e6, 1),
+    }
 
 
 def table(result: dict) -> str:
     whole = result["steps"]["whole evaluate"]["median_us"]
     notes = ", CPU caches overwritten before each call" if result.get("cold") else ""
     notes += "" if result.get("jak", True) else ", nothing to say (another drug / no JAK inhibitor)"
-    lines = [f"{result['hook']}, {result['observations']} observations ({result['request_bytes'] / 1024:.0f} KB), "
-             f"{result['reps']} calls{notes}; microseconds per hook call",
-             f"{'step':<44} {'best':>8} {'median':>8} {'% of evaluate':>14}"]
+    lines = [
+        f"{result['hook']}, {result['observations']} observations ({result['request_bytes'] / 1024:.0f} KB), "
+        f"{result['reps']} calls{notes}; microseconds per hook call",
+        f"{'step':<44} {'best':>8} {'median':>8} {'% of evaluate':>14}",
+    ]
     lines.append("-" * len(lines[-1]))
     for label, row in result["steps"].items():
         share = "" if label.startswith("JSON") or label == "whole evaluate" else f"{100 * row['median_us'] / whole:.0f}"
@@ -163,8 +186,12 @@ def case_arguments(prog: str, doc: str, count: str, count_default: int) -> argpa
     parser.add_argument("--observations", type=int, default=200)
     parser.add_argument(f"--{count}", type=int, default=count_default)
     parser.add_argument("--cold", action="store_true", help="overwrite the CPU caches before each call")
-    parser.add_argument("--no-jak", dest="jak", action="store_false",
-                        help="a call with nothing to say: an order of another drug, a patient on no JAK inhibitor")
+    parser.add_argument(
+        "--no-jak",
+        dest="jak",
+        action="store_false",
+        help="a call with nothing to say: an order of another drug, a patient on no JAK inhibitor",
+    )
     return parser
 
 

@@ -12,6 +12,7 @@ less noise than an HTTP run but still about +-0.15 ms from run to run on a share
 checkouts, run it in each alternately, several times, and compare the medians of the extra. (The audit
 writer thread's time is not in the calling thread's CPU.)
 """
+
 from __future__ import annotations
 
 import io
@@ -31,10 +32,21 @@ from cds_service.fhir import strict_json
 
 
 def _environ(path: str, raw: bytes) -> dict:
-    return {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080",
-            "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(raw),
-            "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "application/json", "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8080",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(raw),
+        "CONTENT_LENGTH": str(len(raw)),
+        "CONTENT_TYPE": "application/json",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
 
 
 def call_app(app, path: str, raw: bytes) -> None:
@@ -47,8 +59,11 @@ def call_app(app, path: str, raw: bytes) -> None:
 def _quartiles(samples: list[int]) -> dict:
     ordered = sorted(samples)
     n = len(ordered)
-    return {"p25_ms": ordered[n // 4] / 1e6, "median_ms": statistics.median(ordered) / 1e6,
-            "p75_ms": ordered[(3 * n) // 4] / 1e6}
+    return {
+        "p25_ms": ordered[n // 4] / 1e6,
+        "median_ms": statistics.median(ordered) / 1e6,
+        "p75_ms": ordered[(3 * n) // 4] / 1e6,
+    }
 
 
 @contextmanager
@@ -65,8 +80,11 @@ def both_apps(hook: str, observations: int, jak: bool = True):
         answer = hooks.evaluate(bench.engine, service, strict_json.loads(raws[0])).body
         store = bench.app.extensions["jak_store"]
         try:
-            yield raws, f"/cds-services/{service.id}", {"service": bench.app,
-                                                         "noop": create_noop_app(bench.settings, answer)}
+            yield (
+                raws,
+                f"/cds-services/{service.id}",
+                {"service": bench.app, "noop": create_noop_app(bench.settings, answer)},
+            )
         finally:
             store.flush()
             store.dispose()
@@ -85,17 +103,26 @@ def measure(hook: str, observations: int, calls: int, cold: bool = False, warmup
                 if i >= warmup:
                     samples[name].append(time.thread_time_ns() - t0)
     service_q, noop_q = _quartiles(samples["service"]), _quartiles(samples["noop"])
-    return {"hook": hook, "observations": observations, "calls": calls, "cold": cold, "request_bytes": len(raws[0]),
-            "service": service_q, "noop": noop_q,
-            "extra_ms": service_q["median_ms"] - noop_q["median_ms"],
-            "ratio": service_q["median_ms"] / noop_q["median_ms"]}
+    return {
+        "hook": hook,
+        "observations": observations,
+        "calls": calls,
+        "cold": cold,
+        "request_bytes": len(raws[0]),
+        "service": service_q,
+        "noop": noop_q,
+        "extra_ms": service_q["median_ms"] - noop_q["median_ms"],
+        "ratio": service_q["median_ms"] / noop_q["median_ms"],
+    }
 
 
 def table(result: dict) -> str:
     caches = "CPU caches overwritten before each call" if result["cold"] else "warm (back-to-back calls)"
-    lines = [f"{result['hook']}, {result['observations']} observations ({result['request_bytes'] / 1024:.0f} KB), "
-             f"{result['calls']} calls each, {caches}; CPU ms per call",
-             f"{'app':<10} {'p25':>8} {'median':>8} {'p75':>8}"]
+    lines = [
+        f"{result['hook']}, {result['observations']} observations ({result['request_bytes'] / 1024:.0f} KB), "
+        f"{result['calls']} calls each, {caches}; CPU ms per call",
+        f"{'app':<10} {'p25':>8} {'median':>8} {'p75':>8}",
+    ]
     for name in ("service", "noop"):
         q = result[name]
         lines.append(f"{name:<10} {q['p25_ms']:>8.3f} {q['median_ms']:>8.3f} {q['p75_ms']:>8.3f}")

@@ -5,6 +5,7 @@ concern per order), the rule and sources behind it, and any suggested edit.
 ``missing`` findings say what could not be checked; the card layer gathers
 them into one card per order rather than one card per gap.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 
 @dataclass(frozen=True)
 class ProposedAction:
-    type: str                       # create | update | delete
+    type: str  # create | update | delete
     description: str
     resource: dict | None = None
     resource_id: tuple[str, ...] = ()
@@ -31,7 +32,7 @@ class ProposedSuggestion:
 class Finding:
     rule_id: str
     concern: str
-    indicator: str                  # info | warning | critical
+    indicator: str  # info | warning | critical
     summary: str
     detail: str
     sources: list[str]
@@ -39,7 +40,7 @@ class Finding:
     suggestions: list[ProposedSuggestion] = field(default_factory=list)
     order_id: str | None = None
     drug: str | None = None
-    covers: tuple[str, ...] = ()    # Missing.check texts this card already says for its order (not repeated)
+    covers: tuple[str, ...] = ()  # Missing.check texts this card already says for its order (not repeated)
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class Missing:
     """A check that could not be done, and why (said out loud, never read as normal)."""
 
     rule_id: str
-    check: str                      # what could not be checked, e.g. "neutrophil count (ANC)"
-    why: str                        # e.g. "no result in the last 90 days"
+    check: str  # what could not be checked, e.g. "neutrophil count (ANC)"
+    why: str  # e.g. "no result in the last 90 days"
     sources: tuple[str, ...]
     order_id: str | None = None
     drug: str | None = None

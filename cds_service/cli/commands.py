@@ -1,4 +1,5 @@
 """``jak-cds`` command line: serve, replay, corpus, rules, report, fhir-server, fault-fhir-server, bench."""
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the CDS Hooks API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=0,
-                       help="production server (gunicorn) with N worker processes; 0 = built-in threaded server")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="production server (gunicorn) with N worker processes; 0 = built-in threaded server",
+    )
     serve.set_defaults(func=cmd_serve)
 
     replay = sub.add_parser("replay", help="act as an EHR over FHIR fixture bundles and print the cards")
@@ -82,12 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--url", help="call a running service at this base URL instead of in-process")
     replay.add_argument("--at", help="evaluation date YYYY-MM-DD (default: the fixture's own, else today)")
     replay.add_argument("--json", action="store_true", help="print the raw CDS Hooks responses")
-    replay.add_argument("--check", action="store_true",
-                        help="compare with each fixture's expected cards; exit 1 on any difference")
+    replay.add_argument(
+        "--check", action="store_true", help="compare with each fixture's expected cards; exit 1 on any difference"
+    )
     replay.set_defaults(func=cmd_replay)
 
-    corpus = sub.add_parser("corpus", help="replay whole patient records (e.g. Synthea bundles) through every hook "
-                                           "and check what must hold for any record")
+    corpus = sub.add_parser(
+        "corpus",
+        help="replay whole patient records (e.g. Synthea bundles) through every hook "
+        "and check what must hold for any record",
+    )
     corpus.add_argument("paths", nargs="+", metavar="PATH", help="patient Bundle files or folders")
     corpus.add_argument("--json", action="store_true", help="print the report as JSON")
     corpus.set_defaults(func=cmd_corpus)
@@ -109,12 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cds_service.cli.devtools.fault_fhir_server import MODES
 
-    fault = sub.add_parser("fault-fhir-server", help="development only: a FHIR server that hangs, drips, resets ... "
-                                                     "on purpose, for fault drills of the fallback fetch")
+    fault = sub.add_parser(
+        "fault-fhir-server",
+        help="development only: a FHIR server that hangs, drips, resets ... "
+        "on purpose, for fault drills of the fallback fetch",
+    )
     fault.add_argument("paths", nargs="*", metavar="FIXTURE", help="fixture bundles whose records it serves")
     fault.add_argument("--mode", choices=MODES, default="drip", help="how it answers every query (default drip)")
-    fault.add_argument("--fault", action="append", default=[], metavar="TYPE=MODE",
-                       help="another mode for the queries of one resource type, e.g. Observation=hang")
+    fault.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="TYPE=MODE",
+        help="another mode for the queries of one resource type, e.g. Observation=hang",
+    )
     fault.add_argument("--drip-interval", type=float, default=1.0, help="seconds between bytes in drip mode")
     fault.add_argument("--host", default="127.0.0.1")
     fault.add_argument("--port", type=int, default=8098)
@@ -130,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command == "bench":           # its options are the benchmark's own (python -m bench --help)
+    if args.command == "bench":  # its options are the benchmark's own (python -m bench --help)
         args.rest = extra + args.rest
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

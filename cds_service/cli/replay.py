@@ -6,6 +6,7 @@ templates against the rest of the bundle, call the service (in-process, or
 over HTTP with --url) and print the cards. ``--check`` compares the cards
 with the bundle's expected cards (see fixtures/builders.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,14 +14,21 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cds_service.cards import RULE_SYSTEM
-from cds_service.record.services import default_templates
 from cds_service.fhir import query as fhir_query
+from cds_service.record.services import default_templates
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 TAG = "https://jak-cds.example.org/fhir/replay"
-SERVICE_FOR_HOOK = {"order-sign": "jak-order-sign", "order-select": "jak-order-select",
-                    "patient-view": "jak-patient-view"}
+SERVICE_FOR_HOOK = {
+    "order-sign": "jak-order-sign",
+    "order-select": "jak-order-select",
+    "patient-view": "jak-patient-view",
+}
 
 
 @dataclass
@@ -48,20 +56,32 @@ def load_scenario(path: Path) -> Scenario:
     patient = next((r for r in record if r.get("resourceType") == "Patient"), None)
     hook = (by("hook") or [{"code": "order-sign" if drafts else "patient-view"}])[0]["code"]
     description = (by("description") or [{}])[0].get("display", "")
-    return Scenario(path, bundle.get("id") or path.stem, hook, (by("date") or [{}])[0].get("code"),
-                    [t["code"] for t in by("expect")], description, record, drafts,
-                    patient.get("id") if patient else "unknown")
+    return Scenario(
+        path,
+        bundle.get("id") or path.stem,
+        hook,
+        (by("date") or [{}])[0].get("code"),
+        [t["code"] for t in by("expect")],
+        description,
+        record,
+        drafts,
+        patient.get("id") if patient else "unknown",
+    )
 
 
 def build_request(scenario: Scenario, prefetch_templates: dict[str, str]) -> dict:
-    context = {"userId": "Practitioner/replay", "patientId": scenario.patient_id}
+    context: dict[str, Any] = {"userId": "Practitioner/replay", "patientId": scenario.patient_id}
     if scenario.hook in ("order-select", "order-sign"):
-        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
-                                  "entry": [{"resource": d} for d in scenario.drafts]}
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": d} for d in scenario.drafts],
+        }
         if scenario.hook == "order-select":
             context["selections"] = [f"MedicationRequest/{d.get('id')}" for d in scenario.drafts]
-    prefetch = {}
+    prefetch: dict[str, Any] = {}
     from cds_service.record.templates import render
+
     for key, template in prefetch_templates.items():
         prefetch[key] = fhir_query.search(scenario.resources, render(template, context))
     return {"hook": scenario.hook, "hookInstance": str(uuid.uuid4()), "context": context, "prefetch": prefetch}
@@ -91,7 +111,7 @@ class InProcess:
 
         # replays are rehearsals: keep their audit rows out of the real database
         self.base = Settings.from_env(auth="off", database_url="sqlite://")
-        self.apps: dict[str | None, object] = {}
+        self.apps: dict[str | None, Flask] = {}
         self.at = at
         self._create = create_app
 
@@ -102,6 +122,7 @@ class InProcess:
             if self.apps:
                 engine = next(iter(self.apps.values())).extensions["jak_engine"]
                 from dataclasses import replace
+
                 engine = replace(engine, settings=engine.settings.with_(evaluation_date=key))
             self.apps[key] = self._create(self.base.with_(evaluation_date=key), engine=engine)
         response = self.apps[key].test_client().post(f"/cds-services/{service_id}", json=body)

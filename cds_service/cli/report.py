@@ -8,6 +8,7 @@ database outage kept out, written by the service once the database is back
 (not yet counted above). Rows a running process still holds in memory (its
 last tenth of a second) are not visible from here.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,11 +35,12 @@ def spool_status(store: Store) -> dict:
 def format_spool(spool: dict) -> str:
     if not spool["rows_waiting"] and not spool["rows_waiting_for_other_databases"]:
         return "audit spool: no issued-card rows waiting for the database\n"
-    line = (f"audit spool: {spool['rows_waiting']} issued-card row(s) waiting for the database in "
-            f"{spool['directory']} (not counted above; written by the service once the database takes them)")
+    line = (
+        f"audit spool: {spool['rows_waiting']} issued-card row(s) waiting for the database in "
+        f"{spool['directory']} (not counted above; written by the service once the database takes them)"
+    )
     if spool["rows_waiting_for_other_databases"]:
-        line += (f"; {spool['rows_waiting_for_other_databases']} row(s) there belong to another database URL "
-                 "or schema")
+        line += f"; {spool['rows_waiting_for_other_databases']} row(s) there belong to another database URL or schema"
     return line + "\n"
 
 
@@ -48,8 +50,10 @@ def format_text(report: dict) -> str:
     if not rules:
         return "no cards issued and no feedback recorded yet\n" + spool
     width = max(len("rule"), *(len(r["rule"]) for r in rules))
-    lines = [f"{'rule':<{width}}  {'issued':>7}  {'accepted':>8}  {'overridden':>10}  top override reasons",
-             "-" * (width + 60)]
+    lines = [
+        f"{'rule':<{width}}  {'issued':>7}  {'accepted':>8}  {'overridden':>10}  top override reasons",
+        "-" * (width + 60),
+    ]
     for r in rules:
         reasons = ", ".join(f"{x['display'] or x['code']} ({x['count']})" for x in r["top_override_reasons"])
         lines.append(f"{r['rule']:<{width}}  {r['issued']:>7}  {r['accepted']:>8}  {r['overridden']:>10}  {reasons}")
@@ -67,8 +71,10 @@ def main(args, settings: Settings | None = None, out=None) -> int:
         report = build_report(store)
     except SQLAlchemyError as exc:
         waiting = format_spool(spool_status(store)).rstrip()
-        raise SystemExit(f"cannot read the database named by JAK_CDS_DATABASE_URL ({type(exc).__name__}); "
-                         f"is it running and reachable? ({waiting})") from None
+        raise SystemExit(
+            f"cannot read the database named by JAK_CDS_DATABASE_URL ({type(exc).__name__}); "
+            f"is it running and reachable? ({waiting})"
+        ) from None
     finally:
         store.dispose()
     if getattr(args, "json", False):

@@ -4,6 +4,7 @@
 readers (record in, values out); ``model`` holds ``PatientFacts``, built complete by ``build``; ``renal``
 derives creatinine clearance and eGFR from the facts. Nothing here imports a rule.
 """
+
 from cds_service.facts.build import build_facts, today_from
 from cds_service.facts.coded_records import CodedRecord
 from cds_service.facts.conditions import ConditionFact, coded_indication
@@ -21,8 +22,28 @@ from cds_service.facts.safety import (
 )
 
 __all__ = [
-    "MEDICATION_TYPES", "AllergyFact", "ChildPugh", "CodedRecord", "CodedResult", "ConditionFact", "Derived",
-    "ImmunizationFact", "LabSeries", "LabValue", "MedicationFact", "PatientFacts", "ResultReading",
-    "TreatmentRecord", "Uninterpretable", "build_facts", "coded_indication", "creatinine_clearance", "egfr",
-    "lab_text", "medication_fact", "pretty_unit", "read_medications", "today_from",
+    "MEDICATION_TYPES",
+    "AllergyFact",
+    "ChildPugh",
+    "CodedRecord",
+    "CodedResult",
+    "ConditionFact",
+    "Derived",
+    "ImmunizationFact",
+    "LabSeries",
+    "LabValue",
+    "MedicationFact",
+    "PatientFacts",
+    "ResultReading",
+    "TreatmentRecord",
+    "Uninterpretable",
+    "build_facts",
+    "coded_indication",
+    "creatinine_clearance",
+    "egfr",
+    "lab_text",
+    "medication_fact",
+    "pretty_unit",
+    "read_medications",
+    "today_from",
 ]

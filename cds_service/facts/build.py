@@ -1,4 +1,5 @@
 """``build_facts``: the patient record reduced to ``PatientFacts`` by the pure readers, one pass each."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,8 +12,13 @@ from cds_service.knowledge import Knowledge
 from cds_service.record.index import PatientRecord
 
 
-def build_facts(knowledge: Knowledge, record: PatientRecord, patient_id: str, today: date,
-                known_medications: Sequence[MedicationFact] | None = None) -> PatientFacts:
+def build_facts(
+    knowledge: Knowledge,
+    record: PatientRecord,
+    patient_id: str,
+    today: date,
+    known_medications: Sequence[MedicationFact] | None = None,
+) -> PatientFacts:
     """Every fact the rules read, built complete (each reader is looked up on its module, so ``bench.stages`` can
     time it).
 
@@ -20,13 +26,17 @@ def build_facts(knowledge: Knowledge, record: PatientRecord, patient_id: str, to
     demographics = patient.read_patient(record, today)
     meds = medications.read_medications(knowledge, record) if known_medications is None else known_medications
     return PatientFacts(
-        today=today, patient_id=patient_id,
-        birth_date=demographics.birth_date, birth_date_precision=demographics.birth_date_precision,
-        birth_date_problem=demographics.birth_date_problem, sex=demographics.sex,
+        today=today,
+        patient_id=patient_id,
+        birth_date=demographics.birth_date,
+        birth_date_precision=demographics.birth_date_precision,
+        birth_date_problem=demographics.birth_date_problem,
+        sex=demographics.sex,
         labs=labs.read_labs(knowledge, record),
         conditions=conditions.read_conditions(knowledge, record),
         medications=meds,
-        unavailable=dict(record.unavailable), gaps=dict(record.gaps),
+        unavailable=dict(record.unavailable),
+        gaps=dict(record.gaps),
         child_pugh=hepatic.read_child_pugh(knowledge, record, today),
         records=coded_records.read_records(knowledge, record),
         coded_results=safety.read_coded_results(knowledge, record),

@@ -6,6 +6,7 @@ serology, TB screening, pregnancy test, chest X-ray, zoster vaccination, skin
 examination. Only codes named in the rule tables are kept (one set look-up per
 coding), so unrelated data costs nothing. Values are not interpreted here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ def system_kind(system: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class CodedRecord:
-    key: str                 # "loinc|36643-5"
+    key: str  # "loinc|36643-5"
     when: date | None
     resource_type: str
     display: str
@@ -62,12 +63,11 @@ def read_records(knowledge: Knowledge, record: PatientRecord) -> dict[str, list[
         return out
     for kind, (code_fields, date_fields) in _READ.items():
         # Observations: only those carrying a wanted code (shared code index), not every lab result
-        resources = record.with_codes(kind, knowledge.record_codes) if kind == "Observation" \
-            else record.resources(kind)
+        resources = record.with_codes(kind, knowledge.record_codes) if kind == "Observation" else record.resources(kind)
         for resource in resources:
             if resource.get("status") in _NOT_DONE:
                 continue
-            concepts = []
+            concepts: list[Any] = []
             for name in code_fields:
                 value = resource.get(name)
                 concepts.extend(value if isinstance(value, list) else [value])

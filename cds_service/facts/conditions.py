@@ -4,6 +4,7 @@ A coding (SNOMED CT, ICD-10 and its parents) names concepts and an indication; "
 history; a Condition with no recognised coding is read by name as the last resort (decision 16). Entered in
 error or refuted: left out.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ class ConditionFact:
     onset: date | None
     display: str
     abatement: date | None = None
-    by_name: bool = False     # no coding was recognised: the concepts were read from its text (decision 16)
-    resource_id: str | None = None   # the Condition's id (an order's reasonReference names it)
+    by_name: bool = False  # no coding was recognised: the concepts were read from its text (decision 16)
+    resource_id: str | None = None  # the Condition's id (an order's reasonReference names it)
 
     @property
     def how(self) -> str:
@@ -52,8 +53,8 @@ def condition_fact(knowledge: Knowledge, condition: dict[str, Any]) -> Condition
     if any(c.get("code") in ("entered-in-error", "refuted") for c in codings(status)):
         return None
     concepts: list[str] = []
-    history: list[str] = []         # recognised through a "history of" code only (e.g. ICD-10 Z85)
-    left_out: list[str] = []        # concepts a coding rules out (icd10_not: C44 is not malignancy, by name neither)
+    history: list[str] = []  # recognised through a "history of" code only (e.g. ICD-10 Z85)
+    left_out: list[str] = []  # concepts a coding rules out (icd10_not: C44 is not malignancy, by name neither)
     indication = None
     code = condition.get("code")
     for coding in codings(code):
@@ -84,17 +85,34 @@ def condition_fact(knowledge: Knowledge, condition: dict[str, Any]) -> Condition
     if clinical:
         active = any(c in _ACTIVE_CLINICAL for c in clinical)
     else:
-        active = not (condition.get("abatementDateTime") or condition.get("abatementPeriod")
-                      or condition.get("abatementString") or condition.get("abatementAge"))
+        active = not (
+            condition.get("abatementDateTime")
+            or condition.get("abatementPeriod")
+            or condition.get("abatementString")
+            or condition.get("abatementAge")
+        )
     if history_only:
-        active = False              # "history of ...": history, whatever the clinical status says
+        active = False  # "history of ...": history, whatever the clinical status says
     onset = parse_date(condition.get("onsetDateTime")) or parse_date(condition.get("recordedDate"))
-    display = (code or {}).get("text") or next((c.get("display") for c in codings(code) if c.get("display")), "condition")
+    display = (code or {}).get("text") or next(
+        (c.get("display") for c in codings(code) if c.get("display")), "condition"
+    )
     abatement = parse_date(condition.get("abatementDateTime")) or parse_date(
-        (condition.get("abatementPeriod") or {}).get("end") if isinstance(condition.get("abatementPeriod"), dict) else None)
+        (condition.get("abatementPeriod") or {}).get("end")
+        if isinstance(condition.get("abatementPeriod"), dict)
+        else None
+    )
     resource_id = condition.get("id")
-    return ConditionFact(tuple(dict.fromkeys(concepts)), indication, active, onset, str(display), abatement, by_name,
-                         resource_id if isinstance(resource_id, str) else None)
+    return ConditionFact(
+        tuple(dict.fromkeys(concepts)),
+        indication,
+        active,
+        onset,
+        str(display),
+        abatement,
+        by_name,
+        resource_id if isinstance(resource_id, str) else None,
+    )
 
 
 def _history_code(knowledge: Knowledge, kind: str, concept: str, value: str) -> bool:
@@ -105,9 +123,11 @@ def _history_code(knowledge: Knowledge, kind: str, concept: str, value: str) -> 
     if kind == "snomed":
         return ("snomed", concept, value) in history
     plain = value.upper().replace(".", "")
-    return any(("icd10", concept, candidate) in history
-               for n in range(len(plain), 2, -1)
-               for candidate in (plain[:n], plain[:3] + "." + plain[3:n] if n > 3 else plain[:3]))
+    return any(
+        ("icd10", concept, candidate) in history
+        for n in range(len(plain), 2, -1)
+        for candidate in (plain[:n], plain[:3] + "." + plain[3:n] if n > 3 else plain[:3])
+    )
 
 
 def _condition_texts(code: object) -> list[str]:
@@ -136,11 +156,15 @@ def _concepts_by_name(knowledge: Knowledge, texts: list[str]) -> tuple[list[str]
     for words in shared.values():
         if any(any_word(text, words.exclude_words, *WORD_START) for text in texts):
             return [], False
-    found = [name for name, names, exclude in knowledge.concept_names
-             if any(any_word(text, names) for text in texts)
-             and not any(any_word(text, exclude, *WORD_START) for text in texts)]
-    history = bool(found) and any(any_word(text, words.history_words, *WORD_START)
-                                  for words in shared.values() for text in texts)
+    found = [
+        name
+        for name, names, exclude in knowledge.concept_names
+        if any(any_word(text, names) for text in texts)
+        and not any(any_word(text, exclude, *WORD_START) for text in texts)
+    ]
+    history = bool(found) and any(
+        any_word(text, words.history_words, *WORD_START) for words in shared.values() for text in texts
+    )
     return found, history
 
 

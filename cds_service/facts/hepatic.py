@@ -10,6 +10,7 @@ counts within ``max_age_days``, an active Condition's stage counts whatever its 
 is dated by the Condition's recorded or onset date). ``None`` means no Child-Pugh class is recorded (never
 "normal liver function").
 """
+
 from __future__ import annotations
 
 import re
@@ -35,10 +36,10 @@ _BARE_CLASS = re.compile(r"^\s*(?:class|grade|stage)?[-\s:]*([ABC])\d{0,2}\s*$",
 
 @dataclass(frozen=True)
 class ChildPugh:
-    klass: str                  # "A" | "B" | "C"
+    klass: str  # "A" | "B" | "C"
     score: int | None
     when: date | None
-    how: str                    # "Child-Pugh panel (LOINC 98153-0) 'B' on 2026-10-01"
+    how: str  # "Child-Pugh panel (LOINC 98153-0) 'B' on 2026-10-01"
 
     def describe(self) -> str:
         return self.how
@@ -74,8 +75,11 @@ def _observation_class(obs: dict[str, Any], reader: ChildPughReader) -> tuple[st
             for klass, codes in reader.snomed_class.items():
                 if str(coding.get("code")) in codes:
                     return klass, None
-        for text in [concept.get("text")] + [c.get("display") for c in codings(concept)] + \
-                    [c.get("code") for c in codings(concept)]:
+        for text in (
+            [concept.get("text")]
+            + [c.get("display") for c in codings(concept)]
+            + [c.get("code") for c in codings(concept)]
+        ):
             if isinstance(text, str) and _class_from_text(text):
                 return _class_from_text(text), None
     return None, None
@@ -83,11 +87,13 @@ def _observation_class(obs: dict[str, Any], reader: ChildPughReader) -> tuple[st
 
 def _stage_texts(stage: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(texts of Condition.stage.summary, texts of its type): text, displays and codes."""
+
     def texts(concept: object) -> list[str]:
         if not isinstance(concept, dict):
             return []
         found = [concept.get("text")] + [c.get(k) for c in codings(concept) for k in ("display", "code")]
         return [t for t in found if isinstance(t, str) and t.strip()]
+
     return texts(stage.get("summary")), texts(stage.get("type"))
 
 
@@ -103,7 +109,9 @@ def _stage_class(stage: dict[str, Any], liver: bool, reader: ChildPughReader) ->
         if score and _class_from_score(int(score.group(1)), reader):
             return _class_from_score(int(score.group(1)), reader), int(score.group(1))
     for text in summary:
-        found = (_BARE_CLASS.match(text) if named_type or liver else None) or (_CP_CLASS.search(text) if liver else None)
+        found = (_BARE_CLASS.match(text) if named_type or liver else None) or (
+            _CP_CLASS.search(text) if liver else None
+        )
         if found:
             return found.group(1).upper(), None
         if named_type and text.strip().isdigit() and _class_from_score(int(text), reader):
@@ -150,11 +158,20 @@ def _stage_findings(knowledge: Knowledge, record: PatientRecord, reader: ChildPu
             if klass is None:
                 continue
             when = parse_date(condition.get("recordedDate")) or parse_date(condition.get("onsetDateTime"))
-            code = condition.get("code") if isinstance(condition.get("code"), dict) else {}
+            code = condition.get("code")
+            if not isinstance(code, dict):
+                code = {}
             name = code.get("text") or next((c.get("display") for c in codings(code) if c.get("display")), "condition")
             score_text = f", score {score}" if score is not None else ""
-            found.append(ChildPugh(klass, score, when, f"Child-Pugh class {klass}{score_text} (stage of the active "
-                                   f"condition '{name}'" + (f", recorded {when.isoformat()})" if when else ")")))
+            found.append(
+                ChildPugh(
+                    klass,
+                    score,
+                    when,
+                    f"Child-Pugh class {klass}{score_text} (stage of the active "
+                    f"condition '{name}'" + (f", recorded {when.isoformat()})" if when else ")"),
+                )
+            )
             break
     return found
 
@@ -177,12 +194,26 @@ def read_child_pugh(knowledge: Knowledge, record: PatientRecord, today: date) ->
                 klass, score = _observation_class(obs, reader)
                 if klass:
                     score_text = f" (score {score})" if score is not None else ""
-                    found.append(ChildPugh(klass, score, when, f"Child-Pugh class {klass}{score_text}, "
-                                           f"Observation LOINC {code}" + (f" on {when.isoformat()}" if when else "")))
+                    found.append(
+                        ChildPugh(
+                            klass,
+                            score,
+                            when,
+                            f"Child-Pugh class {klass}{score_text}, "
+                            f"Observation LOINC {code}" + (f" on {when.isoformat()}" if when else ""),
+                        )
+                    )
                 break
             if code in by_snomed:
-                found.append(ChildPugh(by_snomed[code], None, when, f"Child-Pugh class {by_snomed[code]} "
-                                       f"(SNOMED CT {code})" + (f" on {when.isoformat()}" if when else "")))
+                found.append(
+                    ChildPugh(
+                        by_snomed[code],
+                        None,
+                        when,
+                        f"Child-Pugh class {by_snomed[code]} "
+                        f"(SNOMED CT {code})" + (f" on {when.isoformat()}" if when else ""),
+                    )
+                )
                 break
     for condition in record.resources("Condition"):
         status = [c.get("code") for c in codings(condition.get("clinicalStatus"))]
@@ -192,10 +223,17 @@ def read_child_pugh(knowledge: Knowledge, record: PatientRecord, today: date) ->
             code = str(coding.get("code") or "")
             if code in by_snomed:
                 when = parse_date(condition.get("recordedDate")) or parse_date(condition.get("onsetDateTime"))
-                found.append(ChildPugh(by_snomed[code], None, when, f"Child-Pugh class {by_snomed[code]} "
-                                       f"(condition, SNOMED CT {code})" + (f" since {when.isoformat()}" if when else "")))
+                found.append(
+                    ChildPugh(
+                        by_snomed[code],
+                        None,
+                        when,
+                        f"Child-Pugh class {by_snomed[code]} "
+                        f"(condition, SNOMED CT {code})" + (f" since {when.isoformat()}" if when else ""),
+                    )
+                )
     current = [f for f in found if f.when is None or (today - f.when).days <= reader.max_age_days]
-    current += _stage_findings(knowledge, record, reader)     # an active Condition's stage: current
+    current += _stage_findings(knowledge, record, reader)  # an active Condition's stage: current
     if not current:
         return None
     current.sort(key=lambda f: f.when or date.min, reverse=True)

@@ -5,6 +5,7 @@ with irrelevant data in the prefetch; the results a rule does read are dated and
 interpreted (value, unit, reference range) only when a rule reaches it, newest first, so years of history
 cost a date each. Missing or uninterpretable values are kept as explicit gaps, never as normal.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -20,22 +21,28 @@ from cds_service.knowledge.model import AnalyteEntry
 from cds_service.knowledge.units import resolve_unit
 from cds_service.record.index import PatientRecord
 
-_PRETTY_UNITS = {"10*9/L": "×10⁹/L", "10*3/uL": "×10³/µL", "umol/L": "µmol/L", "mL/min/{1.73_m2}": "mL/min/1.73 m²",
-                 "/uL": "/µL", "[lb_av]": "lb"}
+_PRETTY_UNITS = {
+    "10*9/L": "×10⁹/L",
+    "10*3/uL": "×10³/µL",
+    "umol/L": "µmol/L",
+    "mL/min/{1.73_m2}": "mL/min/1.73 m²",
+    "/uL": "/µL",
+    "[lb_av]": "lb",
+}
 
 
 @dataclass(frozen=True)
 class LabValue:
     analyte: str
-    value: float                      # canonical unit
+    value: float  # canonical unit
     reported_value: float
-    reported_unit: str                # the knowledge file's spelling of the reported unit
+    reported_unit: str  # the knowledge file's spelling of the reported unit
     when: date
-    ref_high: float | None = None     # canonical unit
+    ref_high: float | None = None  # canonical unit
     ref_low: float | None = None
     source_id: str | None = None
-    code: str | None = None           # the analyte's LOINC code the result carried
-    note: str | None = None           # how it was read (knowledge unit_notes / code_notes), shown with the value
+    code: str | None = None  # the analyte's LOINC code the result carried
+    note: str | None = None  # how it was read (knowledge unit_notes / code_notes), shown with the value
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class Uninterpretable:
     analyte: str
     when: date | None
     why: str
+
 
 def pretty_unit(u: str) -> str:
     """A unit as clinicians read it ("10*9/L" -> "×10⁹/L")."""
@@ -79,8 +87,7 @@ def _quantity_value(q: dict[str, Any]) -> float | None:
 def _interpret(analyte: AnalyteEntry, analyte_name: str, obs: dict[str, Any], when: date) -> LabValue | Uninterpretable:
     """One dated result -> its value in the canonical unit, or why it cannot be used."""
     quantity = obs.get("valueQuantity")
-    value = _quantity_value(quantity) if isinstance(quantity, dict) else None
-    if value is None:
+    if not isinstance(quantity, dict) or (value := _quantity_value(quantity)) is None:
         return Uninterpretable(analyte_name, when, "result has no numeric value")
     resolved = resolve_unit(analyte, quantity.get("code"), quantity.get("unit"))
     if resolved is None:
@@ -95,18 +102,28 @@ def _interpret(analyte: AnalyteEntry, analyte_name: str, obs: dict[str, Any], wh
             continue
         for key in ("high", "low"):
             bound = rng.get(key)
-            if isinstance(bound, dict) and _quantity_value(bound) is not None:
+            if isinstance(bound, dict) and (bound_value := _quantity_value(bound)) is not None:
                 bound_unit = resolve_unit(analyte, bound.get("code"), bound.get("unit")) or resolved
-                converted = _quantity_value(bound) * bound_unit[1]
+                converted = bound_value * bound_unit[1]
                 if key == "high" and ref_high is None:
                     ref_high = converted
                 elif key == "low" and ref_low is None:
                     ref_low = converted
         break
     code = _code_of(analyte, obs)
-    notes = [n for n in (analyte.code_notes.get(code), analyte.unit_notes.get(unit)) if n]
-    return LabValue(analyte_name, value * factor, value, unit, when, ref_high, ref_low, obs.get("id"), code,
-                    ", ".join(notes) or None)
+    notes = [n for n in (analyte.code_notes.get(code) if code is not None else None, analyte.unit_notes.get(unit)) if n]
+    return LabValue(
+        analyte_name,
+        value * factor,
+        value,
+        unit,
+        when,
+        ref_high,
+        ref_low,
+        obs.get("id"),
+        code,
+        ", ".join(notes) or None,
+    )
 
 
 def _code_of(analyte: AnalyteEntry, obs: dict[str, Any]) -> str | None:
@@ -126,11 +143,12 @@ class LabSeries(Sequence[LabValue]):
     cannot be interpreted are kept apart (``unreadable``), never dropped and never read as normal.
     """
 
-    __slots__ = ("_analyte", "_name", "_pending", "_next", "_values", "_bad")
+    __slots__ = ("_analyte", "_bad", "_name", "_next", "_pending", "_values")
 
-    def __init__(self, analyte: AnalyteEntry, name: str, dated: list[tuple[date, dict[str, Any]]],
-                 undated: list[Uninterpretable]):
-        dated.sort(key=_first, reverse=True)        # stable: same-day results keep the EHR's order
+    def __init__(
+        self, analyte: AnalyteEntry, name: str, dated: list[tuple[date, dict[str, Any]]], undated: list[Uninterpretable]
+    ):
+        dated.sort(key=_first, reverse=True)  # stable: same-day results keep the EHR's order
         self._analyte, self._name, self._pending, self._next = analyte, name, dated, 0
         self._values: list[LabValue] = []
         self._bad: list[Uninterpretable] = list(undated)
@@ -139,7 +157,10 @@ class LabSeries(Sequence[LabValue]):
         when, obs = self._pending[self._next]
         self._next += 1
         found = _interpret(self._analyte, self._name, obs, when)
-        (self._values if type(found) is LabValue else self._bad).append(found)
+        if isinstance(found, LabValue):
+            self._values.append(found)
+        else:
+            self._bad.append(found)
 
     def _has(self, index: int) -> bool:
         """Read on until the usable result at ``index`` exists or nothing is left; does it exist?"""
@@ -190,11 +211,13 @@ class LabSeries(Sequence[LabValue]):
                 break
             self._read_one()
         newest = self._values[0].when if self._values else None
-        found = [u for u in self._bad if u.when is not None and (since is None or u.when >= since)
-                 and (newest is None or u.when >= newest)]
+        found = [
+            u
+            for u in self._bad
+            if u.when is not None and (since is None or u.when >= since) and (newest is None or u.when >= newest)
+        ]
         found.sort(key=_when_of, reverse=True)
         return found + [u for u in self._bad if u.when is None]
-
 
     def unreadable_between(self, after: date | None, until: date) -> list[Uninterpretable]:
         """Dated results after ``after`` (any age if None) and on or before ``until`` that could not be
@@ -207,7 +230,7 @@ class LabSeries(Sequence[LabValue]):
         return found
 
 
-_first = itemgetter(0)                  # (date, Observation) -> date, as a sort key without a Python call
+_first = itemgetter(0)  # (date, Observation) -> date, as a sort key without a Python call
 _when_of = attrgetter("when")
 
 
@@ -227,14 +250,14 @@ def read_labs(knowledge: Knowledge, record: PatientRecord) -> dict[str, LabSerie
     loinc_index = knowledge.loinc_to_analyte
     dated: dict[str, list[tuple[date, dict[str, Any]]]] = {}
     undated: dict[str, list[Uninterpretable]] = {}
-    for obs, lone in record.observations_with_codes(loinc_index):   # only results carrying an analyte code
-        if lone is not None:            # its only coding, read by the index: the analyte is its code's
+    for obs, lone in record.observations_with_codes(loinc_index):  # only results carrying an analyte code
+        if lone is not None:  # its only coding, read by the index: the analyte is its code's
             analyte = loinc_index[lone[0]] if loinc_or_unstated(lone[1]) else None
         else:
             analyte = _analyte_of(obs.get("code"), loinc_index)
         if analyte is None or obs.get("status") in VOID_STATUS:
             continue
-        stated = obs.get("effectiveDateTime")     # the usual date (parse_date's own test, without its call)
+        stated = obs.get("effectiveDateTime")  # the usual date (parse_date's own test, without its call)
         when = (type(stated) is str and len(stated) >= 4 and parse_date_text(stated)) or _other_date(obs)
         if when is None:
             undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, "result has no date"))
@@ -242,6 +265,7 @@ def read_labs(knowledge: Knowledge, record: PatientRecord) -> dict[str, LabSerie
             dated[analyte] = [(when, obs)]
         else:
             series.append((when, obs))
-    return {name: LabSeries(knowledge.analytes[name], name, dated.get(name, []), undated.get(name, []))
-            for name in dated.keys() | undated.keys()}
-
+    return {
+        name: LabSeries(knowledge.analytes[name], name, dated.get(name, []), undated.get(name, []))
+        for name in dated.keys() | undated.keys()
+    }

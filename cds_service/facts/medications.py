@@ -1,4 +1,5 @@
 """Medications: every MedicationRequest and MedicationStatement of the record, the drug recognised."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,11 +18,11 @@ class MedicationFact:
     display: str
     active: bool
     start: date | None
-    codes: tuple[tuple[str, str], ...]   # (system kind or raw system, code)
+    codes: tuple[tuple[str, str], ...]  # (system kind or raw system, code)
     resource_type: str
     resource_id: str | None
-    status: str = ""                     # as recorded (active, completed, stopped, draft ...)
-    end: date | None = None              # end of the dispense validity / effective period, if recorded
+    status: str = ""  # as recorded (active, completed, stopped, draft ...)
+    end: date | None = None  # end of the dispense validity / effective period, if recorded
 
     @property
     def systemic_jaki_in_use(self) -> bool:
@@ -45,12 +46,12 @@ def read_medications(knowledge: Knowledge, record: PatientRecord) -> list[Medica
 
 def medication_fact(knowledge: Knowledge, resource: dict[str, Any]) -> MedicationFact | None:
     """One MedicationRequest or MedicationStatement, recognised (None if entered in error or cancelled)."""
-    kind = resource.get("resourceType")
+    kind = str(resource.get("resourceType") or "")  # the callers pass requests and statements only
     status = resource.get("status")
     if status in VOID_STATUS:
         return None
     concept = resource.get("medicationCodeableConcept")
-    if isinstance(concept, str):            # a bare name where R4 wants a CodeableConcept: unambiguous, read it
+    if isinstance(concept, str):  # a bare name where R4 wants a CodeableConcept: unambiguous, read it
         concept = {"text": concept}
     elif not isinstance(concept, dict):
         concept = None
@@ -68,11 +69,27 @@ def medication_fact(knowledge: Knowledge, resource: dict[str, Any]) -> Medicatio
         period = resource.get("effectivePeriod")
     period = period if isinstance(period, dict) else {}
     concepts = (concept, (medication or {}).get("code"))
-    codes = tuple((drugmod.system_kind(c.get("system")) or str(c.get("system") or ""), str(c.get("code") or "").strip())
-                  for cc in concepts for c in codings(cc))
-    display = next((cc["text"] for cc in concepts if isinstance(cc, dict) and isinstance(cc.get("text"), str)
-                    and cc["text"]), None) or next(
-        (c.get("display") for cc in concepts for c in codings(cc) if c.get("display")), None) or (
-        match.entry.display if match else "medication")
-    return MedicationFact(match, str(display), active, start or parse_date(period.get("start")), codes, kind,
-                          resource.get("id"), str(status or ""), parse_date(period.get("end")))
+    codes = tuple(
+        (drugmod.system_kind(c.get("system")) or str(c.get("system") or ""), str(c.get("code") or "").strip())
+        for cc in concepts
+        for c in codings(cc)
+    )
+    display = (
+        next(
+            (cc["text"] for cc in concepts if isinstance(cc, dict) and isinstance(cc.get("text"), str) and cc["text"]),
+            None,
+        )
+        or next((c.get("display") for cc in concepts for c in codings(cc) if c.get("display")), None)
+        or (match.entry.display if match else "medication")
+    )
+    return MedicationFact(
+        match,
+        str(display),
+        active,
+        start or parse_date(period.get("start")),
+        codes,
+        kind,
+        resource.get("id"),
+        str(status or ""),
+        parse_date(period.get("end")),
+    )

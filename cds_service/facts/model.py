@@ -4,6 +4,7 @@ Built complete by ``build.build_facts`` from the pure readers (patient, labs, co
 coded_records, safety) and never changed afterwards; every field is typed. Missing or uninterpretable values
 are kept as explicit gaps (``unavailable``, ``gaps``, ``LabSeries.unreadable``), never as normal.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,14 @@ from cds_service.facts.hepatic import ChildPugh
 from cds_service.facts.labs import LabSeries, LabValue, Uninterpretable
 from cds_service.facts.medications import MEDICATION_TYPES, MedicationFact
 from cds_service.facts.patient import age_on
-from cds_service.facts.safety import AllergyFact, CodedResult, ImmunizationFact, ResultReading, TreatmentRecord, read_results
+from cds_service.facts.safety import (
+    AllergyFact,
+    CodedResult,
+    ImmunizationFact,
+    ResultReading,
+    TreatmentRecord,
+    read_results,
+)
 
 
 @dataclass(frozen=True)
@@ -24,26 +32,29 @@ class PatientFacts:
     today: date
     patient_id: str
     birth_date: date | None = None
-    birth_date_precision: int = 10      # 4 = year only, 7 = year-month, 10 = full date
+    birth_date_precision: int = 10  # 4 = year only, 7 = year-month, 10 = full date
     birth_date_problem: str | None = None
     sex: str | None = None
-    labs: Mapping[str, LabSeries] = field(default_factory=dict)            # newest first, read on demand
+    labs: Mapping[str, LabSeries] = field(default_factory=dict)  # newest first, read on demand
     conditions: Sequence[ConditionFact] = ()
     medications: Sequence[MedicationFact] = ()
-    unavailable: Mapping[str, str] = field(default_factory=dict)           # prefetch key -> why
-    gaps: Mapping[str, str] = field(default_factory=dict)                  # "Observation|<loinc>" / type -> why
-    child_pugh: ChildPugh | None = None     # latest class A/B/C, or None: not recorded
-    records: Mapping[str, Sequence[CodedRecord]] = field(default_factory=dict)   # "loinc|code" -> newest first
-    coded_results: Mapping[str, Sequence[CodedResult]] = field(default_factory=dict)  # qualitative_test id -> newest first
+    unavailable: Mapping[str, str] = field(default_factory=dict)  # prefetch key -> why
+    gaps: Mapping[str, str] = field(default_factory=dict)  # "Observation|<loinc>" / type -> why
+    child_pugh: ChildPugh | None = None  # latest class A/B/C, or None: not recorded
+    records: Mapping[str, Sequence[CodedRecord]] = field(default_factory=dict)  # "loinc|code" -> newest first
+    coded_results: Mapping[str, Sequence[CodedResult]] = field(
+        default_factory=dict
+    )  # qualitative_test id -> newest first
     immunizations: Sequence[ImmunizationFact] = ()
-    allergies: Sequence[AllergyFact] = ()                                   # active, not refuted
-    treatments: Sequence[TreatmentRecord] = ()                             # ART, TB preventive treatment
+    allergies: Sequence[AllergyFact] = ()  # active, not refuted
+    treatments: Sequence[TreatmentRecord] = ()  # ART, TB preventive treatment
 
     # -- age ----------------------------------------------------------------
     @property
     def age(self) -> int | None:
         """Completed years at the evaluation date (lowest possible if birthDate is partial)."""
-        return age_on(self.birth_date_latest, self.today) if self.birth_date else None
+        latest = self.birth_date_latest
+        return age_on(latest, self.today) if latest is not None else None
 
     @property
     def age_max(self) -> int | None:

@@ -1,4 +1,5 @@
 """The patient: birth date (with its precision, or why it cannot be used) and administrative sex."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,9 +14,9 @@ MAX_PLAUSIBLE_AGE = 125
 @dataclass(frozen=True)
 class Demographics:
     birth_date: date | None = None
-    birth_date_precision: int = 10      # 4 = year only, 7 = year-month, 10 = full date
+    birth_date_precision: int = 10  # 4 = year only, 7 = year-month, 10 = full date
     birth_date_problem: str | None = None
-    sex: str | None = None              # "female" | "male" | None: not recorded as either
+    sex: str | None = None  # "female" | "male" | None: not recorded as either
 
 
 def age_on(born: date, today: date) -> int:
@@ -35,7 +36,7 @@ def read_patient(record: PatientRecord, today: date) -> Demographics:
         problem = f"the birth date {str(raw)[:20]!r} could not be interpreted"
     elif born and (born > today or age_on(born, today) > MAX_PLAUSIBLE_AGE):
         problem = f"the birth date {raw} gives an implausible age"
-    elif born:
+    elif born and isinstance(raw, str):  # (a date was read, so raw is a string)
         birth_date, precision = born, min(len(raw), 10)
     gender = patient.get("gender")
     return Demographics(birth_date, precision, problem, gender if gender in ("female", "male") else None)

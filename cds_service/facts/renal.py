@@ -3,6 +3,7 @@
 Formulas as in the knowledge file, section F (Cockcroft-Gault, race-free CKD-EPI 2021). Inputs are canonical
 units (creatinine mg/dL, weight kg); which measurement to trust is decided here (decision 8).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class Derived:
     when: date | None = None
     missing: str | None = None
 
+
 def cockcroft_gault(age_years: float, weight_kg: float, creatinine_mg_dl: float, female: bool) -> float:
     """CrCl (mL/min) = (140 - age) x weight x (0.85 if female) / (72 x Scr)."""
     if creatinine_mg_dl <= 0 or weight_kg <= 0:
@@ -37,7 +39,7 @@ def ckd_epi_2021(age_years: float, creatinine_mg_dl: float, female: bool) -> flo
     kappa = 0.7 if female else 0.9
     alpha = -0.241 if female else -0.302
     ratio = creatinine_mg_dl / kappa
-    egfr = 142.0 * min(ratio, 1.0) ** alpha * max(ratio, 1.0) ** -1.200 * 0.9938 ** age_years
+    egfr: float = 142.0 * min(ratio, 1.0) ** alpha * max(ratio, 1.0) ** -1.200 * 0.9938**age_years
     return egfr * 1.012 if female else egfr
 
 
@@ -45,6 +47,7 @@ def ckd_epi_2021(age_years: float, creatinine_mg_dl: float, female: bool) -> flo
 # CrCl and eGFR are kept apart: an eGFR (indexed to 1.73 m2, another equation) is never used as a creatinine
 # clearance, and a clearance is never used as an eGFR. A value read in a unit that is not quite its own (finding 28:
 # an eGFR in plain mL/min, a measured clearance per 1.73 m2) carries the knowledge's note into the text shown.
+
 
 def _shown(value: LabValue) -> str:
     return lab_text(value, code=True)
@@ -61,7 +64,7 @@ def creatinine_clearance(facts: PatientFacts, knowledge: Knowledge) -> Derived:
         return Derived(measured.value, f"measured creatinine clearance {_shown(measured)}", measured.when)
     creat = facts.latest("creatinine", max_days)
     weight = facts.latest("weight", knowledge.analytes["weight"].max_age_days)
-    gaps = []
+    gaps: list[str] = []
     if creat is None:
         gaps.append(f"no serum creatinine in the last {max_days} days")
     if weight is None:
@@ -70,18 +73,24 @@ def creatinine_clearance(facts: PatientFacts, knowledge: Knowledge) -> Derived:
         gaps.append("no date of birth")
     if facts.sex is None:
         gaps.append("sex not recorded as female or male")
-    if gaps:
+    if creat is None or weight is None or facts.age is None or facts.sex is None:  # there is a gap
         reported = facts.latest("egfr", knowledge.analytes["egfr"].max_age_days)
         if reported is not None:
             # one clause with the first gap (not a clause of its own), so a card that lists that gap keeps it
-            gaps[0] += (f" (an eGFR is on record, {_shown(reported)}, but an eGFR is not a creatinine clearance"
-                        f" and is not used as one)")
+            gaps[0] += (
+                f" (an eGFR is on record, {_shown(reported)}, but an eGFR is not a creatinine clearance"
+                f" and is not used as one)"
+            )
         return Derived(None, "Cockcroft-Gault", None, "; ".join(gaps))
     if creat.value <= 0 or weight.value <= 0:
         return Derived(None, "Cockcroft-Gault", None, "creatinine or weight is zero")
     value = cockcroft_gault(facts.age, weight.value, creat.value, facts.sex == "female")
-    return Derived(value, f"Cockcroft-Gault (creatinine {creat.reported_value:g} {creat.reported_unit} on "
-                          f"{creat.when.isoformat()}, weight {weight.value:.0f} kg, age {facts.age})", creat.when)
+    return Derived(
+        value,
+        f"Cockcroft-Gault (creatinine {creat.reported_value:g} {creat.reported_unit} on "
+        f"{creat.when.isoformat()}, weight {weight.value:.0f} kg, age {facts.age})",
+        creat.when,
+    )
 
 
 def egfr(facts: PatientFacts, knowledge: Knowledge) -> Derived:
@@ -96,26 +105,43 @@ def egfr(facts: PatientFacts, knowledge: Knowledge) -> Derived:
     reported = facts.latest("egfr", knowledge.analytes["egfr"].max_age_days)
     creat = facts.latest("creatinine", days)
 
-    def named(why: str) -> Derived:
+    def named(reported: LabValue, why: str) -> Derived:
         return Derived(reported.value, f"laboratory-reported eGFR {_shown(reported)}, {why}", reported.when)
 
     if creat is None:
         if reported is not None:
-            return named(f"used because there is no serum creatinine in the last {days} days")
+            return named(reported, f"used because there is no serum creatinine in the last {days} days")
         return Derived(None, "CKD-EPI 2021", None, f"no eGFR or serum creatinine in the last {days} days")
     creat_text = f"{creat.reported_value:g} {creat.reported_unit} on {creat.when.isoformat()}"
     if reported is not None and reported.when > creat.when:
-        return named(f"newer than the latest serum creatinine ({creat_text})")
-    problem = ("age or sex not recorded" if facts.age is None or facts.sex is None
-               else "creatinine is zero" if creat.value <= 0 else None)
-    if problem:
+        return named(reported, f"newer than the latest serum creatinine ({creat_text})")
+    problem = (
+        "age or sex not recorded"
+        if facts.age is None or facts.sex is None
+        else "creatinine is zero"
+        if creat.value <= 0
+        else None
+    )
+    if problem or facts.age is None:  # (no age is a problem: said again for the type checker)
         if reported is not None and reported.when == creat.when:
-            return named(f"used because CKD-EPI 2021 could not be computed from the creatinine of that day ({problem})")
-        older = (f"; the laboratory-reported eGFR {_shown(reported)} is older than that creatinine and is not used"
-                 if reported is not None else "")
-        return Derived(None, "CKD-EPI 2021", None,
-                       f"CKD-EPI 2021 could not be computed from the serum creatinine {creat_text}: {problem}{older}")
+            return named(
+                reported, f"used because CKD-EPI 2021 could not be computed from the creatinine of that day ({problem})"
+            )
+        older = (
+            f"; the laboratory-reported eGFR {_shown(reported)} is older than that creatinine and is not used"
+            if reported is not None
+            else ""
+        )
+        return Derived(
+            None,
+            "CKD-EPI 2021",
+            None,
+            f"CKD-EPI 2021 could not be computed from the serum creatinine {creat_text}: {problem}{older}",
+        )
     value = ckd_epi_2021(facts.age, creat.value, facts.sex == "female")
-    seen = (f"; the laboratory-reported eGFR {_shown(reported)} is not newer than this creatinine and is not used"
-            if reported is not None else "")
+    seen = (
+        f"; the laboratory-reported eGFR {_shown(reported)} is not newer than this creatinine and is not used"
+        if reported is not None
+        else ""
+    )
     return Derived(value, f"CKD-EPI 2021 (creatinine {creat_text}){seen}", creat.when)

@@ -13,12 +13,13 @@
 Each reader returns its values; ``build.build_facts`` puts them on ``PatientFacts``. A result whose answer cannot be read is kept with category ``None`` and the
 reason, and never counted as negative.
 """
+
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -27,19 +28,20 @@ from cds_service.fhir.tolerant import as_list
 from cds_service.fhir.values import VOID_STATUS, codings, loinc_or_unstated, parse_date
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.schemas.contraindication import AnswerSet, QualitativeTest
-from cds_service.knowledge.units import resolve_unit
+from cds_service.knowledge.schemas.results import QuantityReading
+from cds_service.knowledge.units import HasUnits, resolve_unit
 from cds_service.record.index import PatientRecord
 
 # "<20 copies/mL", "20", "> 1e6 IU/mL": a number written as text, with its comparator and unit
 _NUMBER_TEXT = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*(\d+(?:[.,]\d+)?)\s*(\S.*)?$")
-_COMPARATOR = {"≤": "<=", "≥": ">="}
+_COMPARATOR: dict[str | None, str] = {"≤": "<=", "≥": ">="}
 
 
 @dataclass(frozen=True)
 class CodedResult:
     test: str
-    category: str | None          # category of the test's answer set; None: could not be read
-    answer: str                   # the answer as written (display/text/code, "<20 {copies}/mL"), or why unreadable
+    category: str | None  # category of the test's answer set; None: could not be read
+    answer: str  # the answer as written (display/text/code, "<20 {copies}/mL"), or why unreadable
     when: date | None
     loinc: str
 
@@ -55,11 +57,16 @@ class ResultReading:
     unread: list[CodedResult]
 
 
-def read_results(coded_results: Mapping[str, Sequence[CodedResult]], test_ids: Iterable[str],
-                 since: date | None = None) -> ResultReading:
+def read_results(
+    coded_results: Mapping[str, Sequence[CodedResult]], test_ids: Iterable[str], since: date | None = None
+) -> ResultReading:
     """The results of ``test_ids`` (``[qualitative_test.*]`` ids), only those dated ``since`` or later if given."""
-    found = [r for t in test_ids for r in coded_results.get(t, ())
-             if since is None or (r.when is not None and r.when >= since)]
+    found = [
+        r
+        for t in test_ids
+        for r in coded_results.get(t, ())
+        if since is None or (r.when is not None and r.when >= since)
+    ]
     found.sort(key=_when, reverse=True)
     decisive = next((r for r in found if r.category is not None), None)
     unread = [r for r in found if r.category is None and (decisive is None or _when(r) > _when(decisive))]
@@ -74,10 +81,10 @@ def _when(result: CodedResult) -> date:
 class TreatmentRecord:
     """A medication request or statement of a treatment class (antiretrovirals, TB preventive treatment)."""
 
-    classes: tuple[str, ...]      # treatment_class ids it belongs to
+    classes: tuple[str, ...]  # treatment_class ids it belongs to
     display: str
-    status: str                   # as recorded (active, completed, stopped, on-hold, intended ...)
-    active: bool                  # being taken now (what decides "treated")
+    status: str  # as recorded (active, completed, stopped, on-hold, intended ...)
+    active: bool  # being taken now (what decides "treated")
     start: date | None
     end: date | None
     resource_type: str
@@ -85,7 +92,7 @@ class TreatmentRecord:
 
 @dataclass(frozen=True)
 class ImmunizationFact:
-    codes: tuple[tuple[str, str], ...]     # (system, code)
+    codes: tuple[tuple[str, str], ...]  # (system, code)
     display: str
     when: date | None
     status: str
@@ -93,16 +100,19 @@ class ImmunizationFact:
 
 @dataclass(frozen=True)
 class AllergyFact:
-    code: dict[str, Any]           # AllergyIntolerance.code (CodeableConcept)
+    code: dict[str, Any]  # AllergyIntolerance.code (CodeableConcept)
     display: str
-    kind: str | None               # allergy | intolerance
+    kind: str | None  # allergy | intolerance
     criticality: str | None
     recorded: date | None
 
 
 def _written(concept: dict[str, Any]) -> str:
-    return str(concept.get("text") or next((c.get("display") for c in codings(concept) if c.get("display")), None)
-               or next((c.get("code") for c in codings(concept)), "coded"))
+    return str(
+        concept.get("text")
+        or next((c.get("display") for c in codings(concept) if c.get("display")), None)
+        or next((c.get("code") for c in codings(concept)), "coded")
+    )
 
 
 def _interpretation(answer_set: AnswerSet, obs: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -115,7 +125,7 @@ def _interpretation(answer_set: AnswerSet, obs: dict[str, Any]) -> tuple[str | N
     return None, None
 
 
-def _units_of(reading, knowledge):
+def _units_of(reading: QuantityReading, knowledge: Knowledge) -> tuple[HasUnits, str | None]:
     """(object with ``units``, canonical unit) for a quantity reading (its own units, or its analyte's)."""
     if reading.analyte is not None:
         analyte = knowledge.analytes[reading.analyte]
@@ -137,7 +147,9 @@ def _shown_unit(unit: str | None) -> str:
 _UNIT_SHOWN = str.maketrans("", "", "[]{}")
 
 
-def _number(reading, knowledge, value, comparator, units: tuple) -> tuple[str | None, str]:
+def _number(
+    reading: QuantityReading, knowledge: Knowledge, value: float, comparator: str | None, units: tuple[str | None, ...]
+) -> tuple[str | None, str]:
     """A reported number -> (category, as written) by the test's quantity reading; (None, why) if unreadable."""
     comparator = _COMPARATOR.get(comparator, comparator)
     unit = next((u for u in units if u), None)
@@ -158,8 +170,9 @@ def _number(reading, knowledge, value, comparator, units: tuple) -> tuple[str | 
     return reading.category(converted, comparator), written
 
 
-def _category(answer_set: AnswerSet, obs: dict[str, Any], test: QualitativeTest,
-              knowledge: Knowledge) -> tuple[str | None, str]:
+def _category(
+    answer_set: AnswerSet, obs: dict[str, Any], test: QualitativeTest, knowledge: Knowledge
+) -> tuple[str | None, str]:
     """The answer-set category of an Observation's value (or interpretation), and the answer as written (or,
     when the category is None, what was found and why it could not be read)."""
     reading = getattr(test, "quantity", None)
@@ -177,8 +190,11 @@ def _category(answer_set: AnswerSet, obs: dict[str, Any], test: QualitativeTest,
             return found, written
         return None, written
     quantity = obs.get("valueQuantity")
-    if isinstance(quantity, dict) and isinstance(quantity.get("value"), (int, float)) \
-            and not isinstance(quantity.get("value"), bool):
+    if (
+        isinstance(quantity, dict)
+        and isinstance(quantity.get("value"), (int, float))
+        and not isinstance(quantity.get("value"), bool)
+    ):
         value, comparator = float(quantity["value"]), quantity.get("comparator")
         units = (quantity.get("code"), quantity.get("unit"))
         if reading is not None:
@@ -186,13 +202,19 @@ def _category(answer_set: AnswerSet, obs: dict[str, Any], test: QualitativeTest,
             if found is not None:
                 return found, written
         else:
-            written = f"{_COMPARATOR.get(comparator, comparator) or ''}{value:g} " \
-                      f"{_shown_unit(next((u for u in units if u), None))}"
+            written = (
+                f"{_COMPARATOR.get(comparator, comparator) or ''}{value:g} "
+                f"{_shown_unit(next((u for u in units if u), None))}"
+            )
         by_interp, how = _interpretation(answer_set, obs)
         if by_interp:
             return by_interp, f"{written} ({how})"
-        return None, written if reading is not None else \
-            f"{written} without an interpretation (this test is read from its coded answer or interpretation)"
+        return (
+            None,
+            written
+            if reading is not None
+            else f"{written} without an interpretation (this test is read from its coded answer or interpretation)",
+        )
     if isinstance(obs.get("valueString"), str):
         text = obs["valueString"]
         found = _by_words(answer_set, text)
@@ -209,7 +231,7 @@ def _category(answer_set: AnswerSet, obs: dict[str, Any], test: QualitativeTest,
                 return name, str(obs["valueBoolean"]).lower()
         return None, str(obs["valueBoolean"]).lower()
     by_interp, how = _interpretation(answer_set, obs)
-    if by_interp:
+    if by_interp and how:  # (both or neither)
         return by_interp, how
     return None, "no result value"
 
@@ -225,8 +247,9 @@ def _by_words(answer_set: AnswerSet, text: str) -> str | None:
 def _is_bare_panel(obs: dict[str, Any]) -> bool:
     """A panel Observation (e.g. IGRA panel 71775-1) holding only references to its members, which carry the
     results and are read on their own."""
-    return bool(obs.get("hasMember")) and not any(key.startswith("value") for key in obs) \
-        and not obs.get("interpretation")
+    return (
+        bool(obs.get("hasMember")) and not any(key.startswith("value") for key in obs) and not obs.get("interpretation")
+    )
 
 
 def read_treatments(knowledge: Knowledge, medications: Iterable[MedicationFact]) -> list[TreatmentRecord]:
@@ -238,8 +261,9 @@ def read_treatments(knowledge: Knowledge, medications: Iterable[MedicationFact])
             continue
         member = tuple(name for name, cls in classes.items() if cls.contains(med.display, med.codes))
         if member:
-            found.append(TreatmentRecord(member, med.display, med.status, med.active, med.start, med.end,
-                                         med.resource_type))
+            found.append(
+                TreatmentRecord(member, med.display, med.status, med.active, med.start, med.end, med.resource_type)
+            )
     return found
 
 
@@ -251,7 +275,7 @@ def read_coded_results(knowledge: Knowledge, record: PatientRecord) -> dict[str,
     found: dict[str, list[CodedResult]] = {}
     if not by_loinc:
         return found
-    for obs in record.with_codes("Observation", by_loinc):      # only results of a listed test
+    for obs in record.with_codes("Observation", by_loinc):  # only results of a listed test
         if obs.get("status") in VOID_STATUS or _is_bare_panel(obs):
             continue
         for coding in codings(obs.get("code")):
@@ -260,8 +284,11 @@ def read_coded_results(knowledge: Knowledge, record: PatientRecord) -> dict[str,
             if name is None or not loinc_or_unstated(coding.get("system")):
                 continue
             category, written = _category(answer_sets[tests[name].answers], obs, tests[name], knowledge)
-            when = (parse_date(obs.get("effectiveDateTime")) or parse_date(obs.get("issued"))
-                    or parse_date((obs.get("effectivePeriod") or {}).get("start")))
+            when = (
+                parse_date(obs.get("effectiveDateTime"))
+                or parse_date(obs.get("issued"))
+                or parse_date((obs.get("effectivePeriod") or {}).get("start"))
+            )
             found.setdefault(name, []).append(CodedResult(name, category, written, when, code))
             break
     for results in found.values():
@@ -275,8 +302,11 @@ def read_immunizations(record: PatientRecord) -> list[ImmunizationFact]:
     for imm in record.resources("Immunization"):
         concept = imm.get("vaccineCode")
         codes = tuple((str(c.get("system") or ""), str(c.get("code") or "").strip()) for c in codings(concept))
-        display = (concept or {}).get("text") or next((c.get("display") for c in codings(concept) if c.get("display")),
-                                                      None) or "vaccine"
+        display = (
+            (concept or {}).get("text")
+            or next((c.get("display") for c in codings(concept) if c.get("display")), None)
+            or "vaccine"
+        )
         when = parse_date(imm.get("occurrenceDateTime")) or parse_date(imm.get("recorded"))
         found.append(ImmunizationFact(codes, str(display), when, str(imm.get("status") or "")))
     return found
@@ -293,8 +323,18 @@ def read_allergies(record: PatientRecord) -> list[AllergyFact]:
         concept = allergy.get("code")
         if not isinstance(concept, dict):
             continue
-        display = concept.get("text") or next((c.get("display") for c in codings(concept) if c.get("display")),
-                                              None) or "substance"
-        found.append(AllergyFact(concept, str(display), allergy.get("type"), allergy.get("criticality"),
-                                 parse_date(allergy.get("recordedDate"))))
+        display = (
+            concept.get("text")
+            or next((c.get("display") for c in codings(concept) if c.get("display")), None)
+            or "substance"
+        )
+        found.append(
+            AllergyFact(
+                concept,
+                str(display),
+                allergy.get("type"),
+                allergy.get("criticality"),
+                parse_date(allergy.get("recordedDate")),
+            )
+        )
     return found

@@ -35,6 +35,7 @@ a host on the allowed list) and a SOCKS proxy's connections. A thread stuck ther
 a short grace (the call answers anyway), stays counted against its server's limit until it ends, and
 is logged; connects have their own timeout (``JAK_CDS_FHIR_CONNECT_TIMEOUT``, at most what is left).
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,7 +65,7 @@ STOP_GRACE = 1.0
 # Servers whose limits are remembered; idle ones are forgotten beyond this.
 MAX_SERVERS = 256
 
-_clients: "weakref.WeakSet[FhirClient]" = weakref.WeakSet()   # every client of the process, for stop_all()
+_clients: weakref.WeakSet[FhirClient] = weakref.WeakSet()  # every client of the process, for stop_all()
 _clients_lock = threading.Lock()
 
 
@@ -86,10 +87,15 @@ def stop_all(grace: float = STOP_GRACE) -> None:
         client.shutdown(grace)
 
 
-
 class FhirClient:
-    def __init__(self, allowed_servers: tuple[str, ...], total_budget: float, connect_timeout: float = 0.5,
-                 session: requests.Session | None = None, per_server: int = PER_SERVER_LIMIT):
+    def __init__(
+        self,
+        allowed_servers: tuple[str, ...],
+        total_budget: float,
+        connect_timeout: float = 0.5,
+        session: requests.Session | None = None,
+        per_server: int = PER_SERVER_LIMIT,
+    ):
         self.allowed = allowed_servers
         self.budget = total_budget
         self.connect_timeout = connect_timeout
@@ -98,7 +104,7 @@ class FhirClient:
         self._lock = threading.Lock()
         self._limits: dict[tuple, ServerLimit] = {}
         self._calls: set[Call] = set()
-        self._stop_at: float | None = None      # after shutdown(): when every read must have ended
+        self._stop_at: float | None = None  # after shutdown(): when every read must have ended
         with _clients_lock:
             _clients.add(self)
 
@@ -127,8 +133,9 @@ class FhirClient:
         for call in calls:
             call.stop(grace)
 
-    def fetch_all(self, server: str, authorization, queries: dict[str, str],
-                  deadline: float | None = None) -> dict[str, tuple[list | None, str | None]]:
+    def fetch_all(
+        self, server: str, authorization, queries: dict[str, str], deadline: float | None = None
+    ) -> dict[str, tuple[list | None, str | None]]:
         """Run each query against ``server`` in parallel until ``deadline`` (default: the whole budget from now).
 
         A hook call that fetches in turns passes the same ``deadline`` to each (``prefetch.Completion``).
@@ -148,11 +155,12 @@ class FhirClient:
         if authorization is not None:
             headers["Authorization"] = f"{authorization.token_type or 'Bearer'} {authorization.access_token}"
         with self._lock:
-            stopping = self._stop_at is not None
-            if stopping:
-                if self._stop_at <= time.monotonic():
+            stop_at = self._stop_at
+            stopping = stop_at is not None
+            if stop_at is not None:
+                if stop_at <= time.monotonic():
                     return {key: (None, "not read: the service was stopping") for key in queries}
-                deadline = min(deadline, self._stop_at)
+                deadline = min(deadline, stop_at)
             call = Call(self._fetch, self.budget, server, headers, deadline, self._limit_for(server))
             call.stopping = stopping
             self._calls.add(call)
@@ -185,16 +193,20 @@ class FhirClient:
                 # the deadline is kept by cutting the connection (Call.run): the read timeout is only a backstop,
                 # a little later, so that what is late is said the same way however it is late. A connect
                 # cannot be cut (no socket yet): its own timeout ends by the deadline.
-                response = self.session.get(url, headers=headers, stream=True,
-                                            timeout=(min(self.connect_timeout, remaining), remaining + JOIN_GRACE),
-                                            allow_redirects=False)
+                response = self.session.get(
+                    url,
+                    headers=headers,
+                    stream=True,
+                    timeout=(min(self.connect_timeout, remaining), remaining + JOIN_GRACE),
+                    allow_redirects=False,
+                )
                 body = self._read_capped(response, call)
             except requests.Timeout:
                 return None, "the FHIR server did not answer in time"
             except requests.RequestException as exc:
                 return None, f"the FHIR server could not be reached ({type(exc).__name__})"
             if response.status_code == 404 and "?" not in query:
-                return [], None          # a read of a resource that does not exist: no data
+                return [], None  # a read of a resource that does not exist: no data
             if response.status_code != 200:
                 return None, f"the FHIR server answered HTTP {response.status_code}"
             if body is None:

@@ -15,14 +15,17 @@ thread a ``Sockets``; every socket that thread connects, or takes from the keep-
 there, and ``Sockets.cut()`` shuts them down (``shutdown(2)`` wakes a thread blocked in ``recv``, TLS
 handshake included, where ``close()`` would not), so the thread ends at once with an error.
 """
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 from contextlib import contextmanager
 from http.cookiejar import DefaultCookiePolicy
+from typing import TypeGuard
 from urllib.parse import urlsplit
 
 import requests
@@ -47,7 +50,7 @@ class Sockets:
     reused for another connection) behind our back, nor detached by a TLS wrap during the handshake.
     """
 
-    __slots__ = ("_lock", "_held", "cut_off", "_done")
+    __slots__ = ("_done", "_held", "_lock", "cut_off")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -58,13 +61,13 @@ class Sockets:
     def adopt(self, sock) -> None:
         try:
             held = socket.socket(fileno=os.dup(sock.fileno()))
-        except (OSError, ValueError):     # already closed: nothing to cut
+        except (OSError, ValueError):  # already closed: nothing to cut
             return
         with self._lock:
             if not self.cut_off and not self._done:
                 self._held.append(held)
                 return
-        _shut(held)                        # cut before it got here: end it now
+        _shut(held)  # cut before it got here: end it now
         held.close()
 
     def cut(self) -> None:
@@ -86,10 +89,8 @@ class Sockets:
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # not connected any more
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:                        # not connected any more
-        pass
 
 
 _sending = threading.local()
@@ -114,7 +115,7 @@ def _adopt(sock) -> None:
 
 class _CuttableHTTPConnection(HTTPConnection):
     def _new_conn(self):
-        sock = super()._new_conn()         # connected, before any TLS handshake
+        sock = super()._new_conn()  # connected, before any TLS handshake
         _adopt(sock)
         return sock
 
@@ -131,7 +132,7 @@ class _CuttableHTTPPool(HTTPConnectionPool):
 
     def _get_conn(self, timeout=None):
         conn = super()._get_conn(timeout)
-        _adopt(conn.sock)                  # a kept-alive connection (None: it connects later, in _new_conn)
+        _adopt(getattr(conn, "sock", None))  # a kept-alive connection (None: it connects later, in _new_conn)
         return conn
 
 
@@ -140,7 +141,7 @@ class _CuttableHTTPSPool(HTTPSConnectionPool):
 
     def _get_conn(self, timeout=None):
         conn = super()._get_conn(timeout)
-        _adopt(conn.sock)
+        _adopt(getattr(conn, "sock", None))
         return conn
 
 
@@ -155,7 +156,7 @@ class _OriginOnly(logging.Filter):
         return True
 
 
-def _names_a_path(value) -> bool:
+def _names_a_path(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and ("://" in value or value.startswith("/"))
 
 
@@ -203,16 +204,16 @@ class OutboundSession(requests.Session):
         super().__init__()
         self.auth = _KeepHeaders()
         self.cookies.set_policy(_NO_COOKIES)
-        adapter = CuttableAdapter(pool_connections=4, pool_maxsize=connections)   # requests keeps ten by default
+        adapter = CuttableAdapter(pool_connections=4, pool_maxsize=connections)  # requests keeps ten by default
         self.mount("https://", adapter)
         self.mount("http://", adapter)
         self._environment: dict[tuple, dict] = {}
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
-        if proxies or verify is not None or cert is not None:      # not how this service calls: no caching
+        if proxies or verify is not None or cert is not None:  # not how this service calls: no caching
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, stream)                  # NO_PROXY depends on the host
+        key = (parts.scheme, parts.netloc, stream)  # NO_PROXY depends on the host
         found = self._environment.get(key)
         if found is None:
             found = super().merge_environment_settings(url, proxies, stream, verify, cert)

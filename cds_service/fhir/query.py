@@ -7,6 +7,7 @@ in for an EHR's FHIR server. Supports what the templates use: reads,
 ``date`` (ge/le/gt/lt), ``_id``, ``_sort=-date`` and ``_count``. Also serves
 ``jak-cds fhir-server`` (cds_service/devtools/fhir_fixture_server.py).
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -14,8 +15,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 from cds_service.fhir.values import parse_date
 
-_DATE_FIELDS = ("effectiveDateTime", "issued", "authoredOn", "onsetDateTime", "recordedDate", "occurrenceDateTime",
-                "dateAsserted")
+_DATE_FIELDS = (
+    "effectiveDateTime",
+    "issued",
+    "authoredOn",
+    "onsetDateTime",
+    "recordedDate",
+    "occurrenceDateTime",
+    "dateAsserted",
+)
 
 
 def _resource_date(resource: dict) -> date | None:
@@ -53,8 +61,13 @@ def _matches_date(resource: dict, value: str) -> bool:
     wanted, actual = parse_date(raw), _resource_date(resource)
     if wanted is None or actual is None:
         return False
-    return {"ge": actual >= wanted, "le": actual <= wanted, "gt": actual > wanted,
-            "lt": actual < wanted, "eq": actual == wanted}[prefix]
+    return {
+        "ge": actual >= wanted,
+        "le": actual <= wanted,
+        "gt": actual > wanted,
+        "lt": actual < wanted,
+        "eq": actual == wanted,
+    }[prefix]
 
 
 def search(resources: list[dict], query: str) -> dict:
@@ -66,8 +79,10 @@ def search(resources: list[dict], query: str) -> dict:
         for resource in resources:
             if resource.get("resourceType") == kind and resource.get("id") == ident:
                 return resource
-        return {"resourceType": "OperationOutcome",
-                "issue": [{"severity": "error", "code": "not-found", "diagnostics": f"{kind}/{ident} not found"}]}
+        return {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "not-found", "diagnostics": f"{kind}/{ident} not found"}],
+        }
     kind = path
     hits = [r for r in resources if r.get("resourceType") == kind]
     count, sort_desc = None, False
@@ -94,6 +109,11 @@ def search(resources: list[dict], query: str) -> dict:
         hits.sort(key=lambda r: _resource_date(r) or date.min, reverse=True)
     if count is not None:
         hits = hits[:count]
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(hits),
-            "entry": [{"fullUrl": f"{r['resourceType']}/{r.get('id')}", "resource": r, "search": {"mode": "match"}}
-                      for r in hits]}
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(hits),
+        "entry": [
+            {"fullUrl": f"{r['resourceType']}/{r.get('id')}", "resource": r, "search": {"mode": "match"}} for r in hits
+        ],
+    }

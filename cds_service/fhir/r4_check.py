@@ -17,6 +17,7 @@ library does not check them; the value sets are read from its models), dateTime 
 a full date-time with a time zone, numbers must be plain (no boolean, no exponent, no string), a
 period needs its unit. The elements taken are checked against the library's models on first use.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,15 +32,30 @@ _CODE = re.compile(r"[^\s]+(?: [^\s]+)*")
 _STRING = re.compile(r"[ \r\n\t\S]+")
 _URI = re.compile(r"\S+")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
-_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?"
-                        r"(?:Z|[+-](?:0\d|1[0-3]):[0-5]\d|[+-]14:00)", re.ASCII)     # offsets up to 14:00
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?"
+    r"(?:Z|[+-](?:0\d|1[0-3]):[0-5]\d|[+-]14:00)",
+    re.ASCII,
+)  # offsets up to 14:00
 _PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9]\d{0,14})(?:\.\d{1,15})?", re.ASCII)
 _MAX_TEXT = 10_000
 
 # the elements this check takes, per element type (everything else goes to fhir.resources)
-_MEDICATION_REQUEST = {"resourceType", "id", "status", "intent", "medicationCodeableConcept", "subject",
-                       "authoredOn", "dosageInstruction", "reasonCode", "requester", "encounter", "category",
-                       "dispenseRequest"}
+_MEDICATION_REQUEST = {
+    "resourceType",
+    "id",
+    "status",
+    "intent",
+    "medicationCodeableConcept",
+    "subject",
+    "authoredOn",
+    "dosageInstruction",
+    "reasonCode",
+    "requester",
+    "encounter",
+    "category",
+    "dispenseRequest",
+}
 _CODEABLE_CONCEPT = {"coding", "text"}
 _CODING = {"system", "code", "display"}
 _REFERENCE = {"reference", "display"}
@@ -69,11 +85,19 @@ def _load_value_sets() -> dict[str, frozenset[str]]:
     from fhir.resources.R4B.reference import Reference
     from fhir.resources.R4B.timing import Timing, TimingRepeat
 
-    for model, taken in ((MedicationRequest, _MEDICATION_REQUEST - {"resourceType"}),
-                         (CodeableConcept, _CODEABLE_CONCEPT), (Coding, _CODING), (Reference, _REFERENCE),
-                         (Dosage, _DOSAGE), (Timing, _TIMING), (TimingRepeat, _REPEAT),
-                         (DosageDoseAndRate, _DOSE_AND_RATE), (Quantity, _QUANTITY), (Duration, _QUANTITY),
-                         (MedicationRequestDispenseRequest, _DISPENSE_REQUEST)):
+    for model, taken in (
+        (MedicationRequest, _MEDICATION_REQUEST - {"resourceType"}),
+        (CodeableConcept, _CODEABLE_CONCEPT),
+        (Coding, _CODING),
+        (Reference, _REFERENCE),
+        (Dosage, _DOSAGE),
+        (Timing, _TIMING),
+        (TimingRepeat, _REPEAT),
+        (DosageDoseAndRate, _DOSE_AND_RATE),
+        (Quantity, _QUANTITY),
+        (Duration, _QUANTITY),
+        (MedicationRequestDispenseRequest, _DISPENSE_REQUEST),
+    ):
         elements = {field.alias or name for name, field in model.model_fields.items()}
         missing = taken - elements
         if missing:
@@ -82,8 +106,11 @@ def _load_value_sets() -> dict[str, frozenset[str]]:
     def value_set(model, name: str) -> frozenset[str]:
         return frozenset(model.model_fields[name].json_schema_extra["enum_values"])
 
-    return {"status": value_set(MedicationRequest, "status"), "intent": value_set(MedicationRequest, "intent"),
-            "periodUnit": value_set(TimingRepeat, "periodUnit")}
+    return {
+        "status": value_set(MedicationRequest, "status"),
+        "intent": value_set(MedicationRequest, "intent"),
+        "periodUnit": value_set(TimingRepeat, "periodUnit"),
+    }
 
 
 def plainly_valid(resource: dict) -> bool:
@@ -95,12 +122,19 @@ def plainly_valid(resource: dict) -> bool:
         except (RuntimeError, ImportError, KeyError, TypeError) as exc:
             log.error("quick R4 check of draft orders is off, fhir.resources validates every draft: %s", exc)
             _value_sets = {}
-    if not _value_sets or type(resource) is not dict or resource.get("resourceType") != "MedicationRequest" \
-            or not resource.keys() <= _MEDICATION_REQUEST:
+    if (
+        not _value_sets
+        or type(resource) is not dict
+        or resource.get("resourceType") != "MedicationRequest"
+        or not resource.keys() <= _MEDICATION_REQUEST
+    ):
         return False
-    if not (_in(resource.get("status"), "status") and _in(resource.get("intent"), "intent")
-            and _codeable_concept(resource.get("medicationCodeableConcept"))
-            and _reference(resource.get("subject"))):
+    if not (
+        _in(resource.get("status"), "status")
+        and _in(resource.get("intent"), "intent")
+        and _codeable_concept(resource.get("medicationCodeableConcept"))
+        and _reference(resource.get("subject"))
+    ):
         return False
     for key, value in resource.items():
         if key == "id":
@@ -116,14 +150,14 @@ def plainly_valid(resource: dict) -> bool:
         elif key in ("requester", "encounter"):
             ok = _reference(value)
         else:
-            ok = True               # resourceType, status, intent, medication, subject: checked above
+            ok = True  # resourceType, status, intent, medication, subject: checked above
         if not ok:
             return False
     return True
 
 
 def _in(value, value_set: str) -> bool:
-    return type(value) is str and value in _value_sets[value_set]
+    return type(value) is str and _value_sets is not None and value in _value_sets[value_set]
 
 
 def _element(value, allowed: set[str]) -> bool:
@@ -148,7 +182,7 @@ def _uri(value) -> bool:
 
 def _decimal(value) -> bool:
     if type(value) is int:
-        return abs(value) < 10 ** 15
+        return abs(value) < 10**15
     return type(value) is float and math.isfinite(value) and _PLAIN_DECIMAL.fullmatch(repr(value)) is not None
 
 
@@ -167,7 +201,8 @@ def _date_time(value) -> bool:
 
 def _coding(value) -> bool:
     return _element(value, _CODING) and all(
-        (_uri if key == "system" else _code if key == "code" else _string)(item) for key, item in value.items())
+        (_uri if key == "system" else _code if key == "code" else _string)(item) for key, item in value.items()
+    )
 
 
 def _codeable_concept(value) -> bool:
@@ -194,7 +229,7 @@ def _timing(value) -> bool:
     if not _element(repeat, _REPEAT):
         return False
     frequency, period, unit = repeat.get("frequency"), repeat.get("period"), repeat.get("periodUnit")
-    if "frequency" in repeat and not (type(frequency) is int and 1 <= frequency <= 2 ** 31 - 1):
+    if "frequency" in repeat and not (type(frequency) is int and 1 <= frequency <= 2**31 - 1):
         return False
     if "period" in repeat and not (_decimal(period) and period > 0 and unit is not None):
         return False
@@ -205,8 +240,11 @@ def _dispense_request(value) -> bool:
     if not _element(value, _DISPENSE_REQUEST):
         return False
     repeats = value.get("numberOfRepeatsAllowed", 0)
-    return (type(repeats) is int and 0 <= repeats <= 2 ** 31 - 1
-            and all(_quantity(value[key]) for key in ("expectedSupplyDuration", "quantity") if key in value))
+    return (
+        type(repeats) is int
+        and 0 <= repeats <= 2**31 - 1
+        and all(_quantity(value[key]) for key in ("expectedSupplyDuration", "quantity") if key in value)
+    )
 
 
 def _dose_and_rate(value) -> bool:

@@ -5,6 +5,7 @@ one, else a new one: no fixed number that one hostile server can use up), each h
 server's ``ServerLimit`` while it reads. At the call's deadline the connections still open are shut down
 (``outbound.Sockets``), so every read has ended, or been given up on, when ``Call.run`` returns.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,7 +19,7 @@ from cds_service.fhir.servers import redact_server
 
 log = logging.getLogger(__name__)
 
-Outcome = tuple[list | None, str | None]     # (resources, None), (None, why), or (the pages read, why the rest is missing)
+Outcome = tuple[list | None, str | None]  # (resources, None), (None, why), or (the pages read, why the rest is missing)
 
 # After the deadline the call's connections are shut down and its threads end within milliseconds; a
 # thread that has not (stuck in a DNS look-up) is given up on after this long, so the call still answers.
@@ -31,7 +32,9 @@ MAX_IDLE = 32
 
 
 class _Worker:
-    __slots__ = ("task", "wake", "thread")
+    __slots__ = ("task", "thread", "wake")
+    task: Callable[[], None] | None
+    thread: threading.Thread  # set by ReadThreads.run before it starts
 
     def __init__(self) -> None:
         self.task = None
@@ -59,7 +62,7 @@ class ReadThreads:
         worker.thread = threading.Thread(target=self._loop, args=(worker,), name="fhir-fetch", daemon=True)
         try:
             worker.thread.start()
-        except RuntimeError:                   # the system's thread limit
+        except RuntimeError:  # the system's thread limit
             with self._lock:
                 self.busy -= 1
             raise
@@ -74,7 +77,7 @@ class ReadThreads:
             task, worker.task = worker.task, None
             try:
                 task()
-            except BaseException:              # noqa: BLE001 - a task never raises (Call._read); defensive
+            except BaseException:  # noqa: BLE001 - a task never raises (Call._read); defensive
                 log.exception("fallback read thread")
             if not self._park(worker):
                 return
@@ -90,10 +93,10 @@ class ReadThreads:
         if worker.wake.wait(IDLE_SECONDS):
             return True
         with self._lock:
-            if worker in self._idle:           # nobody handed it a task: end
+            if worker in self._idle:  # nobody handed it a task: end
                 self._idle.remove(worker)
                 return False
-        worker.wake.wait()                     # handed one just as it timed out
+        worker.wake.wait()  # handed one just as it timed out
         return True
 
     def after_fork(self) -> None:
@@ -103,8 +106,8 @@ class ReadThreads:
         self.busy = 0
 
 
-workers = ReadThreads()                   # the read threads of this process
-_reading = 0                               # reads under way in this process (a thread each)
+workers = ReadThreads()  # the read threads of this process
+_reading = 0  # reads under way in this process (a thread each)
 _reading_lock = threading.Lock()
 
 
@@ -130,12 +133,12 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class ServerLimit:
     """At most ``size`` reads in flight to one server; the others wait for a place until their deadline."""
 
-    __slots__ = ("size", "used", "cond")
+    __slots__ = ("cond", "size", "used")
 
     def __init__(self, size: int) -> None:
         self.size, self.used, self.cond = size, 0, threading.Condition(threading.Lock())
 
-    def acquire(self, call: "Call") -> bool:
+    def acquire(self, call: Call) -> bool:
         with self.cond:
             while not call.closed:
                 if self.used < self.size:
@@ -160,21 +163,28 @@ class ServerLimit:
 class Read:
     """One query of a call: its thread, its connections, its result."""
 
-    __slots__ = ("key", "query", "ended", "sockets", "result", "waiting")
+    __slots__ = ("ended", "key", "query", "result", "sockets", "waiting")
 
     def __init__(self, key: str, query: str) -> None:
         self.key, self.query = key, query
-        self.ended = threading.Event()      # its thread has let go of it (done, failed or cut)
+        self.ended = threading.Event()  # its thread has let go of it (done, failed or cut)
         self.sockets = Sockets()
         self.result: Outcome | None = None
-        self.waiting = True                 # for a place under the server's limit
+        self.waiting = True  # for a place under the server's limit
 
 
 class Call:
     """The reads of one ``fetch_all``: started together, answered by one deadline, cut at it."""
 
-    def __init__(self, fetch: Callable[[str, str, dict, Call], Outcome], budget: float, server: str, headers: dict,
-                 deadline: float, limit: ServerLimit) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[str, str, dict, Call], Outcome],
+        budget: float,
+        server: str,
+        headers: dict,
+        deadline: float,
+        limit: ServerLimit,
+    ) -> None:
         """``fetch(server, query, headers, call)`` reads one query (``FhirClient``); ``budget``: the seconds the
         call was given, for what is said of a read that is late."""
         self.fetch, self.budget = fetch, budget
@@ -182,7 +192,7 @@ class Call:
         self.deadline = deadline
         self.cond = threading.Condition(threading.Lock())
         self.pending = 0
-        self.closed = False                 # set at the deadline: results arriving later are not used
+        self.closed = False  # set at the deadline: results arriving later are not used
         self.stopping = False
 
     def run(self, queries: dict[str, str]) -> dict[str, Outcome]:
@@ -208,14 +218,17 @@ class Call:
         for read in late:
             read.sockets.cut()
         if late:
-            self.limit.wake()               # those still waiting for a place give up now
+            self.limit.wake()  # those still waiting for a place give up now
         until = time.monotonic() + JOIN_GRACE
-        for read in reads:                  # those done end within microseconds, those cut within milliseconds
+        for read in reads:  # those done end within microseconds, those cut within milliseconds
             read.ended.wait(max(0.0, until - time.monotonic()))
         stuck = sum(not read.ended.is_set() for read in reads)
         if stuck:
-            log.warning("%d read(s) from %s still running after the deadline (DNS?); given up on",
-                        stuck, redact_server(self.server))
+            log.warning(
+                "%d read(s) from %s still running after the deadline (DNS?); given up on",
+                stuck,
+                redact_server(self.server),
+            )
         budget = self.budget
         results = {}
         for read in reads:
@@ -224,8 +237,11 @@ class Call:
             elif self.stopping:
                 results[read.key] = (None, "not read: the service was stopping")
             elif read.waiting:
-                results[read.key] = (None, f"the FHIR server did not answer within {budget:g} s (this service "
-                                           f"already had {self.limit.size} reads in flight to it, its limit)")
+                results[read.key] = (
+                    None,
+                    f"the FHIR server did not answer within {budget:g} s (this service "
+                    f"already had {self.limit.size} reads in flight to it, its limit)",
+                )
             else:
                 results[read.key] = (None, f"the FHIR server did not answer within {budget:g} s")
         return results
@@ -244,7 +260,7 @@ class Call:
                     result = self.fetch(self.server, read.query, self.headers, self)
             finally:
                 self.limit.release()
-        except Exception as exc:   # defensive: a bug here must not become a 500
+        except Exception as exc:  # defensive: a bug here must not become a 500
             log.warning("fallback fetch failed: %s", type(exc).__name__)
             result = (None, "the FHIR request failed")
         finally:

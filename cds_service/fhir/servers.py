@@ -1,4 +1,5 @@
 """Which FHIR servers the fallback fetch may call (``JAK_CDS_ALLOWED_FHIR_SERVERS``), compared parsed, not as text."""
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -8,8 +9,11 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def _parts(url: str):
     """(scheme, host, port or None, path) of an http(s) URL, or None if it is unusable or ambiguous."""
-    if not isinstance(url, str) or any(c in url for c in "\\ \t\r\n\x00") \
-            or any(enc in url.lower() for enc in ("%2f", "%2e", "%5c", "%40")):
+    if (
+        not isinstance(url, str)
+        or any(c in url for c in "\\ \t\r\n\x00")
+        or any(enc in url.lower() for enc in ("%2f", "%2e", "%5c", "%40"))
+    ):
         return None
     try:
         parts = urlsplit(url.rstrip("/"))
@@ -17,12 +21,12 @@ def _parts(url: str):
     except ValueError:
         return None
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
-        return None                    # userinfo: http://allowed-host:80@evil.example/ is evil.example
+        return None  # userinfo: http://allowed-host:80@evil.example/ is evil.example
     if parts.query or parts.fragment:
         return None
     segments = parts.path.split("/")
     if any(seg in (".", "..") for seg in segments):
-        return None                    # /fhir/../admin would escape the allowed path
+        return None  # /fhir/../admin would escape the allowed path
     return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
 
 
@@ -46,7 +50,7 @@ def server_allowed(server: str, allowed: tuple[str, ...]) -> bool:
         if scheme != p_scheme or host != p_host:
             continue
         if p_port is None and p_path:
-            p_port = DEFAULT_PORTS[scheme]      # a prefix with a path but no port means the default port
+            p_port = DEFAULT_PORTS[scheme]  # a prefix with a path but no port means the default port
         if p_port is not None and (port or DEFAULT_PORTS[scheme]) != p_port:
             continue
         if path == p_path or path.startswith(p_path + "/"):

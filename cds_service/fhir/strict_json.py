@@ -13,6 +13,7 @@ such a literal, and every body orjson refuses, go through the stdlib parser
 below, so what is accepted, what is refused and each error message are the
 stdlib's, exactly as before.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,10 +23,10 @@ import re
 import orjson
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-MAX_INT = 2 ** 63
+MAX_INT = 2**63
 DECODER = f"orjson {orjson.__version__}, stdlib json where orjson refuses or may misread"
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_LONG_INTEGER = b"0" * 19                  # a run of 19 digits: the shortest that can reach MAX_INT
+_LONG_INTEGER = b"0" * 19  # a run of 19 digits: the shortest that can reach MAX_INT
 
 
 def _no_constant(name: str):
@@ -40,7 +41,7 @@ def _finite_float(text: str) -> float:
 
 
 def _bounded_int(text: str) -> int:
-    if len(text) < 19:                    # the usual case: at most 18 digits is always in range
+    if len(text) < 19:  # the usual case: at most 18 digits is always in range
         return int(text)
     if len(text.lstrip("-")) > 19 or abs(value := int(text)) >= MAX_INT:
         raise ValueError(f"integer {text[:20]}... is out of range")
@@ -53,7 +54,7 @@ def loads(raw: bytes | str):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            pass                           # the stdlib decides, with its own message
+            pass  # the stdlib decides, with its own message
     return stdlib_loads(raw)
 
 
@@ -65,7 +66,7 @@ def stdlib_loads(raw: bytes | str):
 def has_lone_surrogate(raw: bytes, value) -> bool:
     """True if the decoded ``value`` holds a string with an unpaired surrogate (checked only if ``raw`` has one)."""
     data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
-    if b"\\" not in data:          # no escape at all (one memchr; a multi-byte needle scans far slower)
+    if b"\\" not in data:  # no escape at all (one memchr; a multi-byte needle scans far slower)
         return False
     if not _SURROGATE_ESCAPE.search(data):
         return False

@@ -4,18 +4,65 @@ Only repairs that cannot change meaning are made (a single object where R4
 wants a list; a number sent as a string). Anything else is left for
 validation to report.
 """
+
 from __future__ import annotations
 
 # R4 elements that are arrays in the resources this service reads.
-LIST_FIELDS = frozenset({
-    "coding", "dosageInstruction", "doseAndRate", "reasonCode", "reasonReference", "identifier", "note",
-    "contained", "category", "entry", "link", "referenceRange", "ingredient", "extension", "name", "telecom",
-    "address", "given", "prefix", "suffix", "line", "component", "interpretation", "basedOn",
-    "supportingInformation", "additionalInstruction", "reaction", "manifestation", "protocolApplied",
-    "targetDisease", "performer", "partOf", "insurance", "detectedIssue", "eventHistory", "modifierExtension",
-    "instantiatesCanonical", "instantiatesUri", "when", "dayOfWeek", "timeOfDay", "event", "bodySite",
-    "evidence", "stage", "asNeededFor", "derivedFrom", "hasMember", "specimen", "dosage", "reasonCodeableConcept",
-})
+LIST_FIELDS = frozenset(
+    {
+        "coding",
+        "dosageInstruction",
+        "doseAndRate",
+        "reasonCode",
+        "reasonReference",
+        "identifier",
+        "note",
+        "contained",
+        "category",
+        "entry",
+        "link",
+        "referenceRange",
+        "ingredient",
+        "extension",
+        "name",
+        "telecom",
+        "address",
+        "given",
+        "prefix",
+        "suffix",
+        "line",
+        "component",
+        "interpretation",
+        "basedOn",
+        "supportingInformation",
+        "additionalInstruction",
+        "reaction",
+        "manifestation",
+        "protocolApplied",
+        "targetDisease",
+        "performer",
+        "partOf",
+        "insurance",
+        "detectedIssue",
+        "eventHistory",
+        "modifierExtension",
+        "instantiatesCanonical",
+        "instantiatesUri",
+        "when",
+        "dayOfWeek",
+        "timeOfDay",
+        "event",
+        "bodySite",
+        "evidence",
+        "stage",
+        "asNeededFor",
+        "derivedFrom",
+        "hasMember",
+        "specimen",
+        "dosage",
+        "reasonCodeableConcept",
+    }
+)
 _NUMERIC_FIELDS = frozenset({"value", "frequency", "frequencyMax", "period", "periodMax", "count", "low", "high"})
 
 

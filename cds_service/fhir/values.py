@@ -2,6 +2,7 @@
 
 Nothing here knows a clinical rule: a value that cannot be read is ``None`` or empty, never a guess.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -22,7 +23,7 @@ def parse_date(value: object) -> date | None:
     return parse_date_text(value)
 
 
-@lru_cache(maxsize=8192)      # a record repeats the same few dates (one per visit) across many resources
+@lru_cache(maxsize=8192)  # a record repeats the same few dates (one per visit) across many resources
 def parse_date_text(value: str) -> date | None:
     """``parse_date`` of a string already known to have at least four characters."""
     try:
@@ -40,11 +41,11 @@ def codings(concept: object) -> list[dict[str, Any]]:
     if not isinstance(concept, dict):
         return []
     found = concept.get("coding") or []
-    if isinstance(found, dict):            # tolerate a single object where R4 wants a list
+    if isinstance(found, dict):  # tolerate a single object where R4 wants a list
         return [found]
-    if not isinstance(found, list):        # a string or number where a list belongs: no codings
+    if not isinstance(found, list):  # a string or number where a list belongs: no codings
         return []
-    for c in found:                        # the usual case, a list of objects: no copy (callers only read it)
+    for c in found:  # the usual case, a list of objects: no copy (callers only read it)
         if not isinstance(c, dict):
             return [c for c in found if isinstance(c, dict)]
     return found
@@ -70,9 +71,14 @@ def resources_of(value: object) -> list[dict[str, Any]] | None:
         return None
     if kind == "Bundle":
         # JSON gives exact dicts and strs: ``type(x) is`` instead of isinstance (one entry per result)
-        return [resource for entry in as_list(value.get("entry"))
-                if type(entry) is dict and type(resource := entry.get("resource")) is dict
-                and type(rtype := resource.get("resourceType")) is str and rtype != "OperationOutcome"]
+        return [
+            resource
+            for entry in as_list(value.get("entry"))
+            if type(entry) is dict
+            and type(resource := entry.get("resource")) is dict
+            and type(rtype := resource.get("resourceType")) is str
+            and rtype != "OperationOutcome"
+        ]
     return [value]
 
 

@@ -4,6 +4,7 @@
 entries' and rule tables' schemas; ``drugs``, ``units`` and ``textmatch`` apply it (recognise a drug, convert a
 unit, match a word); ``catalogue`` writes it out as the rule catalogue.
 """
+
 from cds_service.knowledge.loader import Knowledge, Rules, load_knowledge
 from cds_service.knowledge.model import KnowledgeError
 

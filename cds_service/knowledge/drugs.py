@@ -5,6 +5,7 @@ in the text (EHRs often send only text for newer drugs). Dose is read from
 ``dosageInstruction``: an mg quantity, or tablets x strength where the
 strength is known from the code, the Medication or the text.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,20 +20,57 @@ from cds_service.knowledge.textmatch import WORD_START, any_word
 RXNORM = "rxnorm"
 ATC = "atc"
 SNOMED = "snomed"
-_TOPICAL_ROUTE_CODES = {"6064005", "45890007", "359540000"}   # SNOMED topical / transdermal / cutaneous
+_TOPICAL_ROUTE_CODES = {"6064005", "45890007", "359540000"}  # SNOMED topical / transdermal / cutaneous
 _MODIFIED_RELEASE_WORDS = re.compile(r"\b(XR|ER|prolonged|extended|retard)\b", re.I)
 _TOPICAL_WORDS = re.compile(r"\b(cream|topical|ointment|crème|creme|1\.5\s*%)", re.I)
-_MG_IN_TEXT = re.compile(r"(\d+(?:[.,]\d+)?)\s*mg\b(?!\s*/)", re.I)   # not a concentration (15 mg/g, 1 mg/mL)
-_TABLET_UNITS = {"tablet", "tablets", "tab", "tabs", "{tbl}", "{tablet}", "{tablets}", "tbl", "1", "{tab}",
-                 "capsule", "{capsule}", "{cap}",
-                 "{pill}", "{pills}", "pill", "pills"}   # UCUM annotation the CDS Hooks sandbox sends
-_PER_DAY_BY_CODE = {"QD": 1, "OD": 1, "DAILY": 1, "Q24H": 1, "QAM": 1, "QPM": 1, "HS": 1, "BID": 2, "Q12H": 2,
-                    "TID": 3, "Q8H": 3, "QID": 4, "Q6H": 4}
+_MG_IN_TEXT = re.compile(r"(\d+(?:[.,]\d+)?)\s*mg\b(?!\s*/)", re.I)  # not a concentration (15 mg/g, 1 mg/mL)
+_TABLET_UNITS = {
+    "tablet",
+    "tablets",
+    "tab",
+    "tabs",
+    "{tbl}",
+    "{tablet}",
+    "{tablets}",
+    "tbl",
+    "1",
+    "{tab}",
+    "capsule",
+    "{capsule}",
+    "{cap}",
+    "{pill}",
+    "{pills}",
+    "pill",
+    "pills",
+}  # UCUM annotation the CDS Hooks sandbox sends
+_PER_DAY_BY_CODE = {
+    "QD": 1,
+    "OD": 1,
+    "DAILY": 1,
+    "Q24H": 1,
+    "QAM": 1,
+    "QPM": 1,
+    "HS": 1,
+    "BID": 2,
+    "Q12H": 2,
+    "TID": 3,
+    "Q8H": 3,
+    "QID": 4,
+    "Q6H": 4,
+}
 _PERIOD_DAYS = {"h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0}
 # most specific first: "twice daily" also contains "daily"
 _TEXT_FREQUENCY = [
-    (re.compile(r"\b(twice|2\s*x|two times)\s*(a\s*)?(daily|day|per day)\b|\bbid\b|\bx\s*2\s*daglig|\bq12h\b", re.I), 2),
-    (re.compile(r"\b(once|1\s*x|one time)\s*(a\s*)?(daily|day|per day)\b|\bdaily\b|\bx\s*1\s*daglig|\bqd\b|\bod\b", re.I), 1),
+    (
+        re.compile(r"\b(twice|2\s*x|two times)\s*(a\s*)?(daily|day|per day)\b|\bbid\b|\bx\s*2\s*daglig|\bq12h\b", re.I),
+        2,
+    ),
+    (
+        re.compile(
+            r"\b(once|1\s*x|one time)\s*(a\s*)?(daily|day|per day)\b|\bdaily\b|\bx\s*1\s*daglig|\bqd\b|\bod\b", re.I
+        ),
+        1,
+    ),
 ]
 
 
@@ -53,8 +91,8 @@ def system_kind(system: str | None) -> str | None:
 class DrugMatch:
     drug_id: str
     entry: DrugEntry
-    matched_by: str               # rxnorm | atc | snomed | text
-    strength_mg: float | None     # per unit (tablet), when known
+    matched_by: str  # rxnorm | atc | snomed | text
+    strength_mg: float | None  # per unit (tablet), when known
     modified_release: bool = False
 
     @property
@@ -82,7 +120,7 @@ def _strength_from_medication(medication: dict | None) -> float | None:
         unit = (numerator.get("code") or numerator.get("unit") or "").lower()
         per = str(denominator.get("code") or denominator.get("unit") or "").strip().lower()
         if per and per not in _TABLET_UNITS:
-            continue                       # mg per mL / per g is a concentration, not a tablet strength
+            continue  # mg per mL / per g is a concentration, not a tablet strength
         if unit == "mg" and isinstance(numerator.get("value"), (int, float)) and denominator.get("value", 1) == 1:
             return float(numerator["value"])
     return None
@@ -98,8 +136,9 @@ def _strength_from_text(texts: list[str], entry: DrugEntry) -> float | None:
     return None
 
 
-def recognise(knowledge: Knowledge, concept: dict | None, medication: dict | None = None,
-              route_hint: str | None = None) -> DrugMatch | None:
+def recognise(
+    knowledge: Knowledge, concept: dict | None, medication: dict | None = None, route_hint: str | None = None
+) -> DrugMatch | None:
     """Which drug of the knowledge base (if any) a medication concept names."""
     found_codings = codings(concept) + codings((medication or {}).get("code"))
     found: tuple[str, str, float | None, bool] | None = None
@@ -121,8 +160,8 @@ def recognise(knowledge: Knowledge, concept: dict | None, medication: dict | Non
     if found is None:
         lowered = " ".join(texts).lower()
         names = knowledge.drug_names
-        if names and any_word(lowered, names, *WORD_START):   # one cached pattern rules out most medications
-            for name, drug_id in knowledge.name_to_drug:         # longest name first
+        if names and any_word(lowered, names, *WORD_START):  # one cached pattern rules out most medications
+            for name, drug_id in knowledge.name_to_drug:  # longest name first
                 if any_word(lowered, (name,), *WORD_START):
                     found = (drug_id, "text", None, False)
                     break
@@ -157,7 +196,12 @@ class OrderedDose:
     def describe(self) -> str:
         if self.dose_mg is None:
             return "dose not stated"
-        per_day = {1: "once daily", 2: "twice daily", 3: "three times daily", 4: "four times daily"}
+        per_day: dict[float | None, str] = {
+            1: "once daily",
+            2: "twice daily",
+            3: "three times daily",
+            4: "four times daily",
+        }
         freq = per_day.get(self.per_day, f"{self.per_day:g} times daily" if self.per_day else "frequency not stated")
         return f"{self.dose_mg:g} mg {freq}"
 
@@ -179,7 +223,7 @@ _TOPICAL_ROUTE_TEXT = re.compile(r"topical|cutaneous|skin", re.I)
 def route_hint(request: dict) -> str | None:
     for dosage in as_list(request.get("dosageInstruction")):
         route = (dosage or {}).get("route")
-        if route is None:                  # the usual case: no route stated
+        if route is None:  # the usual case: no route stated
             continue
         for coding in codings(route):
             if str(coding.get("code")) in _TOPICAL_ROUTE_CODES:
@@ -197,8 +241,13 @@ def _per_day(dosage: dict) -> tuple[float | None, str | None]:
         frequency = repeat.get("frequencyMax") or repeat.get("frequency") or 1
         period = repeat.get("period") or 1
         unit = repeat.get("periodUnit") or "d"
-        if unit not in _PERIOD_DAYS or not isinstance(frequency, (int, float)) or not isinstance(period, (int, float)) \
-                or frequency <= 0 or period <= 0:
+        if (
+            unit not in _PERIOD_DAYS
+            or not isinstance(frequency, (int, float))
+            or not isinstance(period, (int, float))
+            or frequency <= 0
+            or period <= 0
+        ):
             return None, "the dosing frequency could not be interpreted"
         return frequency / (period * _PERIOD_DAYS[unit]), None
     for coding in codings(timing.get("code")):

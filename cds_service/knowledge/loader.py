@@ -6,6 +6,7 @@ start-up and indexed once (code -> drug, LOINC -> analyte ...), so a
 malformed file stops the service with a clear message and the hot path does
 dictionary look-ups only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,6 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -36,11 +38,16 @@ class Rules:
 
     def __init__(self, tables: dict[str, list | dict]):
         self._tables = tables
-        for name, table in tables.items():     # plain attributes: no look-up function on the hot path
+        for name, table in tables.items():  # plain attributes: no look-up function on the hot path
             if hasattr(type(self), name):
                 raise ValueError(f"rule table name {name!r} is reserved")
             self.__dict__[name] = table
-        self._for_drug: dict[tuple[str, str], list] = {}
+        self._for_drug: dict[tuple[str, str | None], list] = {}
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            """The tables, set as plain attributes above (for the type checker only)."""
 
     def for_drug(self, name: str, drug: str | None) -> list:
         """The entries of list table ``name`` that apply to ``drug`` (its ``drug`` or one of its ``drugs``),
@@ -48,8 +55,11 @@ class Rules:
         key = (name, drug)
         found = self._for_drug.get(key)
         if found is None:
-            found = [entry for entry in self._tables[name]
-                     if getattr(entry, "drug", None) == drug or drug in (getattr(entry, "drugs", None) or ())]
+            found = [
+                entry
+                for entry in self._tables[name]
+                if getattr(entry, "drug", None) == drug or drug in (getattr(entry, "drugs", None) or ())
+            ]
             self._for_drug[key] = found
         return found
 
@@ -75,12 +85,13 @@ class Knowledge:
     rxnorm_to_drug: dict[str, tuple[str, RxNormCode]] = field(default_factory=dict)
     snomed_to_drug: dict[str, str] = field(default_factory=dict)
     name_to_drug: list[tuple[str, str]] = field(default_factory=list)
-    drug_names: tuple[str, ...] = ()          # the names of name_to_drug (a Words), for one pattern that rules most out
+    drug_names: tuple[str, ...] = ()  # the names of name_to_drug (a Words), for one pattern that rules most out
     snomed_to_concepts: dict[str, list[str]] = field(default_factory=dict)
-    icd10_to_concepts: dict[str, list[str]] = field(default_factory=dict)     # ranges expanded to categories
+    icd10_to_concepts: dict[str, list[str]] = field(default_factory=dict)  # ranges expanded to categories
     icd10_not_to_concepts: dict[str, list[str]] = field(default_factory=dict)  # codes a concept leaves out
-    history_concept_codes: set[tuple[str, str, str]] = field(default_factory=set)   # ("snomed"|"icd10", concept, code)
-    concept_names: list[tuple[str, Words, Words]] = field(default_factory=list)   # (concept, names, exclude_words)
+    history_concept_codes: set[tuple[str, str, str]] = field(default_factory=set)  # ("snomed"|"icd10", concept, code)
+    # (concept, names, exclude_words), each list a Words (the schema's WordList validates into one)
+    concept_names: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
     concept_name_words: tuple[str, ...] = ()  # every concept name (a Words): one search rules most texts out
     snomed_to_indication: dict[str, str] = field(default_factory=dict)
     icd10_to_indication: dict[str, str] = field(default_factory=dict)
@@ -164,22 +175,30 @@ def load_knowledge(directory: Path) -> Knowledge:
             table = registry.get(key)
             if table is None:
                 raise KnowledgeError(f"{directory / name}: unknown table {key!r} (known: {sorted(registry)})")
-            if table.kind == "list":
+            target = tables[key]
+            if isinstance(target, list):  # (made a list above for a table of kind "list")
                 if not isinstance(items, list):
                     raise KnowledgeError(f"{directory / name}: {key!r} must be an array of tables [[{key}]]")
-                tables[key].extend(_validate(table.model, item, directory / name) for item in items)
+                target.extend(_validate(table.model, item, directory / name) for item in items)
             else:
                 if not isinstance(items, dict):
                     raise KnowledgeError(f"{directory / name}: {key!r} must be a table of tables [{key}.name]")
                 for entry_name, item in items.items():
-                    if entry_name in tables[key]:
+                    if entry_name in target:
                         raise KnowledgeError(f"{directory / name}: {key}.{entry_name} defined twice")
-                    tables[key][entry_name] = _validate(table.model, item, directory / name)
+                    target[entry_name] = _validate(table.model, item, directory / name)
     rules = Rules(tables)
 
-    knowledge = Knowledge(sources=sources, drugs=drugs, analytes=analytes, concepts=concepts,
-                          indications=indications, rules=rules, overrides=overrides,
-                          version=digest.hexdigest()[:12])
+    knowledge = Knowledge(
+        sources=sources,
+        drugs=drugs,
+        analytes=analytes,
+        concepts=concepts,
+        indications=indications,
+        rules=rules,
+        overrides=overrides,
+        version=digest.hexdigest()[:12],
+    )
     _cross_check(knowledge)
     _index(knowledge)
     return knowledge
@@ -257,7 +276,7 @@ def _codes_read(k: Knowledge) -> dict[str, frozenset[str]]:
             for resource_type, codes in (declared() if callable(declared) else {}).items():
                 found.setdefault(resource_type, set()).update(codes)
             record_keys = getattr(entry, "record_keys", None)
-            for key in (record_keys() if callable(record_keys) else ()):
+            for key in record_keys() if callable(record_keys) else ():
                 system, _, code = key.partition("|")
                 if system != "cvx":
                     # where such a record may be (a checklist item: any; a surgery: a Procedure)
@@ -269,8 +288,12 @@ def _codes_read(k: Knowledge) -> dict[str, frozenset[str]]:
 def _index(k: Knowledge) -> None:
     k.observation_codes = _loinc_codes(k)
     k.codes_read = _codes_read(k)
-    k.record_keys = frozenset(key for entry in k.rules.all_rules()
-                              if callable(record_keys := getattr(entry, "record_keys", None)) for key in record_keys())
+    k.record_keys = frozenset(
+        key
+        for entry in k.rules.all_rules()
+        if callable(record_keys := getattr(entry, "record_keys", None))
+        for key in record_keys()
+    )
     k.record_codes = frozenset(key.split("|", 1)[-1] for key in k.record_keys)
     for name, analyte in k.analytes.items():
         for code in analyte.loinc:

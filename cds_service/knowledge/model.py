@@ -1,6 +1,7 @@
 """The entries of the knowledge files (``cards/``): sources, drugs, analytes, coded concepts, indications and
 override reasons, each validated with pydantic (unknown keys are errors). Rule tables have their own schemas
 (``knowledge/schemas``)."""
+
 from __future__ import annotations
 
 import re
@@ -58,10 +59,12 @@ class AnalyteEntry(_Strict):
     code_notes: dict[str, str] = {}
 
     @model_validator(mode="after")
-    def _canonical_listed(self) -> "AnalyteEntry":
+    def _canonical_listed(self) -> AnalyteEntry:
         if self.units.get(self.canonical_unit) != 1.0:
             raise ValueError(f"canonical unit {self.canonical_unit!r} must be in units with factor 1.0")
-        stray = [u for u in self.unit_notes if u not in self.units] + [c for c in self.code_notes if c not in self.loinc]
+        stray = [u for u in self.unit_notes if u not in self.units] + [
+            c for c in self.code_notes if c not in self.loinc
+        ]
         if stray:
             raise ValueError(f"unit_notes/code_notes name units or codes the analyte does not list: {stray}")
         if len(set(self.loinc)) != len(self.loinc):
@@ -86,10 +89,10 @@ def expand_icd10(entry: str) -> list[str]:
         return [first]
     head_a, _, tail_a = first.rpartition(".") if "." in first else ("", "", first)
     head_b, _, tail_b = last.rpartition(".") if "." in last else ("", "", last)
-    if "." in first:                                     # K74.3-K74.6: same category, numeric last part
+    if "." in first:  # K74.3-K74.6: same category, numeric last part
         same = head_a == head_b and len(tail_a) == len(tail_b) and tail_a.isdigit() and tail_b.isdigit()
         start, end, width, prefix = (int(tail_a), int(tail_b), len(tail_a), head_a + ".") if same else (0, -1, 0, "")
-    else:                                                # C00-C43: same chapter letter, numeric categories
+    else:  # C00-C43: same chapter letter, numeric categories
         same = first[0] == last[0] and first[1:].isdigit() and last[1:].isdigit()
         start, end, width, prefix = (int(first[1:]), int(last[1:]), 2, first[0]) if same else (0, -1, 0, "")
     if not same or start > end:
@@ -123,12 +126,12 @@ class CodedConcept(_Strict):
     sources: list[str] = []
 
     @model_validator(mode="after")
-    def _codes(self) -> "CodedConcept":
+    def _codes(self) -> CodedConcept:
         for code in (*self.snomed, *self.history_snomed):
             if not _SNOMED_CODE.fullmatch(code):
                 raise ValueError(f"{code!r} is not a SNOMED CT concept id")
         for entry in (*self.icd10, *self.icd10_not, *self.history_icd10):
-            expand_icd10(entry)                    # raises with the entry named
+            expand_icd10(entry)  # raises with the entry named
         if self.exclude_words and not self.names:
             raise ValueError("exclude_words apply to names: give names too")
         return self

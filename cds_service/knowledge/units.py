@@ -4,9 +4,19 @@ Factors come from ``cards/labs.toml``; this module only applies them. A unit
 that is not listed for an analyte is never guessed: the caller gets ``None``
 and must say on the card that the value could not be interpreted.
 """
+
 from __future__ import annotations
 
-from cds_service.knowledge.model import AnalyteEntry
+from collections.abc import Mapping
+from typing import Protocol
+
+
+class HasUnits(Protocol):
+    """What has a unit table: an analyte (``cards/labs*.toml``), a qualitative test's quantity reading."""
+
+    @property
+    def units(self) -> Mapping[str, float]: ...
+
 
 # Spellings EHRs use for the same UCUM unit; folded before look-up.
 _FOLD = str.maketrans({"µ": "u", "μ": "u", " ": ""})
@@ -16,18 +26,18 @@ def _fold(unit: str) -> str:
     return unit.translate(_FOLD).replace("x10^", "10*").replace("x10*", "10*").lower()
 
 
-_FOLDED: dict[int, tuple[AnalyteEntry, dict[str, tuple[str, float]]]] = {}
+_FOLDED: dict[int, tuple[HasUnits, dict[str, tuple[str, float]]]] = {}
 
 
-def _folded_units(analyte: AnalyteEntry) -> dict[str, tuple[str, float]]:
+def _folded_units(analyte: HasUnits) -> dict[str, tuple[str, float]]:
     cached = _FOLDED.get(id(analyte))
-    if cached is None or cached[0] is not analyte:   # ids can be reused after a reload
+    if cached is None or cached[0] is not analyte:  # ids can be reused after a reload
         cached = (analyte, {_fold(unit): (unit, factor) for unit, factor in analyte.units.items()})
         _FOLDED[id(analyte)] = cached
     return cached[1]
 
 
-def resolve_unit(analyte: AnalyteEntry, *candidates: str | None) -> tuple[str, float] | None:
+def resolve_unit(analyte: HasUnits, *candidates: str | None) -> tuple[str, float] | None:
     """Return (the knowledge file's spelling of the unit, factor to canonical) or None."""
     for unit in candidates:
         if not unit:
@@ -40,6 +50,6 @@ def resolve_unit(analyte: AnalyteEntry, *candidates: str | None) -> tuple[str, f
     return None
 
 
-def to_unit(analyte: AnalyteEntry, canonical_value: float, unit: str) -> float:
+def to_unit(analyte: HasUnits, canonical_value: float, unit: str) -> float:
     """Convert a canonical value into ``unit`` (one of the analyte's listed units)."""
     return canonical_value / analyte.units[unit]

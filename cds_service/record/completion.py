@@ -8,6 +8,7 @@ obtained is recorded in ``unavailable`` with the reason, so each rule can say
 what it could not check. What completion gathers (``Prefetch``) is read once into
 a ``PatientRecord`` (``record.index``) by the hook.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,9 +25,9 @@ class Prefetch:
     """What completion has obtained: resources per prefetch key, and what could not be obtained."""
 
     by_key: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    unavailable: dict[str, str] = field(default_factory=dict)   # prefetch key -> why
-    fetched: list[str] = field(default_factory=list)            # keys filled by a fallback fetch
-    gaps: dict[str, str] = field(default_factory=dict)          # "Observation|718-7" or "Condition" -> why
+    unavailable: dict[str, str] = field(default_factory=dict)  # prefetch key -> why
+    fetched: list[str] = field(default_factory=list)  # keys filled by a fallback fetch
+    gaps: dict[str, str] = field(default_factory=dict)  # "Observation|718-7" or "Condition" -> why
 
     @property
     def nothing_usable(self) -> bool:
@@ -38,8 +39,13 @@ class Fetcher(Protocol):
 
     def deadline(self) -> float: ...
 
-    def fetch_all(self, server: str, authorization: FhirAuthorization | None, queries: dict[str, str],
-                  deadline: float | None = None) -> dict[str, Outcome]: ...
+    def fetch_all(
+        self,
+        server: str,
+        authorization: FhirAuthorization | None,
+        queries: dict[str, str],
+        deadline: float | None = None,
+    ) -> dict[str, Outcome]: ...
 
 
 def from_request(request: HookRequest, templates: dict[str, str]) -> tuple[Prefetch, list[str]]:
@@ -87,7 +93,7 @@ class Completion:
         self.request, self.templates, self.client = request, templates, client
         self.prefetched, missing = from_request(request, templates)
         self._missing = set(missing)
-        self._open = list(templates)           # keys not completed yet, in template order
+        self._open = list(templates)  # keys not completed yet, in template order
         self._deadline: float | None = None
 
     def fill(self, types: tuple[str, ...] | None = None) -> Prefetch:
@@ -122,20 +128,21 @@ class Completion:
             if url is None:
                 continue
             if not server:
-                done.unavailable[key] = ("only the first page of the search was sent and the EHR gave no "
-                                         "fhirServer to read the rest from")
+                done.unavailable[key] = (
+                    "only the first page of the search was sent and the EHR gave no fhirServer to read the rest from"
+                )
             elif not url.startswith(server + "/"):
-                done.unavailable[key] = ("only the first page of the search was sent; its next page is not on "
-                                         "fhirServer")
+                done.unavailable[key] = "only the first page of the search was sent; its next page is not on fhirServer"
             else:
-                queries[key] = url[len(server) + 1:]
+                queries[key] = url[len(server) + 1 :]
         for key, (resources, problem) in self._fetch(server, queries).items():
             if resources is not None:
                 done.by_key[key] = done.by_key[key] + resources
                 done.fetched.append(key)
             if resources is None or problem:
-                done.unavailable[key] = ("only the first page of the search was sent; the rest could not be read "
-                                         f"({problem})")
+                done.unavailable[key] = (
+                    f"only the first page of the search was sent; the rest could not be read ({problem})"
+                )
 
     def _fetch_missing(self, keys: list[str]) -> None:
         request, done = self.request, self.prefetched
@@ -155,5 +162,5 @@ class Completion:
             if resources is not None:
                 done.by_key[key] = resources
                 done.fetched.append(key)
-            if resources is None or problem:        # partial data is used, and its gap is still said
+            if resources is None or problem:  # partial data is used, and its gap is still said
                 done.unavailable[key] = problem or "could not be fetched"

@@ -7,6 +7,7 @@ patient's only (a resource that clearly names another patient is left out and co
 Observations no rule reads (``keep``: every LOINC code the knowledge names), so years of unrelated results cost
 one look-up each and nothing after.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,7 +17,7 @@ from typing import Any
 from cds_service.fhir.values import LOINC_SYSTEM
 
 Resource = dict[str, Any]
-OnlyCoding = tuple[str, Any]          # (trimmed code, system) of an Observation's one coding
+OnlyCoding = tuple[str, Any]  # (trimmed code, system) of an Observation's one coding
 
 
 def _coding_list(concept) -> list | tuple:
@@ -69,7 +70,7 @@ def _names_another_patient(resource: dict, kind, patient_id: str, own_reference:
     reference = ref.get("reference") if isinstance(ref, dict) else None
     if not isinstance(reference, str):
         return False
-    if reference == own_reference:        # the usual case, without the regex
+    if reference == own_reference:  # the usual case, without the regex
         return False
     match = _PATIENT_REF.search(reference)
     return match is not None and match.group(1) != patient_id
@@ -84,24 +85,31 @@ class PatientRecord:
     type -> why) say what could not be obtained.
     """
 
-    __slots__ = ("patient_id", "unavailable", "gaps", "dropped", "foreign", "_by_type", "_code_index", "_only")
+    __slots__ = ("_by_type", "_code_index", "_only", "dropped", "foreign", "gaps", "patient_id", "unavailable")
 
-    def __init__(self, by_key: Mapping[str, list[Resource]], patient_id: str | None = None, *,
-                 keep: Collection[str] | None = None, unavailable: Mapping[str, str] | None = None,
-                 gaps: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        by_key: Mapping[str, list[Resource]],
+        patient_id: str | None = None,
+        *,
+        keep: Collection[str] | None = None,
+        unavailable: Mapping[str, str] | None = None,
+        gaps: Mapping[str, str] | None = None,
+    ) -> None:
         self.patient_id = patient_id
         self.unavailable: dict[str, str] = dict(unavailable or {})
         self.gaps: dict[str, str] = dict(gaps or {})
-        self.dropped = 0                    # Observations left out as read by no rule
-        self.foreign = 0                    # resources left out as another patient's
+        self.dropped = 0  # Observations left out as read by no rule
+        self.foreign = 0  # resources left out as another patient's
         self._by_type: dict[str, list[Resource]] = {}
         self._code_index: dict[tuple[str, str], dict[str, list[int]]] = {}
         self._only: list[OnlyCoding | None] = []
         self._index(by_key, keep)
 
     @classmethod
-    def of_types(cls, by_key: Mapping[str, list[Resource]], types: Collection[str],
-                 patient_id: str | None = None) -> PatientRecord:
+    def of_types(
+        cls, by_key: Mapping[str, list[Resource]], types: Collection[str], patient_id: str | None = None
+    ) -> PatientRecord:
         """The resources of these types only, from every key, read by the same rules (this patient's, first of
         each id), without indexing the rest: e.g. the medications, to see whether anything else is needed."""
         kept = [r for resources in by_key.values() for r in resources if r.get("resourceType") in types]
@@ -110,15 +118,17 @@ class PatientRecord:
     def _index(self, by_key: Mapping[str, list[Resource]], keep: Collection[str] | None) -> None:
         by_type: dict[str, list[dict]] = {}
         observations: list[dict] = []
-        lone: list[tuple[str, object] | None] = []    # per Observation: (trimmed code, system) of its only coding
+        lone: list[tuple[str, object] | None] = []  # per Observation: (trimmed code, system) of its only coding
         obs_codes: dict[str, list[int]] = {}
-        seen_ids: dict[str, set[str]] = {}              # per resource type, the ids indexed so far
+        seen_ids: dict[str, set[str]] = {}  # per resource type, the ids indexed so far
         dropped = foreign = 0
         patient_id = self.patient_id
         own_reference = "Patient/" + patient_id if patient_id is not None and "/" not in patient_id else None
         for resources in by_key.values():
             for resource in resources:
                 kind = resource.get("resourceType")
+                if type(kind) is not str:  # (resources_of lets only typed resources through)
+                    continue
                 if kind == "Observation":
                     # what EHRs usually send, one coding with a string code, settled here without a call;
                     # any other shape raises at once and goes to _observation_codes
@@ -130,7 +140,7 @@ class PatientRecord:
                     if type(code) is str:
                         if keep is None:
                             code = code.strip()
-                        elif code not in keep and (code := code.strip()) not in keep:   # keep: LOINC-shaped, no spaces
+                        elif code not in keep and (code := code.strip()) not in keep:  # keep: LOINC-shaped, no spaces
                             if system == LOINC_SYSTEM:
                                 dropped += 1
                                 continue
@@ -145,12 +155,13 @@ class PatientRecord:
                             continue
                 if patient_id is not None:
                     subject = resource.get("subject")
-                    if not (type(subject) is dict and subject.get("reference") == own_reference) \
-                            and _names_another_patient(resource, kind, patient_id, own_reference):
+                    if not (
+                        type(subject) is dict and subject.get("reference") == own_reference
+                    ) and _names_another_patient(resource, kind, patient_id, own_reference):
                         foreign += 1
                         continue
                 rid = resource.get("id")
-                if type(rid) is str:
+                if isinstance(rid, str):
                     ids = seen_ids.get(kind)
                     if ids is None:
                         ids = seen_ids[kind] = set()
@@ -163,7 +174,7 @@ class PatientRecord:
                 position = len(observations)
                 observations.append(resource)
                 lone.append(only)
-                if codes is None:                     # one code: no loop, no repeat to guard against
+                if codes is None:  # one code: no loop, no repeat to guard against
                     positions = obs_codes.get(code)
                     if positions is None:
                         obs_codes[code] = [position]

@@ -5,6 +5,7 @@ their ``code=`` lists are filled from the knowledge's value sets at start-up (de
 rule recognises is asked for, by the prefetch and by the fallback fetch alike (they use the same templates).
 A coded template longer than the URL budget is split into more keys (``screening``, ``screening-2`` ...).
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -38,8 +39,13 @@ class Service:
     usage: str | None = None
 
     def as_json(self) -> dict:
-        body = {"hook": self.hook, "id": self.id, "title": self.title, "description": self.description,
-                "prefetch": dict(self.prefetch)}
+        body = {
+            "hook": self.hook,
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "prefetch": dict(self.prefetch),
+        }
         if self.usage:
             body["usageRequirements"] = self.usage
         return body
@@ -96,18 +102,20 @@ def coded_templates(spec: dict[str, dict], knowledge, budget: int = URL_BUDGET) 
             rest_keys[kind] = key
         chosen[key] = list(dict.fromkeys(codes))
         taken.setdefault(kind, set()).update(codes)
-    for kind, codes in knowledge.codes_read.items():
-        left = sorted(codes - taken.get(kind, set()))
+    for kind, read in knowledge.codes_read.items():
+        left = sorted(read - taken.get(kind, set()))
         if not left or kind in ("Condition",):
-            continue                          # Conditions are fetched whole (no code filter)
+            continue  # Conditions are fetched whole (no code filter)
         if kind not in rest_keys:
-            raise DiscoveryError(f"the knowledge reads {kind} codes no prefetch template asks for "
-                                 f"({', '.join(left[:5])}...): give a [coded_prefetch.*] key with rest = true")
+            raise DiscoveryError(
+                f"the knowledge reads {kind} codes no prefetch template asks for "
+                f"({', '.join(left[:5])}...): give a [coded_prefetch.*] key with rest = true"
+            )
         chosen[rest_keys[kind]] += left
     templates: dict[str, str] = {}
     for key, entry in spec.items():
         if not chosen[key]:
-            continue                          # nothing to ask for (e.g. no procedure codes in the knowledge)
+            continue  # nothing to ask for (e.g. no procedure codes in the knowledge)
         for n, run in enumerate(_chunks(entry["query"], chosen[key], budget), start=1):
             templates[key if n == 1 else f"{key}-{n}"] = entry["query"].replace(_CODES, ",".join(run))
     return templates
@@ -123,14 +131,17 @@ def load_services(knowledge, path: Path = SERVICES_FILE) -> dict[str, Service]:
         prefetch[key] = template
     for key, query in prefetch.items():
         if rendered_length(query) > URL_BUDGET:
-            raise DiscoveryError(f"prefetch template {key!r} is {rendered_length(query)} characters with a "
-                                 f"{PATIENT_ID_ALLOWANCE}-character patient id; keep it within {URL_BUDGET}")
+            raise DiscoveryError(
+                f"prefetch template {key!r} is {rendered_length(query)} characters with a "
+                f"{PATIENT_ID_ALLOWANCE}-character patient id; keep it within {URL_BUDGET}"
+            )
     services = {}
     for entry in data["services"]:
         if entry["hook"] not in HOOKS:
             raise DiscoveryError(f"service {entry['id']}: unknown hook {entry['hook']!r}")
-        services[entry["id"]] = Service(entry["id"], entry["hook"], entry["title"], entry["description"],
-                                        prefetch, entry.get("usageRequirements"))
+        services[entry["id"]] = Service(
+            entry["id"], entry["hook"], entry["title"], entry["description"], prefetch, entry.get("usageRequirements")
+        )
     return services
 
 

@@ -4,6 +4,7 @@ A template is a FHIR search relative to ``fhirServer`` with CDS Hooks 2.0 tokens
 ``{{userPractitionerId}}`` ...): ``render`` fills them from the hook context, the same way for the EHR's
 prefetch and for our own fallback fetch.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,7 +31,7 @@ def render(template: str, context: dict) -> str:
     def replace(match: re.Match) -> str:
         token = match.group(1)
         if token.startswith("context."):
-            value = context.get(token[len("context."):])
+            value = context.get(token[len("context.") :])
         elif token in _USER_TOKENS:
             user = str(context.get("userId") or "")
             kind, _, ident = user.partition("/")

@@ -1,4 +1,5 @@
 """The audit writer: issued-card rows written by one background thread per process, never lost to an outage."""
+
 from __future__ import annotations
 
 import atexit
@@ -42,21 +43,29 @@ class AuditQueue:
     are written or spooled at exit (``atexit``). Readers in the same process call ``flush`` first.
     """
 
-    MAX_PENDING_CALLS = 10_000          # calls held in memory when neither the database nor the spool takes them
-    LINGER_S = 0.1                      # rows reach the database within this (plus the write itself)
-    MAX_BATCH_CALLS = 500               # ... or as soon as this many calls wait
-    RETRY_MIN_S = 0.25                  # back-off after a failed write: 0.25, 0.5, 1, 1 ... s
+    MAX_PENDING_CALLS = 10_000  # calls held in memory when neither the database nor the spool takes them
+    LINGER_S = 0.1  # rows reach the database within this (plus the write itself)
+    MAX_BATCH_CALLS = 500  # ... or as soon as this many calls wait
+    RETRY_MIN_S = 0.25  # back-off after a failed write: 0.25, 0.5, 1, 1 ... s
     RETRY_MAX_S = 1.0
-    SPOOL_SCAN_S = 5.0                  # idle: look for spool files left by processes that died
-    REPLAY_BUDGET_ROWS = 20_000         # spooled rows replayed per turn
+    SPOOL_SCAN_S = 5.0  # idle: look for spool files left by processes that died
+    REPLAY_BUDGET_ROWS = 20_000  # spooled rows replayed per turn
 
-    def __init__(self, write_rows, on_lost, spool: AuditSpool | None = None, health: DatabaseHealth | None = None,
-                 prepare=None, background=None, background_pending=None):
-        self._write_rows = write_rows   # list[dict] -> None, one transaction; a row already there is skipped
-        self._on_lost = on_lost         # (calls lost, exception or None) -> None
+    def __init__(
+        self,
+        write_rows,
+        on_lost,
+        spool: AuditSpool | None = None,
+        health: DatabaseHealth | None = None,
+        prepare=None,
+        background=None,
+        background_pending=None,
+    ):
+        self._write_rows = write_rows  # list[dict] -> None, one transaction; a row already there is skipped
+        self._on_lost = on_lost  # (calls lost, exception or None) -> None
         self._spool = spool
         self._health = health or DatabaseHealth()
-        self._prepare = prepare         # rows needing the patient hash -> None (sets it; may raise)
+        self._prepare = prepare  # rows needing the patient hash -> None (sets it; may raise)
         self._background = background  # () -> bool more to do: other write-backs once the database is back
         self._background_pending = background_pending or (lambda: False)
         self._pid: int | None = None
@@ -71,9 +80,9 @@ class AuditQueue:
         self._pending: list[list[dict]] = []
         self._held: list[list[dict]] = []
         self._busy = False
-        self._urgent = False            # a reader (or the exit) waits: stop lingering
+        self._urgent = False  # a reader (or the exit) waits: stop lingering
         self._thread: threading.Thread | None = None
-        self._next_attempt = 0.0        # time.monotonic() before which the database is not tried
+        self._next_attempt = 0.0  # time.monotonic() before which the database is not tried
         self._backoff = 0.0
         self._spool_waiting = self._spool is not None and bool(self._spool.files())
         self._spool_failing = False
@@ -103,7 +112,7 @@ class AuditQueue:
             self._pending.append(rows)
             self._ensure_thread()
             if len(self._pending) == 1 or len(self._pending) >= self.MAX_BATCH_CALLS:
-                self._cond.notify()     # the writer waits for a first call, or may stop lingering
+                self._cond.notify()  # the writer waits for a first call, or may stop lingering
 
     def wake(self) -> None:
         """Background work appeared (a replay id kept in memory): make sure the writer runs."""
@@ -138,7 +147,7 @@ class AuditQueue:
                         break
                     if self._spool is not None and now >= self._next_scan:
                         self._next_scan = now + self.SPOOL_SCAN_S
-                        if self._spool.files():          # left by a process that died?
+                        if self._spool.files():  # left by a process that died?
                             self._spool_waiting = True
                             continue
                     waits = [self._next_scan - now] if self._spool is not None else [self.SPOOL_SCAN_S]
@@ -224,9 +233,13 @@ class AuditQueue:
             self._spool.append(rows)
         except OSError as exc:
             if not self._spool_failing:
-                log.error("audit: the local spool %s does not take rows either (%s): rows are kept in memory "
-                          "(at most %d hook calls)", self._spool.directory, type(exc).__name__,
-                          self.MAX_PENDING_CALLS)
+                log.error(
+                    "audit: the local spool %s does not take rows either (%s): rows are kept in memory "
+                    "(at most %d hook calls)",
+                    self._spool.directory,
+                    type(exc).__name__,
+                    self.MAX_PENDING_CALLS,
+                )
             self._spool_failing = True
             return rows
         if self._spool_failing:
@@ -259,8 +272,9 @@ class AuditQueue:
         try:
             self._background()
         except Exception as exc:  # noqa: BLE001 - exiting anyway
-            log.error("replay check: token ids kept in memory could not be written back at exit (%s)",
-                      db_error_kind(exc))
+            log.error(
+                "replay check: token ids kept in memory could not be written back at exit (%s)", db_error_kind(exc)
+            )
         finally:
             with self._cond:
                 self._busy = False
@@ -288,8 +302,9 @@ class AuditQueue:
             self._cond.notify_all()
 
             def idle() -> bool:
-                return not (self._pending or self._held or self._busy or self._spool_waiting
-                            or self._background_pending())
+                return not (
+                    self._pending or self._held or self._busy or self._spool_waiting or self._background_pending()
+                )
 
             while not idle():
                 left = deadline - time.monotonic()

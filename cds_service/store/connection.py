@@ -5,6 +5,7 @@ is short on the request path and for the audit writer (``REQUEST_BUSY_MS``), Pos
 connects are bounded (``PG_CONNECT_ARGS``). Also which database is which (``database_key``, for the spool)
 and where the spool is when none is configured.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,16 +19,19 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 MEMORY_SQLITE = ("sqlite://", "sqlite:///:memory:")
-REQUEST_BUSY_MS = 1000             # SQLite: request path and audit writer wait at most this for a locked file
-DEFAULT_BUSY_MS = 30000            # ... migrations, reports and other readers
+REQUEST_BUSY_MS = 1000  # SQLite: request path and audit writer wait at most this for a locked file
+DEFAULT_BUSY_MS = 30000  # ... migrations, reports and other readers
 # PostgreSQL: a database that hangs instead of refusing must not hold a hook call either. Every statement of
 # the request path and the audit writer takes milliseconds; migrations and reports lift the limit
 # (``_unbounded``).
 PG_STATEMENT_TIMEOUT_MS = 3000
 PG_CONNECT_ARGS = {
-    "connect_timeout": 2,                          # s: a server that does not answer the connection
-    "tcp_user_timeout": 3000,                      # ms: a connection whose packets go unacknowledged
-    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2,
+    "connect_timeout": 2,  # s: a server that does not answer the connection
+    "tcp_user_timeout": 3000,  # ms: a connection whose packets go unacknowledged
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 2,
     "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
 }
 
@@ -47,19 +51,19 @@ def _enable_wal(cursor, patience_s: float = 30.0) -> None:
             time.sleep(0.01)
 
 
-
 def make_engine(url: str, schema: str | None = None) -> Engine:
     """A new engine for ``url`` (in ``schema``, PostgreSQL): one per process (a forked worker makes its own)."""
     if url.startswith("sqlite"):
         extra: dict[str, Any] = {}
         if url in MEMORY_SQLITE:
-            extra["poolclass"] = StaticPool          # one in-memory database shared by all threads
-        engine = create_engine(url, connect_args={"timeout": DEFAULT_BUSY_MS / 1000,
-                                                  "check_same_thread": False}, **extra)
+            extra["poolclass"] = StaticPool  # one in-memory database shared by all threads
+        engine = create_engine(
+            url, connect_args={"timeout": DEFAULT_BUSY_MS / 1000, "check_same_thread": False}, **extra
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, record):
-            dbapi_conn.isolation_level = None      # we issue BEGIN ourselves (see _begin)
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _begin)
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout={DEFAULT_BUSY_MS}")
             _enable_wal(cur)
@@ -76,10 +80,11 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
             if info.get("jak_busy_ms") != busy:
                 conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy)}")
                 info["jak_busy_ms"] = busy
-            conn.exec_driver_sql("BEGIN IMMEDIATE")   # take the write lock up front: no upgrade deadlocks
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock up front: no upgrade deadlocks
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=5,
-                               connect_args=dict(PG_CONNECT_ARGS))
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=5, connect_args=dict(PG_CONNECT_ARGS)
+        )
     if schema:
         engine = engine.execution_options(schema_translate_map={None: schema})
     return engine

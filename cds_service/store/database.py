@@ -4,6 +4,7 @@ Privacy: the patient id is stored only as an HMAC-SHA256 under ``JAK_CDS_PATIENT
 generated once and kept in the database, so hashes stay stable across restarts). No token and no raw patient
 id is ever written.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,10 +60,16 @@ class Store:
     ``StoreUnavailable`` (``"refuse"``).
     """
 
-    def __init__(self, url: str, patient_hash_key: str | None = None, schema: str | None = None,
-                 spool_dir: str | Path | None = None, jti_fallback: str = "memory"):
+    def __init__(
+        self,
+        url: str,
+        patient_hash_key: str | None = None,
+        schema: str | None = None,
+        spool_dir: str | Path | None = None,
+        jti_fallback: str = "memory",
+    ):
         self.url = url
-        self.schema = schema                   # PostgreSQL schema (tests use a private one)
+        self.schema = schema  # PostgreSQL schema (tests use a private one)
         self._configured_key = patient_hash_key
         self._key: bytes | None = None
         self._engine: Engine | None = None
@@ -75,16 +82,25 @@ class Store:
         self.replay_ids = ReplayIds(lambda: self.fast_engine, self.is_sqlite, self.health, jti_fallback)
         spool_dir = spool_dir if spool_dir is not None else connection.default_spool_dir(url)
         self.spool = AuditSpool(spool_dir, connection.database_key(url, schema)) if spool_dir else None
-        self.audit = AuditQueue(self.write_issued, self._audit_failed, spool=self.spool, health=self.health,
-                                prepare=self._hash_rows, background=self.replay_ids.write_back,
-                                background_pending=self.replay_ids.pending)
+        self.audit = AuditQueue(
+            self.write_issued,
+            self._audit_failed,
+            spool=self.spool,
+            health=self.health,
+            prepare=self._hash_rows,
+            background=self.replay_ids.write_back,
+            background_pending=self.replay_ids.pending,
+        )
         self.replay_ids.wake = self.audit.wake
 
     @classmethod
-    def from_settings(cls, settings) -> "Store":
-        return cls(settings.database_url, settings.patient_hash_key,
-                   spool_dir=getattr(settings, "audit_spool", None),
-                   jti_fallback=getattr(settings, "jti_fallback", "memory"))
+    def from_settings(cls, settings) -> Store:
+        return cls(
+            settings.database_url,
+            settings.patient_hash_key,
+            spool_dir=getattr(settings, "audit_spool", None),
+            jti_fallback=getattr(settings, "jti_fallback", "memory"),
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -113,7 +129,9 @@ class Store:
         if self._engine is None or self._pid != pid:
             with self._lock:
                 if self._engine is None or self._pid != pid:
-                    self._engine = connection.make_engine(self.url, self.schema)   # a forked worker must not share its parent's sockets
+                    self._engine = connection.make_engine(
+                        self.url, self.schema
+                    )  # a forked worker must not share its parent's sockets
                     self._pid = pid
         return self._engine
 
@@ -155,8 +173,10 @@ class Store:
                     log.info("database schema migrated to version %d", version)
                 current = max(done | {v for v, _ in MIGRATIONS})
             if current > SCHEMA_VERSION:
-                raise SystemExit(f"the database schema is version {current}, newer than this service "
-                                 f"({SCHEMA_VERSION}); upgrade the service")
+                raise SystemExit(
+                    f"the database schema is version {current}, newer than this service "
+                    f"({SCHEMA_VERSION}); upgrade the service"
+                )
             self._migrated = True
         self._hash_key()
         self._start_up_spool()
@@ -173,19 +193,22 @@ class Store:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            log.warning("audit spool %s is not writable (%s): during a database outage the audit rows would "
-                        "be kept in memory only (JAK_CDS_AUDIT_SPOOL)", self.spool.directory, type(exc).__name__)
+            log.warning(
+                "audit spool %s is not writable (%s): during a database outage the audit rows would "
+                "be kept in memory only (JAK_CDS_AUDIT_SPOOL)",
+                self.spool.directory,
+                type(exc).__name__,
+            )
             return
         if not self.spool.files():
             return
         try:
-            replayed, _ = self.spool.replay(self.write_issued, 10 ** 9)
+            replayed, _ = self.spool.replay(self.write_issued, 10**9)
         except SQLAlchemyError as exc:
             log.error("audit spool: rows left by an earlier run could not be written yet (%s)", db_error_kind(exc))
             return
         if replayed:
-            log.warning("audit: %d row(s) left in the local spool by an earlier run written to the database",
-                        replayed)
+            log.warning("audit: %d row(s) left in the local spool by an earlier run written to the database", replayed)
 
     def _unbounded(self, conn: Connection) -> None:
         """Lift PostgreSQL's per-statement limit for this transaction (migrations wait for each other's
@@ -214,8 +237,10 @@ class Store:
                     with conn.begin_nested():
                         conn.execute(meta.insert().values(key="patient_hash_key", value=secrets.token_hex(32)))
                 except IntegrityError:
-                    pass                                  # another worker won the race; use its key
+                    pass  # another worker won the race; use its key
                 row = conn.execute(select(meta.c.value).where(meta.c.key == "patient_hash_key")).first()
+        if row is None:  # neither written nor readable: say so, not TypeError
+            raise StoreUnavailable("the audit database holds no patient hash key and none could be stored")
         return row[0].encode()
 
     def patient_hash(self, patient_id: str) -> str:
@@ -224,14 +249,21 @@ class Store:
     def _hash_rows(self, rows: list[dict]) -> None:
         """The audit writer's step for rows made before this process knew the hash key: all or none."""
         hashes = [self.patient_hash(r["patient_id"]) for r in rows]
-        for row, value in zip(rows, hashes):
+        for row, value in zip(rows, hashes, strict=True):
             row["patient_hash"] = value
             del row["patient_id"]
 
     # --- writes ---------------------------------------------------------------------------------
-    def record_issued(self, service_id: str, hook_instance: str, patient_id: str,
-                      cards: list[tuple[str, str]], knowledge_version: str, wait: bool = True,
-                      language: str = "en") -> None:
+    def record_issued(
+        self,
+        service_id: str,
+        hook_instance: str,
+        patient_id: str,
+        cards: list[tuple[str, str]],
+        knowledge_version: str,
+        wait: bool = True,
+        language: str = "en",
+    ) -> None:
         """Record the cards of one hook call. Never raises for a database failure and never loses the
         rows to one: the clinician gets the cards, and rows the database does not take now are written
         later (``AuditQueue``, ``AuditSpool``).
@@ -244,9 +276,19 @@ class Store:
         now = utcnow()
         known = self._key is not None or bool(self._configured_key)
         patient = {"patient_hash": self.patient_hash(patient_id)} if known else {"patient_id": patient_id}
-        rows = [dict(card_uuid=str(card)[:64], service_id=service_id[:128], rule_id=str(rule)[:200],
-                     knowledge_version=str(knowledge_version)[:128], hook_instance=str(hook_instance)[:200],
-                     language=str(language)[:16], issued_at=now, **patient) for card, rule in cards]
+        rows = [
+            dict(
+                card_uuid=str(card)[:64],
+                service_id=service_id[:128],
+                rule_id=str(rule)[:200],
+                knowledge_version=str(knowledge_version)[:128],
+                hook_instance=str(hook_instance)[:200],
+                language=str(language)[:16],
+                issued_at=now,
+                **patient,
+            )
+            for card, rule in cards
+        ]
         if not wait:
             self.audit.put(rows)
             return
@@ -256,7 +298,7 @@ class Store:
             self.write_issued(rows)
         except SQLAlchemyError as exc:
             self.health.failed(exc)
-            self.audit.put(rows)           # the writer spools them and writes them once the database is back
+            self.audit.put(rows)  # the writer spools them and writes them once the database is back
 
     def write_issued(self, rows: list[dict]) -> None:
         """One transaction; a card already recorded (the same uuid: a batch retried after a commit whose
@@ -268,8 +310,13 @@ class Store:
 
     def _audit_failed(self, calls: int, exc: Exception | None) -> None:
         self.audit_failures += calls
-        log.error("audit rows of %d hook call(s) LOST: neither the database nor the local spool takes rows "
-                  "and %d calls already wait in memory (%s)", calls, AuditQueue.MAX_PENDING_CALLS, db_error_kind(exc))
+        log.error(
+            "audit rows of %d hook call(s) LOST: neither the database nor the local spool takes rows "
+            "and %d calls already wait in memory (%s)",
+            calls,
+            AuditQueue.MAX_PENDING_CALLS,
+            db_error_kind(exc),
+        )
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait for the background audit writer (see ``AuditQueue``)."""
@@ -282,22 +329,31 @@ class Store:
 
     def audit_status(self) -> dict:
         """Counters of this process's audit writer and what waits in the spool (``jak-cds report``)."""
-        status = dict(self.audit.stats)
-        status["waiting_in_memory"] = self.audit.waiting() - (self.spool.status()["rows_waiting"]
-                                                               if self.spool is not None else 0)
+        status: dict[str, object] = dict(self.audit.stats)
+        status["waiting_in_memory"] = self.audit.waiting() - (
+            self.spool.status()["rows_waiting"] if self.spool is not None else 0
+        )
         status["spool"] = self.spool.status() if self.spool is not None else None
         return status
 
     def record_feedback(self, service_id: str, items: list[FeedbackRow]) -> int:
         """Store feedback in one transaction, or raise ``StoreUnavailable``: never acknowledged unstored."""
         now = utcnow()
-        rows = [dict(card_uuid=i.card_uuid, service_id=service_id[:128], outcome=i.outcome,
-                     accepted_suggestions=json.dumps(i.accepted_suggestions) if i.accepted_suggestions else None,
-                     override_system=(i.override_system or None) and i.override_system[:300],
-                     override_code=(i.override_code or None) and i.override_code[:200],
-                     override_display=(i.override_display or None) and i.override_display[:300],
-                     user_comment=(i.user_comment or None) and i.user_comment[:MAX_COMMENT],
-                     outcome_timestamp=aware(i.outcome_timestamp), received_at=now) for i in items]
+        rows = [
+            dict(
+                card_uuid=i.card_uuid,
+                service_id=service_id[:128],
+                outcome=i.outcome,
+                accepted_suggestions=json.dumps(i.accepted_suggestions) if i.accepted_suggestions else None,
+                override_system=(i.override_system or None) and i.override_system[:300],
+                override_code=(i.override_code or None) and i.override_code[:200],
+                override_display=(i.override_display or None) and i.override_display[:300],
+                user_comment=(i.user_comment or None) and i.user_comment[:MAX_COMMENT],
+                outcome_timestamp=aware(i.outcome_timestamp),
+                received_at=now,
+            )
+            for i in items
+        ]
         if not rows:
             return 0
         if not self.health.should_try():
@@ -338,28 +394,36 @@ class Store:
         report: dict[str, dict] = {}
 
         def entry(rule: str) -> dict:
-            return report.setdefault(rule, {"rule": rule, "issued": 0, "accepted": 0, "overridden": 0,
-                                            "top_override_reasons": []})
+            return report.setdefault(
+                rule, {"rule": rule, "issued": 0, "accepted": 0, "overridden": 0, "top_override_reasons": []}
+            )
 
         self.flush()
         rule_of_feedback = func.coalesce(issued_card.c.rule_id, "(unknown card)")
         joined = feedback.outerjoin(issued_card, issued_card.c.card_uuid == feedback.c.card_uuid)
         with self.engine.connect() as conn:
             self._unbounded(conn)
-            for rule, n in conn.execute(select(issued_card.c.rule_id, func.count())
-                                        .group_by(issued_card.c.rule_id)):
+            for rule, n in conn.execute(select(issued_card.c.rule_id, func.count()).group_by(issued_card.c.rule_id)):
                 entry(rule)["issued"] = n
             for rule, outcome, n in conn.execute(
-                    select(rule_of_feedback, feedback.c.outcome, func.count(func.distinct(feedback.c.card_uuid)))
-                    .select_from(joined).group_by(rule_of_feedback, feedback.c.outcome)):
+                select(rule_of_feedback, feedback.c.outcome, func.count(func.distinct(feedback.c.card_uuid)))
+                .select_from(joined)
+                .group_by(rule_of_feedback, feedback.c.outcome)
+            ):
                 if outcome in ("accepted", "overridden"):
                     entry(rule)[outcome] = n
             reasons = conn.execute(
-                select(rule_of_feedback, feedback.c.override_system, feedback.c.override_code,
-                       func.max(feedback.c.override_display), func.count())
+                select(
+                    rule_of_feedback,
+                    feedback.c.override_system,
+                    feedback.c.override_code,
+                    func.max(feedback.c.override_display),
+                    func.count(),
+                )
                 .select_from(joined)
                 .where(feedback.c.outcome == "overridden", feedback.c.override_code.is_not(None))
-                .group_by(rule_of_feedback, feedback.c.override_system, feedback.c.override_code))
+                .group_by(rule_of_feedback, feedback.c.override_system, feedback.c.override_code)
+            )
             by_rule: dict[str, list] = {}
             for rule, system, code, display, n in reasons:
                 by_rule.setdefault(rule, []).append({"system": system, "code": code, "display": display, "count": n})

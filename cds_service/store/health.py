@@ -3,6 +3,7 @@
 ``StoreUnavailable`` is the request path's outage (answered 503 with Retry-After); ``DatabaseHealth`` decides
 when a request may try the database again, and wakes the audit writer when it is back.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,7 @@ class StoreUnavailable(Exception):
         self.retry_after = retry_after
 
 
-RETRY_AFTER_S = 2                  # what a 503 asks the EHR to wait
+RETRY_AFTER_S = 2  # what a 503 asks the EHR to wait
 
 
 def db_error_kind(exc: BaseException | None) -> str:
@@ -49,11 +50,11 @@ class DatabaseHealth:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self.down_since: float | None = None          # time.monotonic() of the first failure
+        self.down_since: float | None = None  # time.monotonic() of the first failure
         self._probe_at = 0.0
         self._interval = self.PROBE_MIN_S
         self.outages = 0
-        self.listeners: list = []                     # called (no arguments) when the database is back
+        self.listeners: list = []  # called (no arguments) when the database is back
 
     @property
     def down(self) -> bool:
@@ -66,7 +67,7 @@ class DatabaseHealth:
             now = time.monotonic()
             if now < self._probe_at:
                 return False
-            self._probe_at = now + self._interval    # this caller probes; the others do not wait on it
+            self._probe_at = now + self._interval  # this caller probes; the others do not wait on it
             return True
 
     def failed(self, exc: BaseException | None, took: float | None = None) -> None:
@@ -84,8 +85,10 @@ class DatabaseHealth:
             self._interval = self.PROBE_MIN_S
             self._probe_at = now + self._interval
             self.outages += 1
-        log.error("database unavailable (%s): cards are still answered, their audit rows are kept locally "
-                  "until it is back", db_error_kind(exc))
+        log.error(
+            "database unavailable (%s): cards are still answered, their audit rows are kept locally until it is back",
+            db_error_kind(exc),
+        )
 
     def ok(self) -> None:
         if self.down_since is None:

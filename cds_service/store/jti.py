@@ -1,4 +1,5 @@
 """The replay check's memory of token ids (``iss``, ``jti``): in the database, or in this process while it is down."""
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,8 @@ from cds_service.store.schema import aware, seen_jti, utcnow
 log = logging.getLogger(__name__)
 
 JTI_MIN_RETENTION = timedelta(hours=1)
-JTI_PRUNE_INTERVAL_S = 60.0        # expired token ids are deleted at most this often per process
-JTI_MEMORY_MAX = 50_000            # token ids accepted without the database, per process (about 10 MB)
+JTI_PRUNE_INTERVAL_S = 60.0  # expired token ids are deleted at most this often per process
+JTI_MEMORY_MAX = 50_000  # token ids accepted without the database, per process (about 10 MB)
 JTI_FALLBACKS = ("memory", "refuse")
 _INSERT_JTI = seen_jti.insert()
 _PRUNE_JTI = seen_jti.delete().where(seen_jti.c.expires_at < bindparam("now"))
@@ -33,8 +34,9 @@ class ReplayIds:
     ``engine``: the request path's engine (``Store.fast_engine``); ``wake``: called when an id is kept in
     memory, so that the audit writer writes it back once the database is back (``write_back``)."""
 
-    def __init__(self, engine: Callable[[], Engine], is_sqlite: bool, health: DatabaseHealth,
-                 fallback: str = "memory") -> None:
+    def __init__(
+        self, engine: Callable[[], Engine], is_sqlite: bool, health: DatabaseHealth, fallback: str = "memory"
+    ) -> None:
         if fallback not in JTI_FALLBACKS:
             raise ValueError(f"jti_fallback must be one of {JTI_FALLBACKS}, not {fallback!r}")
         self._engine = engine
@@ -43,7 +45,7 @@ class ReplayIds:
         self.fallback = fallback
         self.memory_max = JTI_MEMORY_MAX
         self.prune_interval_s = JTI_PRUNE_INTERVAL_S
-        self._next_prune = 0.0             # time.monotonic() after which the next call prunes
+        self._next_prune = 0.0  # time.monotonic() after which the next call prunes
         self._lock = threading.Lock()
         # (iss, jti) -> (kept in the database until, usable until): accepted while the database was down
         self.memory: dict[tuple[str, str], tuple[datetime, datetime]] = {}
@@ -67,7 +69,7 @@ class ReplayIds:
         now = utcnow()
         key = (iss[:300], jti[:300])
         if key in self.memory:
-            return False                                  # accepted here while the database was down
+            return False  # accepted here while the database was down
         keep_until = max(filter(None, [aware(exp) if exp else None, now + JTI_MIN_RETENTION]))
         if self.health.should_try():
             started = time.monotonic()
@@ -79,7 +81,7 @@ class ReplayIds:
                     conn.execute(_INSERT_JTI, {"iss": key[0], "jti": key[1], "expires_at": keep_until})
             except IntegrityError:
                 self.health.ok()
-                return False                              # a replay (the prune, if any, is retried next call)
+                return False  # a replay (the prune, if any, is retried next call)
             except SQLAlchemyError as exc:
                 self.health.failed(exc, took=time.monotonic() - started)
             else:
@@ -89,8 +91,9 @@ class ReplayIds:
                 return True
         return self._remember_in_memory(key, keep_until, aware(exp) if exp else keep_until, now)
 
-    def _remember_in_memory(self, key: tuple[str, str], keep_until: datetime, usable_until: datetime,
-                            now: datetime) -> bool:
+    def _remember_in_memory(
+        self, key: tuple[str, str], keep_until: datetime, usable_until: datetime, now: datetime
+    ) -> bool:
         if self.fallback == "refuse":
             raise StoreUnavailable("the replay check needs the database, which is unavailable", RETRY_AFTER_S)
         with self._lock:
@@ -98,15 +101,18 @@ class ReplayIds:
                 return False
             if len(self.memory) >= self.memory_max:
                 for old in [k for k, (_, until) in self.memory.items() if until < now]:
-                    del self.memory[old]                  # expired tokens: refused by exp whatever we remember
+                    del self.memory[old]  # expired tokens: refused by exp whatever we remember
                 if len(self.memory) >= self.memory_max:
                     raise StoreUnavailable("too many token ids wait for the database", RETRY_AFTER_S)
             first = not self.memory
             self.memory[key] = (keep_until, usable_until)
             self.stats["accepted_from_memory"] += 1
         if first:
-            log.warning("replay check from memory: the database is unavailable, token ids are kept in this "
-                        "process (pid %d) and written to the database when it is back", os.getpid())
+            log.warning(
+                "replay check from memory: the database is unavailable, token ids are kept in this "
+                "process (pid %d) and written to the database when it is back",
+                os.getpid(),
+            )
         self.wake()
         return True
 
@@ -121,23 +127,29 @@ class ReplayIds:
         now = utcnow()
         with self._lock:
             items = list(self.memory.items())
-        saved = []
+        saved: list[tuple[str, str]] = []
         for start in range(0, len(items), 500):
-            chunk = [(k, v) for k, v in items[start:start + 500] if v[1] >= now]
-            saved.extend(k for k, v in items[start:start + 500] if v[1] < now)   # expired: nothing to keep
+            chunk = [(k, v) for k, v in items[start : start + 500] if v[1] >= now]
+            saved.extend(k for k, v in items[start : start + 500] if v[1] < now)  # expired: nothing to keep
             if not chunk:
                 continue
-            statement = (self._dialect.insert(seen_jti)
-                         .values([{"iss": k[0], "jti": k[1], "expires_at": v[0]} for k, v in chunk])
-                         .on_conflict_do_nothing(index_elements=["iss", "jti"])
-                         .returning(seen_jti.c.iss, seen_jti.c.jti))
+            statement = (
+                self._dialect.insert(seen_jti)
+                .values([{"iss": k[0], "jti": k[1], "expires_at": v[0]} for k, v in chunk])
+                .on_conflict_do_nothing(index_elements=["iss", "jti"])
+                .returning(seen_jti.c.iss, seen_jti.c.jti)
+            )
             with self._engine().begin() as conn:
                 inserted = {tuple(r) for r in conn.execute(statement)}
             for k, _ in chunk:
                 if k not in inserted:
                     self.stats["replays_found_on_write_back"] += 1
-                    log.warning("REPLAY during the database outage: token id %r of issuer %s was accepted from "
-                                "memory here and was also used elsewhere", k[1], k[0])
+                    log.warning(
+                        "REPLAY during the database outage: token id %r of issuer %s was accepted from "
+                        "memory here and was also used elsewhere",
+                        k[1],
+                        k[0],
+                    )
             self.stats["written_back"] += len(chunk)
             saved.extend(k for k, _ in chunk)
         with self._lock:

@@ -1,4 +1,5 @@
 """The audit spool: issued-card rows the database did not take, kept in local files until it does."""
+
 from __future__ import annotations
 
 import fcntl
@@ -14,8 +15,7 @@ from cds_service.store.schema import aware
 
 log = logging.getLogger(__name__)
 
-SPOOL_FIELDS = ("card_uuid", "service_id", "rule_id", "knowledge_version", "hook_instance", "patient_hash",
-                "issued_at")
+SPOOL_FIELDS = ("card_uuid", "service_id", "rule_id", "knowledge_version", "hook_instance", "patient_hash", "issued_at")
 
 
 def _encode_row(row: dict) -> bytes:
@@ -56,7 +56,7 @@ class AuditSpool:
     Rows hold the keyed patient hash, never the patient id (``_encode_row`` refuses).
     """
 
-    MAX_FILE_ROWS = 5_000              # a new file after this many rows: replay reads a file at once
+    MAX_FILE_ROWS = 5_000  # a new file after this many rows: replay reads a file at once
 
     def __init__(self, directory: str | Path, db_key: str):
         self.directory = Path(directory)
@@ -64,14 +64,14 @@ class AuditSpool:
         self._fd: int | None = None
         self._rows_in_file = 0
         self._pid = os.getpid()
-        self._lock = threading.RLock()     # the current file is appended, closed and replayed by one thread at a time
+        self._lock = threading.RLock()  # the current file is appended, closed and replayed by one thread at a time
 
     @property
     def pattern(self) -> str:
         return f"audit-{self.db_key}-*.jsonl"
 
     def _forked(self) -> None:
-        if self._pid != os.getpid():       # the parent's file and lock are not this process's
+        if self._pid != os.getpid():  # the parent's file and lock are not this process's
             self._fd, self._rows_in_file, self._pid = None, 0, os.getpid()
             self._lock = threading.RLock()
 
@@ -81,7 +81,7 @@ class AuditSpool:
         temporary, final = self.directory / f"{name}.new", self.directory / f"{name}.jsonl"
         fd = os.open(temporary, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)          # locked before any replayer can see it (renamed after)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # locked before any replayer can see it (renamed after)
             os.rename(temporary, final)
             _fsync_dir(self.directory)
         except BaseException:
@@ -106,7 +106,7 @@ class AuditSpool:
                     view = view[written:]
                 os.fsync(self._fd)
             except OSError:
-                self.close()         # a torn line ends this file: the next batch starts a new one
+                self.close()  # a torn line ends this file: the next batch starts a new one
                 raise
             self._rows_in_file += len(rows)
 
@@ -140,20 +140,21 @@ class AuditSpool:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
-                continue                                       # another process replayed it just now
+                continue  # another process replayed it just now
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    continue                                   # its process is alive and still appending
+                    continue  # its process is alive and still appending
                 if os.fstat(fd).st_nlink == 0:
-                    continue                                   # replayed and removed while we waited
+                    continue  # replayed and removed while we waited
                 rows, torn = self._read(fd)
                 if torn:
-                    log.error("audit spool %s: %d unreadable line(s) skipped (a write cut short by a crash)",
-                              path.name, torn)
+                    log.error(
+                        "audit spool %s: %d unreadable line(s) skipped (a write cut short by a crash)", path.name, torn
+                    )
                 for start in range(0, len(rows), 1000):
-                    write_rows(rows[start:start + 1000])
+                    write_rows(rows[start : start + 1000])
                 path.unlink()
                 _fsync_dir(self.directory)
                 replayed += len(rows)
@@ -196,6 +197,9 @@ class AuditSpool:
                 mine += count
             else:
                 others += count
-        return {"directory": str(self.directory), "rows_waiting": mine, "files": files,
-                "rows_waiting_for_other_databases": others}
-
+        return {
+            "directory": str(self.directory),
+            "rows_waiting": mine,
+            "files": files,
+            "rows_waiting_for_other_databases": others,
+        }

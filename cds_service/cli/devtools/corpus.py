@@ -19,6 +19,7 @@ record read from a FHIR server over the same resources. What must hold, whatever
 
 ``--json`` prints the report. Exit status 1 if anything does not hold.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,19 +30,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import requests
 
-from cds_service.record.services import default_templates
 from cds_service.fhir import query as fhir_query
 from cds_service.fhir.values import parse_date
+from cds_service.record.services import default_templates
 from cds_service.record.templates import render
 
 SERVER = "http://corpus.fhir.invalid/fhir"
 # the usual adult dose of each systemic JAK inhibitor (EU SmPC): (text, mg, times a day) - what the corpus orders
-USUAL = {"tofacitinib": ("tofacitinib 5 mg tablet", 5, 2), "baricitinib": ("baricitinib 4 mg tablet", 4, 1),
-         "upadacitinib": ("upadacitinib 15 mg prolonged-release tablet", 15, 1),
-         "filgotinib": ("filgotinib 200 mg tablet", 200, 1), "abrocitinib": ("abrocitinib 200 mg tablet", 200, 1)}
+USUAL = {
+    "tofacitinib": ("tofacitinib 5 mg tablet", 5, 2),
+    "baricitinib": ("baricitinib 4 mg tablet", 4, 1),
+    "upadacitinib": ("upadacitinib 15 mg prolonged-release tablet", 15, 1),
+    "filgotinib": ("filgotinib 200 mg tablet", 200, 1),
+    "abrocitinib": ("abrocitinib 200 mg tablet", 200, 1),
+}
 _DATES = ("effectiveDateTime", "issued")
 
 
@@ -58,20 +64,27 @@ class Report:
     patients: int = 0
     skipped: list[str] = field(default_factory=list)
     calls: int = 0
-    cards: Counter = field(default_factory=Counter)          # "indicator:rule" -> count
-    labs_read: Counter = field(default_factory=Counter)      # analyte -> patients with a result in its window
+    cards: Counter = field(default_factory=Counter)  # "indicator:rule" -> count
+    labs_read: Counter = field(default_factory=Counter)  # analyte -> patients with a result in its window
     problems: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
-        return {"patients": self.patients, "skipped": self.skipped, "calls": self.calls,
-                "cards": dict(self.cards.most_common()), "labs_in_window": dict(self.labs_read.most_common()),
-                "problems": self.problems}
+        return {
+            "patients": self.patients,
+            "skipped": self.skipped,
+            "calls": self.calls,
+            "cards": dict(self.cards.most_common()),
+            "labs_in_window": dict(self.labs_read.most_common()),
+            "problems": self.problems,
+        }
 
 
 # -- the record, as a FHIR server would hold it ------------------------------------------------------------------
 
+
 def _resolve_references(resources: list[dict], full_urls: dict[str, str]) -> None:
     """urn:uuid references of a transaction/document Bundle -> "Type/id", as a server does when it stores them."""
+
     def walk(value):
         if isinstance(value, dict):
             ref = value.get("reference")
@@ -82,6 +95,7 @@ def _resolve_references(resources: list[dict], full_urls: dict[str, str]) -> Non
         elif isinstance(value, list):
             for item in value:
                 walk(item)
+
     walk(resources)
 
 
@@ -90,14 +104,22 @@ def load_patient(path: Path) -> Patient | None:
     bundle = json.loads(path.read_text())
     entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
     resources = [e["resource"] for e in entries]
-    full_urls = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource'].get('id')}"
-                 for e in entries if isinstance(e.get("fullUrl"), str) and e["fullUrl"].startswith("urn:")}
+    full_urls = {
+        e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource'].get('id')}"
+        for e in entries
+        if isinstance(e.get("fullUrl"), str) and e["fullUrl"].startswith("urn:")
+    }
     _resolve_references(resources, full_urls)
     patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
     if patient is None or patient.get("deceasedDateTime") or patient.get("deceasedBoolean"):
         return None
-    dates = [d for r in resources if r.get("resourceType") == "Observation"
-             for d in (parse_date(r.get(key)) for key in _DATES) if d]
+    dates = [
+        d
+        for r in resources
+        if r.get("resourceType") == "Observation"
+        for d in (parse_date(r.get(key)) for key in _DATES)
+        if d
+    ]
     last = max(dates, default=date(2020, 1, 1))
     return Patient(path.stem, str(patient["id"]), resources, last + timedelta(days=1))
 
@@ -110,14 +132,22 @@ class _RecordServer(requests.adapters.BaseAdapter):
         self.resources = resources
         self.queries: list[str] = []
 
-    def send(self, request, **kwargs):
-        query = request.url[len(SERVER) + 1:]
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        query = (request.url or "")[len(SERVER) + 1 :]
         self.queries.append(query)
         response = requests.Response()
         response.status_code = 200
         response.headers["Content-Type"] = "application/fhir+json"
         response.raw = io.BytesIO(json.dumps(fhir_query.search(self.resources, query)).encode())
-        response.url, response.request = request.url, request
+        response.url, response.request = request.url or "", request
         return response
 
     def close(self):
@@ -126,16 +156,27 @@ class _RecordServer(requests.adapters.BaseAdapter):
 
 # -- calling the service -------------------------------------------------------------------------------------------
 
+
 def _order(drug: str, patient_id: str, status: str, authored: date) -> dict:
     text, mg, per_day = USUAL[drug]
-    return {"resourceType": "MedicationRequest", "id": f"corpus-{drug}", "status": status,
-            "intent": "order", "medicationCodeableConcept": {"text": text},
-            "subject": {"reference": f"Patient/{patient_id}"}, "authoredOn": authored.isoformat(),
-            "dosageInstruction": [{"text": text, "timing": {"repeat": {"frequency": per_day, "period": 1,
-                                                                         "periodUnit": "d"}},
-                                   "doseAndRate": [{"doseQuantity": {"value": mg, "unit": "mg",
-                                                                     "system": "http://unitsofmeasure.org",
-                                                                     "code": "mg"}}]}]}
+    return {
+        "resourceType": "MedicationRequest",
+        "id": f"corpus-{drug}",
+        "status": status,
+        "intent": "order",
+        "medicationCodeableConcept": {"text": text},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authoredOn": authored.isoformat(),
+        "dosageInstruction": [
+            {
+                "text": text,
+                "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [
+                    {"doseQuantity": {"value": mg, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}}
+                ],
+            }
+        ],
+    }
 
 
 def calls(patient: Patient):
@@ -151,13 +192,21 @@ def calls(patient: Patient):
 def _body(hook: str, patient: Patient, drafts: list[dict], prefetch: dict | None) -> dict:
     context: dict = {"userId": "Practitioner/corpus", "patientId": patient.patient_id}
     if hook == "order-sign":
-        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
-                                  "entry": [{"resource": d} for d in drafts]}
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": d} for d in drafts],
+        }
     body = {"hook": hook, "hookInstance": f"corpus-{patient.name}-{hook}", "context": context}
     if prefetch is None:
         body["fhirServer"] = SERVER
-        body["fhirAuthorization"] = {"access_token": "corpus", "token_type": "Bearer", "expires_in": 300,
-                                     "scope": "patient/*.read", "subject": "corpus"}
+        body["fhirAuthorization"] = {
+            "access_token": "corpus",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "corpus",
+        }
     else:
         body["prefetch"] = prefetch
     return body
@@ -176,19 +225,22 @@ class Caller:
         self.app = create_app(self.settings, fhir_session=self.session)
         self.knowledge = self.app.extensions["jak_engine"].knowledge
 
-    def call(self, hook: str, patient: Patient, resources: list[dict], drafts: list[dict],
-             with_prefetch: bool) -> tuple[int, dict]:
+    def call(
+        self, hook: str, patient: Patient, resources: list[dict], drafts: list[dict], with_prefetch: bool
+    ) -> tuple[int, dict]:
         engine = self.app.extensions["jak_engine"]
         engine.settings = engine.settings.with_(evaluation_date=patient.today.isoformat())
         prefetch = None
         if with_prefetch:
             context = {"patientId": patient.patient_id, "userId": "Practitioner/corpus"}
-            prefetch = {key: fhir_query.search(resources, render(template, context))
-                        for key, template in self.templates.items()}
+            prefetch = {
+                key: fhir_query.search(resources, render(template, context)) for key, template in self.templates.items()
+            }
         else:
             self.session.mount(SERVER, _RecordServer(resources))
-        response = self.app.test_client().post(f"/cds-services/{_SERVICE[hook]}",
-                                               json=_body(hook, patient, drafts, prefetch))
+        response = self.app.test_client().post(
+            f"/cds-services/{_SERVICE[hook]}", json=_body(hook, patient, drafts, prefetch)
+        )
         return response.status_code, response.get_json(silent=True) or {}
 
 
@@ -196,6 +248,7 @@ _SERVICE = {"order-sign": "jak-order-sign", "patient-view": "jak-patient-view"}
 
 
 # -- what must hold ------------------------------------------------------------------------------------------------
+
 
 def _card_key(card: dict) -> tuple:
     return card.get("indicator"), ((card.get("source") or {}).get("topic") or {}).get("code"), card.get("summary")
@@ -208,8 +261,7 @@ def labs_in_window(knowledge, patient: Patient) -> dict[str, str]:
 
     found: dict[str, str] = {}
     for resource in patient.resources:
-        if resource.get("resourceType") != "Observation" or resource.get("status") in ("entered-in-error",
-                                                                                          "cancelled"):
+        if resource.get("resourceType") != "Observation" or resource.get("status") in ("entered-in-error", "cancelled"):
             continue
         codings = ((resource.get("code") or {}).get("coding")) or []
         for coding in codings:
@@ -221,14 +273,20 @@ def labs_in_window(knowledge, patient: Patient) -> dict[str, str]:
             quantity = resource.get("valueQuantity") or {}
             if when is None or (patient.today - when).days > analyte.max_age_days or when > patient.today:
                 continue
-            if isinstance(quantity.get("value"), (int, float)) and resolve_unit(analyte, quantity.get("code"),
-                                                                                   quantity.get("unit")):
+            if isinstance(quantity.get("value"), (int, float)) and resolve_unit(
+                analyte, quantity.get("code"), quantity.get("unit")
+            ):
                 found[name] = analyte.display
     return found
 
 
-_CALLED_MISSING = ("no result in the last", "is older than", "could not be interpreted", "no eGFR or serum creatinine",
-                   "no serum creatinine in the last")
+_CALLED_MISSING = (
+    "no result in the last",
+    "is older than",
+    "could not be interpreted",
+    "no eGFR or serum creatinine",
+    "no serum creatinine in the last",
+)
 
 
 def _names(line: str, display: str) -> bool:
@@ -252,7 +310,7 @@ def _reasons_on_record(patient: Patient) -> set[str]:
                     out.update(str(coding.get(k)).lower() for k in ("code", "display") if coding.get(k))
         value = (resource.get("valueQuantity") or {}).get("value")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out.add(f"{value:g}")                  # a threshold card quotes the value as reported
+            out.add(f"{value:g}")  # a threshold card quotes the value as reported
     return {text for text in out if len(text) > 3}
 
 
@@ -275,20 +333,25 @@ def check_patient(caller: Caller, patient: Patient, report: Report) -> None:
             continue
         cards = answers["prefetch"]
         if sorted(map(_card_key, cards)) != sorted(map(_card_key, answers["fhirServer"])):
-            report.problems.append(f"{patient.name} {label}: different cards with and without prefetch: "
-                                   f"{sorted(map(_card_key, cards))} / {sorted(map(_card_key, answers['fhirServer']))}")
+            report.problems.append(
+                f"{patient.name} {label}: different cards with and without prefetch: "
+                f"{sorted(map(_card_key, cards))} / {sorted(map(_card_key, answers['fhirServer']))}"
+            )
         for card in cards:
             report.cards[f"{card['indicator']}:{_card_key(card)[1]}"] += 1
             detail = card.get("detail", "")
             for line in detail.splitlines():
                 for name, display in in_window.items():
                     if _names(line, display) and any(p in line for p in _CALLED_MISSING):
-                        report.problems.append(f"{patient.name} {label}: {display} is on record within "
-                                               f"{knowledge.analytes[name].max_age_days} days but a card says: "
-                                               f"{line.strip()[:160]}")
+                        report.problems.append(
+                            f"{patient.name} {label}: {display} is on record within "
+                            f"{knowledge.analytes[name].max_age_days} days but a card says: "
+                            f"{line.strip()[:160]}"
+                        )
             if card["indicator"] == "critical" and not any(reason in detail.lower() for reason in reasons):
-                report.problems.append(f"{patient.name} {label}: critical card without a reason on record: "
-                                       f"{card['summary']}")
+                report.problems.append(
+                    f"{patient.name} {label}: critical card without a reason on record: {card['summary']}"
+                )
 
 
 def run(paths: list[str], caller: Caller | None = None) -> Report:
@@ -311,8 +374,10 @@ def main(args) -> int:
         print(json.dumps(report.as_json(), indent=2))
     else:
         print(f"{report.patients} patients ({len(report.skipped)} skipped: deceased), {report.calls} hook calls")
-        print("results on record within their window, by analyte (patients): "
-              + ", ".join(f"{k} {v}" for k, v in report.labs_read.most_common()))
+        print(
+            "results on record within their window, by analyte (patients): "
+            + ", ".join(f"{k} {v}" for k, v in report.labs_read.most_common())
+        )
         print("cards: " + (", ".join(f"{k} {v}" for k, v in report.cards.most_common()) or "none"))
         for problem in report.problems:
             print(f"PROBLEM {problem}")

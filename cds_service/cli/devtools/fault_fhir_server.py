@@ -21,8 +21,10 @@ and answers each query by its mode, chosen by the resource type it reads (``mode
 
 ``stats`` counts connections, requests per mode and the most in flight at once (per-server limits).
 """
+
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
@@ -37,8 +39,10 @@ from cds_service.fhir.values import query_type
 MODES = ("ok", "hang", "500", "invalid-json", "huge", "drip", "outcome", "reset")
 FAULTS = tuple(m for m in MODES if m != "ok")
 HUGE_BYTES = 50 * 1024 * 1024
-_OUTCOME = {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": "exception", "diagnostics": "fault drill"}]}
+_OUTCOME = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "exception", "diagnostics": "fault drill"}],
+}
 
 
 class _Server(ThreadingHTTPServer):
@@ -48,14 +52,23 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def process_request(self, request, client_address):
-        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
-                                  name="fault-fhir-handler", daemon=True)
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), name="fault-fhir-handler", daemon=True
+        )
         thread.start()
 
 
 class FaultFhirServer:
-    def __init__(self, record: list[dict] | None = None, mode: str = "ok", modes: dict[str, str] | None = None,
-                 host: str = "127.0.0.1", port: int = 0, base: str = "/fhir", drip_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        record: list[dict] | None = None,
+        mode: str = "ok",
+        modes: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        base: str = "/fhir",
+        drip_interval: float = 1.0,
+    ) -> None:
         for m in [mode, *(modes or {}).values()]:
             if m not in MODES:
                 raise ValueError(f"unknown fault mode {m!r}; one of {', '.join(MODES)}")
@@ -69,7 +82,7 @@ class FaultFhirServer:
         self.in_flight = 0
         self.stats = {"connections": 0, "requests": 0, "max_in_flight": 0, **{m: 0 for m in MODES}}
         self.paths: list[str] = []
-        self.authorizations: set[str] = set()      # Authorization headers received
+        self.authorizations: set[str] = set()  # Authorization headers received
         self._server = _Server((host, port), self._handler())
         self._thread: threading.Thread | None = None
 
@@ -81,11 +94,14 @@ class FaultFhirServer:
     @property
     def url(self) -> str:
         host = self._server.server_address[0]
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{self.port}{self.base}"
 
-    def start(self) -> "FaultFhirServer":
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fault-fhir-server", daemon=True)
+    def start(self) -> FaultFhirServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fault-fhir-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -97,12 +113,10 @@ class FaultFhirServer:
         with self._lock:
             conns = list(self._open)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
-    def __enter__(self) -> "FaultFhirServer":
+    def __enter__(self) -> FaultFhirServer:
         return self.start()
 
     def __exit__(self, *_exc) -> None:
@@ -137,15 +151,13 @@ class FaultFhirServer:
             def finish(self):
                 with fault._lock:
                     fault._open.discard(self.connection)
-                try:
+                with contextlib.suppress(OSError):
                     super().finish()
-                except OSError:
-                    pass
 
             def do_GET(self):  # noqa: N802 - http.server's name
                 path = self.path
                 if fault.base and (path == fault.base or path.startswith(fault.base + "/")):
-                    path = path[len(fault.base):]
+                    path = path[len(fault.base) :]
                 query = path.lstrip("/")
                 mode = fault.mode_for(query)
                 with fault._lock:
@@ -158,7 +170,7 @@ class FaultFhirServer:
                     fault.stats["max_in_flight"] = max(fault.stats["max_in_flight"], fault.in_flight)
                 try:
                     getattr(self, "_" + mode.replace("-", "_").replace("500", "error"))(query)
-                except OSError:          # the client went away (as it should, at its deadline)
+                except OSError:  # the client went away (as it should, at its deadline)
                     self.close_connection = True
                 finally:
                     with fault._lock:
@@ -219,13 +231,16 @@ class FaultFhirServer:
 
             def _drip(self, query: str) -> None:
                 body = json.dumps(fhir_query.search(fault.record, query)).encode()
-                answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
-                          + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                answer = (
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
                 self.close_connection = True
                 for i in range(len(answer)):
                     if i and self._gone(fault.drip_interval):
                         return
-                    self.connection.sendall(answer[i:i + 1])
+                    self.connection.sendall(answer[i : i + 1])
 
             def _reset(self, _query: str) -> None:
                 self.close_connection = True
@@ -247,8 +262,12 @@ def serve(paths: list[str], host: str, port: int, mode: str, faults: list[str], 
         kind, _, fault_mode = item.partition("=")
         modes[kind.strip()] = fault_mode.strip()
     server = FaultFhirServer(record, mode, modes, host=host, port=port, drip_interval=drip_interval)
-    print(f"{server.url}  mode {mode}" + "".join(f", {k}: {v}" for k, v in modes.items())
-          + f"  ({len(record)} resources)", flush=True)
+    print(
+        f"{server.url}  mode {mode}"
+        + "".join(f", {k}: {v}" for k, v in modes.items())
+        + f"  ({len(record)} resources)",
+        flush=True,
+    )
     try:
         server._server.serve_forever(poll_interval=0.1)
     except KeyboardInterrupt:

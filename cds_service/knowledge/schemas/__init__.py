@@ -6,10 +6,12 @@ pydantic model of one entry, and an optional cross-check that returns a list
 of problems (unknown drug, unknown source ...). The loader validates every
 table it finds against this registry, so a typo stops start-up.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -19,14 +21,15 @@ class Table:
     name: str
     model: type[BaseModel]
     kind: Literal["list", "map"]
-    check: Callable | None = None     # (knowledge, entries) -> list[str]
+    check: Callable | None = None  # (knowledge, entries) -> list[str]
 
 
 REGISTRY: dict[str, Table] = {}
 
 
-def register(name: str, model: type[BaseModel], kind: Literal["list", "map"] = "list",
-             check: Callable | None = None) -> None:
+def register(
+    name: str, model: type[BaseModel], kind: Literal["list", "map"] = "list", check: Callable | None = None
+) -> None:
     if name in REGISTRY:
         raise RuntimeError(f"rule table {name!r} registered twice")
     REGISTRY[name] = Table(name, model, kind, check)

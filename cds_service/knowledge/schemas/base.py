@@ -1,4 +1,5 @@
 """Shared pieces for rule-table schemas."""
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -33,7 +34,7 @@ class MedicationClass(Strict):
     names: WordList = ()
     exclude_words: WordList = ()
 
-    ATC_PREFIXES: ClassVar[bool] = False                 # True: L04AB matches L04AB01
+    ATC_PREFIXES: ClassVar[bool] = False  # True: L04AB matches L04AB01
     NAME_BOUNDS: ClassVar[tuple[str, str]] = WORD
     EXCLUDE_BOUNDS: ClassVar[tuple[str, str]] = WORD_START
 

@@ -8,6 +8,7 @@
 ``[record_unreadable.<id>]`` a JAK inhibitor order whose patient record could not be read at all: a warning that no
                             safety check was run and why, never a silent answer.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -19,37 +20,44 @@ from cds_service.knowledge.schemas.base import Strict
 
 
 class CoPrescriptionCard(Strict):
-    id: str                               # rule id on the card
-    summary: str                          # {ordered} {drug} {advice}
-    intro: str                            # {ordered} {drug} {taking}
-    remove_label: str                     # suggestion on a critical card: {ordered}
+    id: str  # rule id on the card
+    summary: str  # {ordered} {drug} {advice}
+    intro: str  # {ordered} {drug} {taking}
+    remove_label: str  # suggestion on a critical card: {ordered}
     # how a contraindication rule's advice reads when its medicine is the one ordered now (rule id -> text with
     # {drug}); a rule not listed is shown with its own summary
     headlines: dict[str, str] = {}
-    sources: list[str] = Field(min_length=1)    # cited only when the JAK inhibitor's rules cite none
+    sources: list[str] = Field(min_length=1)  # cited only when the JAK inhibitor's rules cite none
 
 
 class RecordUnreadable(Strict):
     id: str
     indicator: Literal["warning", "critical"] = "warning"
-    summary: str                          # {drug}
-    detail: str                           # {drug}; the reasons follow as a list
+    summary: str  # {drug}
+    detail: str  # {drug}; the reasons follow as a list
     sources: list[str] = Field(min_length=1)
 
 
 def _check(knowledge, entries: dict) -> list[str]:
-    problems = [f"{name}: unknown source {s!r}" for name, entry in entries.items() for s in entry.sources
-                if s not in knowledge.sources]
+    problems = [
+        f"{name}: unknown source {s!r}"
+        for name, entry in entries.items()
+        for s in entry.sources
+        if s not in knowledge.sources
+    ]
     if len(entries) > 1:
         problems.append(f"one entry expected, found {sorted(entries)}")
     return problems
 
 
 def _check_cards(knowledge, entries: dict[str, CoPrescriptionCard]) -> list[str]:
-    rules = {rule.id for rule in getattr(knowledge.rules, "contraindication")}
-    return _check(knowledge, entries) + [f"{name}: headline for unknown contraindication rule {rule_id!r}"
-                                         for name, entry in entries.items() for rule_id in entry.headlines
-                                         if rule_id not in rules]
+    rules = {rule.id for rule in knowledge.rules.contraindication}
+    return _check(knowledge, entries) + [
+        f"{name}: headline for unknown contraindication rule {rule_id!r}"
+        for name, entry in entries.items()
+        for rule_id in entry.headlines
+        if rule_id not in rules
+    ]
 
 
 register("co_prescription", CoPrescriptionCard, "map", _check_cards)

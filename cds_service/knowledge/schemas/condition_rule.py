@@ -1,4 +1,5 @@
 """``[[condition_rule]]``: a coded concept on the record that contraindicates a drug."""
+
 from __future__ import annotations
 
 from typing import Literal

@@ -11,6 +11,7 @@
 ``[live_vaccine.<id>]``           live attenuated vaccines by CVX code, ATC code/prefix or name
 ``[condition_text.<id>]``         words that keep a Condition's text from naming a concept (family history ...)
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -30,34 +31,44 @@ from cds_service.knowledge.textmatch import LETTERS, WordList
 
 class Contraindication(Strict):
     id: str
-    concern: str | None = None            # rules with the same concern give one card per order (most severe)
+    concern: str | None = None  # rules with the same concern give one card per order (most severe)
     drugs: list[str] = Field(min_length=1)
     indicator: Literal["warning", "critical"]
-    summary: str                          # "{drug}" is replaced by the drug name
+    summary: str  # "{drug}" is replaced by the drug name
     action: str
-    note: str | None = None               # where sources disagree (shown on the card)
+    note: str | None = None  # where sources disagree (shown on the card)
     sources: list[str] = Field(min_length=1)
     override_set: str = "contraindication"
     # evidence: any one is enough
-    concepts: list[str] = []              # Conditions (the concept's active_only decides if history counts)
-    history_within_days: int | None = Field(default=None, gt=0)   # non-active Conditions count only this recent
-    positive_tests: list[str] = []        # qualitative_test ids whose latest result is in a positive category
-    quantity_at_least: dict[str, float] = {}   # analyte -> limit in its canonical unit (latest result)
-    quantity_sex: Literal["female", "male"] | None = None   # quantities count only for this sex (or unknown sex)
-    medication_classes: list[str] = []    # drug_class ids among active medications
-    other_systemic_jak: bool = False      # another JAK inhibitor active or ordered together
+    concepts: list[str] = []  # Conditions (the concept's active_only decides if history counts)
+    history_within_days: int | None = Field(default=None, gt=0)  # non-active Conditions count only this recent
+    positive_tests: list[str] = []  # qualitative_test ids whose latest result is in a positive category
+    quantity_at_least: dict[str, float] = {}  # analyte -> limit in its canonical unit (latest result)
+    quantity_sex: Literal["female", "male"] | None = None  # quantities count only for this sex (or unknown sex)
+    medication_classes: list[str] = []  # drug_class ids among active medications
+    other_systemic_jak: bool = False  # another JAK inhibitor active or ordered together
     # drug categories (cards/drugs.toml) that count as "another JAK inhibitor" (not topical, not TYK2)
-    other_jak_categories: list[Literal["systemic", "topical", "out_of_scope", "not_class", "unsupported"]] = ["systemic"]
-    drug_allergy: bool = False            # an AllergyIntolerance recognised as the ordered drug
+    other_jak_categories: list[Literal["systemic", "topical", "out_of_scope", "not_class", "unsupported"]] = [
+        "systemic"
+    ]
+    drug_allergy: bool = False  # an AllergyIntolerance recognised as the ordered drug
     live_vaccine_within_days: int | None = Field(default=None, gt=0)
     child_pugh: list[Literal["A", "B", "C"]] = []
     # True: skip when a Child-Pugh class is recorded (the class itself decides, e.g. plain cirrhosis)
     unless_child_pugh_recorded: bool = False
 
     @model_validator(mode="after")
-    def _has_evidence(self) -> "Contraindication":
-        if not (self.concepts or self.positive_tests or self.quantity_at_least or self.medication_classes
-                or self.other_systemic_jak or self.drug_allergy or self.live_vaccine_within_days or self.child_pugh):
+    def _has_evidence(self) -> Contraindication:
+        if not (
+            self.concepts
+            or self.positive_tests
+            or self.quantity_at_least
+            or self.medication_classes
+            or self.other_systemic_jak
+            or self.drug_allergy
+            or self.live_vaccine_within_days
+            or self.child_pugh
+        ):
             raise ValueError("a contraindication needs at least one kind of evidence")
         if self.history_within_days is not None and not self.concepts:
             raise ValueError("history_within_days applies to concepts")
@@ -65,10 +76,10 @@ class Contraindication(Strict):
 
 
 class AnswerCategory(Strict):
-    codes: list[str] = []                 # answer codes (SNOMED CT, LOINC LA codes), any system
-    interpretation: list[str] = []        # Observation.interpretation codes (v3 ObservationInterpretation)
-    words: list[str] = []                 # valueString / text, compared case-insensitively as whole text
-    boolean: bool | None = None           # valueBoolean meaning this category
+    codes: list[str] = []  # answer codes (SNOMED CT, LOINC LA codes), any system
+    interpretation: list[str] = []  # Observation.interpretation codes (v3 ObservationInterpretation)
+    words: list[str] = []  # valueString / text, compared case-insensitively as whole text
+    boolean: bool | None = None  # valueBoolean meaning this category
 
 
 class AnswerSet(Strict):
@@ -79,11 +90,11 @@ class AnswerSet(Strict):
 class QualitativeTest(Strict):
     display: str
     loinc: list[str] = Field(min_length=1)
-    answers: str                          # answer_set id
+    answers: str  # answer_set id
     positive: list[str] = Field(min_length=1)  # categories that count as positive / present
-    max_age_days: int | None = Field(default=None, gt=0)   # None: any age (chronic infections)
-    sex: Literal["female", "male"] | None = None           # applies only to this recorded sex (or unknown)
-    note: str | None = None               # shown with a positive result (e.g. "HCV RNA confirms")
+    max_age_days: int | None = Field(default=None, gt=0)  # None: any age (chronic infections)
+    sex: Literal["female", "male"] | None = None  # applies only to this recorded sex (or unknown)
+    note: str | None = None  # shown with a positive result (e.g. "HCV RNA confirms")
     # how a number is read (viral loads, quantitative hCG, skin-test induration); without it a number is read
     # only through Observation.interpretation (cds_service/schemas/results.py)
     quantity: QuantityReading | None = None
@@ -96,12 +107,12 @@ class QualitativeTest(Strict):
 class DrugClass(MedicationClass):
     """Current medicines a contraindication looks for: ATC codes or prefixes, names as words, no local form."""
 
-    ATC_PREFIXES = True                   # ATC codes or prefixes (L04AB matches L04AB01 ...)
-    NAME_BOUNDS = EXCLUDE_BOUNDS = LETTERS   # names and local-form words not inside a longer word
+    ATC_PREFIXES = True  # ATC codes or prefixes (L04AB matches L04AB01 ...)
+    NAME_BOUNDS = EXCLUDE_BOUNDS = LETTERS  # names and local-form words not inside a longer word
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _something(self) -> "DrugClass":
+    def _something(self) -> DrugClass:
         if not self.atc and not self.names:
             raise ValueError("a drug class needs ATC codes or names")
         return self
@@ -110,8 +121,8 @@ class DrugClass(MedicationClass):
 class LiveVaccines(Strict):
     display: str
     cvx: list[str] = []
-    atc: AtcCodes = ()                    # codes or prefixes
-    atc_not: AtcCodes = ()                # exceptions inside a prefix (J07BK03 recombinant zoster is not live)
+    atc: AtcCodes = ()  # codes or prefixes
+    atc_not: AtcCodes = ()  # exceptions inside a prefix (J07BK03 recombinant zoster is not live)
     names: WordList = ()
     sources: list[str] = Field(min_length=1)
 
@@ -138,19 +149,26 @@ class ChildPughStage(Strict):
 
 def _check_staging(knowledge, entries: dict) -> list[str]:
     return _check_sources(knowledge, entries) + [
-        f"child_pugh_stage {name}: unknown concept {c!r}" for name, entry in entries.items() for c in entry.concepts
-        if c not in knowledge.concepts]
+        f"child_pugh_stage {name}: unknown concept {c!r}"
+        for name, entry in entries.items()
+        for c in entry.concepts
+        if c not in knowledge.concepts
+    ]
 
 
 def _check_sources(knowledge, entries: dict) -> list[str]:
-    return [f"{name}: unknown source {s!r}" for name, entry in entries.items() for s in entry.sources
-            if s not in knowledge.sources]
+    return [
+        f"{name}: unknown source {s!r}"
+        for name, entry in entries.items()
+        for s in entry.sources
+        if s not in knowledge.sources
+    ]
 
 
 def check(knowledge, rules: list[Contraindication]) -> list[str]:
     problems: list[str] = []
-    tests = getattr(knowledge.rules, "qualitative_test")
-    classes = getattr(knowledge.rules, "drug_class")
+    tests = knowledge.rules.qualitative_test
+    classes = knowledge.rules.drug_class
     for rule in rules:
         problems += common_checks(knowledge, rule, rule.drugs)
         problems += [f"rule {rule.id}: unknown concept {c!r}" for c in rule.concepts if c not in knowledge.concepts]
@@ -161,25 +179,31 @@ def check(knowledge, rules: list[Contraindication]) -> list[str]:
                 problems.append(f"rule {rule.id}: unknown analyte {analyte!r}")
         if rule.override_set not in knowledge.overrides.sets:
             problems.append(f"rule {rule.id}: unknown override set {rule.override_set!r}")
-        if rule.live_vaccine_within_days and not getattr(knowledge.rules, "live_vaccine"):
+        if rule.live_vaccine_within_days and not knowledge.rules.live_vaccine:
             problems.append(f"rule {rule.id}: no [live_vaccine.*] list")
     return problems
 
 
 def check_tests(knowledge, tests: dict[str, QualitativeTest]) -> list[str]:
     problems = _check_sources(knowledge, tests)
-    answer_sets = getattr(knowledge.rules, "answer_set")
+    answer_sets = knowledge.rules.answer_set
     seen: dict[str, str] = {}
     for name, test in tests.items():
         answers = answer_sets.get(test.answers)
         if answers is None:
             problems.append(f"qualitative_test {name}: unknown answer_set {test.answers!r}")
             continue
-        problems += [f"qualitative_test {name}: category {c!r} is not in answer_set {test.answers}"
-                     for c in test.positive if c not in answers.categories]
+        problems += [
+            f"qualitative_test {name}: category {c!r} is not in answer_set {test.answers}"
+            for c in test.positive
+            if c not in answers.categories
+        ]
         if test.quantity is not None:
-            problems += [f"qualitative_test {name}: a number is read as {c!r}, which is not in answer_set "
-                         f"{test.answers}" for c in CATEGORIES if c not in answers.categories]
+            problems += [
+                f"qualitative_test {name}: a number is read as {c!r}, which is not in answer_set {test.answers}"
+                for c in CATEGORIES
+                if c not in answers.categories
+            ]
             analyte = test.quantity.analyte
             if analyte is not None and analyte not in knowledge.analytes:
                 problems.append(f"qualitative_test {name}: unknown analyte {analyte!r}")

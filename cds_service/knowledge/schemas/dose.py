@@ -9,6 +9,7 @@
 ``[interacting_class.<id>]``  drug classes that change JAKi exposure (CYP3A4, CYP2C19, OAT3 inhibitors, CYP inducers)
 ``[child_pugh.<id>]``         how a Child-Pugh class is read from the record (exposed as ``facts.child_pugh``)
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -26,10 +27,14 @@ from cds_service.knowledge.textmatch import WordList
 
 Phase = Literal["induction", "maintenance"]
 ChildPughClass = Literal["A", "B", "C"]
-RiskGroup = Literal["prac", "vte"]           # the groups of [[prac_factor]] (cds_service.rules.common)
+RiskGroup = Literal["prac", "vte"]  # the groups of [[prac_factor]] (cds_service.rules.common)
 
-_BANDS = (("age_at_least", "age_below"), ("weight_at_least_kg", "weight_below_kg"),
-          ("crcl_at_least", "crcl_below"), ("egfr_at_least", "egfr_below"))
+_BANDS = (
+    ("age_at_least", "age_below"),
+    ("weight_at_least_kg", "weight_below_kg"),
+    ("crcl_at_least", "crcl_below"),
+    ("egfr_at_least", "egfr_below"),
+)
 
 
 class DoseWhen(Strict):
@@ -39,19 +44,19 @@ class DoseWhen(Strict):
     age_below: float | None = Field(default=None, gt=0, le=130)
     weight_at_least_kg: float | None = Field(default=None, ge=0, le=500)
     weight_below_kg: float | None = Field(default=None, gt=0, le=500)
-    crcl_at_least: float | None = Field(default=None, ge=0, le=300)     # mL/min (measured, else Cockcroft-Gault)
+    crcl_at_least: float | None = Field(default=None, ge=0, le=300)  # mL/min (measured, else Cockcroft-Gault)
     crcl_below: float | None = Field(default=None, gt=0, le=300)
-    egfr_at_least: float | None = Field(default=None, ge=0, le=300)     # mL/min/1.73 m2 (reported, else CKD-EPI 2021)
+    egfr_at_least: float | None = Field(default=None, ge=0, le=300)  # mL/min/1.73 m2 (reported, else CKD-EPI 2021)
     egfr_below: float | None = Field(default=None, gt=0, le=300)
-    condition: str | None = None          # a concept id (cards/concepts*.toml) recorded as active, e.g. ESRD/dialysis
+    condition: str | None = None  # a concept id (cards/concepts*.toml) recorded as active, e.g. ESRD/dialysis
     child_pugh: list[ChildPughClass] = []  # the latest Child-Pugh class is one of these
-    interacting: list[str] = []           # every listed interacting_class is among the active medications
-    phase: Phase | None = None            # the order says it is an induction / maintenance order
-    new_start: bool | None = None         # True: the patient has no active order/statement of this drug
+    interacting: list[str] = []  # every listed interacting_class is among the active medications
+    phase: Phase | None = None  # the order says it is an induction / maintenance order
+    new_start: bool | None = None  # True: the patient has no active order/statement of this drug
     formulation: Literal["immediate_release", "modified_release"] | None = None
 
     @model_validator(mode="after")
-    def _bands_in_order(self) -> "DoseWhen":
+    def _bands_in_order(self) -> DoseWhen:
         for low, high in _BANDS:
             lo, hi = getattr(self, low), getattr(self, high)
             if lo is not None and hi is not None and lo >= hi:
@@ -87,11 +92,11 @@ class DoseRule(Strict):
     per_day: int | None = Field(default=None, ge=1, le=4)
     reason: str
     detail: str
-    evidence: str | None = None           # caveat on the quality of the source, shown on the card
+    evidence: str | None = None  # caveat on the quality of the source, shown on the card
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "DoseRule":
+    def _consistent(self) -> DoseRule:
         if (self.max_mg is None) != (self.per_day is None):
             raise ValueError("give both max_mg and per_day, or neither")
         if self.outcome == "cap" and self.max_mg is None:
@@ -106,13 +111,14 @@ class DoseRule(Strict):
             if self.kind != "adjustment" or self.when.phase is not None:
                 raise ValueError("a halving is an adjustment for every phase (the phase decides the dose halved)")
         elif self.halving_group is not None:
-            raise ValueError("halving_group is only for outcome = \"halve\"")
+            raise ValueError('halving_group is only for outcome = "halve"')
         if self.kind == "maximum":
             if self.outcome != "cap":
                 raise ValueError("a maximum is a cap")
             if self.when.patient_keys():
-                raise ValueError(f"a maximum depends only on indication, phase and formulation, not on "
-                                 f"{self.when.patient_keys()}")
+                raise ValueError(
+                    f"a maximum depends only on indication, phase and formulation, not on {self.when.patient_keys()}"
+                )
         return self
 
 
@@ -125,10 +131,12 @@ class DoseStep(Strict):
     to_per_day: int = Field(ge=1, le=4)
 
     @model_validator(mode="after")
-    def _not_higher(self) -> "DoseStep":
+    def _not_higher(self) -> DoseStep:
         if self.to_mg * self.to_per_day > self.from_mg * self.from_per_day:
-            raise ValueError(f"a halving step may not raise the daily dose ({self.from_mg:g} x {self.from_per_day} "
-                             f"-> {self.to_mg:g} x {self.to_per_day})")
+            raise ValueError(
+                f"a halving step may not raise the daily dose ({self.from_mg:g} x {self.from_per_day} "
+                f"-> {self.to_mg:g} x {self.to_per_day})"
+            )
         return self
 
 
@@ -154,14 +162,14 @@ class DoseHalving(Strict):
     drug: str
     steps: list[DoseStep] = Field(min_length=1)
     otherwise: list[OtherwiseDose] = []
-    detail: str                     # shown on the card: what the label halves
-    combination: str                # shown when two halving groups apply (the labels do not state the combination)
-    floor: str = ""                 # shown when a due halving meets a step to itself (nothing lower is labelled);
-                                    # empty where the label keeps that dose (upadacitinib 15 mg)
+    detail: str  # shown on the card: what the label halves
+    combination: str  # shown when two halving groups apply (the labels do not state the combination)
+    floor: str = ""  # shown when a due halving meets a step to itself (nothing lower is labelled);
+    # empty where the label keeps that dose (upadacitinib 15 mg)
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _one_step_per_dose(self) -> "DoseHalving":
+    def _one_step_per_dose(self) -> DoseHalving:
         seen = set()
         for step in self.steps:
             key = (step.from_mg, step.from_per_day)
@@ -190,8 +198,8 @@ class InteractingClass(MedicationClass):
 
 class ChildPughReader(Strict):
     display: str
-    loinc: list[str] = []                       # Observation codes carrying a Child-Pugh class or score
-    snomed_class: dict[ChildPughClass, list[str]] = {}   # Condition/Observation codes meaning class A/B/C
+    loinc: list[str] = []  # Observation codes carrying a Child-Pugh class or score
+    snomed_class: dict[ChildPughClass, list[str]] = {}  # Condition/Observation codes meaning class A/B/C
     class_a_max_score: int = Field(ge=5, le=15)
     class_b_max_score: int = Field(ge=5, le=15)
     max_age_days: int = Field(gt=0)
@@ -201,7 +209,7 @@ class ChildPughReader(Strict):
         return {"Observation": [*self.loinc, *(c for codes in self.snomed_class.values() for c in codes)]}
 
     @model_validator(mode="after")
-    def _scores(self) -> "ChildPughReader":
+    def _scores(self) -> ChildPughReader:
         if self.class_a_max_score >= self.class_b_max_score:
             raise ValueError("class_a_max_score must be below class_b_max_score")
         return self
@@ -209,35 +217,45 @@ class ChildPughReader(Strict):
 
 def check(knowledge, rules: list[DoseRule]) -> list[str]:
     problems = []
-    halved = {h.drug for h in getattr(knowledge.rules, "dose_halving")}
+    halved = {h.drug for h in knowledge.rules.dose_halving}
     # every indication a drug lists must be defined (an orphan key would make its orders "indication unknown")
-    problems += [f"drug {name}: unknown indication {i!r} (no [indications.{i}])"
-                 for name, drug in knowledge.drugs.items() for i in drug.indications if i not in knowledge.indications]
+    problems += [
+        f"drug {name}: unknown indication {i!r} (no [indications.{i}])"
+        for name, drug in knowledge.drugs.items()
+        for i in drug.indications
+        if i not in knowledge.indications
+    ]
     for rule in rules:
         if rule.outcome == "halve" and rule.drug not in halved:
             problems.append(f"rule {rule.id}: no [[dose_halving]] entry for {rule.drug!r}")
         problems += common_checks(knowledge, rule, [rule.drug])
         problems += indication_checks(knowledge, rule)
-        classes = getattr(knowledge.rules, "interacting_class")
-        problems += [f"rule {rule.id}: unknown interacting_class {c!r}" for c in rule.when.interacting
-                     if c not in classes]
+        classes = knowledge.rules.interacting_class
+        problems += [
+            f"rule {rule.id}: unknown interacting_class {c!r}" for c in rule.when.interacting if c not in classes
+        ]
         if rule.when.condition is not None and rule.when.condition not in knowledge.concepts:
             problems.append(f"rule {rule.id}: unknown concept {rule.when.condition!r}")
-        if rule.when.phase is not None and rule.when.phase not in getattr(knowledge.rules, "dose_phase"):
+        if rule.when.phase is not None and rule.when.phase not in knowledge.rules.dose_phase:
             problems.append(f"rule {rule.id}: no [dose_phase.{rule.when.phase}] words to recognise the phase")
     return problems
 
 
 def _check_sources(knowledge, entries: dict) -> list[str]:
-    return [f"{name}: unknown source {s!r}" for name, entry in entries.items() for s in entry.sources
-            if s not in knowledge.sources]
+    return [
+        f"{name}: unknown source {s!r}"
+        for name, entry in entries.items()
+        for s in entry.sources
+        if s not in knowledge.sources
+    ]
 
 
 def check_classes(knowledge, classes: dict[str, InteractingClass]) -> list[str]:
     problems = _check_sources(knowledge, classes)
     for name, entry in classes.items():
-        problems += [f"interacting_class {name}: RxNorm code {c!r} is not numeric" for c in entry.rxnorm
-                     if not c.isdigit()]
+        problems += [
+            f"interacting_class {name}: RxNorm code {c!r} is not numeric" for c in entry.rxnorm if not c.isdigit()
+        ]
     return problems
 
 
@@ -248,10 +266,14 @@ def check_halving(knowledge, entries: list[DoseHalving]) -> list[str]:
     for entry in entries:
         problems += common_checks(knowledge, entry, [entry.drug])
         for other in entry.otherwise:
-            problems += [f"dose_halving {entry.id}: unknown source {s!r}" for s in other.sources
-                         if s not in knowledge.sources]
-            problems += [f"dose_halving {entry.id}: unknown indication {i!r}" for i in other.indications
-                         if i not in knowledge.indications]
+            problems += [
+                f"dose_halving {entry.id}: unknown source {s!r}" for s in other.sources if s not in knowledge.sources
+            ]
+            problems += [
+                f"dose_halving {entry.id}: unknown indication {i!r}"
+                for i in other.indications
+                if i not in knowledge.indications
+            ]
     return problems
 
 

@@ -16,6 +16,7 @@ code, window and wording is here and in cards/.
                              treated without a current load -> warning; a reactive screen alone -> confirm
 ``[treatment_class.<id>]``   medicines of a treatment (ATC codes or prefixes, ``atc_not`` exceptions, names)
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -33,9 +34,9 @@ from cds_service.knowledge.textmatch import LETTERS
 
 
 class CardText(Strict):
-    id: str                                   # the card's rule id (source.topic)
+    id: str  # the card's rule id (source.topic)
     indicator: Literal["info", "warning", "critical"]
-    summary: str                              # "{drug}" is replaced by the drug name; "{days}" by the window
+    summary: str  # "{drug}" is replaced by the drug name; "{days}" by the window
     action: str
 
 
@@ -44,7 +45,7 @@ class TreatmentClass(MedicationClass):
 
     ATC_PREFIXES = True
     NAME_BOUNDS = EXCLUDE_BOUNDS = LETTERS
-    atc_not: AtcCodes = ()                    # codes inside a prefix that are not members (J05AE30 Paxlovid)
+    atc_not: AtcCodes = ()  # codes inside a prefix that are not members (J05AE30 Paxlovid)
     sources: list[str] = Field(min_length=1)
 
     def contains(self, display: str, codes) -> bool:
@@ -64,22 +65,23 @@ class _InfectionRule(Strict):
     sources: list[str] = Field(min_length=1)
 
     def outcomes(self) -> list[CardText]:
-        return [value for value in (getattr(self, name) for name in type(self).model_fields)
-                if isinstance(value, CardText)]
+        return [
+            value for value in (getattr(self, name) for name in type(self).model_fields) if isinstance(value, CardText)
+        ]
 
 
 class LatentTbRule(_InfectionRule):
-    tests: list[str] = Field(min_length=1)    # IGRA, TST: the newest readable result decides ...
-    persistent_positive: list[str] = []       # ... except that a positive of these is not undone by a later negative
-    concepts: list[str] = []                  # latent TB diagnoses (Conditions)
-    treatment_class: str                      # preventive treatment; completed on/after the first positive -> treated
+    tests: list[str] = Field(min_length=1)  # IGRA, TST: the newest readable result decides ...
+    persistent_positive: list[str] = []  # ... except that a positive of these is not undone by a later negative
+    concepts: list[str] = []  # latent TB diagnoses (Conditions)
+    treatment_class: str  # preventive treatment; completed on/after the first positive -> treated
     indeterminate_within_days: int = Field(gt=0)
     latent: CardText
     indeterminate: CardText
 
 
 class HbvCoreRule(_InfectionRule):
-    core_tests: list[str] = Field(min_length=1)     # anti-HBc: any positive counts
+    core_tests: list[str] = Field(min_length=1)  # anti-HBc: any positive counts
     surface_tests: list[str] = Field(min_length=1)  # HBsAg: newest readable
     dna_test: str
     dna_within_days: int = Field(gt=0)
@@ -116,15 +118,18 @@ def _tests_of(rule) -> list[str]:
 
 def check_rules(knowledge, rules: list) -> list[str]:
     problems: list[str] = []
-    tests = getattr(knowledge.rules, "qualitative_test")
-    classes = getattr(knowledge.rules, "treatment_class")
+    tests = knowledge.rules.qualitative_test
+    classes = knowledge.rules.treatment_class
     others = {getattr(r, "id", None) for r in knowledge.rules.all_rules()}
     card_ids = [text.id for table in TABLES for rule in getattr(knowledge.rules, table) for text in rule.outcomes()]
     for rule in rules:
         problems += common_checks(knowledge, rule, rule.drugs)
         problems += [f"rule {rule.id}: unknown qualitative_test {t!r}" for t in _tests_of(rule) if t not in tests]
-        problems += [f"rule {rule.id}: unknown concept {c!r}" for c in getattr(rule, "concepts", [])
-                     if c not in knowledge.concepts]
+        problems += [
+            f"rule {rule.id}: unknown concept {c!r}"
+            for c in getattr(rule, "concepts", [])
+            if c not in knowledge.concepts
+        ]
         treatment = getattr(rule, "treatment_class", None)
         if treatment is not None and treatment not in classes:
             problems.append(f"rule {rule.id}: unknown treatment_class {treatment!r}")
@@ -137,12 +142,20 @@ def check_rules(knowledge, rules: list) -> list[str]:
 
 
 def check_classes(knowledge, classes: dict) -> list[str]:
-    return [f"{name}: unknown source {s!r}" for name, entry in classes.items() for s in entry.sources
-            if s not in knowledge.sources]
+    return [
+        f"{name}: unknown source {s!r}"
+        for name, entry in classes.items()
+        for s in entry.sources
+        if s not in knowledge.sources
+    ]
 
 
-TABLES = {"latent_tb_rule": LatentTbRule, "hbv_core_rule": HbvCoreRule, "hcv_antibody_rule": HcvAntibodyRule,
-          "hiv_rule": HivRule}
+TABLES: dict[str, type[Strict]] = {
+    "latent_tb_rule": LatentTbRule,
+    "hbv_core_rule": HbvCoreRule,
+    "hcv_antibody_rule": HcvAntibodyRule,
+    "hiv_rule": HivRule,
+}
 for _name, _model in TABLES.items():
     register(_name, _model, "list", check_rules)
 register("treatment_class", TreatmentClass, "map", check_classes)

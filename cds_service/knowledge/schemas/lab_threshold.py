@@ -11,6 +11,7 @@ A threshold is one of:
                            unit, else in the canonical unit, which must be listed; decision 4)
 ``summary`` (optional) replaces the default card summary; placeholders {analyte} {value} {limit} {drug}.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -23,12 +24,13 @@ from cds_service.knowledge.schemas.base import Strict, common_checks
 
 class BaselineChange(Strict):
     """A change against the pre-treatment baseline: creatinine rise > 30 %, tofacitinib Hb fall > 2 g/dL."""
+
     direction: Literal["rise", "fall"]
     percent: float | None = Field(default=None, gt=0)
     by: dict[str, float] | None = None
 
     @model_validator(mode="after")
-    def _one_size(self) -> "BaselineChange":
+    def _one_size(self) -> BaselineChange:
         if (self.percent is None) == (self.by is None):
             raise ValueError("a baseline change gives exactly one of 'percent' or 'by' (an amount per unit)")
         if self.by is not None and (not self.by or any(v <= 0 for v in self.by.values())):
@@ -52,7 +54,7 @@ class LabThreshold(Strict):
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _one_direction(self) -> "LabThreshold":
+    def _one_direction(self) -> LabThreshold:
         given = [x is not None for x in (self.below, self.above, self.above_uln_times, self.from_baseline)]
         if sum(given) != 1:
             raise ValueError("give exactly one of 'below', 'above', 'above_uln_times' or 'from_baseline'")
@@ -98,10 +100,16 @@ def check(knowledge, rules: list[LabThreshold]) -> list[str]:
         percent_of_baseline = rule.from_baseline is not None and rule.from_baseline.percent is not None
         if not percent_of_baseline and analyte.canonical_unit not in rule.limits:
             problems.append(f"rule {rule.id}: must give a limit in the canonical unit {analyte.canonical_unit!r}")
-        problems += [f"rule {rule.id}: unit {u!r} is not a known unit of {rule.analyte}"
-                     for u in rule.limits if u not in analyte.units]
-        level = (rule.above_uln_times or (rule.from_baseline.percent if rule.from_baseline else None)
-                 or rule.limits.get(analyte.canonical_unit))
+        problems += [
+            f"rule {rule.id}: unit {u!r} is not a known unit of {rule.analyte}"
+            for u in rule.limits
+            if u not in analyte.units
+        ]
+        level = (
+            rule.above_uln_times
+            or (rule.from_baseline.percent if rule.from_baseline else None)
+            or rule.limits.get(analyte.canonical_unit)
+        )
         for phase in rule.phase:
             for drug in rule.drugs:
                 # several levels per direction are allowed (platelets < 100 warning, < 50 critical); twins are not

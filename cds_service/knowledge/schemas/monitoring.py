@@ -11,6 +11,7 @@ upadacitinib in atopic dermatitis), shown between ``from_week`` and ``until_week
 The on-treatment lab thresholds (decision 11) live in ``[[lab_threshold]]`` with phase
 "on_treatment".
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -27,7 +28,7 @@ class Checkpoint(Strict):
     overdue_week: int = Field(gt=0)
 
     @model_validator(mode="after")
-    def _order(self) -> "Checkpoint":
+    def _order(self) -> Checkpoint:
         if self.overdue_week <= self.week:
             raise ValueError("overdue_week must be after week")
         return self
@@ -47,7 +48,7 @@ class MonitoringSchedule(Strict):
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "MonitoringSchedule":
+    def _consistent(self) -> MonitoringSchedule:
         if self.overdue_days <= self.every_days:
             raise ValueError("overdue_days must be longer than every_days")
         weeks = [c.week for c in self.checkpoints]

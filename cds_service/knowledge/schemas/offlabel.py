@@ -5,6 +5,7 @@
                            dose used, findings, source (jak-facts.md section E: S003, and S002 for
                            upadacitinib in myositis)
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -22,19 +23,19 @@ class OffLabelRule(Strict):
     # without an order reason, say off-label only for a recorded condition that has an evidence entry
     # (a patient may have an approved indication that is not coded); with a reason, always say it
     conditions_need_evidence: bool = True
-    summary: str                   # placeholders: {drug}, {indication}
-    no_evidence: str               # shown when no evidence entry exists for the drug and indication
-    caveat: str                    # limits of the evidence, shown on every card
+    summary: str  # placeholders: {drug}, {indication}
+    no_evidence: str  # shown when no evidence entry exists for the drug and indication
+    caveat: str  # limits of the evidence, shown on every card
     sources: list[str] = Field(min_length=1)
 
 
 class OffLabelEvidence(Strict):
     id: str
     drug: str
-    indication: str                # an indication id (cards/indications*.toml) not approved for the drug
-    evidence: str                  # the best evidence, as the source describes it
-    n: int | None = Field(default=None, ge=1)    # patients in the best evidence, as the source counts them
-    dose: str | None = None        # dose used in the studies (not a recommendation)
+    indication: str  # an indication id (cards/indications*.toml) not approved for the drug
+    evidence: str  # the best evidence, as the source describes it
+    n: int | None = Field(default=None, ge=1)  # patients in the best evidence, as the source counts them
+    dose: str | None = None  # dose used in the studies (not a recommendation)
     findings: str | None = None
     sources: list[str] = Field(min_length=1)
 

@@ -6,6 +6,7 @@
 ``[[positioning]]``       an info note when an order for one of ``drugs`` for one of ``indications`` (age band
                           optional) finds none of the ``prior_classes`` on record
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -29,7 +30,7 @@ class TherapyClass(MedicationClass):
     a text naming a local form (eye drops, cream) is not a member, even when coded."""
 
     NAME_BOUNDS = WORD_START
-    members: list[str] = Field(min_length=1)     # how the card names the members
+    members: list[str] = Field(min_length=1)  # how the card names the members
     names: WordList = Field(min_length=1)
     sources: list[str] = Field(min_length=1)
 
@@ -41,31 +42,39 @@ class PositioningRule(Strict):
     age_at_least: float | None = Field(default=None, ge=0, le=130)
     age_below: float | None = Field(default=None, gt=0, le=130)
     prior_classes: list[str] = Field(min_length=1)
-    new_start_only: bool = True                   # silent when the patient already takes the drug (a renewal)
+    new_start_only: bool = True  # silent when the patient already takes the drug (a renewal)
     indicator: Literal["info"] = "info"
-    summary: str                                  # placeholders: {drug}
-    detail: str                                   # what the guideline says and what to do
-    scope_note: str | None = None                 # e.g. a drug included by analogy
+    summary: str  # placeholders: {drug}
+    detail: str  # what the guideline says and what to do
+    scope_note: str | None = None  # e.g. a drug included by analogy
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _band(self) -> "PositioningRule":
+    def _band(self) -> PositioningRule:
         if self.age_at_least is not None and self.age_below is not None and self.age_at_least >= self.age_below:
             raise ValueError("age_at_least must be below age_below")
         return self
 
 
 def check_classes(knowledge, classes: dict[str, TherapyClass]) -> list[str]:
-    problems = [f"therapy_class {name}: unknown source {s!r}" for name, entry in classes.items()
-                for s in entry.sources if s not in knowledge.sources]
-    problems += [f"therapy_class {name}: RxNorm code {c!r} is not numeric" for name, entry in classes.items()
-                 for c in entry.rxnorm if not c.isdigit()]
+    problems = [
+        f"therapy_class {name}: unknown source {s!r}"
+        for name, entry in classes.items()
+        for s in entry.sources
+        if s not in knowledge.sources
+    ]
+    problems += [
+        f"therapy_class {name}: RxNorm code {c!r} is not numeric"
+        for name, entry in classes.items()
+        for c in entry.rxnorm
+        if not c.isdigit()
+    ]
     return problems
 
 
 def check_rules(knowledge, rules: list[PositioningRule]) -> list[str]:
     problems: list[str] = []
-    classes = getattr(knowledge.rules, "therapy_class")
+    classes = knowledge.rules.therapy_class
     for rule in rules:
         problems += common_checks(knowledge, rule, rule.drugs)
         problems += indication_checks(knowledge, rule)

@@ -6,6 +6,7 @@
                          inform the patient about clot symptoms)
 ``[[prac_lower_dose]]``  the lower dose to suggest at increased risk, per drug (and indication / phase)
 """
+
 from __future__ import annotations
 
 from typing import ClassVar, Literal
@@ -17,13 +18,13 @@ from cds_service.knowledge.schemas.base import Strict, common_checks, indication
 
 
 class PracCard(Strict):
-    id: str                               # rule id on the card
+    id: str  # rule id on the card
     drugs: list[str] = Field(min_length=1)
-    prac_summary: str                     # "{drug}", "{factors}"
-    vte_summary: str                      # when only VTE factors are found
+    prac_summary: str  # "{drug}", "{factors}"
+    vte_summary: str  # when only VTE factors are found
     prac_action: str
     vte_action: str
-    not_checked: list[str] = []           # factors this service cannot read (said on the card)
+    not_checked: list[str] = []  # factors this service cannot read (said on the card)
     sources: list[str] = Field(min_length=1)
 
 
@@ -33,26 +34,34 @@ class PracFactor(Strict):
     display: str
     # exactly one way of reading it
     age_at_least: int | None = Field(default=None, ge=0, le=130)
-    smoking: list[str] = []               # categories of qualitative_test `smoking_test` that count
+    smoking: list[str] = []  # categories of qualitative_test `smoking_test` that count
     smoking_test: str | None = None
     concepts: list[str] = []
-    history_within_days: int | None = Field(default=None, gt=0)   # non-active Conditions count only this recent
+    history_within_days: int | None = Field(default=None, gt=0)  # non-active Conditions count only this recent
     bmi_at_least: float | None = Field(default=None, gt=0)
     medication_classes: list[str] = []
     # a Procedure coded with one of these SNOMED CT codes, performed within ``procedure_within_days`` (major surgery)
     procedure_snomed: list[str] = []
     procedure_within_days: int | None = Field(default=None, gt=0)
-    note: str | None = None               # where sources disagree (shown when the factor is found)
+    note: str | None = None  # where sources disagree (shown when the factor is found)
     sources: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _one_reader(self) -> "PracFactor":
+    def _one_reader(self) -> PracFactor:
         # a BMI factor may also name concepts: a recorded problem (obesity) when no BMI of the last year says it
-        readers = [self.age_at_least is not None, bool(self.smoking), bool(self.concepts) and self.bmi_at_least is None,
-                   self.bmi_at_least is not None, bool(self.medication_classes), bool(self.procedure_snomed)]
+        readers = [
+            self.age_at_least is not None,
+            bool(self.smoking),
+            bool(self.concepts) and self.bmi_at_least is None,
+            self.bmi_at_least is not None,
+            bool(self.medication_classes),
+            bool(self.procedure_snomed),
+        ]
         if sum(readers) != 1:
-            raise ValueError("give exactly one of age_at_least, smoking, concepts, bmi_at_least, medication_classes, "
-                             "procedure_snomed")
+            raise ValueError(
+                "give exactly one of age_at_least, smoking, concepts, bmi_at_least, medication_classes, "
+                "procedure_snomed"
+            )
         if self.smoking and not self.smoking_test:
             raise ValueError("smoking needs smoking_test")
         if bool(self.procedure_snomed) != (self.procedure_within_days is not None):
@@ -62,7 +71,7 @@ class PracFactor(Strict):
                 raise ValueError(f"{code!r} is not a SNOMED CT concept id")
         return self
 
-    RECORD_TYPES: ClassVar[tuple[str, ...]] = ("Procedure",)     # what the prefetch asks for them in
+    RECORD_TYPES: ClassVar[tuple[str, ...]] = ("Procedure",)  # what the prefetch asks for them in
 
     def record_keys(self) -> list[str]:
         """The Procedure codes read (cds_service/facts/coded_records.py; the prefetch asks for them, decision 16)."""
@@ -72,8 +81,8 @@ class PracFactor(Strict):
 class PracLowerDose(Strict):
     id: str
     drug: str
-    indications: list[str] = []           # empty: every indication; an unknown indication also matches
-    phase: Literal["induction", "maintenance"] | None = None   # the order must say so ([dose_phase.*] words)
+    indications: list[str] = []  # empty: every indication; an unknown indication also matches
+    phase: Literal["induction", "maintenance"] | None = None  # the order must say so ([dose_phase.*] words)
     dose_mg: float = Field(gt=0)
     per_day: int = Field(ge=1, le=4)
     detail: str
@@ -91,21 +100,25 @@ def check_card(knowledge, cards: dict[str, PracCard]) -> list[str]:
 
 def check_factors(knowledge, factors: list[PracFactor]) -> list[str]:
     problems = []
-    tests = getattr(knowledge.rules, "qualitative_test")
-    classes = getattr(knowledge.rules, "drug_class")
+    tests = knowledge.rules.qualitative_test
+    classes = knowledge.rules.drug_class
     for factor in factors:
         problems += common_checks(knowledge, factor, [])
         problems += [f"rule {factor.id}: unknown concept {c!r}" for c in factor.concepts if c not in knowledge.concepts]
-        problems += [f"rule {factor.id}: unknown drug_class {c!r}" for c in factor.medication_classes
-                     if c not in classes]
+        problems += [
+            f"rule {factor.id}: unknown drug_class {c!r}" for c in factor.medication_classes if c not in classes
+        ]
         if factor.smoking_test:
             test = tests.get(factor.smoking_test)
             if test is None:
                 problems.append(f"rule {factor.id}: unknown qualitative_test {factor.smoking_test!r}")
             else:
-                categories = getattr(knowledge.rules, "answer_set")[test.answers].categories
-                problems += [f"rule {factor.id}: {c!r} is not a category of {test.answers}" for c in factor.smoking
-                             if c not in categories]
+                categories = knowledge.rules.answer_set[test.answers].categories
+                problems += [
+                    f"rule {factor.id}: {c!r} is not a category of {test.answers}"
+                    for c in factor.smoking
+                    if c not in categories
+                ]
         if factor.bmi_at_least is not None and "bmi" not in knowledge.analytes:
             problems.append(f"rule {factor.id}: no [analytes.bmi]")
     return problems

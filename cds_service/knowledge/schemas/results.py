@@ -13,6 +13,7 @@ into the test's answer-set categories ``positive`` / ``negative`` / ``indetermin
 Units are given here (``units``, ``log10_units``: values that are log10 of the canonical unit, as viral loads
 are often reported) or taken from a numeric analyte (``analyte``, whose LOINC codes the test must then list).
 """
+
 from __future__ import annotations
 
 from pydantic import Field, model_validator
@@ -23,36 +24,38 @@ CATEGORIES = ("positive", "negative", "indeterminate")
 
 
 class QuantityReading(Strict):
-    analyte: str | None = None                 # take canonical_unit / units from this analyte (cards/labs*.toml)
+    analyte: str | None = None  # take canonical_unit / units from this analyte (cards/labs*.toml)
     canonical_unit: str | None = None
-    units: dict[str, float] = {}               # reported unit -> factor to the canonical unit
-    log10_units: list[str] = []                # reported as log10 of the canonical unit
+    units: dict[str, float] = {}  # reported unit -> factor to the canonical unit
+    log10_units: list[str] = []  # reported as log10 of the canonical unit
     positive_at_least: float | None = Field(default=None, ge=0)
     positive_above: float | None = Field(default=None, ge=0)
     indeterminate_from: float | None = Field(default=None, ge=0)
     below_limit_at_most: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "QuantityReading":
+    def _consistent(self) -> QuantityReading:
         if (self.positive_at_least is None) == (self.positive_above is None):
             raise ValueError("give exactly one of positive_at_least / positive_above")
         if self.analyte is not None and (self.canonical_unit or self.units or self.log10_units):
             raise ValueError("a reading with an analyte takes its units from the analyte")
         if self.analyte is None and (not self.canonical_unit or self.units.get(self.canonical_unit) != 1.0):
             raise ValueError("canonical_unit must be listed in units with factor 1.0")
-        limit = self.positive_at_least if self.positive_at_least is not None else self.positive_above
-        if self.indeterminate_from is not None and self.indeterminate_from > limit:
+        if self.indeterminate_from is not None and self.indeterminate_from > self.limit:
             raise ValueError("indeterminate_from must not be above the positive limit")
         return self
 
     @property
     def limit(self) -> float:
-        return self.positive_at_least if self.positive_at_least is not None else self.positive_above
+        if self.positive_at_least is not None:
+            return self.positive_at_least
+        assert self.positive_above is not None  # _consistent: exactly one of the two
+        return self.positive_above
 
     def is_positive(self, value: float) -> bool:
         if self.positive_at_least is not None:
             return value >= self.positive_at_least
-        return value > self.positive_above
+        return value > self.limit
 
     def category(self, value: float, comparator: str | None) -> str:
         """The category of a value (canonical unit) with its FHIR comparator."""

@@ -13,6 +13,7 @@ a readable result (a skin test recorded only as a Procedure, a report with text 
 does, and a result that cannot be read is a stated gap. ``RecordPart`` is shared with the
 monitoring schedule.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -27,7 +28,7 @@ class CodeRef(Strict):
     system: Literal["loinc", "snomed", "cvx"]
     code: str = Field(min_length=1)
     display: str
-    from_analyte: bool = False        # set by the rules (display is the analyte's local name), not in data
+    from_analyte: bool = False  # set by the rules (display is the analyte's local name), not in data
 
 
 SYSTEM_URI = {"loinc": "http://loinc.org", "snomed": "http://snomed.info/sct", "cvx": "http://hl7.org/fhir/sid/cvx"}
@@ -35,15 +36,15 @@ SYSTEM_URI = {"loinc": "http://loinc.org", "snomed": "http://snomed.info/sct", "
 
 class RecordPart(Strict):
     display: str
-    analytes: list[str] = []          # numeric labs: any one of these analytes
-    codes: list[CodeRef] = []         # coded records: any one of these codes
-    order: CodeRef | None = None      # ServiceRequest code when the part can be ordered (default: the analyte's LOINC)
+    analytes: list[str] = []  # numeric labs: any one of these analytes
+    codes: list[CodeRef] = []  # coded records: any one of these codes
+    order: CodeRef | None = None  # ServiceRequest code when the part can be ordered (default: the analyte's LOINC)
     orderable: bool = True
-    tests: list[str] = []             # read by result: qualitative_test ids (their LOINC codes are among `codes`)
+    tests: list[str] = []  # read by result: qualitative_test ids (their LOINC codes are among `codes`)
     accept: list[str] = ["negative"]  # result categories that satisfy the part while current (positives: see above)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "RecordPart":
+    def _one_kind(self) -> RecordPart:
         if bool(self.analytes) == bool(self.codes):
             raise ValueError("give exactly one of 'analytes' or 'codes'")
         if self.tests and not self.codes:
@@ -67,11 +68,17 @@ def check_parts(knowledge, owner: str, parts: list[RecordPart]) -> list[str]:
             if test is None:
                 problems.append(f"{owner}: unknown qualitative_test {name!r}")
                 continue
-            problems += [f"{owner}: {part.display}: LOINC {c} of test {name} is not among its codes"
-                         for c in test.loinc if c not in loinc]
+            problems += [
+                f"{owner}: {part.display}: LOINC {c} of test {name} is not among its codes"
+                for c in test.loinc
+                if c not in loinc
+            ]
             categories = getattr(answer_sets.get(test.answers), "categories", {})
-            problems += [f"{owner}: {part.display}: category {c!r} is not an answer of test {name}"
-                         for c in part.accept if c not in categories]
+            problems += [
+                f"{owner}: {part.display}: category {c!r} is not an answer of test {name}"
+                for c in part.accept
+                if c not in categories
+            ]
     return problems
 
 
@@ -79,7 +86,7 @@ class ScreeningCard(Strict):
     id: str
     drugs: list[str] = Field(min_length=1)
     indicator: Literal["info", "warning", "critical"]
-    summary: str                      # {drug} {n}
+    summary: str  # {drug} {n}
     intro: str
     suggestion_label: str
     override_set: str
@@ -90,7 +97,7 @@ class ScreeningItem(Strict):
     id: str
     display: str
     parts: list[RecordPart] = Field(min_length=1)
-    max_age_days: int = Field(gt=0)   # how old a result may be and still count as current
+    max_age_days: int = Field(gt=0)  # how old a result may be and still count as current
     sex: Literal["female", "male"] | None = None
     age_from: int | None = Field(default=None, ge=0)
     age_to: int | None = Field(default=None, ge=0)

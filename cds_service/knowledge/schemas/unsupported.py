@@ -3,6 +3,7 @@
 Without it, silence on such an order could be read as "checked, nothing found". Which drugs get it is decided
 by their ``category`` in ``cards/drugs.toml`` (decision 12: oral ruxolitinib and deucravacitinib stay silent).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -19,7 +20,7 @@ class UnsupportedNotice(Strict):
     id: str
     categories: list[Category] = Field(min_length=1)
     indicator: Literal["info"] = "info"
-    summary: str                         # placeholder: {drug}
+    summary: str  # placeholder: {drug}
     detail: str
     # per drug: what the product information says that the clinician must check (text with its source)
     drug_notes: dict[str, str] = {}
