@@ -36,6 +36,7 @@ from cds_service.rules.record_parts import (
     unreadable,
 )
 
+
 def _applies(item, facts) -> tuple[bool, str]:
     """(applies?, note when the patient data cannot decide)."""
     notes = []
@@ -53,7 +54,6 @@ def _applies(item, facts) -> tuple[bool, str]:
     return True, "; ".join(notes)
 
 
-from cds_service.i18n import say
 def is_first_systemic_order(ctx: RuleContext) -> bool:
     draft_ids = {o.order_id for o in ctx.orders}
     return not any(m.drug is not None and m.drug.category == "systemic" and m.resource_id not in draft_ids

@@ -18,6 +18,7 @@ Everything lives in this process's memory and expires quickly (launch ids 10 min
 it was issued for) and stay open without one, as before: this is a development tool, not an access control.
 OAuth errors are answered as OAuth errors (``{"error", "error_description"}``), which SMART clients read.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,13 +28,14 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-LAUNCH_TTL = 600          # seconds between the launch POST and the authorize redirect
-CODE_TTL = 60             # seconds between the authorize redirect and the token request
-TOKEN_TTL = 900           # seconds an access token is accepted
-MAX_ENTRIES = 1000        # per kind: a runaway client cannot make this process grow without bound
+LAUNCH_TTL = 600  # seconds between the launch POST and the authorize redirect
+CODE_TTL = 60  # seconds between the authorize redirect and the token request
+TOKEN_TTL = 900  # seconds an access token is accepted
+MAX_ENTRIES = 1000  # per kind: a runaway client cannot make this process grow without bound
 SCOPES = ["launch", "launch/patient", "openid", "fhirUser", "patient/*.read", "patient/*.rs"]
 
 
@@ -47,7 +49,7 @@ class OAuthError(Exception):
 
 @dataclass
 class Launch:
-    base: str                   # the FHIR base URL (iss) of the launch
+    base: str  # the FHIR base URL (iss) of the launch
     launch_url: str
     patient: str | None
     app_context: str | None
@@ -84,7 +86,7 @@ def s256(verifier: str) -> str:
 
 @dataclass
 class SmartDevAuth:
-    clock: object = time.time
+    clock: Callable[[], float] = time.time
     launches: dict[str, Launch] = field(default_factory=dict)
     grants: dict[str, Grant] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
@@ -124,7 +126,7 @@ class SmartDevAuth:
 
     def launch(self, base: str, body) -> str:
         if not isinstance(body, dict) or not isinstance(body.get("launchUrl"), str):
-            raise OAuthError("invalid_request", "body must be {\"launchUrl\": \"http(s)://...\", \"parameters\": {...}}")
+            raise OAuthError("invalid_request", 'body must be {"launchUrl": "http(s)://...", "parameters": {...}}')
         if origin(body["launchUrl"]) is None:
             raise OAuthError("invalid_request", "launchUrl must be an absolute http(s) URL")
         parameters = body.get("parameters")
@@ -135,10 +137,11 @@ class SmartDevAuth:
         if patient is not None and not isinstance(patient, str):
             raise OAuthError("invalid_request", "parameters.patient must be a string")
         if context is not None and not isinstance(context, str):
-            context = json.dumps(context, separators=(",", ":"))        # SMART: appContext is a string
+            context = json.dumps(context, separators=(",", ":"))  # SMART: appContext is a string
         with self.lock:
-            return self._store(self.launches, Launch(base, body["launchUrl"], patient, context,
-                                                     self.clock() + LAUNCH_TTL))
+            return self._store(
+                self.launches, Launch(base, body["launchUrl"], patient, context, self.clock() + LAUNCH_TTL)
+            )
 
     def check_redirect(self, args) -> tuple[Launch, str]:
         """The launch and the redirect_uri, or OAuthError (not redirected: the redirect target is untrusted)."""
@@ -161,15 +164,16 @@ class SmartDevAuth:
         challenge, method = args.get("code_challenge"), args.get("code_challenge_method")
         if (challenge or method) and (method != "S256" or not challenge):
             raise OAuthError("invalid_request", "PKCE: only code_challenge_method=S256 with a code_challenge")
-        grant = Grant(launch, args["client_id"], args["redirect_uri"], args.get("scope") or "", challenge,
-                      self.clock() + CODE_TTL)
+        grant = Grant(
+            launch, args["client_id"], args["redirect_uri"], args.get("scope") or "", challenge, self.clock() + CODE_TTL
+        )
         with self.lock:
             return self._store(self.grants, grant)
 
     def token(self, form) -> dict:
         if form.get("grant_type") != "authorization_code":
             raise OAuthError("unsupported_grant_type", "grant_type must be authorization_code")
-        grant = self._take(self.grants, form.get("code"), remove=True)         # a code is good once
+        grant = self._take(self.grants, form.get("code"), remove=True)  # a code is good once
         if grant is None:
             raise OAuthError("invalid_grant", "unknown, used or expired code")
         if form.get("redirect_uri") != grant.redirect_uri:
@@ -183,8 +187,13 @@ class SmartDevAuth:
         launch = grant.launch
         with self.lock:
             access = self._store(self.tokens, Token(launch.base, launch.patient, self.clock() + TOKEN_TTL))
-        answer = {"access_token": access, "token_type": "Bearer", "expires_in": TOKEN_TTL, "scope": grant.scope,
-                  "need_patient_banner": True}
+        answer = {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": TOKEN_TTL,
+            "scope": grant.scope,
+            "need_patient_banner": True,
+        }
         if launch.patient:
             answer["patient"] = launch.patient
         if launch.app_context is not None:
