@@ -12,6 +12,15 @@ from pathlib import Path
 
 PREFIX = "JAK_CDS_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The knowledge: in an installed wheel, package data (setup.py copies cards/ there); in a checkout (an
+# editable install), cards/ at the top of the repository. JAK_CDS_KNOWLEDGE_DIR overrides both.
+PACKAGED_KNOWLEDGE = Path(__file__).resolve().parent / "cards"
+
+
+def default_knowledge_dir() -> Path:
+    return PACKAGED_KNOWLEDGE if PACKAGED_KNOWLEDGE.is_dir() else REPO_ROOT / "cards"
+
+
 LOOPBACK_FHIR = ("http://127.0.0.1", "http://localhost", "http://[::1]",
                  "https://127.0.0.1", "https://localhost", "https://[::1]")
 
@@ -37,7 +46,7 @@ def _positive(name: str, default, kind=float):
 
 @dataclass(frozen=True)
 class Settings:
-    knowledge_dir: Path = REPO_ROOT / "cards"
+    knowledge_dir: Path = field(default_factory=default_knowledge_dir)
     allowed_fhir_servers: tuple[str, ...] = LOOPBACK_FHIR
     fhir_timeout: float = 2.0            # total budget for fallback fetches, per hook call
     fhir_connect_timeout: float = 0.5
@@ -62,7 +71,7 @@ class Settings:
     def from_env(cls, **overrides) -> "Settings":
         servers = _env("ALLOWED_FHIR_SERVERS")
         values = dict(
-            knowledge_dir=Path(_env("KNOWLEDGE_DIR", str(REPO_ROOT / "cards"))),
+            knowledge_dir=Path(_env("KNOWLEDGE_DIR") or default_knowledge_dir()),
             allowed_fhir_servers=tuple(s.strip().rstrip("/") for s in servers.split(",") if s.strip())
             if servers else LOOPBACK_FHIR,
             fhir_timeout=_positive("FHIR_TIMEOUT", 2.0),
