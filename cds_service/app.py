@@ -37,7 +37,7 @@ def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_se
 
 def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None, fhir_session=None,
                engine: Engine | None = None, loopback: bool | None = None, jwks_session=None) -> Flask:
-    from cds_service import api, auth, feedback, openapi
+    from cds_service import api, auth, feedback, health, openapi
     from cds_service.store import Store
 
     settings = settings or (engine.settings if engine else Settings.from_env())
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
     app.register_blueprint(api.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(openapi.bp)
+    health.install(app)
     api.register_errors(app)
 
     @app.before_request

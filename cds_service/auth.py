@@ -57,7 +57,9 @@ JWKS_REFETCH_INTERVAL = 60         # at most one refetch per JWKS URL per this m
 JWKS_TIMEOUT = (2.0, 3.0)          # connect, read
 MAX_JWKS_BYTES = 512 * 1024
 MAX_KEY_OBJECTS = 256              # distinct JWKs kept as key objects (trusted clients' keys, a few each)
-PUBLIC_PATHS = ("/openapi.json",)  # documentation only; no patient data
+# no token: documentation, the orchestrator's probes (cds_service.health), and /metrics, which has its own
+# protection (loopback or JAK_CDS_METRICS_TOKEN, cds_service.metrics); none carries patient data
+PUBLIC_PATHS = ("/openapi.json", "/healthz", "/readyz", "/metrics")
 
 
 MIN_RSA_BITS = 2048

@@ -41,7 +41,7 @@ def production_app(settings: Settings, loopback: bool):
     # loads and validates the knowledge and trusted clients, and decides on authentication, before binding
     app = create_app(settings, loopback=loopback)
     store = app.extensions["jak_store"]
-    store.migrate()              # once, before gunicorn forks its workers
+    migrate_at_start(store)      # once, before gunicorn forks its workers
     store.dispose()              # each worker opens its own connections
     # one synthetic call per service, so that what the pipeline loads on first use is loaded here, once,
     # and shared by the workers, instead of in each worker's first hook call (cds_service.warm_up)
@@ -53,6 +53,23 @@ def production_app(settings: Settings, loopback: bool):
     gc.freeze()
     tune_gc()
     return app
+
+
+def migrate_at_start(store) -> bool:
+    """Migrate the schema; a database unreachable at start does not stop the server: it starts not Ready
+    (``/readyz`` 503, which keeps trying to migrate; cds_service.health), so an orchestrator that starts the
+    service before its database (or during an outage) needs no restart loop."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cds_service.store import db_error_kind
+
+    try:
+        store.migrate()
+        return True
+    except SQLAlchemyError as exc:
+        log.error("database unreachable at start (%s): not Ready (/readyz 503) until the schema is migrated",
+                  db_error_kind(exc))
+        return False
 
 
 # A hook call decodes ~10 000 JSON containers (200 results) that all live until the call ends and are

@@ -122,6 +122,15 @@ class AuditQueue:
             if self._thread is not None:
                 self._cond.notify_all()
 
+    def writer_state(self) -> dict:
+        """For ``/readyz`` and ``/metrics``: the writer ("idle": none started yet, it starts with the first card;
+        "running"; "stopped": it died), calls waiting in memory, whether the spool refused its last batch."""
+        self._check_fork()
+        thread = self._thread
+        writer = "idle" if thread is None else ("running" if thread.is_alive() else "stopped")
+        return {"writer": writer, "calls_in_memory": len(self._pending) + len(self._held),
+                "spool_failing": self._spool_failing}
+
     # --- the writer thread -------------------------------------------------------------------------
     def _due(self, now: float) -> bool:
         """Under ``self._cond``: work other than new rows that may be done now."""
