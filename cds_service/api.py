@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, json, request
+from flask import Blueprint, Response, current_app, g, json, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -76,6 +76,7 @@ def call_service(service_id: str):
         raise CdsError(404, f"no CDS service with id {service_id!r}; see GET /cds-services", code="not-found")
     body = read_json_body()
     result = hooks.evaluate(engine, service, body)
+    g.hook_result = result                  # for the metrics and the request log (no patient data is read there)
     store = current_app.extensions.get("jak_store")
     if store is not None and result.cards:
         store.record_issued(service.id, result.request.hookInstance, result.request.patient_id,

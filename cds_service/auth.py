@@ -32,7 +32,7 @@ from pathlib import Path
 
 import jwt
 import requests
-from flask import Response, request
+from flask import Response, g, request
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -376,6 +376,7 @@ def install(app, settings, store, loopback: bool | None = None, jwks_cache: Jwks
             authenticator.verify(request.headers.get("Authorization"))
         except AuthError as exc:
             log.info("401 for %s %s: %s", request.method, request.path, exc)
+            g.auth_refusal = str(exc)             # counted by reason (cds_service.metrics)
             return unauthorized()
         except StoreUnavailable as exc:
             # the token is valid but its jti cannot be checked (JAK_CDS_JTI_FALLBACK=refuse, or the memory

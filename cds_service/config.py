@@ -66,6 +66,7 @@ class Settings:
     # `python -m bench` on 2 cores, 8 concurrent clients: 4 threads ~120 requests/s, 2 threads ~170-200).
     # Two let a worker go on while one call waits on a fallback FHIR fetch or the database.
     threads: int = 2                     # gthread threads per gunicorn worker
+    metrics_token: str | None = None     # bearer token for GET /metrics from other than loopback
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -89,6 +90,7 @@ class Settings:
             bind=_env("BIND", "127.0.0.1:8080"),
             workers=None if _env("WORKERS") == "0" else _positive("WORKERS", None, int),   # 0: one per core
             threads=_positive("THREADS", 2, int),
+            metrics_token=_env("METRICS_TOKEN"),
         )
         if values["auth"] not in ("auto", "required", "off"):
             raise SystemExit(f"{PREFIX}AUTH must be 'required' or 'off', got {values['auth']!r}")

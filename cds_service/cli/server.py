@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 def gunicorn_options(host: str, port: int, workers: int | None = None, threads: int = 2) -> dict:
     """The production gunicorn settings (one place for ``serve`` and ``deploy/gunicorn.conf.py``);
     ``threads`` per worker: ``Settings.threads`` (``JAK_CDS_THREADS``)."""
+    from cds_service import metrics
+
     return {
         "bind": f"{host}:{port}",
         "workers": workers or os.cpu_count() or 1,
@@ -30,6 +32,7 @@ def gunicorn_options(host: str, port: int, workers: int | None = None, threads: 
         "preload_app": True,
         "control_socket_disable": True,   # gunicorn >= 23: no shared control socket in the home directory
         "post_worker_init": _stop_fetches_on_sigterm,
+        "child_exit": metrics.worker_exited,          # its metric files stop counting as live
     }
 
 
@@ -85,14 +88,26 @@ def tune_gc() -> None:
 
 def wsgi_app():
     """WSGI entry for ``gunicorn -c deploy/gunicorn.conf.py`` (settings from ``JAK_CDS_*``; bind from JAK_CDS_BIND)."""
+    from cds_service import metrics
+
     settings = Settings.from_env()
+    metrics.prepare_multiprocess()          # gunicorn's workers: their counts added up when scraped
     return production_app(settings, loopback=is_loopback(settings.bind_host))
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool) -> int:
-    app = production_app(settings, loopback)
+    from cds_service import metrics
+
     if workers and workers > 0:
-        return run_gunicorn(app, host, port, workers, settings.threads)
+        directory = metrics.prepare_multiprocess()      # before the app (and prometheus_client) is loaded
+        master = os.getpid()
+        try:
+            app = production_app(settings, loopback)
+            return run_gunicorn(app, host, port, workers, settings.threads)
+        finally:
+            if os.getpid() == master:       # a worker leaves through here too (SystemExit): the others count on
+                metrics.remove_multiprocess_dir(directory)
+    app = production_app(settings, loopback)
     log.info("serving CDS Hooks on http://%s:%d/cds-services", host, port)
     from werkzeug.serving import run_simple
 
@@ -129,7 +144,7 @@ def _stop_fetches_on_sigterm(worker) -> None:
     signal.siginterrupt(signal.SIGTERM, False)     # as gunicorn set it: no system call interrupted
 
 
-def run_gunicorn(app, host: str, port: int, workers: int, threads: int = 2) -> int:
+def run_gunicorn(app, host: str, port: int, workers: int | None, threads: int = 2) -> int:
     """Serve ``app`` (built already) with gunicorn and the production options until it stops."""
     from gunicorn.app.base import BaseApplication
 
