@@ -37,7 +37,7 @@ def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_se
 
 def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None, fhir_session=None,
                engine: Engine | None = None, loopback: bool | None = None, jwks_session=None) -> Flask:
-    from cds_service import api, auth, feedback, health, metrics, openapi
+    from cds_service import api, auth, feedback, health, logging_json, metrics, openapi
     from cds_service.store import Store
 
     settings = settings or (engine.settings if engine else Settings.from_env())
@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.json.sort_keys = False
     app.extensions["jak_store"] = store = Store.from_settings(settings)   # lazy: connects on first use
-    metrics.install(app, settings)       # first: a call refused by authentication is counted and timed too
+    # first: a call refused by authentication has its request id and log line, and is counted and timed
+    logging_json.install(app)
+    metrics.install(app, settings)
     # Authentication first, so a refusal to start says why before the knowledge is loaded. Its hook
     # lets OPTIONS through itself (CORS preflight needs no token). loopback=None: not `serve` (tests).
     auth.install(app, settings, store, loopback=loopback,

@@ -67,6 +67,7 @@ class Settings:
     # Two let a worker go on while one call waits on a fallback FHIR fetch or the database.
     threads: int = 2                     # gthread threads per gunicorn worker
     metrics_token: str | None = None     # bearer token for GET /metrics from other than loopback
+    log_format: str = "text"             # text | json (one JSON object per line)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -91,11 +92,14 @@ class Settings:
             workers=None if _env("WORKERS") == "0" else _positive("WORKERS", None, int),   # 0: one per core
             threads=_positive("THREADS", 2, int),
             metrics_token=_env("METRICS_TOKEN"),
+            log_format=(_env("LOG_FORMAT", "text") or "text").lower(),
         )
         if values["auth"] not in ("auto", "required", "off"):
             raise SystemExit(f"{PREFIX}AUTH must be 'required' or 'off', got {values['auth']!r}")
         if values["jti_fallback"] not in ("memory", "refuse"):
             raise SystemExit(f"{PREFIX}JTI_FALLBACK must be 'memory' or 'refuse', got {values['jti_fallback']!r}")
+        if values["log_format"] not in ("text", "json"):
+            raise SystemExit(f"{PREFIX}LOG_FORMAT must be 'text' or 'json', got {values['log_format']!r}")
         values.update(overrides)
         return cls(**values)
 

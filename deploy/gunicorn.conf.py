@@ -9,5 +9,6 @@ from cds_service.cli.server import gunicorn_options
 from cds_service.config import Settings
 
 _settings = Settings.from_env()
-globals().update(gunicorn_options(_settings.bind_host, _settings.bind_port, _settings.workers, _settings.threads))
+globals().update(gunicorn_options(_settings.bind_host, _settings.bind_port, _settings.workers, _settings.threads,
+                                  _settings.log_format))
 wsgi_app = "cds_service.cli.server:wsgi_app()"

@@ -16,10 +16,11 @@ from cds_service.config import Settings, is_loopback
 log = logging.getLogger(__name__)
 
 
-def gunicorn_options(host: str, port: int, workers: int | None = None, threads: int = 2) -> dict:
+def gunicorn_options(host: str, port: int, workers: int | None = None, threads: int = 2,
+                     log_format: str = "text") -> dict:
     """The production gunicorn settings (one place for ``serve`` and ``deploy/gunicorn.conf.py``);
-    ``threads`` per worker: ``Settings.threads`` (``JAK_CDS_THREADS``)."""
-    from cds_service import metrics
+    ``threads`` per worker: ``Settings.threads`` (``JAK_CDS_THREADS``); ``log_format``: ``Settings.log_format``."""
+    from cds_service import logging_json, metrics
 
     return {
         "bind": f"{host}:{port}",
@@ -33,6 +34,7 @@ def gunicorn_options(host: str, port: int, workers: int | None = None, threads: 
         "control_socket_disable": True,   # gunicorn >= 23: no shared control socket in the home directory
         "post_worker_init": _stop_fetches_on_sigterm,
         "child_exit": metrics.worker_exited,          # its metric files stop counting as live
+        "logger_class": logging_json.gunicorn_logger_class(log_format),
     }
 
 
@@ -88,22 +90,24 @@ def tune_gc() -> None:
 
 def wsgi_app():
     """WSGI entry for ``gunicorn -c deploy/gunicorn.conf.py`` (settings from ``JAK_CDS_*``; bind from JAK_CDS_BIND)."""
-    from cds_service import metrics
+    from cds_service import logging_json, metrics
 
     settings = Settings.from_env()
+    logging_json.configure(settings.log_format)
     metrics.prepare_multiprocess()          # gunicorn's workers: their counts added up when scraped
     return production_app(settings, loopback=is_loopback(settings.bind_host))
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool) -> int:
-    from cds_service import metrics
+    from cds_service import logging_json, metrics
 
+    logging_json.configure(settings.log_format)
     if workers and workers > 0:
         directory = metrics.prepare_multiprocess()      # before the app (and prometheus_client) is loaded
         master = os.getpid()
         try:
             app = production_app(settings, loopback)
-            return run_gunicorn(app, host, port, workers, settings.threads)
+            return run_gunicorn(app, host, port, workers, settings.threads, settings.log_format)
         finally:
             if os.getpid() == master:       # a worker leaves through here too (SystemExit): the others count on
                 metrics.remove_multiprocess_dir(directory)
@@ -144,11 +148,11 @@ def _stop_fetches_on_sigterm(worker) -> None:
     signal.siginterrupt(signal.SIGTERM, False)     # as gunicorn set it: no system call interrupted
 
 
-def run_gunicorn(app, host: str, port: int, workers: int | None, threads: int = 2) -> int:
+def run_gunicorn(app, host: str, port: int, workers: int | None, threads: int = 2, log_format: str = "text") -> int:
     """Serve ``app`` (built already) with gunicorn and the production options until it stops."""
     from gunicorn.app.base import BaseApplication
 
-    options = gunicorn_options(host, port, workers, threads)
+    options = gunicorn_options(host, port, workers, threads, log_format)
 
     class _App(BaseApplication):
         def load_config(self):
