@@ -41,24 +41,29 @@ HOOK_ENDPOINT = "cds.call_service"
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-def prepare_multiprocess() -> str:
+def prepare_multiprocess() -> tuple[str, bool]:
     """Before prometheus_client is imported in a server with worker processes: the directory the workers
-    count in (``PROMETHEUS_MULTIPROC_DIR`` if set, emptied of an earlier run's files; else a new one)."""
+    count in (``PROMETHEUS_MULTIPROC_DIR`` if set, emptied of an earlier run's files; else a new one, named in
+    the environment), and whether it is new (``finish_multiprocess`` then removes it)."""
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
         os.makedirs(directory, exist_ok=True)
         for name in os.listdir(directory):
             if name.endswith(".db"):
                 os.unlink(os.path.join(directory, name))
-    else:
-        directory = tempfile.mkdtemp(prefix="jak-cds-metrics-")
-        os.environ[MULTIPROC_ENV] = directory
-    return directory
+        return directory, False
+    directory = tempfile.mkdtemp(prefix="jak-cds-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    return directory, True
 
 
-def remove_multiprocess_dir(directory: str) -> None:
-    if directory.startswith(os.path.join(tempfile.gettempdir(), "jak-cds-metrics-")):
+def finish_multiprocess(directory: str, created: bool) -> None:
+    """The server stopped (or did not start): remove a directory ``prepare_multiprocess`` made, and its name
+    from the environment, so nothing started later from this process counts into a directory that is gone."""
+    if created:
         shutil.rmtree(directory, ignore_errors=True)
+        if os.environ.get(MULTIPROC_ENV) == directory:
+            del os.environ[MULTIPROC_ENV]
 
 
 def worker_exited(_server, worker) -> None:

@@ -191,3 +191,17 @@ def test_audit_rows_written_are_counted(tmp_path, knowledge):
     after = scrape(client)
     written = "jak_cds_audit_rows_total"
     assert value(after, written, outcome="written") == value(before, written, outcome="written") + len(cards)
+
+
+def test_a_server_that_does_not_start_leaves_no_metrics_directory_named(monkeypatch, tmp_path):
+    """``serve`` names a new metrics directory in the environment; when it ends (here: it refuses to start),
+    the name goes with the directory, so a server started later from the same process does not count into a
+    directory that is gone."""
+    from cds_service.cli import main as cli_main
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("JAK_CDS_TRUSTED_CLIENTS", raising=False)
+    monkeypatch.delenv("JAK_CDS_AUTH", raising=False)
+    monkeypatch.setenv("JAK_CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.sqlite3'}")
+    assert cli_main(["serve", "--host", "0.0.0.0", "--port", "1", "--workers", "2"]) == 2
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ

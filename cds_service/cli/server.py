@@ -1,8 +1,9 @@
 """Running the service: the built-in threaded server, or gunicorn with N workers.
 
-``jak-cds serve --workers N`` and ``gunicorn -c deploy/gunicorn.conf.py`` run the same production
-server: gunicorn with gthread workers and the options below, the app (knowledge loaded and
-validated, database migrated) built once in the master before the workers fork.
+``jak-cds serve [--workers N]`` (``make serve``) and ``gunicorn -c deploy/gunicorn.conf.py`` run the same
+production server: gunicorn with gthread workers and the options below, the app (knowledge loaded and
+validated, database migrated) built once in the master before the workers fork. ``jak-cds serve --dev``: the
+built-in Werkzeug server instead, for development.
 """
 from __future__ import annotations
 
@@ -98,21 +99,24 @@ def wsgi_app():
     return production_app(settings, loopback=is_loopback(settings.bind_host))
 
 
-def serve(settings: Settings, host: str, port: int, workers: int, loopback: bool) -> int:
+def serve(settings: Settings, host: str, port: int, workers: int | None, loopback: bool, dev: bool = False) -> int:
+    """The production server (gunicorn, ``workers`` processes; None: ``JAK_CDS_WORKERS``, else one per core),
+    or with ``dev`` the built-in Werkzeug server (one process, threads)."""
     from cds_service import logging_json, metrics
 
     logging_json.configure(settings.log_format)
-    if workers and workers > 0:
-        directory = metrics.prepare_multiprocess()      # before the app (and prometheus_client) is loaded
+    if not dev:
+        directory, created = metrics.prepare_multiprocess()     # before the app (and prometheus_client) loads
         master = os.getpid()
         try:
             app = production_app(settings, loopback)
-            return run_gunicorn(app, host, port, workers, settings.threads, settings.log_format)
+            return run_gunicorn(app, host, port, workers or settings.workers, settings.threads, settings.log_format)
         finally:
             if os.getpid() == master:       # a worker leaves through here too (SystemExit): the others count on
-                metrics.remove_multiprocess_dir(directory)
+                metrics.finish_multiprocess(directory, created)
     app = production_app(settings, loopback)
-    log.info("serving CDS Hooks on http://%s:%d/cds-services", host, port)
+    log.warning("serving CDS Hooks on http://%s:%d/cds-services with the development server (--dev); "
+                "without --dev, jak-cds serve runs the production server (gunicorn)", host, port)
     from werkzeug.serving import run_simple
 
     # SIGTERM (a deploy, a container stop) ends the built-in server as an exception does, so the exit
