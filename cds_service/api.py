@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, json, request
+from flask import Blueprint, Response, current_app, g, json, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -84,6 +84,7 @@ def call_service(service_id: str):
     with i18n.using(localise.catalogue(language)):
         result = hooks.evaluate(localise.engine_in(engine, language), service, body)
         result = smart_app.add_links(engine, service, result)   # "Open JAK monitoring" on the cards it concerns
+    g.hook_result = result                  # for the metrics and the request log (no patient data is read there)
     store = current_app.extensions.get("jak_store")
     if store is not None and result.cards:
         store.record_issued(service.id, result.request.hookInstance, result.request.patient_id,

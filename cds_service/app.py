@@ -37,7 +37,7 @@ def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_se
 
 def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None, fhir_session=None,
                engine: Engine | None = None, loopback: bool | None = None, jwks_session=None) -> Flask:
-    from cds_service import api, auth, feedback, localise, openapi, smart_app
+    from cds_service import api, auth, feedback, health, localise, logging_json, metrics, openapi, smart_app
     from cds_service.store import Store
 
     settings = settings or (engine.settings if engine else Settings.from_env())
@@ -45,16 +45,21 @@ def create_app(settings: Settings | None = None, knowledge: Knowledge | None = N
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.json.sort_keys = False
     app.extensions["jak_store"] = store = Store.from_settings(settings)   # lazy: connects on first use
+    # first: a call refused by authentication has its request id and log line, and is counted and timed
+    logging_json.install(app)
+    metrics.install(app, settings)
     # Authentication first, so a refusal to start says why before the knowledge is loaded. Its hook
     # lets OPTIONS through itself (CORS preflight needs no token). loopback=None: not `serve` (tests).
     auth.install(app, settings, store, loopback=loopback,
                  jwks_cache=auth.JwksCache(jwks_session) if jwks_session is not None else None)
-    app.extensions["jak_engine"] = engine or build_engine(settings, knowledge, fhir_session)
-    localise.install(app, app.extensions["jak_engine"])     # issue 25: catalogues read and checked at start-up
+    app.extensions["jak_engine"] = engine = engine or build_engine(settings, knowledge, fhir_session)
+    engine.fhir_client.on_results = metrics.count_fetches
+    localise.install(app, engine)     # issue 25: catalogues read and checked at start-up
     app.register_blueprint(api.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(openapi.bp)
     smart_app.install(app)                 # the SMART monitoring app under /app/
+    health.install(app)
     api.register_errors(app)
 
     @app.before_request

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import jwt
 import requests
-from flask import Response, request
+from flask import Response, g, request
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -57,7 +57,9 @@ JWKS_REFETCH_INTERVAL = 60         # at most one refetch per JWKS URL per this m
 JWKS_TIMEOUT = (2.0, 3.0)          # connect, read
 MAX_JWKS_BYTES = 512 * 1024
 MAX_KEY_OBJECTS = 256              # distinct JWKs kept as key objects (trusted clients' keys, a few each)
-PUBLIC_PATHS = ("/openapi.json",)  # documentation only; no patient data
+# no token: documentation, the orchestrator's probes (cds_service.health), and /metrics, which has its own
+# protection (loopback or JAK_CDS_METRICS_TOKEN, cds_service.metrics); none carries patient data
+PUBLIC_PATHS = ("/openapi.json", "/healthz", "/readyz", "/metrics")
 
 
 MIN_RSA_BITS = 2048
@@ -376,6 +378,7 @@ def install(app, settings, store, loopback: bool | None = None, jwks_cache: Jwks
             authenticator.verify(request.headers.get("Authorization"))
         except AuthError as exc:
             log.info("401 for %s %s: %s", request.method, request.path, exc)
+            g.auth_refusal = str(exc)             # counted by reason (cds_service.metrics)
             return unauthorized()
         except StoreUnavailable as exc:
             # the token is valid but its jti cannot be checked (JAK_CDS_JTI_FALLBACK=refuse, or the memory

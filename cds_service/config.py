@@ -14,6 +14,15 @@ from typing import overload
 
 PREFIX = "JAK_CDS_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The knowledge: in an installed wheel, package data (setup.py copies cards/ there); in a checkout (an
+# editable install), cards/ at the top of the repository. JAK_CDS_KNOWLEDGE_DIR overrides both.
+PACKAGED_KNOWLEDGE = Path(__file__).resolve().parent / "cards"
+
+
+def default_knowledge_dir() -> Path:
+    return PACKAGED_KNOWLEDGE if PACKAGED_KNOWLEDGE.is_dir() else REPO_ROOT / "cards"
+
+
 LOOPBACK_FHIR = (
     "http://127.0.0.1",
     "http://localhost",
@@ -49,7 +58,7 @@ def _positive(name: str, default, kind=float):
 
 @dataclass(frozen=True)
 class Settings:
-    knowledge_dir: Path = REPO_ROOT / "cards"
+    knowledge_dir: Path = field(default_factory=default_knowledge_dir)
     allowed_fhir_servers: tuple[str, ...] = LOOPBACK_FHIR
     fhir_timeout: float = 2.0  # total budget for fallback fetches, per hook call
     fhir_connect_timeout: float = 0.5
@@ -71,12 +80,14 @@ class Settings:
     # `python -m bench` on 2 cores, 8 concurrent clients: 4 threads ~120 requests/s, 2 threads ~170-200).
     # Two let a worker go on while one call waits on a fallback FHIR fetch or the database.
     threads: int = 2  # gthread threads per gunicorn worker
+    metrics_token: str | None = None  # bearer token for GET /metrics from other than loopback
+    log_format: str = "text"  # text | json (one JSON object per line)
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
         servers = _env("ALLOWED_FHIR_SERVERS")
         values = dict(
-            knowledge_dir=Path(_env("KNOWLEDGE_DIR", str(REPO_ROOT / "cards"))),
+            knowledge_dir=Path(_env("KNOWLEDGE_DIR") or default_knowledge_dir()),
             allowed_fhir_servers=tuple(s.strip().rstrip("/") for s in servers.split(",") if s.strip())
             if servers
             else LOOPBACK_FHIR,
@@ -97,6 +108,8 @@ class Settings:
             bind=_env("BIND", "127.0.0.1:8080"),
             workers=None if _env("WORKERS") == "0" else _positive("WORKERS", None, int),  # 0: one per core
             threads=_positive("THREADS", 2, int),
+            metrics_token=_env("METRICS_TOKEN"),
+            log_format=(_env("LOG_FORMAT", "text") or "text").lower(),
         )
         if values["auth"] not in ("auto", "required", "off"):
             raise SystemExit(f"{PREFIX}AUTH must be 'required' or 'off', got {values['auth']!r}")
@@ -110,6 +123,8 @@ class Settings:
                 f"got {values['language']!r}"
             )
         values["language"] = language_of(values["language"])
+        if values["log_format"] not in ("text", "json"):
+            raise SystemExit(f"{PREFIX}LOG_FORMAT must be 'text' or 'json', got {values['log_format']!r}")
         values.update(overrides)
         return cls(**values)
 

@@ -141,3 +141,53 @@ def known_settings() -> set[str]:
                      "JAK_CDS_KNOWLEDGE_DIR", "JAK_CDS_PATIENT_HASH_KEY", "JAK_CDS_THREADS"):
         assert expected in names, f"known_settings() no longer finds {expected}: update its patterns"
     return names
+
+
+# --- servers the tests start --------------------------------------------------------------------------------
+def free_port() -> int:
+    """A free loopback port: from ``JAK_CDS_TEST_PORTS`` (``FIRST-LAST``, for machines where each engineer has a
+    range) when set, else one the system picks."""
+    import socket
+
+    wanted = os.environ.get("JAK_CDS_TEST_PORTS")
+    candidates = [0]
+    if wanted:
+        first, _, last = wanted.partition("-")
+        candidates = list(range(int(first), int(last or first) + 1))
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError(f"no free port in JAK_CDS_TEST_PORTS={wanted}")
+
+
+def wait_for(url: str, server, timeout: float = 90.0, **kwargs):
+    """The first answer of ``url`` while ``server`` (a Popen) runs, or None."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            return requests.get(url, timeout=2, **kwargs)
+        except requests.RequestException:
+            time.sleep(0.2)
+    return None
+
+
+def stop(server, grace: float = 30.0) -> int:
+    """SIGTERM, then its exit status (SIGKILL after ``grace`` seconds)."""
+    import signal
+    import subprocess
+
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+    try:
+        return server.wait(grace)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return server.wait(5)

@@ -1,8 +1,9 @@
 """deploy/Dockerfile and .dockerignore, offline (no Docker engine here): hadolint finds nothing, the Dockerfile
 does what the image promises (pinned base, locked hashed dependencies, non-root, HEALTHCHECK on /healthz,
 gunicorn through ``jak-cds serve --workers``, no secret in a layer), the build context holds only what it
-copies; and the image's install steps, run here, give a server that answers: the wheel built offline,
-installed without the source tree, its package data added, the knowledge beside it."""
+copies; and the image's install steps, run here, give a server that answers: the wheel built offline carries
+the knowledge and the discovery file, and once installed into a fresh virtual environment answers discovery
+from a folder outside the checkout (no ``JAK_CDS_KNOWLEDGE_DIR``)."""
 from __future__ import annotations
 
 import json
@@ -10,17 +11,13 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.deploy_helpers import DEPLOY, REPO, TARGET_PYTHON, known_settings, require_tool
+from tests.deploy_helpers import DEPLOY, REPO, TARGET_PYTHON, free_port, known_settings, require_tool, stop, wait_for
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 
@@ -132,7 +129,9 @@ def test_installs_the_locked_dependencies_with_hashes_then_the_service(dockerfil
     # the service: built without network from the locked backend, installed without dependencies
     assert re.search(r"pip wheel --no-deps --no-build-isolation --no-index", text)
     assert re.search(r"install --no-deps --no-index /tmp/wheels/jak_cds-\*\.whl", text)
-    assert "install_package_data.py cds_service" in text
+    # from the files its build reads: the build hook and the knowledge it puts into the wheel
+    copied = {source for keyword, rest in stages(dockerfile)[0][1] if keyword == "COPY" for source in rest.split()[:-1]}
+    assert {"pyproject.toml", "setup.py", "MANIFEST.in", "cds_service/", "cards/"} <= copied
 
 
 def test_runtime_stage_is_non_root_with_a_healthcheck_and_the_production_server(dockerfile):
@@ -155,11 +154,9 @@ def test_runtime_settings_are_the_services_and_point_at_the_image(dockerfile):
     env = env_of(runtime)
     settings = {name for name in env if name.startswith("JAK_CDS_")}
     assert settings <= known_settings(), f"not read by the service: {settings - known_settings()}"
-    # the knowledge is copied where JAK_CDS_KNOWLEDGE_DIR points (the wheel does not carry cards/ yet)
-    build_copies = [rest.split() for keyword, rest in stages(dockerfile)[0][1] if keyword == "COPY"]
-    assert ["cards/", env["JAK_CDS_KNOWLEDGE_DIR"].rstrip("/") + "/"] in build_copies
-    copied_from_build = [rest for keyword, rest in runtime if keyword == "COPY" and "--from=build" in rest]
-    assert any(env["JAK_CDS_KNOWLEDGE_DIR"].startswith(rest.split()[-1]) for rest in copied_from_build)
+    # the knowledge comes in the wheel: nothing copies it beside the install or points at it
+    assert "JAK_CDS_KNOWLEDGE_DIR" not in env
+    assert not [rest for keyword, rest in runtime if keyword == "COPY" and "cards" in rest]
     # the spool is created for the service's user
     assert env["JAK_CDS_AUDIT_SPOOL"] in " ".join(rest for keyword, rest in runtime if keyword == "RUN")
 
@@ -238,60 +235,98 @@ def test_build_context_leaves_out(path, dockerignore):
 
 
 # --- the image's install steps, run here -------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+BUILD_INPUTS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md")
 
 
-def test_installed_copy_serves_with_gunicorn(tmp_path):
-    """As the Dockerfile does, without the network: build the wheel from what the image copies, install it
-    (no dependencies: this environment has them), add the package data, put the knowledge beside it, and run
-    ``jak-cds serve --workers 2`` from elsewhere, so nothing comes from the source tree."""
+def build_wheel(tmp_path: Path, env: dict) -> Path:
+    """The wheel, built as the Dockerfile builds it (offline, the installed backend) from what the image copies."""
     require_tool("setuptools")
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in BUILD_INPUTS:
         shutil.copy(REPO / name, source / name)
-    shutil.copytree(REPO / "cds_service", source / "cds_service", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAK_CDS_", "PIP_"))}
-    env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_CONFIG_FILE=os.devnull)
-    pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "--wheel-dir",
-                    str(tmp_path / "wheels"), str(source)], check=True, env=env, capture_output=True, timeout=300)
-    (wheel,) = (tmp_path / "wheels").glob("jak_cds-*.whl")
-    target = tmp_path / "site"
-    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
+    for folder in ("cds_service", "cards"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.py[co]"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--wheel-dir", str(tmp_path / "wheels"), str(source)],
                    check=True, env=env, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "wheels").glob("jak_cds-*.whl")
+    return wheel
 
-    run_env = {**env, "PYTHONPATH": str(target), "PYTHONDONTWRITEBYTECODE": "1"}
-    where = subprocess.run([sys.executable, "-c", "import cds_service; print(cds_service.__file__)"],
-                           env=run_env, cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert Path(where.stdout.strip()).is_relative_to(target), "the installed copy, not the source tree"
-    added = subprocess.run([sys.executable, str(DEPLOY / "install_package_data.py"), str(source / "cds_service")],
-                           env=run_env, cwd=source, capture_output=True, text=True, check=True)
-    assert "install_package_data:" in added.stdout
-    assert (target / "cds_service" / "services.toml").is_file() or any(target.rglob("services.toml"))
 
-    cards = tmp_path / "opt" / "cards"
-    shutil.copytree(REPO / "cards", cards)
+def offline_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAK_CDS_", "PIP_", "PYTHON"))}
+    env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_CONFIG_FILE=os.devnull)
+    return env
+
+
+def fresh_venv(tmp_path: Path, wheel: Path, env: dict) -> Path:
+    """A new virtual environment holding the wheel; its dependencies are this environment's (a path entry to
+    our site-packages, after its own: no network, and this checkout's editable install is not activated)."""
+    import sysconfig
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index",
+                    str(wheel)], check=True, env=env, capture_output=True, timeout=300)
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    (Path(purelib) / "jak_cds_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv
+
+
+def test_the_wheel_carries_the_knowledge_and_the_discovery_file(tmp_path):
+    """The same knowledge, byte for byte, as cards/ at the top of the repository (one source of truth)."""
+    import zipfile
+
+    wheel = build_wheel(tmp_path, offline_env())
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        packaged = {name.removeprefix("cds_service/cards/"): archive.read(name) for name in names
+                    if name.startswith("cds_service/cards/") and not name.endswith("/")}
+    assert "cds_service/record/services.toml" in names
+    ours = {path.relative_to(REPO / "cards").as_posix(): path.read_bytes()
+            for path in (REPO / "cards").rglob("*") if path.is_file()}
+    assert ours and packaged == ours
+    assert not any(name.startswith(("cards/", "tests/", "deploy/", "fixtures/")) for name in names)
+
+
+def test_the_editable_install_reads_the_checkouts_cards():
+    from cds_service.config import PACKAGED_KNOWLEDGE, Settings
+
+    assert not PACKAGED_KNOWLEDGE.exists(), "no copy of the knowledge inside the source package"
+    assert Settings().knowledge_dir == REPO / "cards"
+
+
+def test_the_installed_wheel_answers_discovery_from_another_folder_with_gunicorn(tmp_path):
+    """As the Dockerfile does, without the network: the wheel installed into a fresh virtual environment, then
+    ``jak-cds serve --workers 2`` run from a folder outside the checkout without JAK_CDS_KNOWLEDGE_DIR: the
+    knowledge and the discovery file come from the installed package, nothing from the source tree."""
+    env = offline_env()
+    venv = fresh_venv(tmp_path, build_wheel(tmp_path, env), env)
     workdir = tmp_path / "var"
     workdir.mkdir()
-    port = _free_port()
-    run_env.update(JAK_CDS_KNOWLEDGE_DIR=str(cards), JAK_CDS_AUDIT_SPOOL=str(workdir / "audit-spool"),
+    run_env = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+    where = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import cds_service.config as c; print(c.__file__); print(c.Settings.from_env().knowledge_dir)"],
+                           env=run_env, cwd=workdir, capture_output=True, text=True, check=True)
+    module, knowledge = map(Path, where.stdout.split())
+    assert module.is_relative_to(venv) and knowledge.is_relative_to(venv), "the installed copy, not the checkout"
+    elsewhere = subprocess.run([str(venv / "bin" / "python"), "-c",
+                                "import cds_service.config as c; print(c.Settings.from_env().knowledge_dir)"],
+                               env={**run_env, "JAK_CDS_KNOWLEDGE_DIR": str(tmp_path / "k")}, cwd=workdir,
+                               capture_output=True, text=True, check=True)
+    assert Path(elsewhere.stdout.strip()) == tmp_path / "k", "JAK_CDS_KNOWLEDGE_DIR still points elsewhere"
+
+    port = free_port()
+    run_env.update(JAK_CDS_AUDIT_SPOOL=str(workdir / "audit-spool"),
                    JAK_CDS_DATABASE_URL=f"sqlite:///{workdir / 'jak-cds.sqlite3'}", JAK_CDS_AUTH="off")
-    log = (tmp_path / "server.log").open("w+b")
-    server = subprocess.Popen([str(target / "bin" / "jak-cds"), "serve", "--host", "127.0.0.1", "--port", str(port),
+    log = (tmp_path / "server.log").open("a+b")
+    server = subprocess.Popen([str(venv / "bin" / "jak-cds"), "serve", "--host", "127.0.0.1", "--port", str(port),
                                "--workers", "2"], cwd=workdir, env=run_env, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 60
-        answer = None
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                answer = requests.get(f"http://127.0.0.1:{port}/cds-services", timeout=2)
-                break
-            except requests.RequestException:
-                time.sleep(0.2)
+        answer = wait_for(f"http://127.0.0.1:{port}/cds-services", server)
         log.seek(0)
         assert answer is not None and answer.status_code == 200, log.read().decode(errors="replace")[-3000:]
         ids = {service["id"] for service in answer.json()["services"]}
@@ -299,11 +334,6 @@ def test_installed_copy_serves_with_gunicorn(tmp_path):
         log.seek(0)
         assert b"gthread" in log.read(), "the production server (gunicorn gthread), not the built-in one"
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            code = server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            code = server.wait(5)
+        code = stop(server)
         log.close()
     assert code == 0, "SIGTERM ends the server cleanly (the image's STOPSIGNAL)"

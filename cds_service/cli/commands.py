@@ -15,7 +15,8 @@ def cmd_serve(args) -> int:
     from cds_service.cli.server import serve
 
     settings = Settings.from_env()
-    return serve(settings, args.host, args.port, args.workers, loopback=is_loopback(args.host))
+    dev = args.dev or args.workers == 0  # --workers 0: the built-in server, as before --dev
+    return serve(settings, args.host, args.port, args.workers or None, loopback=is_loopback(args.host), dev=dev)
 
 
 def cmd_corpus(args) -> int:
@@ -77,8 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=int,
-        default=0,
-        help="production server (gunicorn) with N worker processes; 0 = built-in threaded server",
+        default=None,
+        help="gunicorn worker processes (default: JAK_CDS_WORKERS, else one per core; 0 = --dev)",
+    )
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="the built-in Werkzeug development server instead of the production server (gunicorn)",
     )
     serve.set_defaults(func=cmd_serve)
 

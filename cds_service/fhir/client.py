@@ -105,6 +105,7 @@ class FhirClient:
         self._limits: dict[tuple, ServerLimit] = {}
         self._calls: set[Call] = set()
         self._stop_at: float | None = None  # after shutdown(): when every read must have ended
+        self.on_results = None  # (results of fetch_all) -> None: counting (cds_service.metrics)
         with _clients_lock:
             _clients.add(self)
 
@@ -134,6 +135,14 @@ class FhirClient:
             call.stop(grace)
 
     def fetch_all(
+        self, server: str, authorization, queries: dict[str, str], deadline: float | None = None
+    ) -> dict[str, tuple[list | None, str | None]]:
+        results = self._fetch_all(server, authorization, queries, deadline)
+        if self.on_results is not None:
+            self.on_results(results)
+        return results
+
+    def _fetch_all(
         self, server: str, authorization, queries: dict[str, str], deadline: float | None = None
     ) -> dict[str, tuple[list | None, str | None]]:
         """Run each query against ``server`` in parallel until ``deadline`` (default: the whole budget from now).

@@ -72,6 +72,7 @@ class AuditQueue:
         self._after_fork()
         self._exit_hook = False
         self._health.listeners.append(self.retry_now)
+        self.on_event = None  # (kind, count) -> None, a ``stats`` key moved: counting (cds_service.metrics)
 
     def _after_fork(self) -> None:
         """A forked worker starts with its own lock, no writer thread and nothing of its parent's pending."""
@@ -106,7 +107,7 @@ class AuditQueue:
         self._check_fork()
         with self._cond:
             if len(self._pending) + len(self._held) >= self.MAX_PENDING_CALLS:
-                self.stats["lost"] += len(rows)
+                self._event("lost", len(rows))
                 self._on_lost(1, None)
                 return
             self._pending.append(rows)
@@ -130,6 +131,23 @@ class AuditQueue:
             self._backoff = 0.0
             if self._thread is not None:
                 self._cond.notify_all()
+
+    def _event(self, kind: str, count: int) -> None:
+        self.stats[kind] += count
+        if self.on_event is not None:
+            self.on_event(kind, count)
+
+    def writer_state(self) -> dict:
+        """For ``/readyz`` and ``/metrics``: the writer ("idle": none started yet, it starts with the first card;
+        "running"; "stopped": it died), calls waiting in memory, whether the spool refused its last batch."""
+        self._check_fork()
+        thread = self._thread
+        writer = "idle" if thread is None else ("running" if thread.is_alive() else "stopped")
+        return {
+            "writer": writer,
+            "calls_in_memory": len(self._pending) + len(self._held),
+            "spool_failing": self._spool_failing,
+        }
 
     # --- the writer thread -------------------------------------------------------------------------
     def _due(self, now: float) -> bool:
@@ -189,7 +207,7 @@ class AuditQueue:
                     ready, unhashed, touched = ready + unhashed, [], True
                 if ready:
                     self._write_rows(ready)
-                    self.stats["written"] += len(ready)
+                    self._event("written", len(ready))
                     ready, touched = [], True
                 touched |= self._catch_up()
                 if touched:
@@ -207,7 +225,7 @@ class AuditQueue:
         if self._spool is not None and self._spool_waiting:
             replayed, left = self._spool.replay(self._write_rows, self.REPLAY_BUDGET_ROWS)
             if replayed:
-                self.stats["replayed"] += replayed
+                self._event("replayed", replayed)
                 touched = True
                 log.warning("audit: %d row(s) written from the local spool to the database", replayed)
             self._spool_waiting = left
@@ -220,7 +238,7 @@ class AuditQueue:
         self._health.ok()
 
     def _failed(self, exc: BaseException) -> None:
-        self.stats["failed_attempts"] += 1
+        self._event("failed_attempts", 1)
         self._backoff = min(max(self._backoff * 2, self.RETRY_MIN_S), self.RETRY_MAX_S)
         self._next_attempt = time.monotonic() + self._backoff
         self._health.failed(exc)
@@ -245,7 +263,7 @@ class AuditQueue:
         if self._spool_failing:
             log.warning("audit: the local spool %s takes rows again", self._spool.directory)
         self._spool_failing = False
-        self.stats["spilled"] += len(rows)
+        self._event("spilled", len(rows))
         self._spool_waiting = True
         return []
 
@@ -255,7 +273,7 @@ class AuditQueue:
         self._held = calls + self._held
         while self._held and len(self._held) + len(self._pending) > self.MAX_PENDING_CALLS:
             lost = self._held.pop(0)
-            self.stats["lost"] += len(lost)
+            self._event("lost", len(lost))
             self._on_lost(1, None)
 
     # --- callers -----------------------------------------------------------------------------------

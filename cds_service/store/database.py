@@ -147,6 +147,11 @@ class Store:
         self._fast = None
 
     # --- migrations -----------------------------------------------------------------------------
+    @property
+    def migrated(self) -> bool:
+        """Has this process (or the server's master before it forked) migrated the schema?"""
+        return self._migrated
+
     def migrate(self) -> int:
         """Apply pending migrations; returns the schema version. Safe to call from many processes.
 

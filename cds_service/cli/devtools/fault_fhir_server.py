@@ -195,7 +195,10 @@ class FaultFhirServer:
                     left = end - time.monotonic()
                     if left <= 0:
                         return False
-                    readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+                    # poll, not select: select() refuses a descriptor above 1023 (a long test run has them)
+                    poller = select.poll()
+                    poller.register(self.connection, select.POLLIN)
+                    readable = poller.poll(min(left, 0.05) * 1000)
                     if readable and not self.connection.recv(1, socket.MSG_PEEK):
                         return True
                 return True
