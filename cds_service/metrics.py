@@ -30,6 +30,7 @@ dictionary look-ups, an increment and a histogram observation, a few microsecond
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ import time
 
 from flask import Response, current_app, g, request
 
+log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HOOK_ENDPOINT = "cds.call_service"
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -208,6 +210,15 @@ def _started():
 
 
 def _observe(response: Response) -> Response:
+    """Count the call; counting must never cost the prescriber the answer, so a fault here is logged only."""
+    try:
+        return _count(response)
+    except Exception:  # noqa: BLE001 - any fault of the counting itself
+        log.exception("metrics: could not count %s", request.endpoint)
+        return response
+
+
+def _count(response: Response) -> Response:
     if response.status_code == 401:
         refusal = g.get("auth_refusal")
         if refusal is not None:
@@ -226,8 +237,8 @@ def _observe(response: Response) -> Response:
         m.child(m.latency, service).observe(time.perf_counter() - started)
     result = g.get("hook_result")
     if result is not None:
-        for card in result.cards:
-            m.child(m.cards, service, card.indicator).inc()
+        for issued in result.cards:
+            m.child(m.cards, service, issued.card.indicator).inc()
     return response
 
 
