@@ -61,7 +61,7 @@ def test_openapi_document_is_served_and_describes_every_route(fuzz_app):
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/cds-services", "/cds-services/{service_id}", "/cds-services/{service_id}/feedback",
                                  "/openapi.json", "/app/", "/app/launch", "/app/{name}", "/app/api/queries",
-                                 "/app/api/monitoring"}
+                                 "/app/api/strings", "/app/api/monitoring"}
     routes = {r.rule.replace("<service_id>", "{service_id}").replace("<path:name>", "{name}")
               for r in fuzz_app.url_map.iter_rules() if r.endpoint != "static"}
     assert routes == set(doc["paths"])
