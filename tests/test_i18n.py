@@ -21,6 +21,8 @@ from cds_service.config import Settings
 from cds_service.knowledge import catalogue, schemas
 from cds_service.knowledge import model as knowledge_model
 from cds_service.record.services import load_services
+from tests.i18n_helpers import ENGLISH
+from tests.i18n_helpers import english_sentences as _english_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "fixtures" / "fhir").glob("*.json"))
@@ -242,14 +244,7 @@ def test_the_cards_are_in_the_language_asked_for(replayed):
 # details ...) still carry English sentences made in code that is being restructured; phase 2 adds them here.
 COVERED_SUMMARIES = "every card's summary, except the kinds below"
 SUMMARY_PHASE_2 = {"missing-data"}      # cards.py: "Could not check ...", "N safety checks ... could not be done"
-# words that are English and neither Dutch nor Norwegian (so a translated sentence never trips the detector)
-ENGLISH = re.compile(r"\b(the|and|with|not|could|this|before|after|from|were|should|which|"
-                     r"when|than|only|must|been|have|has|done|does|there)\b", re.IGNORECASE)
 DRUG_OR_CODE = re.compile(r"^[\W\d_]*$")
-
-
-def _english_sentences(text: str) -> list[str]:
-    return [s for s in re.split(r"(?<=[.:;!?])\s+|\n", text) if len(ENGLISH.findall(s)) >= 2]
 
 
 def test_no_english_sentence_is_left_in_the_translated_summaries(replayed):

@@ -62,7 +62,7 @@ def test_openapi_document_is_served_and_describes_every_route(fuzz_app):
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/cds-services", "/cds-services/{service_id}", "/cds-services/{service_id}/feedback",
                                  "/openapi.json", "/app/", "/app/launch", "/app/{name}", "/app/api/queries",
-                                 "/app/api/monitoring"}
+                                 "/app/api/strings", "/app/api/monitoring"}
     # the operator's endpoints (probes, metrics) are not part of the API an EHR calls
     operational = {*health.PATHS, "/metrics"}
     routes = {r.rule.replace("<service_id>", "{service_id}").replace("<path:name>", "{name}")

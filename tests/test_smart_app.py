@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,63 @@ def test_a_ticket_expires_and_cannot_be_forged():
     assert check_ticket(b"x" * 32, ticket, "p1", now=1000) == "bad ticket signature"
     assert check_ticket(key, ticket, "p2", now=1000) == "ticket is for another patient"
     assert check_ticket(key, "garbage", "p1", now=1000) is not None
+
+
+# --- languages (issue 25): the app's texts and the monitoring state in the browser's language ------------------
+
+def test_the_app_texts_follow_accept_language(client):
+    answers = {}
+    for header, language in [("nl-NL,nl;q=0.9,en;q=0.8", "nl"), ("no", "nb"), ("de", "en"), (None, "en")]:
+        response = client.get("/app/api/strings", headers={"Accept-Language": header} if header else {})
+        assert response.status_code == 200 and response.headers["Content-Language"] == language
+        answers[language] = response.get_json()
+        assert answers[language]["language"] == language
+    assert answers["nl"]["strings"]["schedule"] == "Controleschema"
+    assert answers["nb"]["strings"]["state:overdue"] == "forsinket"
+    assert answers["en"]["strings"]["visit"] == "{visit} (due {due}): {state}"      # placeholders left for the app
+    assert (answers["en"]["locale"], answers["en"]["dates"]) == ("en-GB", "iso")
+    assert (answers["nb"]["locale"], answers["nb"]["dates"]) == ("nb-NO", "medium")
+    assert set(answers["nl"]["strings"]) == set(answers["nb"]["strings"]) == set(answers["en"]["strings"])
+    words = {k: v for k, v in answers["en"]["strings"].items() if re.search("[a-z]", re.sub(r"\{\w+\}", "", v))}
+    same = {k for k in words if answers["nl"]["strings"][k] == words[k] or answers["nb"]["strings"][k] == words[k]}
+    assert same == {"start"}            # the chart's "start" mark is the same word in Dutch and Norwegian
+
+
+def test_the_monitoring_state_is_in_the_language_asked_for(client):
+    """The same state as in English (values, lines, visit marks), its texts in Norwegian: the missed week-4 visit
+    is overdue in every language (the visit the rules' verdict is about is found by its week, not its label)."""
+    english = monitoring(client, "app-upadacitinib-week-7-visit-missed").get_json()
+    response = monitoring(client, "app-upadacitinib-week-7-visit-missed", headers={"Accept-Language": "nb"})
+    assert response.headers["Content-Language"] == "nb"
+    norwegian = response.get_json()
+    cbc = next(s for s in norwegian["schedules"] if s["id"] == "monitor-cbc")
+    assert [(v["label"], v["status"]) for v in cbc["visits"]][:2] == [("uke 4", "overdue"), ("uke 8", "due")]
+    assert cbc["display"] == "full blodstatus med differensialtelling" and cbc["why"].startswith("kontroll uke 4")
+
+    def shape(state):
+        return ([(s["id"], s["state"], [(v["due"], v["status"], v["done"]) for v in s["visits"]]) for s in state["schedules"]],
+                [(a["id"], a["series"] and [p["value"] for p in a["series"]], [(l["kind"], l["value"]) for l in a["lines"]])
+                 for a in state["analytes"]], [(s["indicator"], s["rule"]) for s in state["statements"]])
+    assert shape(norwegian) == shape(english)
+
+    dutch = monitoring(client, "app-upadacitinib-falling-neutrophils", headers={"Accept-Language": "nl"}).get_json()
+    anc = panel(dutch, "anc")
+    assert anc["display"] == "absoluut aantal neutrofielen" and anc["series"][-1]["reported"] == "0,8 ×10⁹/L"
+    assert [line["label"] for line in anc["lines"]] == ["niet starten / onderbreken < 1 ×10⁹/L"]
+    assert panel(dutch, "alt")["lines"][0]["label"] == "2 × bovengrens"
+    assert {"indicator": "critical", "rule": "anc-below-1-on-treatment",
+            "summary": "Absoluut aantal neutrofielen 0,8 ×10⁹/L < 1: onderbreek upadacitinib"} in dutch["statements"]
+    no_labs = monitoring(client, "app-upadacitinib-no-labs", headers={"Accept-Language": "nl"}).get_json()
+    assert panel(no_labs, "anc")["message"] == "Absoluut aantal neutrofielen: niets vastgelegd."
+
+
+@pytest.mark.parametrize("language", ["en", "nl", "nb"])
+def test_week_9_with_nothing_done_marks_week_4_overdue_and_week_8_due_in_every_language(client, language):
+    """The rules' verdict is about week 8 (due); week 4 stays overdue. The visit a verdict is about is found by
+    its checkpoint week, not by matching the visit's label in the verdict's text (which differs per language)."""
+    from fixtures.scenarios_monitoring import on_treatment
+    body = {"patientId": "p1", "prefetch": read_like_the_app(client, on_treatment(9, labs_days_ago=None))}
+    state = client.post("/app/api/monitoring", json=body, headers={"Accept-Language": language}).get_json()
+    cbc = next(s for s in state["schedules"] if s["id"] == "monitor-cbc")
+    assert cbc["state"] == "due"
+    assert [(v["week"], v["status"]) for v in cbc["visits"]][:3] == [(4, "overdue"), (8, "due"), (12, "planned")]

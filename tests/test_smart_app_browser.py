@@ -8,79 +8,40 @@ JAK_CDS_SCREENSHOT=docs/smart-app.png writes the screenshot of the falling-neutr
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
-from cds_service.app import create_app
 from cds_service.config import Settings
 from fixtures.builders import TODAY
+from tests.browser_helpers import chromium, fixture_fhir_server, service_on, skip_without_browser
+# the launch and sandbox browser tests import these from here (and are skipped with this module)
+from tests.browser_helpers import CHROMIUM, sync_playwright  # noqa: F401
+from tests.browser_helpers import wait_for as _wait_for  # noqa: F401
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("JAK_CDS_CHROMIUM", "/usr/bin/chromium")
 FHIR_PORT, SERVICE_PORT = 18311, 18312          # this feature's port range: 18300-18399
 PATIENTS = ["app-upadacitinib-falling-neutrophils", "app-upadacitinib-week-7-visit-missed", "app-upadacitinib-no-labs"]
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:                      # pragma: no cover - the test extra installs it
-    sync_playwright = None
-
-if sync_playwright is None or not shutil.which(CHROMIUM):
-    if os.environ.get("JAK_CDS_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"the browser tests need playwright and {CHROMIUM} (apt-get install chromium)")
-    pytest.skip(f"playwright or {CHROMIUM} missing", allow_module_level=True)
-
-
-def _wait_for(port: int, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+skip_without_browser()
 
 
 @pytest.fixture(scope="module")
 def fhir_server():
-    paths = [str(ROOT / "fixtures" / "fhir" / f"{name}.json") for name in PATIENTS]
-    process = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "fhir-server", *paths,
-                                "--port", str(FHIR_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for(FHIR_PORT)
-        yield f"http://127.0.0.1:{FHIR_PORT}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with fixture_fhir_server(PATIENTS, FHIR_PORT) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    from werkzeug.serving import make_server
     settings = Settings(evaluation_date=TODAY.isoformat(), auth="off",
                         database_url=f"sqlite:///{tmp_path_factory.mktemp('app') / 'app.sqlite3'}")
-    server = make_server("127.0.0.1", SERVICE_PORT, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{SERVICE_PORT}"
-    finally:
-        server.shutdown()
+    with service_on(SERVICE_PORT, settings) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@
   with a Content-Security-Policy: scripts, styles and images from this service only, ``connect-src`` this
   service and the FHIR servers the service itself may read (``JAK_CDS_ALLOWED_FHIR_SERVERS``).
 - ``GET /app/api/queries``: what the app reads from the FHIR server (the patient-view prefetch templates).
-- ``POST /app/api/monitoring``: the monitoring state of the record the app read (``monitoring_state``).
+- ``GET /app/api/strings``: the app's texts (``texts.strings``) in the language of ``Accept-Language``.
+- ``POST /app/api/monitoring``: the monitoring state of the record the app read (``monitoring_state``), its
+  texts in the language of ``Accept-Language`` (as the hooks choose it).
 
 The SMART access token never leaves the browser: the app reads the record itself and sends the resources.
 When hook authentication is on, the JSON endpoints ask for a ticket instead of the EHR's JWT: an HMAC of
@@ -26,7 +28,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, request, send_from_directory
 
-from cds_service import i18n
+from cds_service import i18n, localise
 from cds_service.errors import CdsError
 
 log = logging.getLogger(__name__)
@@ -203,6 +205,24 @@ def app_queries():
     return {"queries": monitoring_state.queries(current_app.extensions["jak_engine"])}
 
 
+def _in_language(body: dict, language: str) -> Response:
+    response = current_app.json.response(body)
+    response.headers["Content-Language"] = language
+    return response
+
+
+@bp.get("/app/api/strings")
+@own_auth
+def app_strings():
+    """The app's texts in the browser's language (no patient data: public like the pages)."""
+    from cds_service.smart_app import texts
+    language = localise.call_language()
+    with i18n.using(localise.catalogue(language)):
+        strings = texts.strings()
+    return _in_language({"language": language, "locale": texts.LOCALES[language],
+                         "dates": texts.DATE_STYLE[language], "strings": strings}, language)
+
+
 @bp.post("/app/api/monitoring")
 @own_auth
 def app_monitoring():
@@ -236,8 +256,11 @@ def app_monitoring():
     prefetch = {k: ({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in v]}
                     if isinstance(v, list) else v) for k, v in prefetch.items()}
     from pydantic import ValidationError
+    language = localise.call_language()
     try:
-        return monitoring_state.state(engine, patient_id.strip(), prefetch)
+        with i18n.using(localise.catalogue(language)):
+            state = monitoring_state.state(localise.engine_in(engine, language), patient_id.strip(), prefetch)
+        return _in_language(state, language)
     except ValidationError as exc:
         raise CdsError(400, f"invalid request: {exc.errors()[0].get('msg', 'invalid')}") from None
 
@@ -259,6 +282,11 @@ def openapi_paths() -> dict:
         "/app/api/queries": {"get": {
             "operationId": "appQueries", "summary": "What the app reads from the FHIR server", "security": [],
             "responses": {"200": {"description": "prefetch key -> FHIR query template", "content": {
+                "application/json": {"schema": {"type": "object"}}}}}}},
+        "/app/api/strings": {"get": {
+            "operationId": "appStrings", "summary": "The app's texts in the language of Accept-Language",
+            "security": [],
+            "responses": {"200": {"description": "language, locale, date style and key -> text", "content": {
                 "application/json": {"schema": {"type": "object"}}}}}}},
         "/app/api/monitoring": {"post": {
             "operationId": "appMonitoring", "summary": "The monitoring state of the record the app read",

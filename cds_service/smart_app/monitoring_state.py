@@ -5,6 +5,10 @@ hook. Nothing here re-states a threshold or a schedule: it reads ``[[lab_thresho
 
 The record comes from the app, which read it from the FHIR server with the patient-view service's own prefetch
 queries (``queries()``), so the service never sees the FHIR access token.
+
+Texts (findings, analyte and schedule names, line and visit labels, messages) are in the language of the call:
+the caller passes the engine whose knowledge is in that language and sets the catalogue (``i18n.using``), as the
+hook endpoint does; the codes the app keys on (``kind``, ``status``, ``state``) stay English.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from datetime import date, timedelta
 
 from cds_service.facts import LabValue, PatientFacts, build_facts, today_from
 from cds_service.findings import Finding, Missing
+from cds_service.i18n import number, say
 from cds_service.knowledge.units import to_unit
 from cds_service.record.completion import Completion
 from cds_service.record.index import PatientRecord
@@ -74,42 +79,47 @@ def _lines(ctx: RuleContext, drugs: list[str], analyte_id: str, analyte, series:
             if change.percent is not None:
                 factor = 1 + (change.percent if change.direction == "rise" else -change.percent) / 100
                 value = _in(analyte, base, shown_unit) * factor
-                label = f"{'+' if change.direction == 'rise' else '-'}{change.percent:g} % of baseline"
+                label = say("{change} % of baseline", change=f"{'+' if change.direction == 'rise' else '-'}"
+                                                             f"{number(change.percent)}")
             else:
                 by_unit = shown_unit if shown_unit in change.by else analyte.canonical_unit
                 amount = change.by[by_unit]
                 if by_unit != shown_unit:
                     amount = to_unit(analyte, amount, shown_unit)
                 value = _in(analyte, base, shown_unit) + (amount if change.direction == "rise" else -amount)
-                label = f"baseline {'+' if change.direction == 'rise' else '-'}{amount:g} {pretty_unit(shown_unit)}"
+                label = say("baseline {change} {unit}", change=f"{'+' if change.direction == 'rise' else '-'}"
+                                                               f"{number(amount)}", unit=pretty_unit(shown_unit))
             kind = "interrupt" if threshold.indicator == "critical" else "limit"
         elif threshold.above_uln_times is not None:
             if not series:
                 continue
             limit, origin = lab_thresholds.relative_limit(threshold, series[0], analyte)
             value = to_unit(analyte, limit, shown_unit)
-            label = f"{threshold.above_uln_times:g} × ULN"
+            label = say("{times} × ULN", times=float(threshold.above_uln_times))
             kind = "uln"
         else:
             limits = threshold.limits
             value = limits[shown_unit] if shown_unit in limits else to_unit(analyte, limits[analyte.canonical_unit],
                                                                             shown_unit)
             sign = "<" if threshold.direction == "below" else ">"
-            label = f"{'do not start' if kind == 'do-not-start' else kind} {sign} {value:g} {pretty_unit(shown_unit)}"
+            bound = f"{sign} {number(value)} {pretty_unit(shown_unit)}"
+            label = None                 # "<kinds> <bound>", made below (one line can carry two kinds)
         key = (round(value, 6), threshold.direction)
         if key in seen:              # do not start and interrupt at the same value: one line, both names
             same = next(line for line in out if (round(line["value"], 6), line["direction"]) == key)
             if kind not in same["kinds"]:
                 same["kinds"].append(kind)
-                same["label"] = " / ".join(same["kinds"]).replace("do-not-start", "do not start") + \
-                    same["label"][same["label"].index(" <" if threshold.direction == "below" else " >"):] \
-                    if (" <" in same["label"] or " >" in same["label"]) else same["label"]
             continue
         seen.add(key)
         out.append({"rule": threshold.id, "kind": kind, "kinds": [kind], "direction": threshold.direction,
-                    "value": round(value, 4), "label": label, "indicator": threshold.indicator})
+                    "value": round(value, 4), "label": label, "indicator": threshold.indicator,
+                    "bound": None if label is not None else bound})
     order = {"interrupt": 0, "limit": 1, "uln": 1, "do-not-start": 2}
+    names = {"interrupt": say("interrupt"), "limit": say("limit"), "do-not-start": say("do not start")}
     for line in out:                 # the line is drawn as its most pressing kind while on treatment
+        bound = line.pop("bound")
+        if bound is not None:        # a fixed limit: its kinds in the order they were found, then the bound
+            line["label"] = " / ".join(names[k] for k in line["kinds"]) + " " + bound
         line["kinds"].sort(key=order.__getitem__)
         line["kind"] = line["kinds"][0]
     return out
@@ -126,11 +136,11 @@ def _part_dates(ctx: RuleContext, part) -> list[date]:
     return sorted(found)
 
 
-def _visits(ctx: RuleContext, schedule, start: date, state: str | None, why: str) -> list[dict]:
+def _visits(ctx: RuleContext, schedule, start: date, state: str | None, week: int | None) -> list[dict]:
     """The schedule's visits with their marks: the checkpoints (weeks 4, 8, 12...) done in their window or not,
     then each complete set after them (done) and the next one, due ``every_days`` after the last complete set.
     A visit not done is overdue, due or planned by date; the current one carries the rules' own verdict
-    (``monitoring.schedule_status``, the one the card shows)."""
+    (``monitoring.schedule_verdict``, the one the card shows: ``week`` is its checkpoint, None the repeat)."""
     today = ctx.facts.today
     dated = [_part_dates(ctx, part) for part in schedule.parts]
 
@@ -145,21 +155,22 @@ def _visits(ctx: RuleContext, schedule, start: date, state: str | None, why: str
         opens = max(start, due - timedelta(days=schedule.early_days))
         closes = (start + timedelta(days=checkpoints[i + 1].week * 7 - schedule.early_days) if i + 1 < len(checkpoints)
                   else due + timedelta(days=schedule.every_days - schedule.early_days))
-        visits.append({"label": f"week {checkpoint.week}", "due": due,
+        visits.append({"label": say("week {week}", week=checkpoint.week), "week": checkpoint.week, "due": due,
                        "overdueFrom": start + timedelta(days=checkpoint.overdue_week * 7),
                        "done": complete_in(opens, min(closes, today + timedelta(days=1)))})
-    periodic = ("every " + (f"{round(schedule.every_days / 30.4)} months" if schedule.every_days < 300 else "year"))
+    periodic = (say("every {months} months", months=round(schedule.every_days / 30.4)) if schedule.every_days < 300
+                else say("every year"))
     after = visits[-1]["due"] + timedelta(days=schedule.every_days - schedule.early_days) if visits else start
     last = next((v["done"] for v in reversed(visits) if v["done"]), None)
     for d in sorted({d for dates in dated for d in dates if d >= after}):
         done = complete_in(d - timedelta(days=schedule.early_days), d + timedelta(days=1))
         if done is not None and (last is None or done > last):
-            visits.append({"label": periodic, "due": (last or start) + timedelta(days=schedule.every_days),
+            visits.append({"label": periodic, "week": None, "due": (last or start) + timedelta(days=schedule.every_days),
                            "overdueFrom": (last or start) + timedelta(days=schedule.overdue_days), "done": done})
             last = done
     if not visits or visits[-1]["done"] is not None or visits[-1]["due"] <= today - timedelta(days=schedule.every_days):
         base = last or (visits[-1]["due"] if visits else start)
-        visits.append({"label": periodic, "due": base + timedelta(days=schedule.every_days),
+        visits.append({"label": periodic, "week": None, "due": base + timedelta(days=schedule.every_days),
                        "overdueFrom": base + timedelta(days=schedule.overdue_days), "done": None})
     for visit in visits:
         if visit["done"] is not None:
@@ -170,8 +181,8 @@ def _visits(ctx: RuleContext, schedule, start: date, state: str | None, why: str
             visit["status"] = "due"
         else:
             visit["status"] = "planned"
-    if state in ("due", "overdue"):     # the visit the rules' verdict names ("week 4 check ..."), else the next
-        named = next((v for v in visits if why.startswith(v["label"] + " ")), None)
+    if state in ("due", "overdue"):     # the visit of the checkpoint the rules' verdict is about, else the next
+        named = next((v for v in visits if week is not None and v["week"] == week), None)
         named = named or next((v for v in visits if v["status"] != "done"), None)
         if named is not None:
             named["status"] = state
@@ -183,7 +194,8 @@ def _visits(ctx: RuleContext, schedule, start: date, state: str | None, why: str
 
 def _said(item) -> dict:
     if isinstance(item, Missing):
-        return {"indicator": "warning", "rule": item.rule_id, "summary": f"Could not check {item.check}: {item.why}"}
+        return {"indicator": "warning", "rule": item.rule_id, "summary": say("Could not check {check}: {why}",
+                                                                                   check=item.check, why=item.why)}
     return {"indicator": item.indicator, "rule": item.rule_id, "summary": item.summary}
 
 
@@ -202,17 +214,17 @@ def state(engine, patient_id: str, prefetch: dict) -> dict:
         "analytes": [], "schedules": [], "statements": [],
     }
     if not drugs:
-        out["message"] = "No systemic JAK inhibitor in use is on record for this patient: nothing to monitor."
+        out["message"] = say("No systemic JAK inhibitor in use is on record for this patient: nothing to monitor.")
         return out
     # what the patient-view hook would say, the same findings (one line each)
     out["statements"] = [_said(i) for i in monitoring.evaluate(ctx) if isinstance(i, (Finding, Missing))]
     schedules = [s for s in knowledge.rules.monitoring_schedule if monitoring.applies(s, drugs)]
     analyte_ids: list[str] = []
     for schedule in schedules:
-        verdict, why, done = None, "", None
+        verdict, why, week, done = None, "", None, None
         if start is not None:
             _, done = monitoring.last_complete_set(ctx, schedule, start)
-            verdict, why = monitoring.schedule_status(schedule, start, facts.today, done)
+            verdict, why, week = monitoring.schedule_verdict(schedule, start, facts.today, done)
         analytes = []
         for part in schedule.parts:          # "ALT (or AST)": the alternatives on record, else the first
             present = [a for a in part.analytes if facts.labs.get(a)]
@@ -220,7 +232,7 @@ def state(engine, patient_id: str, prefetch: dict) -> dict:
         out["schedules"].append({
             "id": schedule.id, "display": schedule.display, "analytes": analytes,
             "state": verdict or "up to date", "why": why, "lastCompleteSet": done.isoformat() if done else None,
-            "visits": _visits(ctx, schedule, start, verdict, why) if start is not None else [],
+            "visits": _visits(ctx, schedule, start, verdict, week) if start is not None else [],
         })
         analyte_ids += [a for a in analytes if a not in analyte_ids]
     for analyte_id in analyte_ids:
@@ -236,13 +248,18 @@ def state(engine, patient_id: str, prefetch: dict) -> dict:
         }
         if shown is None:
             why = facts.why_unavailable("Observation", analyte.loinc)
-            said = f"could not be obtained: {why}" if why else "none on record"
+            name = sentence(analyte.display)
             if facts.unreadable(analyte_id):
-                said = f"a result could not be interpreted: {facts.unreadable(analyte_id)[0].why}"
-            panel.update(series=[], lines=[], message=f"{sentence(analyte.display)}: {said}.")
+                said = say("{analyte}: a result could not be interpreted: {why}.", analyte=name,
+                           why=facts.unreadable(analyte_id)[0].why)
+            elif why:
+                said = say("{analyte}: could not be obtained: {why}.", analyte=name, why=why)
+            else:
+                said = say("{analyte}: none on record.", analyte=name)
+            panel.update(series=[], lines=[], message=said)
         else:
             panel["series"] = [{"date": v.when.isoformat(), "value": _in(analyte, v, shown),
-                                "reported": f"{v.reported_value:g} {pretty_unit(v.reported_unit)}"}
+                                "reported": f"{number(v.reported_value)} {pretty_unit(v.reported_unit)}"}
                                for v in reversed(series)]
             panel["lines"] = _lines(ctx, drugs, analyte_id, analyte, series, shown, start)
         out["analytes"].append(panel)

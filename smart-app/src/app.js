@@ -1,8 +1,9 @@
 // The monitoring app: reads the record with the SMART client (the access token stays in this page's memory:
 // see smart.js), sends what it read to the service, which answers the monitoring state computed by its own
-// rules, and draws it.
+// rules, and draws it. Its texts come from the service too (texts.js), in the browser's language.
 import { smart, forgetStoredState } from "./smart.js";
 import { renderState, renderError } from "./render.js";
+import { loadTexts, language, t } from "./texts.js";
 
 const MAX_PAGES = 50;
 
@@ -26,7 +27,7 @@ async function json(url, options) {
   if (response.status === 401) throw new NotAuthorised("401");
   if (!response.ok) {
     const why = body && body.issue && body.issue[0] && body.issue[0].diagnostics;
-    throw new Error(why || `the service answered HTTP ${response.status}`);
+    throw new Error(why || t("httpStatus", { status: response.status }));
   }
   return body;
 }
@@ -48,43 +49,53 @@ async function readRecord(client, patientId, templates) {
 }
 
 async function main() {
+  const texts = loadTexts();
+  const ready = smart.ready();
+  ready.catch(() => {});             // handled below, once the texts are there
+  try {
+    await texts;
+  } catch (error) {
+    // the service did not answer its texts: say what failed as it is (there is no language to say it in)
+    renderError(error.message);
+    return;
+  }
   let client;
   try {
-    client = await smart.ready();
+    client = await ready;
   } catch (error) {
     const message = error && error.message ? error.message : "";
     if (/\(re\)launch/.test(message)) {
       // no launch state: opened directly, or reloaded (the SMART session lives in the page's memory only)
-      renderError("No SMART session: this app keeps its access token in the page's memory only, so a reload " +
-        "or a page opened directly has none. Open it again from the card link (or launch it from the EHR).");
+      renderError(t("noSession"));
     } else {
-      renderError("The app could not complete its SMART launch: " + (message || "unknown error"));
+      renderError(t("launchIncomplete", { why: message || t("unknownError") }));
     }
     return;
   }
   forgetStoredState(client);
   const patientId = client.patient && client.patient.id;
   if (!patientId) {
-    renderError("The launch named no patient.");
+    renderError(t("noPatient"));
     return;
   }
   const ticket = ticketFrom(client);
-  const headers = { "Content-Type": "application/json", ...(ticket ? { Authorization: "Bearer " + ticket } : {}) };
+  // the monitoring state in the language of the texts (the service negotiates it the same way; this makes sure)
+  const headers = { "Content-Type": "application/json", "Accept-Language": language(),
+    ...(ticket ? { Authorization: "Bearer " + ticket } : {}) };
   try {
     const { queries } = await json("api/queries", { headers });
     const prefetch = await readRecord(client, patientId, queries);
     if (Object.keys(prefetch).length === 0) {
-      renderError("The patient record could not be read from the FHIR server.");
+      renderError(t("cannotRead"));
       return;
     }
     const state = await json("api/monitoring", { method: "POST", headers, body: JSON.stringify({ patientId, prefetch }) });
     renderState(state);
   } catch (error) {
     if (error instanceof NotAuthorised) {
-      renderError("The service refused this launch (HTTP 401): its ticket is missing, expired or for another " +
-        "patient. Open the app again from a current card for this patient.");
+      renderError(t("refused"));
     } else {
-      renderError("The monitoring state could not be computed: " + error.message);
+      renderError(t("notComputed", { why: error.message }));
     }
   }
 }
