@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, json, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from cds_service import hooks, i18n, localise, smart_app
+from cds_service import hooks, i18n, localise
 from cds_service.record.services import discovery_document
 from cds_service.errors import CdsError, outcome_response, unavailable_response
 from cds_service.fhir import strict_json
@@ -81,9 +81,9 @@ def call_service(service_id: str):
         raise CdsError(404, f"no CDS service with id {service_id!r}; see GET /cds-services", code="not-found")
     body = read_json_body()
     language = localise.call_language()
+    call = hooks.Call(request.host_url, authenticated=current_app.config.get("JAK_AUTH_MODE", "off") != "off")
     with i18n.using(localise.catalogue(language)):
-        result = hooks.evaluate(localise.engine_in(engine, language), service, body)
-        smart_app.add_links(engine, service, result)      # "Open JAK monitoring" on the cards it concerns
+        result = hooks.evaluate(localise.engine_in(engine, language), service, body, call)
     store = current_app.extensions.get("jak_store")
     if store is not None and result.cards:
         store.record_issued(service.id, result.request.hookInstance, result.request.patient_id,

@@ -10,6 +10,7 @@ from cds_service.config import Settings
 from cds_service.record.services import Service, load_services
 from cds_service.fhir.client import FhirClient
 from cds_service.knowledge import Knowledge, load_knowledge
+from cds_service.smart_app.link import ticket_key
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class Engine:
     knowledge: Knowledge
     services: dict[str, Service]
     fhir_client: FhirClient
+    app_ticket_key: bytes                 # signs the SMART app's tickets (smart_app.link)
 
 
 def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_session=None) -> Engine:
@@ -32,12 +34,14 @@ def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_se
         services=load_services(knowledge),
         fhir_client=FhirClient(settings.allowed_fhir_servers, settings.fhir_timeout,
                                settings.fhir_connect_timeout, fhir_session, settings.fhir_max_per_server),
+        app_ticket_key=ticket_key(settings.app_ticket_key),
     )
 
 
 def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None, fhir_session=None,
                engine: Engine | None = None, loopback: bool | None = None, jwks_session=None) -> Flask:
-    from cds_service import api, auth, feedback, localise, openapi, smart_app
+    from cds_service import api, auth, feedback, localise, openapi
+    from cds_service.smart_app import routes as smart_app
     from cds_service.store import Store
 
     settings = settings or (engine.settings if engine else Settings.from_env())

@@ -125,7 +125,8 @@ def sources_for(source_ids: list[str], drug: str | None) -> list[str]:
     return kept or unique
 
 
-def finding_card(knowledge: Knowledge, finding: Finding) -> Card:
+def finding_card(knowledge: Knowledge, finding: Finding, app_link: Link | None = None) -> Card:
+    """The card of one finding; with ``app_link`` its one link is the app (its sources are listed in the detail)."""
     finding.sources = sources_for(finding.sources, finding.drug)
     first = knowledge.sources[primary_source(finding.sources, finding.drug)]
     suggestions = [
@@ -142,11 +143,11 @@ def finding_card(knowledge: Knowledge, finding: Finding) -> Card:
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=_override(knowledge, finding.override_set) if finding.indicator != "info" else None,
-        links=[_link(knowledge, s) for s in dict.fromkeys(finding.sources)],
+        links=[app_link] if app_link else [_link(knowledge, s) for s in dict.fromkeys(finding.sources)],
     )
 
 
-def missing_card(knowledge: Knowledge, gaps: list[Missing], drug_name: str | None) -> Card:
+def missing_card(knowledge: Knowledge, gaps: list[Missing], drug_name: str | None, app_link: Link | None = None) -> Card:
     """One card listing every check that could not be done for one order (or for the patient)."""
     unique: dict[tuple[str, str], Missing] = {}
     for gap in gaps:
@@ -167,7 +168,7 @@ def missing_card(knowledge: Knowledge, gaps: list[Missing], drug_name: str | Non
     first = knowledge.sources[sources[0]]
     return Card(summary=_short(summary), detail=detail, indicator="warning",
                 source=Source(label=first.label, url=first.url, topic=rule_topic("missing-data")),
-                overrideReasons=_override(knowledge, "missing-data"))
+                overrideReasons=_override(knowledge, "missing-data"), links=[app_link] if app_link else None)
 
 
 def absorb(findings: list[Finding], gaps: list[Missing]) -> list[Missing]:
@@ -199,12 +200,14 @@ def _caused_by(gap: Missing, covers: tuple[str, ...]) -> bool:
 
 
 def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missing],
-                drug_names: dict[str | None, str]) -> list[IssuedCard]:
-    """Cards in order of severity, each with its rule id."""
+                drug_names: dict[str | None, str], app_link: Link | None = None,
+                app_link_on_gaps: bool = False) -> list[IssuedCard]:
+    """Cards in order of severity, each with its rule id. ``app_link`` (the SMART monitoring app) is the one link
+    of every finding's card, and of the could-not-check cards too with ``app_link_on_gaps``."""
     cards: list[tuple[int, Card, str]] = []
     gaps = absorb(findings, gaps)
     for finding in one_edit_per_draft(dedupe(findings)):
-        cards.append((SEVERITY[finding.indicator], finding_card(knowledge, finding), finding.rule_id))
+        cards.append((SEVERITY[finding.indicator], finding_card(knowledge, finding, app_link), finding.rule_id))
     by_order: dict[str | None, list[Missing]] = {}
     for gap in gaps:
         by_order.setdefault(gap.order_id, []).append(gap)
@@ -214,7 +217,8 @@ def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missin
         for order_gaps in by_order.values():
             order_gaps[:0] = patient_gaps
     for order_id, order_gaps in by_order.items():
-        cards.append((SEVERITY["warning"], missing_card(knowledge, order_gaps, drug_names.get(order_id)),
+        cards.append((SEVERITY["warning"], missing_card(knowledge, order_gaps, drug_names.get(order_id),
+                                                         app_link if app_link_on_gaps else None),
                       "missing-data"))
     cards.sort(key=lambda item: -item[0])
     return [IssuedCard(card, rule_id) for _, card, rule_id in cards]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, json
 
-from cds_service import smart_app
+from cds_service.smart_app import routes as smart_app
 
 bp = Blueprint("openapi", __name__)
 
