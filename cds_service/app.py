@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, request
 
+from cds_service.cards import CardParts
 from cds_service.config import Settings
 from cds_service.record.services import Service, load_services
 from cds_service.fhir.client import FhirClient
@@ -23,6 +24,7 @@ class Engine:
     knowledge: Knowledge
     services: dict[str, Service]
     fhir_client: FhirClient
+    card_parts: CardParts                 # what every card of this knowledge shares (a translated engine: its own)
     app_ticket_key: bytes                 # signs the SMART app's tickets (smart_app.link)
 
 
@@ -34,6 +36,7 @@ def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_se
         services=load_services(knowledge),
         fhir_client=FhirClient(settings.allowed_fhir_servers, settings.fhir_timeout,
                                settings.fhir_connect_timeout, fhir_session, settings.fhir_max_per_server),
+        card_parts=CardParts.of(knowledge),
         app_ticket_key=ticket_key(settings.app_ticket_key),
     )
 

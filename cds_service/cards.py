@@ -47,26 +47,24 @@ def _sources_md(knowledge: Knowledge, source_ids: list[str]) -> str:
     return "\n\n**Sources**\n" + "\n".join(lines)
 
 
-def _card_part(knowledge: Knowledge, key: tuple, make):
-    """A card part that follows from the knowledge alone: made on first use, then shared by every card."""
-    found = knowledge.card_parts.get(key)
-    if found is None:
-        found = knowledge.card_parts[key] = make()
-    return found
+@dataclass(frozen=True)
+class CardParts:
+    """The parts of cards that follow from one knowledge alone, made once when it is loaded (each language's copy
+    of the knowledge has its own) and shared by every card: immutable wire models.
 
+    ``overrides``: override set -> its reasons as codings; ``links``: source id -> the link to it."""
 
-def _override(knowledge: Knowledge, set_name: str | None) -> tuple[Coding, ...] | None:
-    if not set_name:
-        return None
-    system = knowledge.overrides.system
-    return _card_part(knowledge, ("override", set_name), lambda: tuple(
-        Coding(code=r.code, system=system, display=r.display) for r in knowledge.overrides.sets[set_name].reasons))
+    overrides: dict[str, tuple[Coding, ...]]
+    links: dict[str, Link]
 
-
-def _link(knowledge: Knowledge, source_id: str) -> Link:
-    source = knowledge.sources[source_id]
-    return _card_part(knowledge, ("link", source_id),
-                      lambda: Link(label=_link_label(source.label), url=source.url))
+    @classmethod
+    def of(cls, knowledge: Knowledge) -> CardParts:
+        system = knowledge.overrides.system
+        return cls(
+            overrides={name: tuple(Coding(code=r.code, system=system, display=r.display) for r in entry.reasons)
+                       for name, entry in knowledge.overrides.sets.items()},
+            links={sid: Link(label=_link_label(source.label), url=source.url)
+                   for sid, source in knowledge.sources.items()})
 
 
 def dedupe(findings: list[Finding]) -> list[Finding]:
@@ -125,7 +123,7 @@ def sources_for(source_ids: list[str], drug: str | None) -> list[str]:
     return kept or unique
 
 
-def finding_card(knowledge: Knowledge, finding: Finding, app_link: Link | None = None) -> Card:
+def finding_card(knowledge: Knowledge, parts: CardParts, finding: Finding, app_link: Link | None = None) -> Card:
     """The card of one finding; with ``app_link`` its one link is the app (its sources are listed in the detail)."""
     finding.sources = sources_for(finding.sources, finding.drug)
     first = knowledge.sources[primary_source(finding.sources, finding.drug)]
@@ -135,6 +133,7 @@ def finding_card(knowledge: Knowledge, finding: Finding, app_link: Link | None =
                                    resourceId=list(a.resource_id) or None) for a in s.actions])
         for s in finding.suggestions
     ] or None
+    overrides = parts.overrides[finding.override_set] if finding.override_set and finding.indicator != "info" else None
     return Card(
         summary=_short(finding.summary),
         detail=finding.detail + _sources_md(knowledge, finding.sources),
@@ -142,12 +141,13 @@ def finding_card(knowledge: Knowledge, finding: Finding, app_link: Link | None =
         source=Source(label=first.label, url=first.url, topic=rule_topic(finding.rule_id)),
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
-        overrideReasons=_override(knowledge, finding.override_set) if finding.indicator != "info" else None,
-        links=[app_link] if app_link else [_link(knowledge, s) for s in dict.fromkeys(finding.sources)],
+        overrideReasons=overrides,
+        links=[app_link] if app_link else [parts.links[s] for s in dict.fromkeys(finding.sources)],
     )
 
 
-def missing_card(knowledge: Knowledge, gaps: list[Missing], drug_name: str | None, app_link: Link | None = None) -> Card:
+def missing_card(knowledge: Knowledge, parts: CardParts, gaps: list[Missing], drug_name: str | None,
+                 app_link: Link | None = None) -> Card:
     """One card listing every check that could not be done for one order (or for the patient)."""
     unique: dict[tuple[str, str], Missing] = {}
     for gap in gaps:
@@ -168,7 +168,7 @@ def missing_card(knowledge: Knowledge, gaps: list[Missing], drug_name: str | Non
     first = knowledge.sources[sources[0]]
     return Card(summary=_short(summary), detail=detail, indicator="warning",
                 source=Source(label=first.label, url=first.url, topic=rule_topic("missing-data")),
-                overrideReasons=_override(knowledge, "missing-data"), links=[app_link] if app_link else None)
+                overrideReasons=parts.overrides["missing-data"], links=[app_link] if app_link else None)
 
 
 def absorb(findings: list[Finding], gaps: list[Missing]) -> list[Missing]:
@@ -199,7 +199,7 @@ def _caused_by(gap: Missing, covers: tuple[str, ...]) -> bool:
     return all(any(n.search(clause) for n in names) for clause in gap.why.split("; "))
 
 
-def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missing],
+def build_cards(knowledge: Knowledge, parts: CardParts, findings: list[Finding], gaps: list[Missing],
                 drug_names: dict[str | None, str], app_link: Link | None = None,
                 app_link_on_gaps: bool = False) -> list[IssuedCard]:
     """Cards in order of severity, each with its rule id. ``app_link`` (the SMART monitoring app) is the one link
@@ -207,7 +207,8 @@ def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missin
     cards: list[tuple[int, Card, str]] = []
     gaps = absorb(findings, gaps)
     for finding in one_edit_per_draft(dedupe(findings)):
-        cards.append((SEVERITY[finding.indicator], finding_card(knowledge, finding, app_link), finding.rule_id))
+        cards.append((SEVERITY[finding.indicator], finding_card(knowledge, parts, finding, app_link),
+                      finding.rule_id))
     by_order: dict[str | None, list[Missing]] = {}
     for gap in gaps:
         by_order.setdefault(gap.order_id, []).append(gap)
@@ -217,7 +218,7 @@ def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missin
         for order_gaps in by_order.values():
             order_gaps[:0] = patient_gaps
     for order_id, order_gaps in by_order.items():
-        cards.append((SEVERITY["warning"], missing_card(knowledge, order_gaps, drug_names.get(order_id),
+        cards.append((SEVERITY["warning"], missing_card(knowledge, parts, order_gaps, drug_names.get(order_id),
                                                          app_link if app_link_on_gaps else None),
                       "missing-data"))
     cards.sort(key=lambda item: -item[0])

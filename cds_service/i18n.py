@@ -230,7 +230,7 @@ def translate_knowledge(knowledge, catalogue: Catalogue):
         sources=_translated(knowledge.sources, catalogue), drugs=_translated(knowledge.drugs, catalogue),
         analytes=_translated(knowledge.analytes, catalogue), concepts=_translated(knowledge.concepts, catalogue),
         indications=_translated(knowledge.indications, catalogue), rules=Rules(tables),
-        overrides=_translated(knowledge.overrides, catalogue), card_parts={},
+        overrides=_translated(knowledge.overrides, catalogue),
     )
 
 

@@ -47,7 +47,7 @@ def _jak_orders(engine, service: Service, request: HookRequest, all_drafts: list
         found, gaps = steps.run_rules(ctx, ORDER_RULES, gaps + steps.record_problems(facts, record))
     else:
         found, gaps = steps.run_rules(ctx, NOTICE_RULES, gaps)
-    return steps.answer(knowledge, request, found, gaps, {o.order_id: o.name for o in ctx.orders})
+    return steps.answer(engine, request, found, gaps, {o.order_id: o.name for o in ctx.orders})
 
 
 def _other_orders(engine, service: Service, request: HookRequest, call: Call | None, all_drafts: list[dict],
@@ -58,11 +58,11 @@ def _other_orders(engine, service: Service, request: HookRequest, call: Call | N
     knowledge = engine.knowledge
     found = co_prescription.candidates(knowledge, drafts)
     if not found:
-        return steps.answer(knowledge, request, [], gaps)
+        return steps.answer(engine, request, [], gaps)
     completion = Completion(request, service.prefetch, engine.fhir_client)
     medications = steps.medications_first(engine, request, completion.fill(MEDICATION_TYPES))
     if not any(m.systemic_jaki_in_use for m in medications):
-        return steps.answer(knowledge, request, [], gaps)  # not on a JAK inhibitor, or not known to be: nothing to say
+        return steps.answer(engine, request, [], gaps)  # not on a JAK inhibitor, or not known to be: nothing to say
     record = steps.read_record(engine, request, completion.fill())
     facts = steps.read_facts(engine, request, record, medications)
     ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook, draft_resources=all_drafts)
@@ -71,4 +71,4 @@ def _other_orders(engine, service: Service, request: HookRequest, call: Call | N
     findings = [i for i in items if isinstance(i, Finding)]
     gaps += [i for i in items if isinstance(i, Missing)]
     link = steps.app_link(engine, call, request) if findings else None     # the patient takes a JAK inhibitor
-    return steps.answer(knowledge, request, findings, gaps, {c.order_id: c.display for c in found}, link)
+    return steps.answer(engine, request, findings, gaps, {c.order_id: c.display for c in found}, link)

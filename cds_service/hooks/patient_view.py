@@ -17,22 +17,21 @@ from cds_service.wire import HookRequest
 
 
 def evaluate(engine, service: Service, request: HookRequest, call: Call | None = None) -> HookResult:
-    knowledge = engine.knowledge
     completion = Completion(request, service.prefetch, engine.fhir_client)
     sent = completion.fill(MEDICATION_TYPES)
     medications = None
     if sent.by_key:                        # else nothing could be obtained: the 412 below says so
         medications = steps.medications_first(engine, request, sent)
         if not any(m.systemic_jaki_in_use for m in medications):
-            return steps.answer(knowledge, request, [], [])
+            return steps.answer(engine, request, [], [])
     prefetch = completion.fill()
     if prefetch.nothing_usable:
         raise steps.nothing_obtained(prefetch)
     record = steps.read_record(engine, request, prefetch)
     facts = steps.read_facts(engine, request, record, medications)
     if not any(m.systemic_jaki_in_use for m in facts.medications):
-        return steps.answer(knowledge, request, [], [])
-    ctx = RuleContext(knowledge=knowledge, facts=facts, hook=request.hook)
+        return steps.answer(engine, request, [], [])
+    ctx = RuleContext(knowledge=engine.knowledge, facts=facts, hook=request.hook)
     findings, gaps = steps.run_rules(ctx, PATIENT_VIEW_RULES, steps.record_problems(facts, record))
     link = steps.app_link(engine, call, request) if findings or gaps else None
-    return steps.answer(knowledge, request, findings, gaps, app_link=link, app_link_on_gaps=True)
+    return steps.answer(engine, request, findings, gaps, app_link=link, app_link_on_gaps=True)

@@ -72,7 +72,8 @@ def app_link(engine, call: Call | None, request: HookRequest) -> Link | None:
     return card_link(engine.settings, engine.app_ticket_key, call.base_url, call.authenticated, request.patient_id)
 
 
-def answer(knowledge, request: HookRequest, findings: list[Finding], gaps: list[Missing],
+def answer(engine, request: HookRequest, findings: list[Finding], gaps: list[Missing],
            drug_names: dict | None = None, app_link: Link | None = None, app_link_on_gaps: bool = False) -> HookResult:
-    issued = cardmod.build_cards(knowledge, findings, gaps, drug_names or {}, app_link, app_link_on_gaps)
+    issued = cardmod.build_cards(engine.knowledge, engine.card_parts, findings, gaps, drug_names or {}, app_link,
+                                 app_link_on_gaps)
     return HookResult(cards_response([i.card for i in issued]), issued, request)

@@ -94,9 +94,6 @@ class Knowledge:
     # same codes without their system (how the record's code index is searched)
     record_keys: frozenset[str] = frozenset()
     record_codes: frozenset[str] = frozenset()
-    # the parts of cards that follow from this knowledge alone (override reasons, links to sources), made
-    # once on first use by cards.py and shared by every card (immutable wire models)
-    card_parts: dict = field(default_factory=dict, repr=False, compare=False)
 
     def source(self, source_id: str) -> SourceEntry:
         return self.sources[source_id]
