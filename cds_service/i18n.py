@@ -110,7 +110,7 @@ class Catalogue:
 
     @property
     def locale(self) -> Locale:
-        return _locale(self.language)
+        return locale_of(self.language)
 
     def text(self, english: str) -> str:
         if self.language == SOURCE_LANGUAGE:
@@ -125,7 +125,8 @@ ENGLISH = Catalogue(SOURCE_LANGUAGE, {})
 
 
 @lru_cache(maxsize=8)
-def _locale(language: str) -> Locale:
+def locale_of(language: str) -> Locale:
+    """The babel locale a language's numbers and dates are written in."""
     return Locale.parse({"en": "en_GB", "nl": "nl_NL", "nb": "nb_NO"}[language])
 
 
@@ -378,55 +379,3 @@ def load_translations(knowledge, knowledge_dir: Path, default: str = SOURCE_LANG
         raise I18nError("translation catalogues are incomplete (cards/i18n/*.po):\n  " + "\n  ".join(shown))
     return Translations(default, catalogues,
                         {lang: translate_knowledge(knowledge, cat) for lang, cat in catalogues.items()})
-
-
-# -- the catalogues as translators see them ---------------------------------------------------------------------
-
-def all_messages(knowledge, services: dict | None = None) -> dict[str, str]:
-    """Every English text a catalogue must translate -> where it is used (knowledge, discovery, code)."""
-    return {**service_texts(services), **knowledge_texts(knowledge),
-            **{t: w for t, w in code_templates().items() if not t.startswith("<not a literal>")}}
-
-
-def update_catalogue(path: Path, language: str, messages: dict[str, str]) -> tuple[int, int]:
-    """Bring ``path`` up to date with ``messages``: new texts added untranslated (msgstr ""), texts no longer
-    used dropped, translations kept; entries sorted by where they are used. Returns (added, dropped)."""
-    from babel.messages.catalog import Catalog
-    from babel.messages.pofile import write_po
-
-    old: dict[str, str] = {}
-    if path.exists():
-        with path.open("rb") as handle:
-            old = {m.id: m.string for m in read_po(handle, locale=language) if m.id}
-    catalog = Catalog(locale=language, project="jak-cds", charset="utf-8", fuzzy=False, version="1",
-                      creation_date=datetime(2026, 1, 1), revision_date=datetime(2026, 1, 1),
-                      header_comment=f"# JAK CDS cards in {Locale.parse(_locale(language)).english_name}: English "
-                                     "text (msgid) -> translation (msgstr).\n# Terms: docs/i18n.md (glossary). "
-                                     "Keep {placeholders}, **bold** and line breaks as in the English.")
-    for english, where in sorted(messages.items(), key=lambda item: (item[1], item[0])):
-        catalog.add(english, old.get(english, ""), auto_comments=[where])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as handle:
-        write_po(handle, catalog, width=0, omit_header=False, sort_output=False, include_lineno=False)
-    return len(set(messages) - set(old)), len(set(old) - set(messages))
-
-
-def main() -> int:
-    """``python -m cds_service.i18n``: add new texts to cards/i18n/*.po (untranslated) and drop unused ones."""
-    from cds_service.config import Settings
-    from cds_service.knowledge import load_knowledge
-    from cds_service.record.services import load_services
-
-    settings = Settings()
-    knowledge = load_knowledge(settings.knowledge_dir)
-    messages = all_messages(knowledge, load_services(knowledge))
-    for language in LANGUAGES:
-        if language != SOURCE_LANGUAGE:
-            path = catalogue_path(settings.knowledge_dir, language)
-            added, dropped = update_catalogue(path, language, messages)
-            print(f"{path}: {added} new text(s) to translate, {dropped} no longer used")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
