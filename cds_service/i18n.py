@@ -188,7 +188,7 @@ def knowledge_texts(knowledge) -> dict[str, str]:
     for name in ("sources", "drugs", "analytes", "concepts", "indications"):
         _texts_in(getattr(knowledge, name), name, out)
     _texts_in(knowledge.overrides, "overrides", out)
-    _texts_in(knowledge.rules._tables, "rules", out)
+    _texts_in(knowledge.rules.tables, "rules", out)
     return out
 
 
@@ -225,7 +225,7 @@ def translate_knowledge(knowledge, catalogue: Catalogue):
 
     if catalogue.language == SOURCE_LANGUAGE:
         return knowledge
-    tables = {name: _translated(table, catalogue) for name, table in knowledge.rules._tables.items()}
+    tables = {name: _translated(table, catalogue) for name, table in knowledge.rules.tables.items()}
     return replace(
         knowledge,
         sources=_translated(knowledge.sources, catalogue), drugs=_translated(knowledge.drugs, catalogue),

@@ -18,10 +18,33 @@ from cds_service.fhir.values import codings, resources_of
 from cds_service.findings import Missing
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge import drugs as drugmod
+from cds_service.knowledge.drugs import DrugMatch, OrderedDose
 from cds_service.knowledge.textmatch import WORD_START, any_word
-from cds_service.rules.context import DraftOrder
 
 _validator = None
+
+
+@dataclass(frozen=True)
+class DraftOrder:
+    """A recognised JAK inhibitor draft, read with the record: its dose, indication and phase."""
+
+    resource: dict
+    order_id: str
+    match: DrugMatch
+    dose: OrderedDose
+    indication: str | None          # indication id from knowledge, or None
+    indication_how: str             # "order reason" | "active condition" | "not recorded" | "ambiguous: ..."
+    reason_given: bool = False      # the order carries a reasonCode or reasonReference (recognised or not)
+    reasons: tuple[str, ...] = ()   # every indication id (approved or off-label) recognised in the order's reason
+    phase: str | None = None        # "induction" / "maintenance" when the order's text says which (orders.order_phase)
+
+    @property
+    def drug(self) -> str:
+        return self.match.drug_id
+
+    @property
+    def name(self) -> str:
+        return self.match.entry.display
 
 
 def validate_r4(resource: dict) -> str | None:

@@ -42,6 +42,11 @@ class Rules:
             self.__dict__[name] = table
         self._for_drug: dict[tuple[str, str], list] = {}
 
+    @property
+    def tables(self) -> dict[str, list | dict]:
+        """Every table by name (read-only by convention: the knowledge does not change after loading)."""
+        return self._tables
+
     def for_drug(self, name: str, drug: str | None) -> list:
         """The entries of list table ``name`` that apply to ``drug`` (its ``drug`` or one of its ``drugs``),
         in file order; computed once per table and drug (the knowledge does not change after loading)."""
@@ -114,10 +119,6 @@ def _validate(model, data, path: Path):
         return model.model_validate(data)
     except ValidationError as exc:
         raise KnowledgeError(f"knowledge file {path} is malformed:\n{exc}") from exc
-
-
-def _entries(model, data: dict, key: str, path: Path) -> dict:
-    return {name: _validate(model, value, path) for name, value in data.get(key, {}).items()}
 
 
 def load_knowledge(directory: Path) -> Knowledge:

@@ -79,10 +79,6 @@ def _duration(days: int) -> str:
     return f"{days // 365} years" if days >= 730 else f"{days // 30} months" if days >= 60 else f"{days} days"
 
 
-def _words_in(text: str, words) -> bool:
-    return any_word(text.lower(), words)      # one cached pattern per word list (cds_service.textmatch)
-
-
 def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
     classes = ctx.knowledge.rules.drug_class
     found: dict[tuple[str, str], list] = {}      # (medicine, class) -> its active records (re-orders: one line)
