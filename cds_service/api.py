@@ -14,9 +14,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from cds_service import hooks, i18n, localise
-from cds_service.record.services import discovery_document
-from cds_service.errors import CdsError, outcome_response, unavailable_response
+from cds_service.errors import CdsError
 from cds_service.fhir import strict_json
+from cds_service.record.services import discovery_document
+from cds_service.responses import outcome_response, unavailable_response
 from cds_service.store import RETRY_AFTER_S, StoreUnavailable, db_error_kind
 
 log = logging.getLogger(__name__)

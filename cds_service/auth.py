@@ -42,8 +42,8 @@ from pydantic import (
     model_validator,
 )
 
-from cds_service.errors import unavailable_response
 from cds_service.fhir.outbound import OutboundSession
+from cds_service.responses import unavailable_response
 from cds_service.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
