@@ -20,7 +20,7 @@ import sys
 
 from flask import Flask, Response, json, request
 
-from cds_service import api
+from cds_service.web import api
 from cds_service.config import Settings
 from cds_service.fhir import strict_json
 

@@ -15,7 +15,7 @@ import pytest
 from babel.messages.pofile import read_po, write_po
 
 from cds_service import i18n
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.cli import catalogues
 from cds_service.cli.replay import SERVICE_FOR_HOOK, build_request, load_scenario
 from cds_service.config import Settings

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.config import Settings
 from fixtures.builders import TODAY
 

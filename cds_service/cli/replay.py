@@ -86,7 +86,7 @@ def iter_paths(paths: list[str]) -> list[Path]:
 
 class InProcess:
     def __init__(self, at: str | None):
-        from cds_service.app import create_app
+        from cds_service.web.app import create_app
         from cds_service.config import Settings
 
         # replays are rehearsals: keep their audit rows out of the real database

@@ -35,7 +35,7 @@ def gunicorn_options(host: str, port: int, workers: int | None = None, threads: 
 
 def production_app(settings: Settings, loopback: bool):
     """The app for a server process: knowledge, trusted clients and authentication decided, database migrated."""
-    from cds_service.app import create_app
+    from cds_service.web.app import create_app
     from cds_service.cli.warm_up import warm_up
 
     # loads and validates the knowledge and trusted clients, and decides on authentication, before binding

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, request, send_from_directory
 
-from cds_service.api import read_json_body
 from cds_service.errors import CdsError
 from cds_service.smart_app import monitoring_state
 from cds_service.smart_app.link import check_ticket
+from cds_service.web.api import read_json_body
 
 log = logging.getLogger(__name__)
 bp = Blueprint("smart_app", __name__)

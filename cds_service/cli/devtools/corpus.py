@@ -167,7 +167,7 @@ class Caller:
     """The service in-process, once with prefetch and once reading from a FHIR server over the same record."""
 
     def __init__(self):
-        from cds_service.app import create_app
+        from cds_service.web.app import create_app
         from cds_service.config import Settings
 
         self.templates = default_templates()

@@ -43,7 +43,7 @@ from pydantic import (
 )
 
 from cds_service.fhir.outbound import OutboundSession
-from cds_service.responses import unavailable_response
+from cds_service.web.responses import unavailable_response
 from cds_service.store import StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.api import read_json_body
+from cds_service.web.api import read_json_body
 from cds_service.errors import CdsError
 from cds_service.store import RETRY_AFTER_S, FeedbackRow, StoreUnavailable
 

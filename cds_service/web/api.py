@@ -13,12 +13,13 @@ from flask import Blueprint, Response, current_app, json, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from cds_service import hooks, i18n, localise
+from cds_service import hooks, i18n
 from cds_service.errors import CdsError
 from cds_service.fhir import strict_json
 from cds_service.record.services import discovery_document
-from cds_service.responses import outcome_response, unavailable_response
 from cds_service.store import RETRY_AFTER_S, StoreUnavailable, db_error_kind
+from cds_service.web import localise
+from cds_service.web.responses import outcome_response, unavailable_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("cds", __name__)

@@ -43,7 +43,7 @@ def build_engine(settings: Settings, knowledge: Knowledge | None = None, fhir_se
 
 def create_app(settings: Settings | None = None, knowledge: Knowledge | None = None, fhir_session=None,
                engine: Engine | None = None, loopback: bool | None = None, jwks_session=None) -> Flask:
-    from cds_service import api, auth, feedback, localise, openapi
+    from cds_service.web import api, auth, feedback, localise, openapi
     from cds_service.smart_app import routes as smart_app
     from cds_service.store import Store
 
