@@ -221,8 +221,6 @@ def _translated(value, catalogue: Catalogue, text: bool = False):
 def translate_knowledge(knowledge, catalogue: Catalogue):
     """A copy of the knowledge with every text field in the catalogue's language (the indexes, codes and rule
     logic shared); the caller has checked the catalogue is complete (``check_catalogue``)."""
-    from cds_service.knowledge.loader import Rules
-
     if catalogue.language == SOURCE_LANGUAGE:
         return knowledge
     tables = {name: _translated(table, catalogue) for name, table in knowledge.rules.tables.items()}
@@ -230,7 +228,7 @@ def translate_knowledge(knowledge, catalogue: Catalogue):
         knowledge,
         sources=_translated(knowledge.sources, catalogue), drugs=_translated(knowledge.drugs, catalogue),
         analytes=_translated(knowledge.analytes, catalogue), concepts=_translated(knowledge.concepts, catalogue),
-        indications=_translated(knowledge.indications, catalogue), rules=Rules(tables),
+        indications=_translated(knowledge.indications, catalogue), rules=knowledge.rules.with_tables(tables),
         overrides=_translated(knowledge.overrides, catalogue),
     )
 

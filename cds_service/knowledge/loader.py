@@ -47,6 +47,10 @@ class Rules:
         """Every table by name (read-only by convention: the knowledge does not change after loading)."""
         return self._tables
 
+    def with_tables(self, tables: dict[str, list | dict]) -> Rules:
+        """The same kind of rules over other tables (a translated copy of the knowledge)."""
+        return type(self)(tables)
+
     def for_drug(self, name: str, drug: str | None) -> list:
         """The entries of list table ``name`` that apply to ``drug`` (its ``drug`` or one of its ``drugs``),
         in file order; computed once per table and drug (the knowledge does not change after loading)."""
