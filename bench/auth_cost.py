@@ -52,8 +52,8 @@ def measure(calls: int = 300, warmup: int = 30) -> dict:
     from flask import Flask
 
     from bench.inprocess import summary
-    from cds_service.auth import Authenticator, TrustedClient
     from cds_service.store import Store
+    from cds_service.web.auth import Authenticator, TrustedClient
 
     private_key, entry = signing_key()
     client = TrustedClient(**entry)

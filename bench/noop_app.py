@@ -22,9 +22,9 @@ import sys
 from flask import Flask, Response, json, request
 from flask.json.provider import DefaultJSONProvider
 
-from cds_service import api
 from cds_service.config import Settings
 from cds_service.fhir import strict_json
+from cds_service.web import api
 
 
 def create_noop_app(settings: Settings | None = None, response_body: dict | None = None) -> Flask:

@@ -32,17 +32,18 @@ from cds_service import hooks
 from cds_service.fhir import strict_json
 
 
-# (label, object holding the name hooks.evaluate calls, attribute)
+# (label, object holding the name hooks.evaluate (or a step it takes) calls, attribute)
 def _steps() -> list[tuple[str, object, str]]:
     from cds_service import cards, orders, rules
     from cds_service.facts import coded_records, conditions, hepatic, labs, medications, safety
+    from cds_service.hooks import steps as hook_steps
     from cds_service.record import completion
 
     steps = [
         ("parse request", hooks, "parse_request"),
         ("prefetch completion", completion.Completion, "fill"),
-        ("record index (unread results dropped)", hooks, "read_record"),
-        ("patient facts", hooks, "build_facts"),
+        ("record index (unread results dropped)", hook_steps, "read_record"),
+        ("patient facts", hook_steps, "build_facts"),
         ("  of which lab results by analyte", labs, "read_labs"),
         ("  of which conditions", conditions, "read_conditions"),
         ("  of which medications", medications, "read_medications"),
@@ -51,17 +52,16 @@ def _steps() -> list[tuple[str, object, str]]:
         ("  of which coded results (serology, TB ...)", safety, "read_coded_results"),
         ("  of which vaccinations", safety, "read_immunizations"),
         ("  of which allergies", safety, "read_allergies"),
-        ("medications, read first (patient-view)", hooks, "read_medications"),
+        ("medications, read first (patient-view)", hook_steps, "read_medications"),
         ("draft orders recognised (incl. FHIR R4 validation)", orders, "recognise_drafts"),
         ("  of which FHIR R4 validation", orders, "validate_r4"),
         ("draft orders read (dose, indication, phase)", orders, "read_orders"),
     ]
     families = dict.fromkeys(rules.ORDER_RULES + rules.PATIENT_VIEW_RULES + rules.NOTICE_RULES)
     steps += [
-        (f"rules: {getattr(family, '__name__', '?').rsplit('.', 1)[-1]}", family, "evaluate")  # a module
-        for family in families
+        (f"rules: {getattr(family, '__name__', '?').rsplit('.', 1)[-1]}", family, "evaluate") for family in families
     ]
-    steps += [("cards", cards, "build_cards"), ("wire format", hooks, "cards_response")]
+    steps += [("cards", cards, "build_cards"), ("wire format", hook_steps, "cards_response")]
     return steps
 
 

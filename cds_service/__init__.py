@@ -7,6 +7,6 @@ request -> prefetch completion -> patient facts -> rules -> findings -> cards.
 
 def create_app(*args, **kwargs):
     """Application factory (imported lazily so light imports stay light)."""
-    from cds_service.app import create_app as factory
+    from cds_service.web.app import create_app as factory
 
     return factory(*args, **kwargs)

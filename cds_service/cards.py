@@ -4,6 +4,7 @@ One card per concern (the most severe finding wins), one "could not check"
 card per order gathering every gap, sources rendered as links, override
 reasons from the knowledge, and nothing empty on the wire.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,21 +26,21 @@ class IssuedCard:
     rule_id: str
 
 
-@lru_cache(maxsize=512)          # one per rule id (a few dozen), shared by every card of that rule
+@lru_cache(maxsize=512)  # one per rule id (a few dozen), shared by every card of that rule
 def rule_topic(rule_id: str) -> Coding:
     """source.topic names the rule behind a card, so EHR analytics and feedback can group by rule."""
     return Coding(code=rule_id, system=RULE_SYSTEM, display=f"JAK CDS rule {rule_id}")
 
 
 def _short(text: str) -> str:
-    return text if len(text) <= MAX_SUMMARY else text[:MAX_SUMMARY - 1].rstrip() + "…"
+    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1].rstrip() + "…"
 
 
 def _link_label(text: str, limit: int = 80) -> str:
     """A link label that fits ``limit``, cut at a word boundary with an ellipsis (never "... with JAK in")."""
     if len(text) <= limit:
         return text
-    return text[:limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:/-(") + "…"
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:/-(") + "…"
 
 
 def _sources_md(knowledge: Knowledge, source_ids: list[str]) -> str:
@@ -47,26 +48,28 @@ def _sources_md(knowledge: Knowledge, source_ids: list[str]) -> str:
     return "\n\n**Sources**\n" + "\n".join(lines)
 
 
-def _card_part(knowledge: Knowledge, key: tuple, make):
-    """A card part that follows from the knowledge alone: made on first use, then shared by every card."""
-    found = knowledge.card_parts.get(key)
-    if found is None:
-        found = knowledge.card_parts[key] = make()
-    return found
+@dataclass(frozen=True)
+class CardParts:
+    """The parts of cards that follow from one knowledge alone, made once when it is loaded (each language's copy
+    of the knowledge has its own) and shared by every card: immutable wire models.
 
+    ``overrides``: override set -> its reasons as codings; ``links``: source id -> the link to it."""
 
-def _override(knowledge: Knowledge, set_name: str | None) -> tuple[Coding, ...] | None:
-    if not set_name:
-        return None
-    system = knowledge.overrides.system
-    return _card_part(knowledge, ("override", set_name), lambda: tuple(
-        Coding(code=r.code, system=system, display=r.display) for r in knowledge.overrides.sets[set_name].reasons))
+    overrides: dict[str, tuple[Coding, ...]]
+    links: dict[str, Link]
 
-
-def _link(knowledge: Knowledge, source_id: str) -> Link:
-    source = knowledge.sources[source_id]
-    return _card_part(knowledge, ("link", source_id),
-                      lambda: Link(label=_link_label(source.label), url=source.url))
+    @classmethod
+    def of(cls, knowledge: Knowledge) -> CardParts:
+        system = knowledge.overrides.system
+        return cls(
+            overrides={
+                name: tuple(Coding(code=r.code, system=system, display=r.display) for r in entry.reasons)
+                for name, entry in knowledge.overrides.sets.items()
+            },
+            links={
+                sid: Link(label=_link_label(source.label), url=source.url) for sid, source in knowledge.sources.items()
+            },
+        )
 
 
 def dedupe(findings: list[Finding]) -> list[Finding]:
@@ -125,15 +128,24 @@ def sources_for(source_ids: list[str], drug: str | None) -> list[str]:
     return kept or unique
 
 
-def finding_card(knowledge: Knowledge, finding: Finding) -> Card:
+def finding_card(knowledge: Knowledge, parts: CardParts, finding: Finding, app_link: Link | None = None) -> Card:
+    """The card of one finding; with ``app_link`` its one link is the app (its sources are listed in the detail)."""
     finding.sources = sources_for(finding.sources, finding.drug)
     first = knowledge.sources[primary_source(finding.sources, finding.drug)]
     suggestions = [
-        Suggestion(label=s.label, isRecommended=s.recommended or None,
-                   actions=[Action(type=a.type, description=a.description, resource=a.resource,
-                                   resourceId=list(a.resource_id) or None) for a in s.actions])
+        Suggestion(
+            label=s.label,
+            isRecommended=s.recommended or None,
+            actions=[
+                Action(
+                    type=a.type, description=a.description, resource=a.resource, resourceId=list(a.resource_id) or None
+                )
+                for a in s.actions
+            ],
+        )
         for s in finding.suggestions
     ] or None
+    overrides = parts.overrides[finding.override_set] if finding.override_set and finding.indicator != "info" else None
     return Card(
         summary=_short(finding.summary),
         detail=finding.detail + _sources_md(knowledge, finding.sources),
@@ -141,12 +153,14 @@ def finding_card(knowledge: Knowledge, finding: Finding) -> Card:
         source=Source(label=first.label, url=first.url, topic=rule_topic(finding.rule_id)),
         suggestions=suggestions,
         selectionBehavior="at-most-one" if suggestions else None,
-        overrideReasons=_override(knowledge, finding.override_set) if finding.indicator != "info" else None,
-        links=[_link(knowledge, s) for s in dict.fromkeys(finding.sources)],
+        overrideReasons=overrides,
+        links=[app_link] if app_link else [parts.links[s] for s in dict.fromkeys(finding.sources)],
     )
 
 
-def missing_card(knowledge: Knowledge, gaps: list[Missing], drug_name: str | None) -> Card:
+def missing_card(
+    knowledge: Knowledge, parts: CardParts, gaps: list[Missing], drug_name: str | None, app_link: Link | None = None
+) -> Card:
     """One card listing every check that could not be done for one order (or for the patient)."""
     unique: dict[tuple[str, str], Missing] = {}
     for gap in gaps:
@@ -162,12 +176,20 @@ def missing_card(knowledge: Knowledge, gaps: list[Missing], drug_name: str | Non
     lines = "\n".join(f"- **{g.check}**: {g.why}" for g in items)
     drugs = {g.drug for g in items if g.drug}
     sources = sources_for([s for g in items for s in g.sources], next(iter(drugs)) if len(drugs) == 1 else None)
-    detail = ("These checks were **not** done. Missing data is not evidence that the values are normal.\n\n"
-              + lines + _sources_md(knowledge, sources))
+    detail = (
+        "These checks were **not** done. Missing data is not evidence that the values are normal.\n\n"
+        + lines
+        + _sources_md(knowledge, sources)
+    )
     first = knowledge.sources[sources[0]]
-    return Card(summary=_short(summary), detail=detail, indicator="warning",
-                source=Source(label=first.label, url=first.url, topic=rule_topic("missing-data")),
-                overrideReasons=_override(knowledge, "missing-data"))
+    return Card(
+        summary=_short(summary),
+        detail=detail,
+        indicator="warning",
+        source=Source(label=first.label, url=first.url, topic=rule_topic("missing-data")),
+        overrideReasons=parts.overrides["missing-data"],
+        links=[app_link] if app_link else None,
+    )
 
 
 def absorb(findings: list[Finding], gaps: list[Missing]) -> list[Missing]:
@@ -198,13 +220,21 @@ def _caused_by(gap: Missing, covers: tuple[str, ...]) -> bool:
     return all(any(n.search(clause) for n in names) for clause in gap.why.split("; "))
 
 
-def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missing],
-                drug_names: dict[str | None, str]) -> list[IssuedCard]:
-    """Cards in order of severity, each with its rule id."""
+def build_cards(
+    knowledge: Knowledge,
+    parts: CardParts,
+    findings: list[Finding],
+    gaps: list[Missing],
+    drug_names: dict[str | None, str],
+    app_link: Link | None = None,
+    app_link_on_gaps: bool = False,
+) -> list[IssuedCard]:
+    """Cards in order of severity, each with its rule id. ``app_link`` (the SMART monitoring app) is the one link
+    of every finding's card, and of the could-not-check cards too with ``app_link_on_gaps``."""
     cards: list[tuple[int, Card, str]] = []
     gaps = absorb(findings, gaps)
     for finding in one_edit_per_draft(dedupe(findings)):
-        cards.append((SEVERITY[finding.indicator], finding_card(knowledge, finding), finding.rule_id))
+        cards.append((SEVERITY[finding.indicator], finding_card(knowledge, parts, finding, app_link), finding.rule_id))
     by_order: dict[str | None, list[Missing]] = {}
     for gap in gaps:
         by_order.setdefault(gap.order_id, []).append(gap)
@@ -214,7 +244,14 @@ def build_cards(knowledge: Knowledge, findings: list[Finding], gaps: list[Missin
         for order_gaps in by_order.values():
             order_gaps[:0] = patient_gaps
     for order_id, order_gaps in by_order.items():
-        cards.append((SEVERITY["warning"], missing_card(knowledge, order_gaps, drug_names.get(order_id)),
-                      "missing-data"))
+        cards.append(
+            (
+                SEVERITY["warning"],
+                missing_card(
+                    knowledge, parts, order_gaps, drug_names.get(order_id), app_link if app_link_on_gaps else None
+                ),
+                "missing-data",
+            )
+        )
     cards.sort(key=lambda item: -item[0])
     return [IssuedCard(card, rule_id) for _, card, rule_id in cards]

@@ -16,6 +16,7 @@ Start-up refuses (``I18nError``) a catalogue that misses, or leaves empty, any k
 template found in the code, or whose translation names other ``{placeholders}`` than the English: a missing
 translation is an error, never an English fallback. See docs/i18n.md.
 """
+
 from __future__ import annotations
 
 import ast
@@ -38,19 +39,45 @@ SOURCE_LANGUAGE = "en"
 LANGUAGES = ("en", "nl", "nb")
 # tags that mean one of LANGUAGES: Norwegian (no), Nynorsk readers get Bokmål (nn), ISO 639-2 codes
 ALIASES = {"no": "nb", "nn": "nb", "nob": "nb", "nno": "nb", "nor": "nb", "nld": "nl", "dut": "nl", "eng": "en"}
-CATALOGUE_DIR = "i18n"                      # under the knowledge directory: cards/i18n/nl.po, nb.po
+CATALOGUE_DIR = "i18n"  # under the knowledge directory: cards/i18n/nl.po, nb.po
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Fields of the knowledge whose text a clinician reads (on a card, a link, a discovery entry, the rule catalogue).
 # Every other ``str`` field of a knowledge schema is a code, an id, a unit or a word that the rules match, and is
 # listed in NOT_TEXT_FIELDS; tests/test_i18n.py fails for a string field in neither set, so a new text field
 # is classified (and translated) before it ships.
-TEXT_FIELDS = frozenset({
-    "summary", "detail", "action", "note", "intro", "reason", "evidence", "combination", "floor", "label",
-    "suggestion_label", "remove_label", "display", "headlines", "drug_notes", "unit_notes", "code_notes",
-    "no_evidence", "caveat", "scope_note", "prac_summary", "vte_summary", "prac_action", "vte_action",
-    "findings", "dose", "title", "description",
-})
+TEXT_FIELDS = frozenset(
+    {
+        "summary",
+        "detail",
+        "action",
+        "note",
+        "intro",
+        "reason",
+        "evidence",
+        "combination",
+        "floor",
+        "label",
+        "suggestion_label",
+        "remove_label",
+        "display",
+        "headlines",
+        "drug_notes",
+        "unit_notes",
+        "code_notes",
+        "no_evidence",
+        "caveat",
+        "scope_note",
+        "prac_summary",
+        "vte_summary",
+        "prac_action",
+        "vte_action",
+        "findings",
+        "dose",
+        "title",
+        "description",
+    }
+)
 # per model: a field named like a text field that is not one (a drug's display is its name and brand)
 NOT_TEXT = {"DrugEntry": frozenset({"display"}), "CodeRef": frozenset({"display"})}
 
@@ -110,7 +137,7 @@ class Catalogue:
 
     @property
     def locale(self) -> Locale:
-        return _locale(self.language)
+        return locale_of(self.language)
 
     def text(self, english: str) -> str:
         if self.language == SOURCE_LANGUAGE:
@@ -125,7 +152,8 @@ ENGLISH = Catalogue(SOURCE_LANGUAGE, {})
 
 
 @lru_cache(maxsize=8)
-def _locale(language: str) -> Locale:
+def locale_of(language: str) -> Locale:
+    """The babel locale a language's numbers and dates are written in."""
     return Locale.parse({"en": "en_GB", "nl": "nl_NL", "nb": "nb_NO"}[language])
 
 
@@ -142,8 +170,11 @@ def read_catalogue(path: Path, language: str) -> Catalogue:
         raise I18nError(f"translation catalogue missing: {path}") from exc
     except Exception as exc:  # babel raises PoFileError and others for a malformed file
         raise I18nError(f"translation catalogue {path} is malformed: {exc}") from exc
-    messages = {m.id: m.string for m in po if m.id and isinstance(m.id, str) and isinstance(m.string, str)
-                and m.string.strip() and not m.fuzzy}
+    messages = {
+        m.id: m.string
+        for m in po
+        if m.id and isinstance(m.id, str) and isinstance(m.string, str) and m.string.strip() and not m.fuzzy
+    }
     return Catalogue(language, messages)
 
 
@@ -155,12 +186,15 @@ def check_catalogue(catalogue: Catalogue, texts: dict[str, str]) -> list[str]:
         if not translated:
             problems.append(f"{catalogue.language}: no translation of {english!r} ({where})")
         elif placeholders(translated) != placeholders(english):
-            problems.append(f"{catalogue.language}: placeholders {sorted(placeholders(translated))} in the "
-                            f"translation of {english!r} differ from {sorted(placeholders(english))} ({where})")
+            problems.append(
+                f"{catalogue.language}: placeholders {sorted(placeholders(translated))} in the "
+                f"translation of {english!r} differ from {sorted(placeholders(english))} ({where})"
+            )
     return problems
 
 
 # -- knowledge texts --------------------------------------------------------------------------------------------
+
 
 def _is_text_field(model: BaseModel, name: str) -> bool:
     return name in TEXT_FIELDS and name not in NOT_TEXT.get(type(model).__name__, ())
@@ -187,7 +221,7 @@ def knowledge_texts(knowledge) -> dict[str, str]:
     for name in ("sources", "drugs", "analytes", "concepts", "indications"):
         _texts_in(getattr(knowledge, name), name, out)
     _texts_in(knowledge.overrides, "overrides", out)
-    _texts_in(knowledge.rules._tables, "rules", out)
+    _texts_in(knowledge.rules.tables, "rules", out)
     return out
 
 
@@ -202,7 +236,7 @@ def _translated(value, catalogue: Catalogue, text: bool = False):
         if not changes:
             return value
         copy = value.model_copy(update=changes)
-        copy.__dict__.pop("rxnorm_codes", None)      # cached_property values are recomputed on the copy
+        copy.__dict__.pop("rxnorm_codes", None)  # cached_property values are recomputed on the copy
         return copy
     if isinstance(value, str):
         return catalogue.text(value) if text and value.strip() else value
@@ -220,17 +254,18 @@ def _translated(value, catalogue: Catalogue, text: bool = False):
 def translate_knowledge(knowledge, catalogue: Catalogue):
     """A copy of the knowledge with every text field in the catalogue's language (the indexes, codes and rule
     logic shared); the caller has checked the catalogue is complete (``check_catalogue``)."""
-    from cds_service.knowledge.loader import Rules
-
     if catalogue.language == SOURCE_LANGUAGE:
         return knowledge
-    tables = {name: _translated(table, catalogue) for name, table in knowledge.rules._tables.items()}
+    tables = {name: _translated(table, catalogue) for name, table in knowledge.rules.tables.items()}
     return replace(
         knowledge,
-        sources=_translated(knowledge.sources, catalogue), drugs=_translated(knowledge.drugs, catalogue),
-        analytes=_translated(knowledge.analytes, catalogue), concepts=_translated(knowledge.concepts, catalogue),
-        indications=_translated(knowledge.indications, catalogue), rules=Rules(tables),
-        overrides=_translated(knowledge.overrides, catalogue), card_parts={},
+        sources=_translated(knowledge.sources, catalogue),
+        drugs=_translated(knowledge.drugs, catalogue),
+        analytes=_translated(knowledge.analytes, catalogue),
+        concepts=_translated(knowledge.concepts, catalogue),
+        indications=_translated(knowledge.indications, catalogue),
+        rules=knowledge.rules.with_tables(tables),
+        overrides=_translated(knowledge.overrides, catalogue),
     )
 
 
@@ -346,6 +381,7 @@ def code_templates(root: Path = PACKAGE_DIR) -> dict[str, str]:
 
 # -- start-up -----------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Translations:
     """The knowledge and catalogue of each language, built and checked once at start-up."""
@@ -367,79 +403,37 @@ def service_texts(services: dict) -> dict[str, str]:
     return out
 
 
-def load_translations(knowledge, knowledge_dir: Path, default: str = SOURCE_LANGUAGE,
-                      languages: tuple[str, ...] = LANGUAGES, services: dict | None = None) -> Translations:
+def load_translations(
+    knowledge,
+    knowledge_dir: Path,
+    default: str = SOURCE_LANGUAGE,
+    languages: tuple[str, ...] = LANGUAGES,
+    services: dict | None = None,
+) -> Translations:
     """Read every catalogue, check it covers every knowledge text, discovery text and ``say`` template, and
     translate the knowledge once per language. Raises I18nError listing every problem."""
     if default not in languages:
         raise I18nError(f"JAK_CDS_LANGUAGE={default!r} is not one of {', '.join(languages)}")
     texts = {**service_texts(services), **knowledge_texts(knowledge)}
     templates = code_templates()
-    problems = [f"say() template is not a literal string at {where}"
-                for text, where in templates.items() if text.startswith("<not a literal>")]
+    problems = [
+        f"say() template is not a literal string at {where}"
+        for text, where in templates.items()
+        if text.startswith("<not a literal>")
+    ]
     catalogues = {SOURCE_LANGUAGE: ENGLISH}
     for language in languages:
         if language == SOURCE_LANGUAGE:
             continue
         catalogue = read_catalogue(catalogue_path(knowledge_dir, language), language)
         problems += check_catalogue(catalogue, texts)
-        problems += check_catalogue(catalogue, {t: w for t, w in templates.items()
-                                                if not t.startswith("<not a literal>")})
+        problems += check_catalogue(
+            catalogue, {t: w for t, w in templates.items() if not t.startswith("<not a literal>")}
+        )
         catalogues[language] = catalogue
     if problems:
         shown = problems[:40] + ([f"... and {len(problems) - 40} more"] if len(problems) > 40 else [])
         raise I18nError("translation catalogues are incomplete (cards/i18n/*.po):\n  " + "\n  ".join(shown))
-    return Translations(default, catalogues,
-                        {lang: translate_knowledge(knowledge, cat) for lang, cat in catalogues.items()})
-
-
-# -- the catalogues as translators see them ---------------------------------------------------------------------
-
-def all_messages(knowledge, services: dict | None = None) -> dict[str, str]:
-    """Every English text a catalogue must translate -> where it is used (knowledge, discovery, code)."""
-    return {**service_texts(services), **knowledge_texts(knowledge),
-            **{t: w for t, w in code_templates().items() if not t.startswith("<not a literal>")}}
-
-
-def update_catalogue(path: Path, language: str, messages: dict[str, str]) -> tuple[int, int]:
-    """Bring ``path`` up to date with ``messages``: new texts added untranslated (msgstr ""), texts no longer
-    used dropped, translations kept; entries sorted by where they are used. Returns (added, dropped)."""
-    from babel.messages.catalog import Catalog
-    from babel.messages.pofile import write_po
-
-    old: dict[str, str] = {}
-    if path.exists():
-        with path.open("rb") as handle:
-            old = {m.id: m.string for m in read_po(handle, locale=language) if m.id}
-    catalog = Catalog(locale=language, project="jak-cds", charset="utf-8", fuzzy=False, version="1",
-                      creation_date=datetime(2026, 1, 1), revision_date=datetime(2026, 1, 1),
-                      header_comment=f"# JAK CDS cards in {Locale.parse(_locale(language)).english_name}: English "
-                                     "text (msgid) -> translation (msgstr).\n# Terms: docs/i18n.md (glossary). "
-                                     "Keep {placeholders}, **bold** and line breaks as in the English.")
-    for english, where in sorted(messages.items(), key=lambda item: (item[1], item[0])):
-        catalog.add(english, old.get(english, ""), auto_comments=[where])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as handle:
-        write_po(handle, catalog, width=0, omit_header=False, sort_output=False, include_lineno=False)
-    return len(set(messages) - set(old)), len(set(old) - set(messages))
-
-
-def main() -> int:
-    """``python -m cds_service.i18n``: add new texts to cards/i18n/*.po (untranslated) and drop unused ones."""
-    from cds_service.config import Settings
-    from cds_service.knowledge import load_knowledge
-    from cds_service.record.services import load_services
-
-    settings = Settings()
-    knowledge = load_knowledge(settings.knowledge_dir)
-    messages = all_messages(knowledge, load_services(knowledge))
-    for language in LANGUAGES:
-        if language != SOURCE_LANGUAGE:
-            path = catalogue_path(settings.knowledge_dir, language)
-            added, dropped = update_catalogue(path, language, messages)
-            print(f"{path}: {added} new text(s) to translate, {dropped} no longer used")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return Translations(
+        default, catalogues, {lang: translate_knowledge(knowledge, cat) for lang, cat in catalogues.items()}
+    )

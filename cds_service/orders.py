@@ -5,6 +5,7 @@ is accepted too. Each MedicationRequest is validated as FHIR R4 with
 fhir.resources after tolerant normalisation; an order that still fails is
 evaluated from what could be read and the failure is said on a card.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,10 +19,33 @@ from cds_service.fhir.values import codings, resources_of
 from cds_service.findings import Missing
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge import drugs as drugmod
+from cds_service.knowledge.drugs import DrugMatch, OrderedDose
 from cds_service.knowledge.textmatch import WORD_START, any_word
-from cds_service.rules.context import DraftOrder
 
 _validator = None
+
+
+@dataclass(frozen=True)
+class DraftOrder:
+    """A recognised JAK inhibitor draft, read with the record: its dose, indication and phase."""
+
+    resource: dict
+    order_id: str
+    match: DrugMatch
+    dose: OrderedDose
+    indication: str | None  # indication id from knowledge, or None
+    indication_how: str  # "order reason" | "active condition" | "not recorded" | "ambiguous: ..."
+    reason_given: bool = False  # the order carries a reasonCode or reasonReference (recognised or not)
+    reasons: tuple[str, ...] = ()  # every indication id (approved or off-label) recognised in the order's reason
+    phase: str | None = None  # "induction" / "maintenance" when the order's text says which (orders.order_phase)
+
+    @property
+    def drug(self) -> str:
+        return self.match.drug_id
+
+    @property
+    def name(self) -> str:
+        return self.match.entry.display
 
 
 def validate_r4(resource: dict) -> str | None:
@@ -34,6 +58,7 @@ def validate_r4(resource: dict) -> str | None:
     global _validator
     if _validator is None:
         from fhir.resources.R4B.medicationrequest import MedicationRequest
+
         _validator = MedicationRequest
     try:
         _validator.model_validate(resource)
@@ -51,7 +76,9 @@ def draft_resources(context: dict) -> list[dict]:
     raw = context.get("draftOrders")
     resources = resources_of(raw)
     if resources is None:
-        raise CdsError(400, "context.draftOrders must be a FHIR Bundle of draft orders", expression=["context.draftOrders"])
+        raise CdsError(
+            400, "context.draftOrders must be a FHIR Bundle of draft orders", expression=["context.draftOrders"]
+        )
     return resources
 
 
@@ -73,8 +100,9 @@ def _listed(value: object) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def reason_indications(knowledge: Knowledge, resource: dict[str, Any],
-                       facts: PatientFacts) -> tuple[bool, tuple[str, ...]]:
+def reason_indications(
+    knowledge: Knowledge, resource: dict[str, Any], facts: PatientFacts
+) -> tuple[bool, tuple[str, ...]]:
     """(does the order state a reason at all?, every indication recognised in reasonCode/reasonReference, in
     order: codes first). A reasonReference is read through the Condition it names in ``facts.conditions``
     (a Condition entered in error or refuted names no indication)."""
@@ -89,8 +117,9 @@ def reason_indications(knowledge: Knowledge, resource: dict[str, Any],
     return bool(codes or refs), tuple(dict.fromkeys(f for f in found if f))
 
 
-def _indication(knowledge: Knowledge, facts: PatientFacts, match: drugmod.DrugMatch,
-                reasons: tuple[str, ...]) -> tuple[str | None, str]:
+def _indication(
+    knowledge: Knowledge, facts: PatientFacts, match: drugmod.DrugMatch, reasons: tuple[str, ...]
+) -> tuple[str | None, str]:
     """The order's indication and how it was found: its reason first, else the one approved active condition."""
     if reasons:
         return reasons[0], "order reason"
@@ -101,7 +130,7 @@ def _indication(knowledge: Knowledge, facts: PatientFacts, match: drugmod.DrugMa
         return next(iter(candidates)), "active condition"
     if len(candidates) > 1:
         return None, "ambiguous: " + ", ".join(sorted(candidates))
-    if active:   # conditions that are indications of other drugs: say them, it is not "nothing recorded"
+    if active:  # conditions that are indications of other drugs: say them, it is not "nothing recorded"
         names = ", ".join(sorted(knowledge.indications[i].display for i in active if i in knowledge.indications))
         return None, f"no approved indication of {match.entry.display} on record; recorded: {names}"
     return None, "not recorded"
@@ -122,8 +151,7 @@ def _order_texts(resource: dict) -> list[str]:
 def order_phase(knowledge: Knowledge, resource: dict) -> str | None:
     """'induction' / 'maintenance' if the order's text says so (and not both), else None (``[dose_phase.*]``)."""
     text = " ".join(_order_texts(resource)).lower()
-    found = {phase for phase, entry in knowledge.rules.dose_phase.items()
-             if any_word(text, entry.words, *WORD_START)}
+    found = {phase for phase, entry in knowledge.rules.dose_phase.items() if any_word(text, entry.words, *WORD_START)}
     return found.pop() if len(found) == 1 else None
 
 
@@ -131,7 +159,7 @@ def order_phase(knowledge: Knowledge, resource: dict) -> str | None:
 class RecognisedDraft:
     """A draft MedicationRequest of a drug the knowledge knows, before the patient's record is read."""
 
-    resource: dict                  # after tolerant normalisation
+    resource: dict  # after tolerant normalisation
     order_id: str
     match: drugmod.DrugMatch
 
@@ -149,15 +177,26 @@ def recognise_drafts(knowledge: Knowledge, resources: list[dict]) -> tuple[list[
             continue
         resource = normalise(raw)
         order_id = str(resource.get("id") or f"draft-{index + 1}")
-        match = drugmod.recognise(knowledge, resource.get("medicationCodeableConcept"),
-                                  drugmod.contained_medication(resource), drugmod.route_hint(resource))
+        match = drugmod.recognise(
+            knowledge,
+            resource.get("medicationCodeableConcept"),
+            drugmod.contained_medication(resource),
+            drugmod.route_hint(resource),
+        )
         if match is None:
             continue
         problem = validate_r4(resource)
         if problem:
-            gaps.append(Missing("fhir-validation", f"the {match.entry.display} draft order",
-                                f"it is not valid FHIR R4 ({problem}); checks used what could be read",
-                                tuple(match.entry.sources), order_id, match.drug_id))
+            gaps.append(
+                Missing(
+                    "fhir-validation",
+                    f"the {match.entry.display} draft order",
+                    f"it is not valid FHIR R4 ({problem}); checks used what could be read",
+                    tuple(match.entry.sources),
+                    order_id,
+                    match.drug_id,
+                )
+            )
         recognised.append(RecognisedDraft(resource, order_id, match))
     return recognised, gaps
 
@@ -170,8 +209,19 @@ def read_orders(knowledge: Knowledge, drafts: list[RecognisedDraft], facts: Pati
         dose = drugmod.ordered_dose(resource, match)
         reason_given, reasons = reason_indications(knowledge, resource, facts)
         indication, how = _indication(knowledge, facts, match, reasons)
-        orders.append(DraftOrder(resource, draft.order_id, match, dose, indication, how, reason_given, reasons,
-                                 order_phase(knowledge, resource)))
+        orders.append(
+            DraftOrder(
+                resource,
+                draft.order_id,
+                match,
+                dose,
+                indication,
+                how,
+                reason_given,
+                reasons,
+                order_phase(knowledge, resource),
+            )
+        )
     return orders
 
 
@@ -179,11 +229,17 @@ def _dstu2_order(knowledge: Knowledge, raw: dict, index: int) -> list[Missing]:
     """A FHIR DSTU2 MedicationOrder (what EHRs and the CDS Hooks sandbox send on DSTU2 servers) of a systemic
     JAK inhibitor is not read, and that is said: silence would look like "no problems"."""
     resource = normalise(raw)
-    match = drugmod.recognise(knowledge, resource.get("medicationCodeableConcept"), None,
-                              drugmod.route_hint(resource))
+    match = drugmod.recognise(knowledge, resource.get("medicationCodeableConcept"), None, drugmod.route_hint(resource))
     if match is None or match.category != "systemic":
         return []
     order_id = str(resource.get("id") or f"draft-{index + 1}")
-    return [Missing("fhir-version", f"the {match.entry.display} draft order",
-                    "a FHIR DSTU2 MedicationOrder is not read (R4 MedicationRequest only): nothing was checked",
-                    tuple(match.entry.sources), order_id, match.drug_id)]
+    return [
+        Missing(
+            "fhir-version",
+            f"the {match.entry.display} draft order",
+            "a FHIR DSTU2 MedicationOrder is not read (R4 MedicationRequest only): nothing was checked",
+            tuple(match.entry.sources),
+            order_id,
+            match.drug_id,
+        )
+    ]

@@ -4,6 +4,7 @@ Kept apart from the clinical model: these classes only say what travels on
 the wire. Tolerance for small client deviations lives in validators here so
 the rest of the code sees one clean shape.
 """
+
 from __future__ import annotations
 
 import uuid as uuidlib
@@ -70,7 +71,7 @@ class HookRequest(BaseModel):
 # pydantic models cost ~0.1-0.2 ms per hook call under load, most of the card step (python -m bench.stages).
 
 INDICATORS = ("info", "warning", "critical")
-MAX_SUMMARY = 139                                  # CDS Hooks: summary "<140 characters"
+MAX_SUMMARY = 139  # CDS Hooks: summary "<140 characters"
 
 
 def _require(condition: bool, message: str) -> None:
@@ -80,19 +81,22 @@ def _require(condition: bool, message: str) -> None:
 
 def _present(**fields) -> dict:
     """The fields that have a value, in order: None, "" and empty lists or objects never go on the wire."""
-    return {key: value for key, value in fields.items() if value is not None and value != "" and value != []
-            and value != {}}
+    return {
+        key: value for key, value in fields.items() if value is not None and value != "" and value != [] and value != {}
+    }
 
 
-@dataclass(frozen=True, slots=True)              # shared by many cards (cards.py makes each once)
+@dataclass(frozen=True, slots=True)  # shared by many cards (cards.py makes each once)
 class Coding:
     code: str
     system: str
     display: str
 
     def __post_init__(self) -> None:
-        _require(type(self.code) is str and type(self.system) is str and type(self.display) is str,
-                 "a Coding's code, system and display are strings")
+        _require(
+            type(self.code) is str and type(self.system) is str and type(self.display) is str,
+            "a Coding's code, system and display are strings",
+        )
 
     def wire(self) -> dict:
         return _present(code=self.code, system=self.system, display=self.display)
@@ -111,12 +115,12 @@ class Source:
         return _present(label=self.label, url=self.url, topic=self.topic.wire() if self.topic else None)
 
 
-@dataclass(frozen=True, slots=True)              # shared by many cards (cards.py makes each once)
+@dataclass(frozen=True, slots=True)  # shared by many cards (cards.py makes each once)
 class Link:
     label: str
     url: str
     type: Literal["absolute", "smart"] = "absolute"
-    appContext: str | None = None                  # smart links only: handed to the app at launch
+    appContext: str | None = None  # smart links only: handed to the app at launch
 
     def __post_init__(self) -> None:
         _require(type(self.label) is str and type(self.url) is str, "a link's label and url are strings")
@@ -139,8 +143,12 @@ class Action:
         _require(type(self.description) is str, "an action's description is a string")
 
     def wire(self) -> dict:
-        return _present(type=self.type, description=self.description, resource=prune(self.resource),
-                        resourceId=prune(self.resourceId))
+        return _present(
+            type=self.type,
+            description=self.description,
+            resource=prune(self.resource),
+            resourceId=prune(self.resourceId),
+        )
 
 
 @dataclass(slots=True)
@@ -154,8 +162,12 @@ class Suggestion:
         _require(type(self.label) is str and self.label != "", "a suggestion needs a label")
 
     def wire(self) -> dict:
-        return _present(label=self.label, uuid=self.uuid, isRecommended=self.isRecommended,
-                        actions=[a.wire() for a in self.actions] if self.actions else None)
+        return _present(
+            label=self.label,
+            uuid=self.uuid,
+            isRecommended=self.isRecommended,
+            actions=[a.wire() for a in self.actions] if self.actions else None,
+        )
 
 
 @dataclass(slots=True)
@@ -172,12 +184,16 @@ class Card:
 
     def __post_init__(self) -> None:
         """The spec's rules for a card, so no code path can put a card the EHR must reject on the wire."""
-        _require(type(self.summary) is str and 0 < len(self.summary) <= MAX_SUMMARY,
-                 f"a card summary has 1 to {MAX_SUMMARY} characters")
+        _require(
+            type(self.summary) is str and 0 < len(self.summary) <= MAX_SUMMARY,
+            f"a card summary has 1 to {MAX_SUMMARY} characters",
+        )
         _require(self.indicator in INDICATORS, f"card indicator {self.indicator!r} is not in the spec")
         _require(type(self.source) is Source, "a card needs a source")
-        _require(self.selectionBehavior in (None, "at-most-one", "any"),
-                 f"selectionBehavior {self.selectionBehavior!r} is not in the spec")
+        _require(
+            self.selectionBehavior in (None, "at-most-one", "any"),
+            f"selectionBehavior {self.selectionBehavior!r} is not in the spec",
+        )
         if self.suggestions and not self.selectionBehavior:
             self.selectionBehavior = "at-most-one"
         if not self.suggestions:
@@ -189,12 +205,16 @@ class Card:
     def wire(self) -> dict:
         """The card as CDS Hooks JSON, in the spec's field order, nothing empty."""
         return _present(
-            uuid=self.uuid, summary=self.summary, detail=self.detail, indicator=self.indicator,
+            uuid=self.uuid,
+            summary=self.summary,
+            detail=self.detail,
+            indicator=self.indicator,
             source=self.source.wire(),
             suggestions=[s.wire() for s in self.suggestions] if self.suggestions else None,
             selectionBehavior=self.selectionBehavior,
             overrideReasons=[c.wire() for c in self.overrideReasons] if self.overrideReasons else None,
-            links=[link.wire() for link in self.links] if self.links else None)
+            links=[link.wire() for link in self.links] if self.links else None,
+        )
 
 
 def prune(value: Any) -> Any:
@@ -205,7 +225,7 @@ def prune(value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            if isinstance(item, (dict, list)):        # recurse into containers only; leaves are checked here
+            if isinstance(item, (dict, list)):  # recurse into containers only; leaves are checked here
                 item = prune(item)
             elif isinstance(item, str) and item == "":
                 continue

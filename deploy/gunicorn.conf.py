@@ -1,9 +1,9 @@
 """Production server: ``gunicorn -c deploy/gunicorn.conf.py`` (from the repository root).
 
 The same server as ``jak-cds serve --workers N``: gthread workers, options from
-``cds_service.server.gunicorn_options``, the app built once before forking.
-Environment: JAK_CDS_BIND (default 127.0.0.1:8080), JAK_CDS_WORKERS (default:
-one per core), and the service's JAK_CDS_* settings (see README).
+``cds_service.cli.server.gunicorn_options``, the app built once before forking.
+Environment, read through ``Settings``: JAK_CDS_BIND (default 127.0.0.1:8080), JAK_CDS_WORKERS (default:
+one per core), JAK_CDS_THREADS, and the service's other JAK_CDS_* settings (see README).
 """
 from cds_service.cli.server import gunicorn_options
 from cds_service.config import Settings

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("JAK_CDS_CHROMIUM", "/usr/bin/chromium")

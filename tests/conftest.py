@@ -14,7 +14,7 @@ from datetime import date
 import pytest
 import responses
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.config import Settings
 from cds_service.record.services import default_templates, load_services
 from cds_service.fhir.query import search

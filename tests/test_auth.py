@@ -9,8 +9,8 @@ import pytest
 import requests
 import responses
 
-from cds_service import auth
-from cds_service.app import create_app
+from cds_service.web import auth
+from cds_service.web.app import create_app
 from cds_service.cli import main as cli_main
 from cds_service.config import REPO_ROOT, Settings
 from fixtures.builders import draft_order

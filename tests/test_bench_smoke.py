@@ -135,9 +135,10 @@ def test_http_run_starts_and_stops_both_servers():
 def test_stage_breakdown_times_every_step_of_the_call_and_puts_the_pipeline_back():
     from bench import stages
     from cds_service import hooks, orders
+    from cds_service.hooks import steps as hook_steps
     from cds_service.record.completion import Completion
 
-    before = (hooks.build_facts, hooks.parse_request, orders.validate_r4, hooks.read_record, Completion.fill)
+    before = (hook_steps.build_facts, hooks.parse_request, orders.validate_r4, hook_steps.read_record, Completion.fill)
     result = stages.measure("order-sign", 10, reps=3)
     steps = result["steps"]
     for label in ("whole evaluate", "parse request", "prefetch completion", "patient facts",
@@ -148,7 +149,7 @@ def test_stage_breakdown_times_every_step_of_the_call_and_puts_the_pipeline_back
     assert "rules: monitoring" not in steps                 # a patient-view family: not run on order-sign
     assert "medications, read first (patient-view)" not in steps
     assert steps["whole evaluate"]["best_us"] >= steps["patient facts"]["best_us"]
-    assert (hooks.build_facts, hooks.parse_request, orders.validate_r4, hooks.read_record,
+    assert (hook_steps.build_facts, hooks.parse_request, orders.validate_r4, hook_steps.read_record,
             Completion.fill) == before
     assert "% of evaluate" in stages.table(result)
 

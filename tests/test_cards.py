@@ -1,7 +1,7 @@
 """Card rendering rules a clinician notices: the right sources, no repeated words."""
 import pytest
 
-from cds_service.cards import missing_card, sources_for
+from cds_service.cards import CardParts, missing_card, sources_for
 from cds_service.findings import Missing
 from fixtures.builders import condition, draft_order, patient
 
@@ -22,15 +22,16 @@ def test_tofacitinib_checklist_card_cites_no_upadacitinib_label(hook):
 
 def test_could_not_check_summary_does_not_repeat_the_drug(knowledge):
     gap = Missing("x", "tofacitinib dose for renal function", "no serum creatinine", ("S001",), "o1", "tofacitinib")
-    card = missing_card(knowledge, [gap], "tofacitinib")
+    card = missing_card(knowledge, CardParts.of(knowledge), [gap], "tofacitinib")
     assert card.summary.lower().count("tofacitinib") == 1
 
 
 def test_parts_shared_between_cards_cannot_be_changed_through_one_card(knowledge):
-    """Override reasons and links are made once per knowledge and shared by every card: changing them
+    """Override reasons and links are made once per knowledge (CardParts) and shared by every card: changing them
     through one card (a caller post-processing a response) must fail, not alter the next card."""
     gap = Missing("x", "the patient's age", "no birth date", ("S001",), "o1", "tofacitinib")
-    first, second = missing_card(knowledge, [gap], "tofacitinib"), missing_card(knowledge, [gap], "tofacitinib")
+    parts = CardParts.of(knowledge)
+    first, second = missing_card(knowledge, parts, [gap], "tofacitinib"), missing_card(knowledge, parts, [gap], "tofacitinib")
     assert first.overrideReasons and first.overrideReasons == second.overrideReasons
     with pytest.raises(AttributeError):
         first.overrideReasons[0].display = "changed"

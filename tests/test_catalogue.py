@@ -36,7 +36,7 @@ def test_a_table_another_family_registers_appears_without_changing_the_catalogue
         sources: list[str]
 
     monkeypatch.setitem(schemas.REGISTRY, "fake_table", schemas.Table("fake_table", Fake, "list"))
-    tables = dict(knowledge.rules.__dict__["_tables"])
+    tables = dict(knowledge.rules.tables)
     tables["fake_table"] = [Fake(id="fake-rule-1", drugs=["filgotinib"], weight_below_kg=40, sources=["S001"])]
     fake = dataclasses.replace(knowledge, rules=Rules(tables))
     text = catalogue.generate(fake)

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.cli import main as cli_main
 from cds_service.config import REPO_ROOT, Settings
 from cds_service.store import Store, StoreUnavailable, connection, schema

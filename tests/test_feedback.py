@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.cli import main as cli_main
 from cds_service.store import Store
 from fixtures.builders import draft_order

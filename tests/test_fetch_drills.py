@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.cli.devtools.fault_fhir_server import FAULTS, FaultFhirServer
 from cds_service.config import Settings
 from cds_service.fhir import reads

@@ -14,7 +14,7 @@ import pytest
 import requests
 import responses
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.fhir.client import FhirClient, server_allowed
 from cds_service.wire import FhirAuthorization
 from fixtures.builders import draft_order, medication_request

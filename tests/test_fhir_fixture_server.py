@@ -97,7 +97,7 @@ def test_our_fallback_fetch_reads_the_fixture_server(one, settings, knowledge):
     import requests
     from requests.adapters import BaseAdapter
 
-    from cds_service.app import create_app as create_service
+    from cds_service.web.app import create_app as create_service
     from cds_service.cli.replay import build_request, load_scenario
     from cds_service.record.services import default_templates
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
-from cds_service import health
-from cds_service.app import create_app
+from cds_service.web import health
+from cds_service.web.app import create_app
 from cds_service.config import REPO_ROOT, Settings
 from cds_service.store.schema import issued_card
 from tests.conftest import TODAY, make_request

@@ -12,7 +12,7 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from fixtures.builders import draft_order, obs, patient
 from tests.conftest import make_request
 from tests.test_first_slice import RA, record

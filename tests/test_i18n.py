@@ -15,7 +15,8 @@ import pytest
 from babel.messages.pofile import read_po, write_po
 
 from cds_service import i18n
-from cds_service.app import create_app
+from cds_service.web.app import create_app
+from cds_service.cli import catalogues
 from cds_service.cli.replay import SERVICE_FOR_HOOK, build_request, load_scenario
 from cds_service.config import Settings
 from cds_service.knowledge import catalogue, schemas
@@ -58,14 +59,14 @@ def test_the_deployment_default_applies_when_the_header_names_nothing_we_have(mo
 
 def test_the_catalogues_translate_every_text_and_nothing_else(knowledge):
     """Fails when a knowledge text, a discovery text or a say() template is added (or changed) without its
-    translations: run `python -m cds_service.i18n` to add it to cards/i18n/*.po, then translate it."""
-    expected = set(i18n.all_messages(knowledge, load_services(knowledge)))
+    translations: run `python -m cds_service.cli.catalogues` to add it to cards/i18n/*.po, then translate it."""
+    expected = set(catalogues.all_messages(knowledge, load_services(knowledge)))
     for language in ("nl", "nb"):
         path = i18n.catalogue_path(Settings().knowledge_dir, language)
         with path.open("rb") as handle:
             po = {m.id: m.string for m in read_po(handle, locale=language) if m.id}
-        assert sorted(expected - set(po)) == [], f"{path}: texts missing (run python -m cds_service.i18n)"
-        assert sorted(set(po) - expected) == [], f"{path}: texts no longer used (run python -m cds_service.i18n)"
+        assert sorted(expected - set(po)) == [], f"{path}: texts missing (run python -m cds_service.cli.catalogues)"
+        assert sorted(set(po) - expected) == [], f"{path}: texts no longer used (run python -m cds_service.cli.catalogues)"
         assert [m for m in expected if not po[m].strip()] == [], f"{path}: untranslated texts"
 
 

@@ -13,7 +13,7 @@ import sys
 import requests
 
 from cds_service.config import REPO_ROOT
-from cds_service.logging_json import JsonFormatter, redact
+from cds_service.web.logging_json import JsonFormatter, redact
 from fixtures.builders import draft_order
 from tests.conftest import TODAY, make_request
 from tests.deploy_helpers import free_port, stop, wait_for

@@ -15,7 +15,7 @@ import requests
 import responses
 from prometheus_client.parser import text_string_to_metric_families
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.config import REPO_ROOT, Settings
 from fixtures.builders import draft_order
 from tests.conftest import FHIR_BASE, TODAY, make_request

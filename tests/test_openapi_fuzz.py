@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from cds_service import health
-from cds_service.app import create_app
+from cds_service.web import health
+from cds_service.web.app import create_app
 from fixtures.builders import draft_order
 from tests.conftest import make_request
 from tests.test_first_slice import RA, record

@@ -67,13 +67,13 @@ def test_an_unknown_unit_is_still_reported(hook):
 
 def test_long_source_labels_are_cut_at_a_word_with_an_ellipsis(knowledge):
     """Regression: the sandbox showed link labels cut mid-word ('... side effects with JAK in')."""
-    from cds_service.cards import finding_card
+    from cds_service.cards import CardParts, finding_card
     from cds_service.findings import Finding
 
     long_ids = [sid for sid, s in knowledge.sources.items() if len(s.label) > 80]
     short_ids = [sid for sid, s in knowledge.sources.items() if len(s.label) <= 80]
     assert long_ids and short_ids
-    card = finding_card(knowledge, Finding("r", "c", "info", "summary", "detail", [long_ids[0], short_ids[0]]))
+    card = finding_card(knowledge, CardParts.of(knowledge), Finding("r", "c", "info", "summary", "detail", [long_ids[0], short_ids[0]]))
     long_label, short_label = (link.label for link in card.links)
     full = knowledge.sources[long_ids[0]].label
     assert long_label.endswith("…") and len(long_label) <= 80

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.cli.replay import load_scenario
 from cds_service.fhir.query import search
 from cds_service.record.templates import render

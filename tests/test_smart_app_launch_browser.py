@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.cli.replay import load_scenario
 from cds_service.smart_app import mint_ticket
 from tests.conftest import make_request

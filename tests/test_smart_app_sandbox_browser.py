@@ -25,7 +25,7 @@ DIST = os.environ.get("JAK_CDS_SANDBOX_DIST")
 if not DIST or not (Path(DIST) / "index.html").is_file():
     pytest.skip("JAK_CDS_SANDBOX_DIST does not name a built CDS Hooks sandbox", allow_module_level=True)
 
-from cds_service.app import create_app                                     # noqa: E402
+from cds_service.web.app import create_app                                     # noqa: E402
 from cds_service.config import Settings                                    # noqa: E402
 from fixtures.builders import TODAY                                        # noqa: E402
 from tests.test_smart_app_browser import CHROMIUM, _wait_for, sync_playwright  # noqa: E402

@@ -77,7 +77,7 @@ def test_interacting_and_prior_therapy_classes_match_atc_codes_whatever_the_case
     from cds_service.facts import MedicationFact
     from cds_service.knowledge.schemas.dose import InteractingClass
     from cds_service.knowledge.schemas.positioning import TherapyClass
-    from cds_service.rules.dose import interacting_medications
+    from cds_service.rules.dose.situation import interacting_medications
     from cds_service.rules.positioning import prior_therapy
 
     interacting = InteractingClass(display="strong CYP3A4 inhibitors", atc=["j02ac02"], names=["itraconazole"],

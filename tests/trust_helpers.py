@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import create_engine, text
 
-from cds_service.app import create_app
+from cds_service.web.app import create_app
 from cds_service.config import Settings
 from cds_service.store import Store
 from fixtures.builders import TODAY

@@ -106,8 +106,8 @@ def iter_paths(paths: list[str]) -> list[Path]:
 
 class InProcess:
     def __init__(self, at: str | None):
-        from cds_service.app import create_app
         from cds_service.config import Settings
+        from cds_service.web.app import create_app
 
         # replays are rehearsals: keep their audit rows out of the real database
         self.base = Settings.from_env(auth="off", database_url="sqlite://")

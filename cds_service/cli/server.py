@@ -5,6 +5,7 @@ production server: gunicorn with gthread workers and the options below, the app 
 validated, database migrated) built once in the master before the workers fork. ``jak-cds serve --dev``: the
 built-in Werkzeug server instead, for development.
 """
+
 from __future__ import annotations
 
 import gc
@@ -17,11 +18,12 @@ from cds_service.config import Settings, is_loopback
 log = logging.getLogger(__name__)
 
 
-def gunicorn_options(host: str, port: int, workers: int | None = None, threads: int = 2,
-                     log_format: str = "text") -> dict:
+def gunicorn_options(
+    host: str, port: int, workers: int | None = None, threads: int = 2, log_format: str = "text"
+) -> dict:
     """The production gunicorn settings (one place for ``serve`` and ``deploy/gunicorn.conf.py``);
     ``threads`` per worker: ``Settings.threads`` (``JAK_CDS_THREADS``); ``log_format``: ``Settings.log_format``."""
-    from cds_service import logging_json, metrics
+    from cds_service.web import logging_json, metrics
 
     return {
         "bind": f"{host}:{port}",
@@ -29,26 +31,26 @@ def gunicorn_options(host: str, port: int, workers: int | None = None, threads: 
         "worker_class": "gthread",
         "threads": threads,
         "timeout": 30,
-        "keepalive": 5,             # EHRs keep connections open between hook calls
-        "accesslog": None,          # no request lines: URLs can carry patient ids
+        "keepalive": 5,  # EHRs keep connections open between hook calls
+        "accesslog": None,  # no request lines: URLs can carry patient ids
         "preload_app": True,
-        "control_socket_disable": True,   # gunicorn >= 23: no shared control socket in the home directory
+        "control_socket_disable": True,  # gunicorn >= 23: no shared control socket in the home directory
         "post_worker_init": _stop_fetches_on_sigterm,
-        "child_exit": metrics.worker_exited,          # its metric files stop counting as live
+        "child_exit": metrics.worker_exited,  # its metric files stop counting as live
         "logger_class": logging_json.gunicorn_logger_class(log_format),
     }
 
 
 def production_app(settings: Settings, loopback: bool):
     """The app for a server process: knowledge, trusted clients and authentication decided, database migrated."""
-    from cds_service.app import create_app
     from cds_service.cli.warm_up import warm_up
+    from cds_service.web.app import create_app
 
     # loads and validates the knowledge and trusted clients, and decides on authentication, before binding
     app = create_app(settings, loopback=loopback)
     store = app.extensions["jak_store"]
-    migrate_at_start(store)      # once, before gunicorn forks its workers
-    store.dispose()              # each worker opens its own connections
+    migrate_at_start(store)  # once, before gunicorn forks its workers
+    store.dispose()  # each worker opens its own connections
     # one synthetic call per service, so that what the pipeline loads on first use is loaded here, once,
     # and shared by the workers, instead of in each worker's first hook call (cds_service.warm_up)
     warm_up(app.extensions["jak_engine"])
@@ -63,7 +65,7 @@ def production_app(settings: Settings, loopback: bool):
 
 def migrate_at_start(store) -> bool:
     """Migrate the schema; a database unreachable at start does not stop the server: it starts not Ready
-    (``/readyz`` 503, which keeps trying to migrate; cds_service.health), so an orchestrator that starts the
+    (``/readyz`` 503, which keeps trying to migrate; cds_service.web.health), so an orchestrator that starts the
     service before its database (or during an outage) needs no restart loop."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -73,8 +75,10 @@ def migrate_at_start(store) -> bool:
         store.migrate()
         return True
     except SQLAlchemyError as exc:
-        log.error("database unreachable at start (%s): not Ready (/readyz 503) until the schema is migrated",
-                  db_error_kind(exc))
+        log.error(
+            "database unreachable at start (%s): not Ready (/readyz 503) until the schema is migrated",
+            db_error_kind(exc),
+        )
         return False
 
 
@@ -91,32 +95,36 @@ def tune_gc() -> None:
 
 def wsgi_app():
     """WSGI entry for ``gunicorn -c deploy/gunicorn.conf.py`` (settings from ``JAK_CDS_*``; bind from JAK_CDS_BIND)."""
-    from cds_service import logging_json, metrics
+    from cds_service.web import logging_json, metrics
 
     settings = Settings.from_env()
     logging_json.configure(settings.log_format)
-    metrics.prepare_multiprocess()          # gunicorn's workers: their counts added up when scraped
+    metrics.prepare_multiprocess()  # gunicorn's workers: their counts added up when scraped
     return production_app(settings, loopback=is_loopback(settings.bind_host))
 
 
 def serve(settings: Settings, host: str, port: int, workers: int | None, loopback: bool, dev: bool = False) -> int:
     """The production server (gunicorn, ``workers`` processes; None: ``JAK_CDS_WORKERS``, else one per core),
     or with ``dev`` the built-in Werkzeug server (one process, threads)."""
-    from cds_service import logging_json, metrics
+    from cds_service.web import logging_json, metrics
 
     logging_json.configure(settings.log_format)
     if not dev:
-        directory, created = metrics.prepare_multiprocess()     # before the app (and prometheus_client) loads
+        directory, created = metrics.prepare_multiprocess()  # before the app (and prometheus_client) loads
         master = os.getpid()
         try:
             app = production_app(settings, loopback)
             return run_gunicorn(app, host, port, workers or settings.workers, settings.threads, settings.log_format)
         finally:
-            if os.getpid() == master:       # a worker leaves through here too (SystemExit): the others count on
+            if os.getpid() == master:  # a worker leaves through here too (SystemExit): the others count on
                 metrics.finish_multiprocess(directory, created)
     app = production_app(settings, loopback)
-    log.warning("serving CDS Hooks on http://%s:%d/cds-services with the development server (--dev); "
-                "without --dev, jak-cds serve runs the production server (gunicorn)", host, port)
+    log.warning(
+        "serving CDS Hooks on http://%s:%d/cds-services with the development server (--dev); "
+        "without --dev, jak-cds serve runs the production server (gunicorn)",
+        host,
+        port,
+    )
     from werkzeug.serving import run_simple
 
     # SIGTERM (a deploy, a container stop) ends the built-in server as an exception does, so the exit
@@ -130,7 +138,7 @@ def serve(settings: Settings, host: str, port: int, workers: int | None, loopbac
 def _exit_on_sigterm(_signum, _frame) -> None:
     from cds_service.fhir import client as fhir_client
 
-    fhir_client.stop_all()     # a call stuck on a FHIR server that drips or hangs answers within the grace
+    fhir_client.stop_all()  # a call stuck on a FHIR server that drips or hangs answers within the grace
     raise SystemExit(0)
 
 
@@ -149,7 +157,7 @@ def _stop_fetches_on_sigterm(worker) -> None:
             graceful(signum, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    signal.siginterrupt(signal.SIGTERM, False)     # as gunicorn set it: no system call interrupted
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn set it: no system call interrupted
 
 
 def run_gunicorn(app, host: str, port: int, workers: int | None, threads: int = 2, log_format: str = "text") -> int:
@@ -161,13 +169,18 @@ def run_gunicorn(app, host: str, port: int, workers: int | None, threads: int = 
     class _App(BaseApplication):
         def load_config(self):
             for key, value in options.items():
-                if key in self.cfg.settings:      # options this gunicorn version knows
+                if key in self.cfg.settings:  # options this gunicorn version knows
                     self.cfg.set(key, value)
 
         def load(self):
             return app
 
-    log.info("serving CDS Hooks on http://%s:%d/cds-services with gunicorn, %d workers x %d threads",
-             host, port, options["workers"], options["threads"])
+    log.info(
+        "serving CDS Hooks on http://%s:%d/cds-services with gunicorn, %d workers x %d threads",
+        host,
+        port,
+        options["workers"],
+        options["threads"],
+    )
     _App().run()
     return 0

@@ -105,7 +105,7 @@ class FhirClient:
         self._limits: dict[tuple, ServerLimit] = {}
         self._calls: set[Call] = set()
         self._stop_at: float | None = None  # after shutdown(): when every read must have ended
-        self.on_results = None  # (results of fetch_all) -> None: counting (cds_service.metrics)
+        self.on_results = None  # (results of fetch_all) -> None: counting (cds_service.web.metrics)
         with _clients_lock:
             _clients.add(self)
 

@@ -67,11 +67,6 @@ class ReadThreads:
                 self.busy -= 1
             raise
 
-    def threads(self) -> int:
-        """Threads this process has for reads now, busy or idle."""
-        with self._lock:
-            return self.busy + len(self._idle)
-
     def _loop(self, worker: _Worker) -> None:
         while worker.task is not None:
             task, worker.task = worker.task, None
@@ -114,11 +109,6 @@ _reading_lock = threading.Lock()
 def reads_running() -> int:
     """Reads under way in this process now: 0 once every call has answered (unless one was given up on)."""
     return _reading
-
-
-def read_threads() -> int:
-    """Threads this process keeps for reads, busy or idle (at most MAX_IDLE idle)."""
-    return workers.threads()
 
 
 def _after_fork_in_child() -> None:

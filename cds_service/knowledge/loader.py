@@ -49,6 +49,15 @@ class Rules:
         def __getattr__(self, name: str) -> Any:
             """The tables, set as plain attributes above (for the type checker only)."""
 
+    @property
+    def tables(self) -> dict[str, list | dict]:
+        """Every table by name (read-only by convention: the knowledge does not change after loading)."""
+        return self._tables
+
+    def with_tables(self, tables: dict[str, list | dict]) -> Rules:
+        """The same kind of rules over other tables (a translated copy of the knowledge)."""
+        return type(self)(tables)
+
     def for_drug(self, name: str, drug: str | None) -> list:
         """The entries of list table ``name`` that apply to ``drug`` (its ``drug`` or one of its ``drugs``),
         in file order; computed once per table and drug (the knowledge does not change after loading)."""
@@ -105,9 +114,6 @@ class Knowledge:
     # same codes without their system (how the record's code index is searched)
     record_keys: frozenset[str] = frozenset()
     record_codes: frozenset[str] = frozenset()
-    # the parts of cards that follow from this knowledge alone (override reasons, links to sources), made
-    # once on first use by cards.py and shared by every card (immutable wire models)
-    card_parts: dict = field(default_factory=dict, repr=False, compare=False)
 
     def source(self, source_id: str) -> SourceEntry:
         return self.sources[source_id]
@@ -128,10 +134,6 @@ def _validate(model, data, path: Path):
         return model.model_validate(data)
     except ValidationError as exc:
         raise KnowledgeError(f"knowledge file {path} is malformed:\n{exc}") from exc
-
-
-def _entries(model, data: dict, key: str, path: Path) -> dict:
-    return {name: _validate(model, value, path) for name, value in data.get(key, {}).items()}
 
 
 def load_knowledge(directory: Path) -> Knowledge:

@@ -3,6 +3,7 @@
 To add a family: write a module with ``evaluate`` and list it below for the
 hooks it serves. Rules read their thresholds from the knowledge files only.
 """
+
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -30,7 +31,18 @@ class RuleFamily(Protocol):
     def evaluate(self, ctx: RuleContext, /) -> Iterable[Finding | Missing]: ...
 
 
-ORDER_RULES: tuple[RuleFamily, ...] = (dose, lab_thresholds, conditions, contraindications, infections, prac, screening, offlabel, positioning, unsupported)
+ORDER_RULES: tuple[RuleFamily, ...] = (
+    dose,
+    lab_thresholds,
+    conditions,
+    contraindications,
+    infections,
+    prac,
+    screening,
+    offlabel,
+    positioning,
+    unsupported,
+)
 PATIENT_VIEW_RULES: tuple[RuleFamily, ...] = (monitoring,)
 # orders with no systemic JAK inhibitor: only the notice that a recognised JAKi is not checked
 NOTICE_RULES: tuple[RuleFamily, ...] = (unsupported,)

@@ -9,6 +9,7 @@ Which orders could interact is known from the drafts alone (``candidates``): any
 without reading the record, and one that could is answered after reading the medication list only, unless the
 patient takes a systemic JAK inhibitor.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -48,8 +49,8 @@ class Candidate:
     resource: dict
     order_id: str
     medicine: MedicationFact
-    interacting: frozenset[str]          # interacting_class ids (dose rules)
-    classes: frozenset[str]              # drug_class ids (contraindications)
+    interacting: frozenset[str]  # interacting_class ids (dose rules)
+    classes: frozenset[str]  # drug_class ids (contraindications)
     live_vaccine: bool
 
     @property
@@ -61,9 +62,9 @@ class Candidate:
 class _Triggers:
     """The classes some JAK inhibitor rule reads, worked out once per knowledge."""
 
-    interacting: tuple          # (id, InteractingClass) of the dose rules' `when.interacting`
-    classes: tuple              # (id, DrugClass) of the contraindications' `medication_classes`
-    vaccines: tuple             # the live-vaccine lists, if a contraindication reads them
+    interacting: tuple  # (id, InteractingClass) of the dose rules' `when.interacting`
+    classes: tuple  # (id, DrugClass) of the contraindications' `medication_classes`
+    vaccines: tuple  # the live-vaccine lists, if a contraindication reads them
 
 
 _TRIGGERS: dict[int, tuple[Knowledge, _Triggers]] = {}
@@ -71,14 +72,19 @@ _TRIGGERS: dict[int, tuple[Knowledge, _Triggers]] = {}
 
 def _triggers(knowledge: Knowledge) -> _Triggers:
     cached = _TRIGGERS.get(id(knowledge))
-    if cached is None or cached[0] is not knowledge:        # ids can be reused after a reload
+    if cached is None or cached[0] is not knowledge:  # ids can be reused after a reload
         rules = knowledge.rules
         interacting = dict.fromkeys(c for rule in rules.dose for c in rule.when.interacting)
         classes = dict.fromkeys(c for rule in rules.contraindication for c in rule.medication_classes)
         vaccines = any(rule.live_vaccine_within_days for rule in rules.contraindication)
-        cached = (knowledge, _Triggers(tuple((c, rules.interacting_class[c]) for c in interacting),
-                                       tuple((c, rules.drug_class[c]) for c in classes),
-                                       tuple(rules.live_vaccine.values()) if vaccines else ()))
+        cached = (
+            knowledge,
+            _Triggers(
+                tuple((c, rules.interacting_class[c]) for c in interacting),
+                tuple((c, rules.drug_class[c]) for c in classes),
+                tuple(rules.live_vaccine.values()) if vaccines else (),
+            ),
+        )
         _TRIGGERS[id(knowledge)] = cached
     return cached[1]
 
@@ -92,7 +98,7 @@ def candidates(knowledge: Knowledge, drafts: list[dict]) -> list[Candidate]:
             continue
         medicine = medication_fact(knowledge, resource)
         if medicine is None or medicine.drug is not None:
-            continue                      # a JAK inhibitor (or a recognised drug) is not "another medicine"
+            continue  # a JAK inhibitor (or a recognised drug) is not "another medicine"
         display, codes = medicine.display, medicine.codes
         interacting = frozenset(c for c, entry in triggers.interacting if entry.contains(display, codes))
         classes = frozenset(c for c, entry in triggers.classes if entry.contains(display, codes))
@@ -108,7 +114,7 @@ def _taken_as_order(ctx: RuleContext, medicine: MedicationFact, resources: dict[
     resource = resources.get((medicine.resource_type, str(medicine.resource_id)))
     if resource is None or medicine.drug is None:
         return None
-    if medicine.resource_type == "MedicationStatement":       # a statement's dosage reads like an order's
+    if medicine.resource_type == "MedicationStatement":  # a statement's dosage reads like an order's
         resource = {**resource, "dosageInstruction": resource.get("dosage")}
     # an id of its own: the rules then count the active order itself as "already taking it" (not a new start)
     draft = ordermod.RecognisedDraft(normalise(resource), f"taken-now-{medicine.resource_id}", medicine.drug)
@@ -119,16 +125,24 @@ def _dose(ctx: RuleContext, order, rules, also_ordered: list[dict]) -> tuple[Fin
     """The dose card (if any) and gaps for the JAK inhibitor taken now, with ``also_ordered`` drafts beside it."""
     as_ordered = replace(ctx, orders=[order], draft_resources=also_ordered)
     items = list(dosemod.evaluate_order(as_ordered, order, rules))
-    return (next((i for i in items if isinstance(i, Finding)), None),
-            [i for i in items if isinstance(i, Missing)])
+    return (next((i for i in items if isinstance(i, Finding)), None), [i for i in items if isinstance(i, Missing)])
 
 
 def _taking(medicine: MedicationFact, dose) -> str:
     if medicine.start:
-        return say("{medicine} — {dose} (active {record} since {start})", medicine=medicine.display,
-                   dose=dose.describe(), record=medicine.resource_type, start=medicine.start)
-    return say("{medicine} — {dose} (active {record})", medicine=medicine.display, dose=dose.describe(),
-               record=medicine.resource_type)
+        return say(
+            "{medicine} — {dose} (active {record} since {start})",
+            medicine=medicine.display,
+            dose=dose.describe(),
+            record=medicine.resource_type,
+            start=medicine.start,
+        )
+    return say(
+        "{medicine} — {dose} (active {record})",
+        medicine=medicine.display,
+        dose=dose.describe(),
+        record=medicine.resource_type,
+    )
 
 
 def evaluate(ctx: RuleContext, found: list[Candidate], resources: dict[tuple[str, str], dict]):
@@ -157,14 +171,19 @@ def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact,
         # the dose taken now, judged without and with the new medicine: only what the medicine changes is said
         before, _ = _dose(ctx, order, dose_rules, [])
         after, after_gaps = _dose(ctx, order, dose_rules, [candidate.resource])
-        if after is not None and (before is None or (after.indicator, after.summary) != (before.indicator,
-                                                                                         before.summary)):
+        if after is not None and (
+            before is None or (after.indicator, after.summary) != (before.indicator, before.summary)
+        ):
             advice.append(Advice(after.indicator, after.summary, after.detail, after.sources))
-        gaps += [Missing(g.rule_id, g.check, g.why, g.sources, candidate.order_id, drug_id)
-                 for g in after_gaps if g.rule_id in by_class]
+        gaps += [
+            Missing(g.rule_id, g.check, g.why, g.sources, candidate.order_id, drug_id)
+            for g in after_gaps
+            if g.rule_id in by_class
+        ]
     for rule in k.rules.for_drug("contraindication", drug_id):
-        if set(rule.medication_classes) & candidate.classes or (rule.live_vaccine_within_days and
-                                                                 candidate.live_vaccine):
+        if set(rule.medication_classes) & candidate.classes or (
+            rule.live_vaccine_within_days and candidate.live_vaccine
+        ):
             headline = sentence(card.headlines.get(rule.id, rule.summary).format(drug=name))
             advice.append(Advice(rule.indicator, headline, rule.action, list(rule.sources)))
     yield from gaps
@@ -178,8 +197,11 @@ def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact,
     suggestions = []
     if indicator == "critical":
         label = card.remove_label.format(ordered=candidate.display)
-        suggestions.append(ProposedSuggestion(label, (ProposedAction(
-            "delete", label, resource_id=(f"MedicationRequest/{candidate.order_id}",)),)))
+        suggestions.append(
+            ProposedSuggestion(
+                label, (ProposedAction("delete", label, resource_id=(f"MedicationRequest/{candidate.order_id}",)),)
+            )
+        )
     yield Finding(
         rule_id=card.id,
         concern=f"co-prescription:{candidate.order_id}:{drug_id}",
@@ -192,4 +214,3 @@ def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact,
         order_id=candidate.order_id,
         drug=drug_id,
     )
-

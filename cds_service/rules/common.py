@@ -8,6 +8,7 @@
 - why a lab value is missing (the wording the threshold, dose and screening rules share, so their gaps merge);
 - whether an immunization is a live vaccine.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,15 +26,34 @@ from cds_service.rules.text import lab, mg
 UCUM = "http://unitsofmeasure.org"
 
 
-def on_record_finding(rule, order: DraftOrder, *, rule_id: str, concern: str, indicator: str, summary: str,
-                      lines: list[str], action: str, covers: tuple[str, ...] = ()) -> Finding:
+def on_record_finding(
+    rule,
+    order: DraftOrder,
+    *,
+    rule_id: str,
+    concern: str,
+    indicator: str,
+    summary: str,
+    lines: list[str],
+    action: str,
+    covers: tuple[str, ...] = (),
+) -> Finding:
     """The card of a rule that found something on record: the summary, "**On record:**" with one line per piece
     of evidence, the rule's action and its note (where sources disagree)."""
     listed = "\n".join(f"- {line}" for line in lines)
     note = "\n\n" + say("**Note:** {note}", note=rule.note) if rule.note else ""
-    return Finding(rule_id=rule_id, concern=concern, indicator=indicator, summary=summary[:1].upper() + summary[1:],
-                   detail=say("**On record:**") + f"\n{listed}\n\n{action}{note}", sources=list(rule.sources),
-                   override_set=rule.override_set, order_id=order.order_id, drug=order.drug, covers=covers)
+    return Finding(
+        rule_id=rule_id,
+        concern=concern,
+        indicator=indicator,
+        summary=summary[:1].upper() + summary[1:],
+        detail=say("**On record:**") + f"\n{listed}\n\n{action}{note}",
+        sources=list(rule.sources),
+        override_set=rule.override_set,
+        order_id=order.order_id,
+        drug=order.drug,
+        covers=covers,
+    )
 
 
 def condition_evidence(ctx: RuleContext, concepts: list[str], history_within_days: int | None) -> list[str]:
@@ -53,27 +73,39 @@ def condition_evidence(ctx: RuleContext, concepts: list[str], history_within_day
     return found
 
 
-def _condition_text(cond: ConditionFact, facts: PatientFacts, active_only: bool, window: int | None,
-                    stale_after_days: int | None = None) -> str | None:
+def _condition_text(
+    cond: ConditionFact, facts: PatientFacts, active_only: bool, window: int | None, stale_after_days: int | None = None
+) -> str | None:
     since = say("since {onset}", onset=cond.onset) if cond.onset else say("onset not recorded")
-    how = cond.how                    # "; recognised by name" when read from the text (decision 16)
+    how = cond.how  # "; recognised by name" when read from the text (decision 16)
     if cond.active:
         age = (facts.today - cond.onset).days if cond.onset else None
         stale = ""
         if stale_after_days is not None and age is not None and age > stale_after_days:
-            stale = say(" — still recorded as active {duration} after its onset: confirm it has resolved and update "
-                        "the problem list, or treat it as current", duration=_duration(age))
+            stale = say(
+                " — still recorded as active {duration} after its onset: confirm it has resolved and update "
+                "the problem list, or treat it as current",
+                duration=_duration(age),
+            )
         return say("{condition} (active, {since}{how})", condition=cond.display, since=since, how=how) + stale
     if active_only:
         return None
     last = max((d for d in (cond.abatement, cond.onset) if d), default=None)
     resolved = say(", resolved {when}", when=cond.abatement) if cond.abatement else ""
     if window is None or (last is not None and (facts.today - last).days <= window):
-        return say("{condition} (history, {since}{resolved}{how})", condition=cond.display, since=since,
-                   resolved=resolved, how=how)
+        return say(
+            "{condition} (history, {since}{resolved}{how})",
+            condition=cond.display,
+            since=since,
+            resolved=resolved,
+            how=how,
+        )
     if last is None:
-        return say("{condition} (history; dates not recorded, so it cannot be placed outside the window{how})",
-                   condition=cond.display, how=how)
+        return say(
+            "{condition} (history; dates not recorded, so it cannot be placed outside the window{how})",
+            condition=cond.display,
+            how=how,
+        )
     return None
 
 
@@ -83,13 +115,9 @@ def _duration(days: int) -> str:
     return say("{n} months", n=days // 30) if days >= 60 else say("{n} days", n=days)
 
 
-def _words_in(text: str, words) -> bool:
-    return any_word(text.lower(), words)      # one cached pattern per word list (cds_service.textmatch)
-
-
 def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
     classes = ctx.knowledge.rules.drug_class
-    found: dict[tuple[str, str], list] = {}      # (medicine, class) -> its active records (re-orders: one line)
+    found: dict[tuple[str, str], list] = {}  # (medicine, class) -> its active records (re-orders: one line)
     for med in ctx.facts.medications:
         if not med.active:
             continue
@@ -103,8 +131,16 @@ def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
         kinds = "/".join(dict.fromkeys(m.resource_type for m in meds))
         since = say(", since {start}", start=starts[0]) if starts else ""
         records = say(", {n} active records", n=len(meds)) if len(meds) > 1 else ""
-        lines.append(say("{medicine} ({drug_class}; active {records}{since}{count})", medicine=display,
-                         drug_class=classes[class_id].display, records=kinds, since=since, count=records))
+        lines.append(
+            say(
+                "{medicine} ({drug_class}; active {records}{since}{count})",
+                medicine=display,
+                drug_class=classes[class_id].display,
+                records=kinds,
+                since=since,
+                count=records,
+            )
+        )
     return lines
 
 
@@ -118,8 +154,12 @@ def bmi(ctx: RuleContext) -> tuple[float | None, str]:
         return reported.value, say("BMI {bmi} kg/m² on {when}", bmi=i18n.fixed(reported.value, 1), when=reported.when)
     if weight and height and height.value > 0:
         value = weight.value / (height.value / 100) ** 2
-        return value, say("BMI {bmi} kg/m² from weight {weight} and height {height}", bmi=i18n.fixed(value, 1),
-                          weight=lab(weight), height=lab(height))
+        return value, say(
+            "BMI {bmi} kg/m² from weight {weight} and height {height}",
+            bmi=i18n.fixed(value, 1),
+            weight=lab(weight),
+            height=lab(height),
+        )
     return None, say("no BMI, or weight and height, on record")
 
 
@@ -175,13 +215,26 @@ def procedure_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]
                 continue
             seen.add((record.display, record.when))
             if record.when is None:
-                notes.append(say("{factor}: '{record}' (SNOMED CT {code}) has no date", factor=factor.display,
-                                 record=record.display, code=code))
+                notes.append(
+                    say(
+                        "{factor}: '{record}' (SNOMED CT {code}) has no date",
+                        factor=factor.display,
+                        record=record.display,
+                        code=code,
+                    )
+                )
                 continue
             ago = (facts.today - record.when).days
             if 0 <= ago <= factor.procedure_within_days:
-                found.append(say("{record} (SNOMED CT {code}) on {when}, {days} days ago", record=record.display,
-                                 code=code, when=record.when, days=ago))
+                found.append(
+                    say(
+                        "{record} (SNOMED CT {code}) on {when}, {days} days ago",
+                        record=record.display,
+                        code=code,
+                        when=record.when,
+                        days=ago,
+                    )
+                )
     why = facts.why_unavailable("Procedure", factor.procedure_snomed)
     if why:
         notes.append(say("{factor}: the procedure list could not be obtained ({why})", factor=factor.display, why=why))
@@ -206,8 +259,10 @@ def prac_risk_factors(ctx: RuleContext) -> tuple[dict[str, list[tuple[object, li
 
 # -- the corrected order --------------------------------------------------------
 
-def corrected_order(order: DraftOrder, dose_mg: float, per_day: int, phase: str | None = None,
-                    modified_release: bool | None = None) -> dict:
+
+def corrected_order(
+    order: DraftOrder, dose_mg: float, per_day: int, phase: str | None = None, modified_release: bool | None = None
+) -> dict:
     """The draft MedicationRequest with dose and frequency replaced (for an update action).
 
     The induction/maintenance word is kept so the corrected order is judged in the same phase; the
@@ -231,8 +286,11 @@ def corrected_order(order: DraftOrder, dose_mg: float, per_day: int, phase: str 
     if strength is not None and strength != dose_mg and "medicationCodeableConcept" in resource:
         # the coded product no longer matches the dose: keep the ingredient, drop the strength-specific code
         concept = resource["medicationCodeableConcept"]
-        codings = [c for c in (concept.get("coding") or []) if isinstance(c, dict)
-                   and "rxnorm" not in str(c.get("system", "")).lower()]
+        codings = [
+            c
+            for c in (concept.get("coding") or [])
+            if isinstance(c, dict) and "rxnorm" not in str(c.get("system", "")).lower()
+        ]
         new_concept = {"text": f"{order.name}{form} {dose_mg:g} mg"}
         if codings:
             new_concept["coding"] = codings
@@ -262,7 +320,10 @@ def is_live_vaccine(imm: ImmunizationFact, vaccines: LiveVaccines) -> bool:
         s = system.lower()
         if "cvx" in s and code in vaccines.cvx:
             return True
-        if ("atc" in s or "whocc" in s) and code.upper().startswith(vaccines.atc) \
-                and not code.upper().startswith(vaccines.atc_not):
+        if (
+            ("atc" in s or "whocc" in s)
+            and code.upper().startswith(vaccines.atc)
+            and not code.upper().startswith(vaccines.atc_not)
+        ):
             return True
     return any_word(imm.display.lower(), vaccines.names)

@@ -1,4 +1,5 @@
 """Condition-based contraindications (e.g. active tuberculosis)."""
+
 from __future__ import annotations
 
 from cds_service.findings import Finding, Missing
@@ -17,9 +18,14 @@ def evaluate(ctx: RuleContext):
             present = [c for c in facts.concept_present(rule.concept) if c.active or not concept.active_only]
             if not present:
                 if conditions_missing:
-                    yield Missing(rule.id, concept.display, say("the patient's conditions could not be obtained: "
-                                                                "{why}", why=conditions_missing),
-                                  tuple(rule.sources), order.order_id, order.drug)
+                    yield Missing(
+                        rule.id,
+                        concept.display,
+                        say("the patient's conditions could not be obtained: {why}", why=conditions_missing),
+                        tuple(rule.sources),
+                        order.order_id,
+                        order.drug,
+                    )
                 continue
             evidence = "; ".join(_condition(c) for c in present)
             yield Finding(

@@ -1,4 +1,5 @@
-"""What every rule sees: knowledge, patient facts, the draft orders, derived values."""
+"""What every rule sees: knowledge, patient facts, the draft orders (``orders.DraftOrder``), derived values."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,28 +7,9 @@ from functools import cached_property
 
 from cds_service.facts import Derived, PatientFacts, creatinine_clearance, egfr
 from cds_service.knowledge import Knowledge
-from cds_service.knowledge.drugs import DrugMatch, OrderedDose
+from cds_service.orders import DraftOrder
 
-
-@dataclass(frozen=True)
-class DraftOrder:
-    resource: dict
-    order_id: str
-    match: DrugMatch
-    dose: OrderedDose
-    indication: str | None          # indication id from knowledge, or None
-    indication_how: str             # "order reason" | "active condition" | "not recorded" | "ambiguous: ..."
-    reason_given: bool = False      # the order carries a reasonCode or reasonReference (recognised or not)
-    reasons: tuple[str, ...] = ()   # every indication id (approved or off-label) recognised in the order's reason
-    phase: str | None = None        # "induction" / "maintenance" when the order's text says which (orders.order_phase)
-
-    @property
-    def drug(self) -> str:
-        return self.match.drug_id
-
-    @property
-    def name(self) -> str:
-        return self.match.entry.display
+__all__ = ["DraftOrder", "RuleContext"]
 
 
 @dataclass
@@ -36,8 +18,8 @@ class RuleContext:
     facts: PatientFacts
     hook: str
     orders: list[DraftOrder] = field(default_factory=list)
-    draft_resources: list[dict] = field(default_factory=list)   # every draft of the request (co-ordered medicines)
-    memo: dict = field(default_factory=dict)   # values several rule families read, worked out once per call
+    draft_resources: list[dict] = field(default_factory=list)  # every draft of the request (co-ordered medicines)
+    memo: dict = field(default_factory=dict)  # values several rule families read, worked out once per call
 
     @cached_property
     def crcl(self) -> Derived:

@@ -5,6 +5,7 @@ numeric results, active medication classes, another JAK inhibitor, a drug allerg
 Child-Pugh class). One finding per rule and order lists every piece of evidence found, with dates. Data
 that could not be obtained is reported as a gap; data that is simply absent is not evidence of anything.
 """
+
 from __future__ import annotations
 
 from datetime import date
@@ -33,6 +34,7 @@ def _criticality() -> dict:
 
 # -- evidence per key ----------------------------------------------------------------------------------------------
 
+
 def _test_evidence(ctx: RuleContext, test_ids: list[str], order: DraftOrder, rule) -> tuple[list[str], list[Missing]]:
     k, facts = ctx.knowledge, ctx.facts
     found: list[str] = []
@@ -45,16 +47,37 @@ def _test_evidence(ctx: RuleContext, test_ids: list[str], order: DraftOrder, rul
         if not results:
             continue
         newest = results[0]
-        if test.max_age_days is not None and (newest.when is None or (facts.today - newest.when).days > test.max_age_days):
+        if test.max_age_days is not None and (
+            newest.when is None or (facts.today - newest.when).days > test.max_age_days
+        ):
             continue
         if newest.category is None:
-            gaps.append(Missing(rule.id, test.display, say("the result of {when} could not be read ({answer})",
-                                                           when=_d(newest.when), answer=repr(newest.answer)),
-                                tuple(rule.sources), order.order_id, order.drug))
+            gaps.append(
+                Missing(
+                    rule.id,
+                    test.display,
+                    say(
+                        "the result of {when} could not be read ({answer})",
+                        when=_d(newest.when),
+                        answer=repr(newest.answer),
+                    ),
+                    tuple(rule.sources),
+                    order.order_id,
+                    order.drug,
+                )
+            )
         elif newest.category in test.positive:
             note = f" {test.note}" if test.note else ""
-            found.append(say("{test}: {answer} on {when} (LOINC {loinc}).", test=test.display, answer=newest.answer,
-                             when=_d(newest.when), loinc=newest.loinc) + note)
+            found.append(
+                say(
+                    "{test}: {answer} on {when} (LOINC {loinc}).",
+                    test=test.display,
+                    answer=newest.answer,
+                    when=_d(newest.when),
+                    loinc=newest.loinc,
+                )
+                + note
+            )
     return found, gaps
 
 
@@ -67,8 +90,15 @@ def _quantity_evidence(ctx: RuleContext, rule) -> list[str]:
         analyte = k.analytes[analyte_id]
         value = facts.latest(analyte_id, analyte.max_age_days)
         if value is not None and value.value >= limit:
-            found.append(say("{analyte}: {result} (positive at {limit} {unit} or more)", analyte=analyte.display,
-                             result=lab(value), limit=float(limit), unit=unit(analyte.canonical_unit)))
+            found.append(
+                say(
+                    "{analyte}: {result} (positive at {limit} {unit} or more)",
+                    analyte=analyte.display,
+                    result=lab(value),
+                    limit=float(limit),
+                    unit=unit(analyte.canonical_unit),
+                )
+            )
     return found
 
 
@@ -77,11 +107,22 @@ def _other_jak_evidence(ctx: RuleContext, order: DraftOrder, categories: list[st
     for med in ctx.facts.medications:
         if med.active and med.drug and med.drug.category in categories and med.drug.drug_id != order.drug:
             if med.start:
-                found.append(say("{medicine} (another JAK inhibitor; active {record}, since {start})",
-                                 medicine=med.display, record=med.resource_type, start=med.start))
+                found.append(
+                    say(
+                        "{medicine} (another JAK inhibitor; active {record}, since {start})",
+                        medicine=med.display,
+                        record=med.resource_type,
+                        start=med.start,
+                    )
+                )
             else:
-                found.append(say("{medicine} (another JAK inhibitor; active {record})", medicine=med.display,
-                                 record=med.resource_type))
+                found.append(
+                    say(
+                        "{medicine} (another JAK inhibitor; active {record})",
+                        medicine=med.display,
+                        record=med.resource_type,
+                    )
+                )
     for other in ctx.orders:
         if other.order_id != order.order_id and other.match.category in categories and other.drug != order.drug:
             found.append(say("{medicine} (another JAK inhibitor ordered together with this one)", medicine=other.name))
@@ -94,11 +135,18 @@ def _allergy_evidence(ctx: RuleContext, order: DraftOrder) -> list[str]:
         match = drugmod.recognise(ctx.knowledge, allergy.code)
         if match is None or match.drug_id != order.drug:
             continue
-        kinds = {None: say("allergy or intolerance"), "": say("allergy or intolerance"), "allergy": say("allergy"),
-                 "intolerance": say("intolerance")}
+        kinds = {
+            None: say("allergy or intolerance"),
+            "": say("allergy or intolerance"),
+            "allergy": say("allergy"),
+            "intolerance": say("intolerance"),
+        }
         kind = kinds.get(allergy.kind, allergy.kind)
-        crit = say(", criticality {criticality}", criticality=_criticality().get(allergy.criticality, allergy.criticality)
-                   ) if allergy.criticality else ""
+        crit = (
+            say(", criticality {criticality}", criticality=_criticality().get(allergy.criticality, allergy.criticality))
+            if allergy.criticality
+            else ""
+        )
         recorded = say(", recorded {when}", when=allergy.recorded) if allergy.recorded else ""
         found.append(f"{allergy.display} ({kind}{crit}{recorded})")
     return found
@@ -112,14 +160,24 @@ def _vaccine_evidence(ctx: RuleContext, days: int) -> list[str]:
                 continue
             ago = (ctx.facts.today - imm.when).days
             if 0 <= ago <= days and is_live_vaccine(imm, vaccines):
-                codes = ", ".join(f"{'CVX' if 'cvx' in s.lower() else 'ATC' if 'atc' in s.lower() else s} {c}"
-                                  for s, c in imm.codes if c)
-                found.append(say("{vaccine} given on {when}, {days} days ago (live vaccine)",
-                                 vaccine=f"{imm.display} ({codes})" if codes else imm.display, when=imm.when, days=ago))
+                codes = ", ".join(
+                    f"{'CVX' if 'cvx' in s.lower() else 'ATC' if 'atc' in s.lower() else s} {c}"
+                    for s, c in imm.codes
+                    if c
+                )
+                found.append(
+                    say(
+                        "{vaccine} given on {when}, {days} days ago (live vaccine)",
+                        vaccine=f"{imm.display} ({codes})" if codes else imm.display,
+                        when=imm.when,
+                        days=ago,
+                    )
+                )
     return found
 
 
 # -- the rule --------------------------------------------------------------------------------------------------
+
 
 def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
     facts = ctx.facts
@@ -128,7 +186,7 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
         return
     evidence: list[str] = []
     gaps: list[Missing] = []
-    unavailable: list[tuple[str, str]] = []     # (what, why)
+    unavailable: list[tuple[str, str]] = []  # (what, why)
     if rule.concepts:
         evidence += condition_evidence(ctx, rule.concepts, rule.history_within_days)
         why = facts.why_unavailable("Condition")
@@ -152,8 +210,9 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
             evidence += _other_jak_evidence(ctx, order, rule.other_jak_categories)
         why = facts.why_medications_unavailable()
         if why:
-            unavailable.append((say("current medications (combinations with biologics, JAK inhibitors, "
-                                    "immunosuppressants)"), why))
+            unavailable.append(
+                (say("current medications (combinations with biologics, JAK inhibitors, immunosuppressants)"), why)
+            )
     if rule.drug_allergy:
         evidence += _allergy_evidence(ctx, order)
         why = facts.why_unavailable("AllergyIntolerance")
@@ -170,12 +229,18 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
         yield from gaps
         for what, why in unavailable:
             # one line per kind of data on the could-not-check card (gaps with the same text are merged)
-            yield Missing(rule.id, what, why, tuple(rule.sources),
-                          order.order_id, order.drug)
+            yield Missing(rule.id, what, why, tuple(rule.sources), order.order_id, order.drug)
         return
-    yield on_record_finding(rule, order, rule_id=rule.id, indicator=rule.indicator,
-                            concern=f"contraindication:{rule.concern or rule.id}:{order.order_id}",
-                            summary=rule.summary.format(drug=order.name), lines=evidence, action=rule.action)
+    yield on_record_finding(
+        rule,
+        order,
+        rule_id=rule.id,
+        indicator=rule.indicator,
+        concern=f"contraindication:{rule.concern or rule.id}:{order.order_id}",
+        summary=rule.summary.format(drug=order.name),
+        lines=evidence,
+        action=rule.action,
+    )
 
 
 def evaluate(ctx: RuleContext):

@@ -12,6 +12,7 @@ companion (a QuantiFERON report sends its interpretation and its bare numbers to
 (HBsAg or HBV DNA detected, HCV RNA detected, active TB) are other rules' findings under the same concern: the
 warnings here give way to them.
 """
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -23,7 +24,7 @@ from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.common import condition_evidence, on_record_finding
 from cds_service.facts import ResultReading
 
-_SHOWN = 3                     # results of one kind listed on a card (the newest ones)
+_SHOWN = 3  # results of one kind listed on a card (the newest ones)
 
 
 def _problem_list() -> str:
@@ -36,9 +37,17 @@ def _d(when: date | None) -> str:
 
 def _status(status: str | None) -> str:
     """A medication record's FHIR status as a clinician reads it (an unknown code as it is)."""
-    said = {"active": say("active"), "completed": say("completed"), "stopped": say("stopped"),
-            "on-hold": say("on-hold"), "intended": say("intended"), "cancelled": say("cancelled"),
-            "not-taken": say("not-taken"), "unknown": say("unknown"), "draft": say("draft")}
+    said = {
+        "active": say("active"),
+        "completed": say("completed"),
+        "stopped": say("stopped"),
+        "on-hold": say("on-hold"),
+        "intended": say("intended"),
+        "cancelled": say("cancelled"),
+        "not-taken": say("not-taken"),
+        "unknown": say("unknown"),
+        "draft": say("draft"),
+    }
     return said.get(status, status)
 
 
@@ -52,21 +61,39 @@ def is_positive(ctx: RuleContext, result) -> bool:
 
 def result_line(ctx: RuleContext, result) -> str:
     test = ctx.knowledge.rules.qualitative_test[result.test]
-    return say("{test}: {answer} on {when} (LOINC {loinc})", test=test.display, answer=result.answer,
-               when=_d(result.when), loinc=result.loinc)
+    return say(
+        "{test}: {answer} on {when} (LOINC {loinc})",
+        test=test.display,
+        answer=result.answer,
+        when=_d(result.when),
+        loinc=result.loinc,
+    )
 
 
 def unread_line(ctx: RuleContext, result) -> str:
     test = ctx.knowledge.rules.qualitative_test[result.test]
-    return say("{test} of {when} could not be read ({answer}; LOINC {loinc}): it is not taken as negative",
-               test=test.display, when=_d(result.when), answer=result.answer, loinc=result.loinc)
+    return say(
+        "{test} of {when} could not be read ({answer}; LOINC {loinc}): it is not taken as negative",
+        test=test.display,
+        when=_d(result.when),
+        answer=result.answer,
+        loinc=result.loinc,
+    )
 
 
 def unread_gaps(ctx: RuleContext, rule, order: DraftOrder, results) -> list[Missing]:
     tests = ctx.knowledge.rules.qualitative_test
-    return [Missing(rule.id, tests[r.test].display, say("the result of {when} could not be read ({answer})",
-                                                        when=_d(r.when), answer=repr(r.answer)),
-                    tuple(rule.sources), order.order_id, order.drug) for r in results]
+    return [
+        Missing(
+            rule.id,
+            tests[r.test].display,
+            say("the result of {when} could not be read ({answer})", when=_d(r.when), answer=repr(r.answer)),
+            tuple(rule.sources),
+            order.order_id,
+            order.drug,
+        )
+        for r in results
+    ]
 
 
 def unobtainable(ctx: RuleContext, rule, order: DraftOrder, test_ids) -> list[Missing]:
@@ -76,9 +103,16 @@ def unobtainable(ctx: RuleContext, rule, order: DraftOrder, test_ids) -> list[Mi
         test = ctx.knowledge.rules.qualitative_test[test_id]
         why = ctx.facts.why_unavailable("Observation", test.loinc)
         if why and not ctx.facts.coded_results.get(test_id):
-            gaps.append(Missing(rule.id, test.display, say("results could not be obtained: {why}", why=why),
-                                tuple(rule.sources),
-                                order.order_id, order.drug))
+            gaps.append(
+                Missing(
+                    rule.id,
+                    test.display,
+                    say("results could not be obtained: {why}", why=why),
+                    tuple(rule.sources),
+                    order.order_id,
+                    order.drug,
+                )
+            )
     return gaps
 
 
@@ -94,15 +128,31 @@ def treatment_line(record) -> str:
     return f"{record.display} ({_status(record.status)} {record.resource_type}{dates})"
 
 
-def finding(ctx: RuleContext, rule, text, order: DraftOrder, lines: list[str], *, days: int | None = None,
-            covers: tuple[str, ...] = ()) -> Finding:
-    return on_record_finding(rule, order, rule_id=text.id, concern=f"{rule.concern}:{order.order_id}",
-                             indicator=text.indicator, summary=text.summary.format(drug=order.name, days=days),
-                             lines=lines, action=text.action.format(drug=order.name, days=days),
-                             covers=i18n.with_english(covers))
+def finding(
+    ctx: RuleContext,
+    rule,
+    text,
+    order: DraftOrder,
+    lines: list[str],
+    *,
+    days: int | None = None,
+    covers: tuple[str, ...] = (),
+) -> Finding:
+    return on_record_finding(
+        rule,
+        order,
+        rule_id=text.id,
+        concern=f"{rule.concern}:{order.order_id}",
+        indicator=text.indicator,
+        summary=text.summary.format(drug=order.name, days=days),
+        lines=lines,
+        action=text.action.format(drug=order.name, days=days),
+        covers=i18n.with_english(covers),
+    )
 
 
 # -- latent tuberculosis -------------------------------------------------------------------------------------------
+
 
 def _positive_run(ctx: RuleContext, readable: list, start: int) -> list:
     """The positive result at ``start`` and the positives before it, back to the first readable non-positive."""
@@ -126,28 +176,46 @@ def latent_tb(ctx: RuleContext, rule, order: DraftOrder):
         lines += [result_line(ctx, r) for r in run[:_SHOWN]]
         starts.append(run[-1].when)
     else:
-        persistent = next((i for i, r in enumerate(readable)
-                           if r.test in rule.persistent_positive and is_positive(ctx, r)), None)
+        persistent = next(
+            (i for i, r in enumerate(readable) if r.test in rule.persistent_positive and is_positive(ctx, r)), None
+        )
         if persistent is not None:
             run = _positive_run(ctx, readable, persistent)
             lines += [result_line(ctx, r) for r in run[:_SHOWN]]
-            lines.append(say("the later {result} does not undo a positive IGRA (reversions are common): latent "
-                             "tuberculosis is not excluded", result=result_line(ctx, decisive)))
+            lines.append(
+                say(
+                    "the later {result} does not undo a positive IGRA (reversions are common): latent "
+                    "tuberculosis is not excluded",
+                    result=result_line(ctx, decisive),
+                )
+            )
             starts.append(run[-1].when)
     conditions = [c for name in rule.concepts for c in facts.concept_present(name)]
     for cond in conditions:
         if cond.active:
-            lines.append(say("{condition} (diagnosis, active, since {onset})", condition=cond.display,
-                             onset=_d(cond.onset)))
+            lines.append(
+                say("{condition} (diagnosis, active, since {onset})", condition=cond.display, onset=_d(cond.onset))
+            )
             starts.append(cond.onset)
     unread = [unread_line(ctx, r) for r in reading.unread]
     gaps = unobtainable(ctx, rule, order, rule.tests)
-    if len(gaps) > 1:                   # one cause (the results could not be fetched): one line
-        gaps = [Missing(rule.id, " / ".join(g.check for g in gaps), gaps[0].why, tuple(rule.sources),
-                        order.order_id, order.drug)]
+    if len(gaps) > 1:  # one cause (the results could not be fetched): one line
+        gaps = [
+            Missing(
+                rule.id, " / ".join(g.check for g in gaps), gaps[0].why, tuple(rule.sources), order.order_id, order.drug
+            )
+        ]
     if rule.concepts and facts.why_unavailable("Condition"):
-        gaps.append(Missing(rule.id, _problem_list(), facts.why_unavailable("Condition"), tuple(rule.sources),
-                            order.order_id, order.drug))
+        gaps.append(
+            Missing(
+                rule.id,
+                _problem_list(),
+                facts.why_unavailable("Condition"),
+                tuple(rule.sources),
+                order.order_id,
+                order.drug,
+            )
+        )
     if lines:
         # the first positive of the run (or the diagnosis): treatment must start on or after it
         known = [s for s in starts if s is not None]
@@ -157,8 +225,12 @@ def latent_tb(ctx: RuleContext, rule, order: DraftOrder):
             return
         yield finding(ctx, rule, rule.latent, order, lines + treatment_lines + unread)
         return
-    if decisive is not None and decisive.category == "indeterminate" and decisive.when is not None \
-            and (facts.today - decisive.when).days <= rule.indeterminate_within_days:
+    if (
+        decisive is not None
+        and decisive.category == "indeterminate"
+        and decisive.when is not None
+        and (facts.today - decisive.when).days <= rule.indeterminate_within_days
+    ):
         yield finding(ctx, rule, rule.indeterminate, order, [result_line(ctx, decisive)] + unread)
         return
     yield from unread_gaps(ctx, rule, order, reading.unread)
@@ -176,23 +248,46 @@ def _tb_treatment(ctx: RuleContext, rule, episode: date | None, conditions) -> t
     lines = []
     for record in records[:_SHOWN]:
         if record.active:
-            lines.append(say("{treatment}: preventive treatment in progress, not yet completed",
-                             treatment=treatment_line(record)))
+            lines.append(
+                say(
+                    "{treatment}: preventive treatment in progress, not yet completed", treatment=treatment_line(record)
+                )
+            )
         elif record.status == "stopped":
-            lines.append(say("{treatment}: 'stopped' means halted before the course ended; if the full course was "
-                             "taken, record it as completed", treatment=treatment_line(record)))
+            lines.append(
+                say(
+                    "{treatment}: 'stopped' means halted before the course ended; if the full course was "
+                    "taken, record it as completed",
+                    treatment=treatment_line(record),
+                )
+            )
         elif record.status == "completed" and (record.start is None or episode is None):
-            lines.append(say("{treatment}: completed, but it cannot be placed after the positive result (a date is "
-                             "not recorded)", treatment=treatment_line(record)))
+            lines.append(
+                say(
+                    "{treatment}: completed, but it cannot be placed after the positive result (a date is "
+                    "not recorded)",
+                    treatment=treatment_line(record),
+                )
+            )
         elif record.status == "completed":
-            lines.append(say("{treatment}: completed before the positive result of {when}",
-                             treatment=treatment_line(record), when=episode))
+            lines.append(
+                say(
+                    "{treatment}: completed before the positive result of {when}",
+                    treatment=treatment_line(record),
+                    when=episode,
+                )
+            )
         else:
             lines.append(say("{treatment}: not recorded as completed", treatment=treatment_line(record)))
     why = ctx.facts.why_medications_unavailable()
     if why:
-        lines.append(say("The medication list could not be obtained ({why}): completed preventive treatment could "
-                         "not be checked.", why=why))
+        lines.append(
+            say(
+                "The medication list could not be obtained ({why}): completed preventive treatment could "
+                "not be checked.",
+                why=why,
+            )
+        )
     elif not records:
         display = ctx.knowledge.rules.treatment_class[rule.treatment_class].display
         lines.append(say("No {treatment} on record.", treatment=display))
@@ -200,6 +295,7 @@ def _tb_treatment(ctx: RuleContext, rule, episode: date | None, conditions) -> t
 
 
 # -- hepatitis B core antibody -------------------------------------------------------------------------------------
+
 
 def hbv_core(ctx: RuleContext, rule, order: DraftOrder):
     k, facts = ctx.knowledge, ctx.facts
@@ -212,17 +308,25 @@ def hbv_core(ctx: RuleContext, rule, order: DraftOrder):
     surface = read(ctx, rule.surface_tests)
     dna = read(ctx, [rule.dna_test])
     if (surface.results and is_positive(ctx, surface.results[0])) or (dna.results and is_positive(ctx, dna.results[0])):
-        return                          # the critical hepatitis-b card (newest HBsAg or HBV DNA positive)
+        return  # the critical hepatitis-b card (newest HBsAg or HBV DNA positive)
     lines = [result_line(ctx, positives[0])]
     if core.decisive is not None and not is_positive(ctx, core.decisive):
-        lines.append(say("the later {result} does not undo a positive anti-HBc", result=result_line(ctx, core.decisive)))
+        lines.append(
+            say("the later {result} does not undo a positive anti-HBc", result=result_line(ctx, core.decisive))
+        )
     if surface.decisive is None:
-        why = facts.why_unavailable("Observation", [c for t in rule.surface_tests for c in k.rules.qualitative_test[t].loinc])
-        lines.append(say("HBsAg: results could not be obtained ({why}): check HBsAg too", why=why)
-                     if why and not surface.results else say("HBsAg: no readable result on record: check HBsAg too"))
+        why = facts.why_unavailable(
+            "Observation", [c for t in rule.surface_tests for c in k.rules.qualitative_test[t].loinc]
+        )
+        lines.append(
+            say("HBsAg: results could not be obtained ({why}): check HBsAg too", why=why)
+            if why and not surface.results
+            else say("HBsAg: no readable result on record: check HBsAg too")
+        )
     elif is_positive(ctx, surface.decisive):
-        lines.append(say("{result} (an older result: the newest could not be read)",
-                         result=result_line(ctx, surface.decisive)))
+        lines.append(
+            say("{result} (an older result: the newest could not be read)", result=result_line(ctx, surface.decisive))
+        )
     else:
         lines.append(result_line(ctx, surface.decisive))
     lines += [unread_line(ctx, r) for r in surface.unread]
@@ -231,20 +335,37 @@ def hbv_core(ctx: RuleContext, rule, order: DraftOrder):
     if newest is None:
         why = facts.why_unavailable("Observation", k.rules.qualitative_test[rule.dna_test].loinc)
         display = k.rules.qualitative_test[rule.dna_test].display
-        lines.append(say("{test}: results could not be obtained ({why})", test=display, why=why)
-                     if why and not dna.results else say("No readable {test} result on record.", test=display))
+        lines.append(
+            say("{test}: results could not be obtained ({why})", test=display, why=why)
+            if why and not dna.results
+            else say("No readable {test} result on record.", test=display)
+        )
     elif is_positive(ctx, newest):
-        lines.append(say("{result} (an older result: the newest could not be read; treat as active hepatitis B "
-                         "until shown otherwise)", result=result_line(ctx, newest)))
-    elif newest.category == "negative" and newest.when is not None \
-            and (facts.today - newest.when).days <= rule.dna_within_days and not dna.unread:
+        lines.append(
+            say(
+                "{result} (an older result: the newest could not be read; treat as active hepatitis B "
+                "until shown otherwise)",
+                result=result_line(ctx, newest),
+            )
+        )
+    elif (
+        newest.category == "negative"
+        and newest.when is not None
+        and (facts.today - newest.when).days <= rule.dna_within_days
+        and not dna.unread
+    ):
         lines.append(result_line(ctx, newest))
         text = rule.dna_not_detected
     elif newest.category == "negative" and dna.unread:
         lines.append(say("{result}, but a newer result could not be read", result=result_line(ctx, newest)))
     elif newest.category == "negative":
-        lines.append(say("{result}: older than {days} days, repeat it before starting",
-                         result=result_line(ctx, newest), days=rule.dna_within_days))
+        lines.append(
+            say(
+                "{result}: older than {days} days, repeat it before starting",
+                result=result_line(ctx, newest),
+                days=rule.dna_within_days,
+            )
+        )
     else:
         lines.append(say("{result}: neither detected nor not detected", result=result_line(ctx, newest)))
     lines += [unread_line(ctx, r) for r in dna.unread]
@@ -253,6 +374,7 @@ def hbv_core(ctx: RuleContext, rule, order: DraftOrder):
 
 
 # -- hepatitis C antibody ------------------------------------------------------------------------------------------
+
 
 def hcv_antibody(ctx: RuleContext, rule, order: DraftOrder):
     k, facts = ctx.knowledge, ctx.facts
@@ -264,23 +386,32 @@ def hcv_antibody(ctx: RuleContext, rule, order: DraftOrder):
         return
     rna = read(ctx, [rule.rna_test])
     if rna.results and is_positive(ctx, rna.results[0]):
-        return                          # the critical hepatitis-c card (newest HCV RNA detected)
+        return  # the critical hepatitis-c card (newest HCV RNA detected)
     anchor = positives[0].when
     newest = rna.decisive
-    if newest is not None and newest.category == "negative" and not rna.unread and newest.when is not None \
-            and (anchor is None or newest.when >= anchor):
-        return                          # cleared or cured: HCV RNA not detected after the positive antibody
+    if (
+        newest is not None
+        and newest.category == "negative"
+        and not rna.unread
+        and newest.when is not None
+        and (anchor is None or newest.when >= anchor)
+    ):
+        return  # cleared or cured: HCV RNA not detected after the positive antibody
     lines = [result_line(ctx, positives[0])]
     display = k.rules.qualitative_test[rule.rna_test].display
     if newest is None:
         why = facts.why_unavailable("Observation", k.rules.qualitative_test[rule.rna_test].loinc)
-        lines.append(say("{test}: results could not be obtained ({why})", test=display, why=why)
-                     if why and not rna.results else say("No readable {test} result on record.", test=display))
+        lines.append(
+            say("{test}: results could not be obtained ({why})", test=display, why=why)
+            if why and not rna.results
+            else say("No readable {test} result on record.", test=display)
+        )
     elif is_positive(ctx, newest):
         lines.append(say("{result} (an older result: the newest could not be read)", result=result_line(ctx, newest)))
     elif newest.category == "negative" and newest.when is not None:
-        lines.append(say("{result}: before the positive antibody of {when}", result=result_line(ctx, newest),
-                         when=_d(anchor)))
+        lines.append(
+            say("{result}: before the positive antibody of {when}", result=result_line(ctx, newest), when=_d(anchor))
+        )
     else:
         lines.append(say("{result}: neither detected nor not detected", result=result_line(ctx, newest)))
     lines += [unread_line(ctx, r) for r in rna.unread]
@@ -288,6 +419,7 @@ def hcv_antibody(ctx: RuleContext, rule, order: DraftOrder):
 
 
 # -- HIV -------------------------------------------------------------------------------------------------------
+
 
 def hiv(ctx: RuleContext, rule, order: DraftOrder):
     k, facts = ctx.knowledge, ctx.facts
@@ -299,8 +431,9 @@ def hiv(ctx: RuleContext, rule, order: DraftOrder):
         return
     lines = list(conditions)
     if detected and not conditions:
-        lines.append(say("{result} (HIV infection shown by a detectable viral load)",
-                         result=result_line(ctx, detected[0])))
+        lines.append(
+            say("{result} (HIV infection shown by a detectable viral load)", result=result_line(ctx, detected[0]))
+        )
     since = facts.today - timedelta(days=rule.load_within_days)
     recent = read(ctx, [rule.load_test], since=since)
     art = [t for t in treatments(ctx, rule.treatment_class) if t.active]
@@ -308,9 +441,16 @@ def hiv(ctx: RuleContext, rule, order: DraftOrder):
     if not art:
         why = facts.why_medications_unavailable()
         display = k.rules.treatment_class[rule.treatment_class].display
-        lines.append(say("The medication list could not be obtained ({why}): {treatment} could not be checked, so "
-                         "the infection is taken as untreated.", why=why, treatment=display)
-                     if why else say("No active {treatment} on record.", treatment=display))
+        lines.append(
+            say(
+                "The medication list could not be obtained ({why}): {treatment} could not be checked, so "
+                "the infection is taken as untreated.",
+                why=why,
+                treatment=display,
+            )
+            if why
+            else say("No active {treatment} on record.", treatment=display)
+        )
         if recent.decisive is not None:
             lines.append(result_line(ctx, recent.decisive))
         yield finding(ctx, rule, rule.untreated, order, lines + [unread_line(ctx, r) for r in recent.unread])
@@ -319,27 +459,50 @@ def hiv(ctx: RuleContext, rule, order: DraftOrder):
     lines += [unread_line(ctx, r) for r in recent.unread]
     newest = recent.decisive
     if is_positive(ctx, newest):
-        yield finding(ctx, rule, rule.detectable, order, [*lines, result_line(ctx, newest)],
-                      days=rule.load_within_days, covers=(load_display,))
+        yield finding(
+            ctx,
+            rule,
+            rule.detectable,
+            order,
+            [*lines, result_line(ctx, newest)],
+            days=rule.load_within_days,
+            covers=(load_display,),
+        )
     elif newest is not None and newest.category == "negative" and not recent.unread:
-        yield finding(ctx, rule, rule.suppressed, order, [*lines, result_line(ctx, newest)],
-                      days=rule.load_within_days, covers=(load_display,))
+        yield finding(
+            ctx,
+            rule,
+            rule.suppressed,
+            order,
+            [*lines, result_line(ctx, newest)],
+            days=rule.load_within_days,
+            covers=(load_display,),
+        )
     else:
         if newest is not None:
-            lines.append(say("{result}: not readable as suppressed or detectable", result=result_line(ctx, newest))
-                         if newest.category != "negative" else
-                         say("{result}: followed by a result that could not be read", result=result_line(ctx, newest)))
+            lines.append(
+                say("{result}: not readable as suppressed or detectable", result=result_line(ctx, newest))
+                if newest.category != "negative"
+                else say("{result}: followed by a result that could not be read", result=result_line(ctx, newest))
+            )
         else:
             why = facts.why_unavailable("Observation", k.rules.qualitative_test[rule.load_test].loinc)
             older = loads.decisive
             if why and not loads.results:
                 lines.append(say("{test}: results could not be obtained ({why})", test=load_display, why=why))
             elif older is not None:
-                lines.append(say("No {test} in the last {days} days (latest: {result}).", test=load_display,
-                                 days=rule.load_within_days, result=result_line(ctx, older)))
+                lines.append(
+                    say(
+                        "No {test} in the last {days} days (latest: {result}).",
+                        test=load_display,
+                        days=rule.load_within_days,
+                        result=result_line(ctx, older),
+                    )
+                )
             else:
-                lines.append(say("No {test} in the last {days} days on record.", test=load_display,
-                                 days=rule.load_within_days))
+                lines.append(
+                    say("No {test} in the last {days} days on record.", test=load_display, days=rule.load_within_days)
+                )
         yield finding(ctx, rule, rule.load_unknown, order, lines, days=rule.load_within_days, covers=(load_display,))
 
 
@@ -349,8 +512,12 @@ def _hiv_screen(ctx: RuleContext, rule, order: DraftOrder, loads: ResultReading)
     if is_positive(ctx, screen.decisive):
         lines = [result_line(ctx, screen.decisive)]
         if loads.decisive is not None:
-            lines.append(say("{result} (a viral load does not replace the confirmation test)",
-                             result=result_line(ctx, loads.decisive)))
+            lines.append(
+                say(
+                    "{result} (a viral load does not replace the confirmation test)",
+                    result=result_line(ctx, loads.decisive),
+                )
+            )
         yield finding(ctx, rule, rule.screen_reactive, order, lines + [unread_line(ctx, r) for r in screen.unread])
         return
     yield from unread_gaps(ctx, rule, order, screen.unread)
@@ -362,8 +529,12 @@ def _hiv_screen(ctx: RuleContext, rule, order: DraftOrder, loads: ResultReading)
 
 # -- the family -------------------------------------------------------------------------------------------------
 
-EVALUATORS = {"latent_tb_rule": latent_tb, "hbv_core_rule": hbv_core, "hcv_antibody_rule": hcv_antibody,
-              "hiv_rule": hiv}
+EVALUATORS = {
+    "latent_tb_rule": latent_tb,
+    "hbv_core_rule": hbv_core,
+    "hcv_antibody_rule": hcv_antibody,
+    "hiv_rule": hiv,
+}
 
 
 def evaluate(ctx: RuleContext):

@@ -10,6 +10,7 @@ info card inside their window. Thresholds crossed on treatment: the
 a threshold whose result is simply absent is left to the schedule (which
 says when a test is needed), so it is not repeated as a gap.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,14 +34,17 @@ def systemic_in_use(ctx: RuleContext):
     return [m for m in ctx.facts.medications if m.systemic_jaki_in_use]
 
 
-def schedule_status(schedule: MonitoringSchedule, start: date, today: date, done: date | None) -> tuple[str | None, str]:
+def schedule_status(
+    schedule: MonitoringSchedule, start: date, today: date, done: date | None
+) -> tuple[str | None, str]:
     """(None | "due" | "overdue", why) for a schedule given the date the last complete set was done."""
     state, why, _ = schedule_verdict(schedule, start, today, done)
     return state, why
 
 
-def schedule_verdict(schedule: MonitoringSchedule, start: date, today: date,
-                     done: date | None) -> tuple[str | None, str, int | None]:
+def schedule_verdict(
+    schedule: MonitoringSchedule, start: date, today: date, done: date | None
+) -> tuple[str | None, str, int | None]:
     """``schedule_status`` and the week of the checkpoint it is about (None: the periodic repeat)."""
     days = (today - start).days
     passed = [c for c in schedule.checkpoints if c.week * 7 <= days]
@@ -52,10 +56,14 @@ def schedule_verdict(schedule: MonitoringSchedule, start: date, today: date,
         if done is None or done < opens:
             state = "overdue" if days >= current.overdue_week * 7 else "due"
             when = start + timedelta(days=current.week * 7)
-            last = (say("last complete set {done}", done=done) if done
-                    else say("no complete set on record since the start"))
-            return state, say("week {week} check (due {when}): {last}", week=current.week, when=when,
-                              last=last), current.week
+            last = (
+                say("last complete set {done}", done=done) if done else say("no complete set on record since the start")
+            )
+            return (
+                state,
+                say("week {week} check (due {when}): {last}", week=current.week, when=when, last=last),
+                current.week,
+            )
         if current is not schedule.checkpoints[-1]:
             return None, "", None
     if done is None:
@@ -63,9 +71,16 @@ def schedule_verdict(schedule: MonitoringSchedule, start: date, today: date,
         return state, say("no complete set on record since the start"), None
     age = (today - done).days
     if age >= schedule.overdue_days or age >= schedule.every_days:
-        return ("overdue" if age >= schedule.overdue_days else "due",
-                say("last complete set {done} ({age} days ago; repeat every {every} days)", done=done, age=age,
-                    every=schedule.every_days), None)
+        return (
+            "overdue" if age >= schedule.overdue_days else "due",
+            say(
+                "last complete set {done} ({age} days ago; repeat every {every} days)",
+                done=done,
+                age=age,
+                every=schedule.every_days,
+            ),
+            None,
+        )
     return None, "", None
 
 
@@ -105,23 +120,40 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
         unobtainable = [s.unobtainable for _, s in states if s.newest is None and s.unobtainable]
         if schedule.none_on_record == "info" and all(d is None for d in dates):
             if unobtainable:
-                yield Missing(schedule.id, schedule.display,
-                              say("records could not be obtained: {why}", why=unobtainable[0]), tuple(schedule.sources))
+                yield Missing(
+                    schedule.id,
+                    schedule.display,
+                    say("records could not be obtained: {why}", why=unobtainable[0]),
+                    tuple(schedule.sources),
+                )
                 continue
-            yield Finding(rule_id=schedule.id, concern=f"monitoring:{schedule.id}", indicator="info",
-                          summary=say("No {schedule} on record (patient on a JAK inhibitor since {start})",
-                                      schedule=schedule.display, start=start),
-                          detail=say("No coded record ({codes}) was found. It may have been done without a code; if "
-                                     "not, plan one.", codes="; ".join(codes_text(ctx, part) for part, _ in states))
-                                 + f"\n\n{schedule.action}",
-                          sources=list(schedule.sources))
+            yield Finding(
+                rule_id=schedule.id,
+                concern=f"monitoring:{schedule.id}",
+                indicator="info",
+                summary=say(
+                    "No {schedule} on record (patient on a JAK inhibitor since {start})",
+                    schedule=schedule.display,
+                    start=start,
+                ),
+                detail=say(
+                    "No coded record ({codes}) was found. It may have been done without a code; if not, plan one.",
+                    codes="; ".join(codes_text(ctx, part) for part, _ in states),
+                )
+                + f"\n\n{schedule.action}",
+                sources=list(schedule.sources),
+            )
             continue
         state, why = schedule_status(schedule, start, facts.today, done)
         if state is None:
             continue
         if unobtainable and done is None:
-            yield Missing(schedule.id, schedule.display, say("results could not be obtained: {why}",
-                                                             why=unobtainable[0]), tuple(schedule.sources))
+            yield Missing(
+                schedule.id,
+                schedule.display,
+                say("results could not be obtained: {why}", why=unobtainable[0]),
+                tuple(schedule.sources),
+            )
             continue
         # at a glance (issue 24): the tests still missing when some of the set is there, and results that could
         # not be interpreted; the values, codes and the whole schedule are one click away in the app
@@ -130,8 +162,11 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
         for part, part_st in states:
             if part_st.newest is None:
                 absent.append(part.display)
-            if any(u.when is None or part_st.newest is None or u.when > part_st.newest
-                   for a in part.analytes for u in facts.unreadable(a, since=start)):
+            if any(
+                u.when is None or part_st.newest is None or u.when > part_st.newest
+                for a in part.analytes
+                for u in facts.unreadable(a, since=start)
+            ):
                 unread.append(part.display)
             code = order_code(ctx, part)
             if code is not None:
@@ -150,15 +185,24 @@ def _summary(items: list, state: str, weeks: int) -> str:
     overdue = state == "overdue"
     if len(items) == 1:
         name = sentence(items[0][0].display)
-        return (say("{schedule} overdue (week {week} of JAK inhibitor treatment)", schedule=name, week=weeks) if overdue
-                else say("{schedule} due (week {week} of JAK inhibitor treatment)", schedule=name, week=weeks))
+        return (
+            say("{schedule} overdue (week {week} of JAK inhibitor treatment)", schedule=name, week=weeks)
+            if overdue
+            else say("{schedule} due (week {week} of JAK inhibitor treatment)", schedule=name, week=weeks)
+        )
     short = ", ".join(re.sub(r"\s*\([^)]*\)", "", schedule.display) for schedule, *_ in items)
-    text = (say("JAK inhibitor monitoring overdue (week {week}): {schedules}", week=weeks, schedules=short) if overdue
-            else say("JAK inhibitor monitoring due (week {week}): {schedules}", week=weeks, schedules=short))
+    text = (
+        say("JAK inhibitor monitoring overdue (week {week}): {schedules}", week=weeks, schedules=short)
+        if overdue
+        else say("JAK inhibitor monitoring due (week {week}): {schedules}", week=weeks, schedules=short)
+    )
     if len(text) < 140:
         return text
-    return (say("{n} JAK inhibitor monitoring checks overdue (week {week})", n=len(items), week=weeks) if overdue
-            else say("{n} JAK inhibitor monitoring checks due (week {week})", n=len(items), week=weeks))
+    return (
+        say("{n} JAK inhibitor monitoring checks overdue (week {week})", n=len(items), week=weeks)
+        if overdue
+        else say("{n} JAK inhibitor monitoring checks due (week {week})", n=len(items), week=weeks)
+    )
 
 
 def _schedule_card(ctx: RuleContext, state: str, items: list, start: date, patient_id: str) -> Finding:
@@ -174,17 +218,31 @@ def _schedule_card(ctx: RuleContext, state: str, items: list, start: date, patie
     suggestions = []
     if wanted:
         note = say("JAK inhibitor monitoring: {schedules}", schedules=names)
-        label = (say("Order {test}", test=items[0][0].display) if len(items) == 1
-                 else say("Order the monitoring tests listed"))
-        suggestions.append(ProposedSuggestion(
-            label, tuple(ProposedAction("create", say("Order {test} (LOINC {code})", test=c.display, code=c.code),
-                                        service_request(c, patient_id, note)) for c in wanted.values())))
+        label = (
+            say("Order {test}", test=items[0][0].display)
+            if len(items) == 1
+            else say("Order the monitoring tests listed")
+        )
+        suggestions.append(
+            ProposedSuggestion(
+                label,
+                tuple(
+                    ProposedAction(
+                        "create",
+                        say("Order {test} (LOINC {code})", test=c.display, code=c.code),
+                        service_request(c, patient_id, note),
+                    )
+                    for c in wanted.values()
+                ),
+            )
+        )
     return Finding(
         rule_id="+".join(schedule.id for schedule, *_ in items),
         concern=f"monitoring:{state}",
         indicator="warning" if state == "overdue" else "info",
         summary=_summary(items, state, weeks),
-        detail=say("**Treatment started:** {start} (week {week}).", start=start, week=weeks) + "\n\n"
+        detail=say("**Treatment started:** {start} (week {week}).", start=start, week=weeks)
+        + "\n\n"
         + "\n".join(sections),
         sources=list(dict.fromkeys(src for schedule, *_ in items for src in schedule.sources)),
         override_set="missing-data" if state == "overdue" else None,
@@ -207,8 +265,13 @@ def _reviews(ctx: RuleContext, drugs: dict[str, date], names: dict[str, str]):
             concern=f"review:{review.id}",
             indicator="info",
             summary=review.summary.format(drug=names[review.drug], week=days // 7),
-            detail=say("**{drug} started:** {start} (week {week}).", drug=sentence(names[review.drug]), start=start,
-                       week=days // 7) + f"\n\n{review.action}",
+            detail=say(
+                "**{drug} started:** {start} (week {week}).",
+                drug=sentence(names[review.drug]),
+                start=start,
+                week=days // 7,
+            )
+            + f"\n\n{review.action}",
             sources=list(review.sources),
             drug=review.drug,
         )
@@ -223,7 +286,7 @@ def _thresholds(ctx: RuleContext, in_use: list[tuple[str, str, None]], start: da
             if threshold is not None and threshold.basis != "baseline":
                 max_days = k.analytes[threshold.analyte].max_age_days
                 if not facts.unreadable_within(threshold.analyte, max_days):
-                    continue      # an absent result: the schedule says when it is needed
+                    continue  # an absent result: the schedule says when it is needed
         yield item
 
 
@@ -234,9 +297,12 @@ def evaluate(ctx: RuleContext):
     in_use = [(drug_id, name, None) for drug_id, name in names.items()]
     if start is None:
         sources = tuple(dict.fromkeys(s for sch in ctx.knowledge.rules.monitoring_schedule for s in sch.sources))
-        yield Missing("monitoring-start-date", say("the on-treatment monitoring schedule"),
-                      say("the JAK inhibitor's start date is not recorded (no authoredOn or effective start)"),
-                      sources or ("S000",))
+        yield Missing(
+            "monitoring-start-date",
+            say("the on-treatment monitoring schedule"),
+            say("the JAK inhibitor's start date is not recorded (no authoredOn or effective start)"),
+            sources or ("S000",),
+        )
     else:
         yield from _schedules(ctx, list(names), start, ctx.facts.patient_id)
         yield from _reviews(ctx, starts, names)

@@ -5,6 +5,7 @@ the drug is not approved for; a reason that is not recognised says nothing (it m
 indication). Without a reason: off-label when no active condition is an approved indication and an active
 condition is an off-label indication with an evidence entry (``conditions_need_evidence``).
 """
+
 from __future__ import annotations
 
 from cds_service.findings import Finding
@@ -36,8 +37,9 @@ def _evidence_lines(ctx: RuleContext, order: DraftOrder, indications: list[str],
     lines, sources = [], []
     for indication in indications:
         name = _indication_name(ctx, indication).capitalize()
-        entries = [e for e in ctx.knowledge.rules.offlabel_evidence
-                   if e.drug == order.drug and e.indication == indication]
+        entries = [
+            e for e in ctx.knowledge.rules.offlabel_evidence if e.drug == order.drug and e.indication == indication
+        ]
         if not entries:
             lines.append(f"- **{name}:** {no_evidence}")
             continue
@@ -67,15 +69,24 @@ def evaluate(ctx: RuleContext):
             drug = k.drugs[order.drug]
             approved = ", ".join(_indication_name(ctx, i) for i in drug.indications) or say("none listed")
             if how == "order reason":
-                why = say("**Order reason:** {reasons} — not an approved indication of {drug}.",
-                          reasons=", ".join(names), drug=order.name)
+                why = say(
+                    "**Order reason:** {reasons} — not an approved indication of {drug}.",
+                    reasons=", ".join(names),
+                    drug=order.name,
+                )
             else:
                 on_record = "; ".join(
                     say("{condition} (since {onset})", condition=c.display, onset=c.onset) if c.onset else c.display
-                    for c in ctx.facts.conditions if c.active and c.indication in indications)
-                why = say("**No order reason given**, and no approved indication of {drug} is recorded as an active "
-                          "condition. **On record:** {conditions}. If the order is for another, approved indication, "
-                          "add it as the order's reason.", drug=order.name, conditions=on_record)
+                    for c in ctx.facts.conditions
+                    if c.active and c.indication in indications
+                )
+                why = say(
+                    "**No order reason given**, and no approved indication of {drug} is recorded as an active "
+                    "condition. **On record:** {conditions}. If the order is for another, approved indication, "
+                    "add it as the order's reason.",
+                    drug=order.name,
+                    conditions=on_record,
+                )
             evidence, evidence_sources = _evidence_lines(ctx, order, indications, rule.no_evidence)
             own = [f"EU-{order.drug}"] if f"EU-{order.drug}" in k.sources else []
             yield Finding(
@@ -83,11 +94,17 @@ def evaluate(ctx: RuleContext):
                 concern=f"offlabel:{order.order_id}",
                 indicator=rule.indicator,
                 summary=rule.summary.format(drug=order.name.capitalize(), indication=" / ".join(names)),
-                detail=(f"{why}  \n"
-                        + say("**Approved indications (EU) of {drug}:** {indications}.", drug=order.name,
-                              indications=approved) + "  \n"
-                        + say("**Ordered:** {dose}.", dose=order.dose.describe()) + "\n\n"
-                        + say("**Evidence for this off-label use:**") + f"\n{evidence}\n\n{rule.caveat}"),
+                detail=(
+                    f"{why}  \n"
+                    + say(
+                        "**Approved indications (EU) of {drug}:** {indications}.", drug=order.name, indications=approved
+                    )
+                    + "  \n"
+                    + say("**Ordered:** {dose}.", dose=order.dose.describe())
+                    + "\n\n"
+                    + say("**Evidence for this off-label use:**")
+                    + f"\n{evidence}\n\n{rule.caveat}"
+                ),
                 sources=list(dict.fromkeys(own + evidence_sources + list(rule.sources))),
                 order_id=order.order_id,
                 drug=order.drug,

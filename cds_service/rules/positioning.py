@@ -4,6 +4,7 @@ The medication history counts every recorded MedicationRequest and MedicationSta
 (completed and stopped ones are exactly the history that matters). When the history could not be obtained
 the note says so instead of claiming there was no prior therapy.
 """
+
 from __future__ import annotations
 
 from cds_service.findings import Finding
@@ -16,11 +17,12 @@ def prior_therapy(ctx: RuleContext, class_id: str) -> list[str]:
     entry = ctx.knowledge.rules.therapy_class[class_id]
     found: list[str] = []
     for med in ctx.facts.medications:
-        if med.drug is not None:          # a recognised JAK inhibitor is not a conventional agent
+        if med.drug is not None:  # a recognised JAK inhibitor is not a conventional agent
             continue
         if entry.contains(med.display, med.codes):
-            found.append(say("{medicine} (from {start})", medicine=med.display, start=med.start) if med.start
-                         else med.display)
+            found.append(
+                say("{medicine} (from {start})", medicine=med.display, start=med.start) if med.start else med.display
+            )
     return found
 
 
@@ -30,7 +32,7 @@ def _in_age_band(ctx: RuleContext, low: float | None, high: float | None) -> boo
         return True
     if facts.age is None:
         return None
-    young, old = facts.age, facts.age_max          # partial birth dates give a range
+    young, old = facts.age, facts.age_max  # partial birth dates give a range
     checks = []
     if low is not None:
         if (young >= low) != (old >= low):
@@ -54,31 +56,41 @@ def evaluate(ctx: RuleContext):
             if order.drug not in rule.drugs or order.indication not in rule.indications:
                 continue
             if not _in_age_band(ctx, rule.age_at_least, rule.age_below):
-                continue                  # outside the band, or age unknown (said by the age/dose rules)
+                continue  # outside the band, or age unknown (said by the age/dose rules)
             if rule.new_start_only and _already_on(ctx, order.drug):
-                continue                  # a renewal: the positioning decision was made at the start
+                continue  # a renewal: the positioning decision was made at the start
             if any(prior_therapy(ctx, c) for c in rule.prior_classes):
                 continue
             classes = [k.rules.therapy_class[c] for c in rule.prior_classes]
             members = ", ".join(m for c in classes for m in c.members)
             unavailable = ctx.facts.why_medications_unavailable()
             if unavailable:
-                looked = say("**Medication history could not be obtained** ({why}), so prior {medicines} could not "
-                             "be checked.", why=unavailable, medicines=members)
+                looked = say(
+                    "**Medication history could not be obtained** ({why}), so prior {medicines} could not be checked.",
+                    why=unavailable,
+                    medicines=members,
+                )
             else:
-                looked = say("**Medication history:** no {medicines} recorded (any status, including stopped).",
-                             medicines=members)
+                looked = say(
+                    "**Medication history:** no {medicines} recorded (any status, including stopped).",
+                    medicines=members,
+                )
             yield Finding(
                 rule_id=rule.id,
                 concern=f"positioning:{rule.id}:{order.order_id}",
                 indicator=rule.indicator,
                 summary=rule.summary.format(drug=order.name.capitalize()),
-                detail=(say("**Indication:** {indication} ({how}); age {age}.",
-                            indication=k.indications[order.indication].display, how=order.indication_how,
-                            age=str(ctx.facts.age)) + f"  \n{looked}\n\n{rule.detail}"
-                        + (f"\n\n{rule.scope_note}" if rule.scope_note else "")),
+                detail=(
+                    say(
+                        "**Indication:** {indication} ({how}); age {age}.",
+                        indication=k.indications[order.indication].display,
+                        how=order.indication_how,
+                        age=str(ctx.facts.age),
+                    )
+                    + f"  \n{looked}\n\n{rule.detail}"
+                    + (f"\n\n{rule.scope_note}" if rule.scope_note else "")
+                ),
                 sources=list(rule.sources) + [s for c in classes for s in c.sources if s not in rule.sources],
                 order_id=order.order_id,
                 drug=order.drug,
             )
-

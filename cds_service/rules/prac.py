@@ -5,6 +5,7 @@ risk factors, malignancy risk (group "prac": use only if no suitable alternative
 (group "vte": use with caution, inform about clot symptoms). The lower dose of ``[[prac_lower_dose]]`` is
 offered as an edit of the draft when the order asks for more. A patient without any factor gets no card.
 """
+
 from __future__ import annotations
 
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
@@ -20,7 +21,7 @@ def _lower_dose(ctx: RuleContext, order: DraftOrder):
         if entry.drug != order.drug:
             continue
         if entry.indications and order.indication not in entry.indications:
-            continue            # an indication-specific dose is not suggested when the indication is unknown
+            continue  # an indication-specific dose is not suggested when the indication is unknown
         if entry.phase is not None and phase != entry.phase:
             continue
         return entry, phase
@@ -54,8 +55,14 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
             unavailable.append(say("procedures (recent major surgery) could not be obtained: {why}", why=why))
     if not found["prac"] and not found["vte"]:
         for why in unavailable:
-            yield Missing(card.id, say("PRAC risk groups (CV disease, cancer, VTE risk)"), why, tuple(card.sources),
-                          order.order_id, order.drug)
+            yield Missing(
+                card.id,
+                say("PRAC risk groups (CV disease, cancer, VTE risk)"),
+                why,
+                tuple(card.sources),
+                order.order_id,
+                order.drug,
+            )
         return
     factors = [f for group in ("prac", "vte") for f, _ in found[group]]
     names = ", ".join(f.display.split(" (")[0] for f in factors)
@@ -78,20 +85,39 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
         sources += entry.sources
         ordered = order.dose.daily_mg
         if ordered is None:
-            detail += "\n\n" + say("**Lower dose:** {dose}. {detail} The ordered dose could not be read ({problem}), "
-                                   "so it was not compared.", dose=target, detail=entry.detail,
-                                   problem=order.dose.problem or say("unknown"))
+            detail += "\n\n" + say(
+                "**Lower dose:** {dose}. {detail} The ordered dose could not be read ({problem}), "
+                "so it was not compared.",
+                dose=target,
+                detail=entry.detail,
+                problem=order.dose.problem or say("unknown"),
+            )
         elif ordered > entry.dose_mg * entry.per_day + 1e-9:
-            detail += "\n\n" + say("**Lower dose:** {dose} (ordered: {ordered}). {detail}", dose=target,
-                                   ordered=order.dose.describe(), detail=entry.detail)
-            suggestions.append(ProposedSuggestion(
-                label=say("Change to {dose} (lower-risk dose)", dose=target),
-                actions=(ProposedAction("update", say("Change the {drug} order to {dose}", drug=order.name, dose=target),
-                                        corrected_order(order, entry.dose_mg, entry.per_day, phase)),)))
+            detail += "\n\n" + say(
+                "**Lower dose:** {dose} (ordered: {ordered}). {detail}",
+                dose=target,
+                ordered=order.dose.describe(),
+                detail=entry.detail,
+            )
+            suggestions.append(
+                ProposedSuggestion(
+                    label=say("Change to {dose} (lower-risk dose)", dose=target),
+                    actions=(
+                        ProposedAction(
+                            "update",
+                            say("Change the {drug} order to {dose}", drug=order.name, dose=target),
+                            corrected_order(order, entry.dose_mg, entry.per_day, phase),
+                        ),
+                    ),
+                )
+            )
         else:
-            detail += "\n\n" + say("**Dose:** the ordered {ordered} is the lower-risk dose for these risk factors "
-                                   "(kidney or liver function, or an interacting medicine, may lower it further: see "
-                                   "the dose card if there is one).", ordered=order.dose.describe())
+            detail += "\n\n" + say(
+                "**Dose:** the ordered {ordered} is the lower-risk dose for these risk factors "
+                "(kidney or liver function, or an interacting medicine, may lower it further: see "
+                "the dose card if there is one).",
+                ordered=order.dose.describe(),
+            )
     else:
         for e in k.rules.prac_lower_dose:
             if e.drug != order.drug:
@@ -100,12 +126,23 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
             other_phase = e.phase is not None and e.phase != phase
             if not (unknown_indication or (other_phase and (not e.indications or order.indication in e.indications))):
                 continue
-            when = say(" and ").join(filter(None, [
-                say("the indication is {indications}", indications=", ".join(e.indications))
-                if unknown_indication else None,
-                _phase(e.phase) if e.phase else None]))
-            detail += "\n\n" + say("**If {when}:** lower dose {dose}. {detail} Not suggested as an edit: the order "
-                                   "does not say so.", when=when, dose=mg(e.dose_mg, e.per_day), detail=e.detail)
+            when = say(" and ").join(
+                filter(
+                    None,
+                    [
+                        say("the indication is {indications}", indications=", ".join(e.indications))
+                        if unknown_indication
+                        else None,
+                        _phase(e.phase) if e.phase else None,
+                    ],
+                )
+            )
+            detail += "\n\n" + say(
+                "**If {when}:** lower dose {dose}. {detail} Not suggested as an edit: the order does not say so.",
+                when=when,
+                dose=mg(e.dose_mg, e.per_day),
+                detail=e.detail,
+            )
     checks = list(card.not_checked) + not_recorded + unavailable
     if checks:
         detail += "\n\n" + say("**Not checked / not recorded:** {checks}.", checks="; ".join(checks))

@@ -4,6 +4,7 @@ current lab value, coded record or readable result for a part, what is missing, 
 Shared by the baseline screening (decision 9) and the monitoring schedule (decision 10), so neither family imports
 the other.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,10 +23,10 @@ _SYSTEM_LABEL = {"loinc": "LOINC", "snomed": "SNOMED CT", "cvx": "CVX"}
 
 @dataclass(frozen=True)
 class PartState:
-    newest: date | None          # date of the newest usable result/record
-    unobtainable: str | None     # why the data could not be obtained (only when nothing usable was found)
-    label: str | None = None     # the newest one: the analyte's name (a lab result) ...
-    item: object = None          # ... and the LabValue, or the coded record
+    newest: date | None  # date of the newest usable result/record
+    unobtainable: str | None  # why the data could not be obtained (only when nothing usable was found)
+    label: str | None = None  # the newest one: the analyte's name (a lab result) ...
+    item: object = None  # ... and the LabValue, or the coded record
 
     @property
     def shown(self) -> str | None:
@@ -93,8 +94,9 @@ def part_gap(ctx: RuleContext, part: RecordPart, state: PartState, max_days: int
         return part.display, say("records could not be obtained: {why}", why=state.unobtainable)
     undated = any(r.when is None for ref in part.codes for r in facts.records.get(f"{ref.system}|{ref.code}", []))
     if state.newest is not None:
-        return part.display, say("the latest record ({record}) is older than {days} days", record=state.shown,
-                                 days=max_days)
+        return part.display, say(
+            "the latest record ({record}) is older than {days} days", record=state.shown, days=max_days
+        )
     if undated:
         return part.display, say("only records without a date are on file")
     return part.display, say("nothing on record")
@@ -122,9 +124,16 @@ def service_request(code: CodeRef, patient_id: str, note: str) -> dict:
         "status": "draft",
         "intent": "order",
         # an analyte's local name is not the LOINC display: it goes in text only
-        "code": {"coding": [{"system": SYSTEM_URI[code.system], "code": code.code,
-                             **({} if code.from_analyte else {"display": code.display})}],
-                 "text": code.display},
+        "code": {
+            "coding": [
+                {
+                    "system": SYSTEM_URI[code.system],
+                    "code": code.code,
+                    **({} if code.from_analyte else {"display": code.display}),
+                }
+            ],
+            "text": code.display,
+        },
         "subject": {"reference": f"Patient/{patient_id}"},
         "note": [{"text": note}],
     }
@@ -145,25 +154,37 @@ def result_part(ctx: RuleContext, part: RecordPart, max_days: int) -> tuple[str 
         test = tests[newest.test]
         age = (facts.today - newest.when).days
         if newest.category in test.positive and (test.max_age_days is None or age <= test.max_age_days):
-            return None, []           # a positive result: the result rules say what to do
+            return None, []  # a positive result: the result rules say what to do
         current = age <= max_days
         if current and newest.category in part.accept and not reading.unread:
             return None, []
     unread = [r for r in reading.unread if r.when is None or r.when >= since]
     if unread:
-        return None, [(tests[r.test].display, say("the result of {when} could not be read ({answer})",
-                                                  when=_d(r.when), answer=repr(r.answer))) for r in unread]
+        return None, [
+            (
+                tests[r.test].display,
+                say("the result of {when} could not be read ({answer})", when=_d(r.when), answer=repr(r.answer)),
+            )
+            for r in unread
+        ]
     shown = say("{answer} on {when}", answer=newest.answer, when=_d(newest.when)) if newest is not None else None
     if newest is not None and newest.when is not None and (facts.today - newest.when).days <= max_days:
         return say("the latest result ({result}) is neither negative nor positive: repeat the test", result=shown), []
     test_codes = {c for t in part.tests for c in tests[t].loinc}
-    unread_records = [r for ref in part.codes for r in facts.records.get(f"{ref.system}|{ref.code}", [])
-                      if r.when is not None and r.when >= since
-                      and not (r.resource_type == "Observation" and ref.code in test_codes)]
+    unread_records = [
+        r
+        for ref in part.codes
+        for r in facts.records.get(f"{ref.system}|{ref.code}", [])
+        if r.when is not None and r.when >= since and not (r.resource_type == "Observation" and ref.code in test_codes)
+    ]
     if unread_records:
         record = max(unread_records, key=lambda r: r.when)
-        return say("{record} on {when} ({kind}) has no readable result: a test without its reading is not a "
-                   "negative screen", record=record.display, when=record.when, kind=record.resource_type), []
+        return say(
+            "{record} on {when} ({kind}) has no readable result: a test without its reading is not a negative screen",
+            record=record.display,
+            when=record.when,
+            kind=record.resource_type,
+        ), []
     if newest is not None:
         return say("the latest result ({result}) is older than {days} days", result=shown, days=max_days), []
     codes = [c for t in part.tests for c in tests[t].loinc]

@@ -18,6 +18,7 @@ is listed with what was found: an old result, an equivocal one to repeat, or a
 record without a readable result (a tuberculin skin test recorded only as a
 Procedure is not a negative screen). A result that cannot be read is a gap.
 """
+
 from __future__ import annotations
 
 from cds_service import i18n
@@ -48,16 +49,19 @@ def _applies(item, facts) -> tuple[bool, str]:
     if item.age_from is not None or item.age_to is not None:
         if facts.age is None:
             notes.append(say("age not known"))
-        elif (item.age_from is not None and facts.age < item.age_from) or \
-                (item.age_to is not None and facts.age > item.age_to):
+        elif (item.age_from is not None and facts.age < item.age_from) or (
+            item.age_to is not None and facts.age > item.age_to
+        ):
             return False, ""
     return True, "; ".join(notes)
 
 
 def is_first_systemic_order(ctx: RuleContext) -> bool:
     draft_ids = {o.order_id for o in ctx.orders}
-    return not any(m.drug is not None and m.drug.category == "systemic" and m.resource_id not in draft_ids
-                   for m in ctx.facts.medications)
+    return not any(
+        m.drug is not None and m.drug.category == "systemic" and m.resource_id not in draft_ids
+        for m in ctx.facts.medications
+    )
 
 
 def evaluate(ctx: RuleContext):
@@ -92,7 +96,7 @@ def evaluate(ctx: RuleContext):
                         continue
                     newest, _ = newest_of(ctx, part)
                     if newest is not None and (facts.today - newest.when).days <= item.max_age_days:
-                        continue                        # up to date: nothing to say
+                        continue  # up to date: nothing to say
                     state = part_state(ctx, part)
                     check, why = part_gap(ctx, part, state, item.max_age_days)
                     if (state.newest is None and state.unobtainable) or unreadable(ctx, part, item.max_age_days):
@@ -116,8 +120,13 @@ def evaluate(ctx: RuleContext):
             suggestions = []
             if wanted:
                 actions = tuple(
-                    ProposedAction("create", say("Order {test} (LOINC {code})", test=c.display, code=c.code),
-                                   service_request(c, facts.patient_id, note)) for c in wanted.values())
+                    ProposedAction(
+                        "create",
+                        say("Order {test} (LOINC {code})", test=c.display, code=c.code),
+                        service_request(c, facts.patient_id, note),
+                    )
+                    for c in wanted.values()
+                )
                 suggestions.append(ProposedSuggestion(card.suggestion_label, actions))
             yield Finding(
                 rule_id=card.id,

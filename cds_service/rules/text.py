@@ -1,4 +1,5 @@
 """Small helpers that render values the way clinicians read them."""
+
 from __future__ import annotations
 
 from cds_service.facts import lab_text, pretty_unit

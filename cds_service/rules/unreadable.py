@@ -1,4 +1,5 @@
 """Decision 18: a JAK inhibitor order whose patient record could not be read at all gets a warning, not silence."""
+
 from __future__ import annotations
 
 from cds_service.findings import Finding
@@ -17,16 +18,21 @@ def findings(knowledge: Knowledge, drafts: list[RecognisedDraft], why: dict[str,
             if draft.match.category != "systemic":
                 continue
             name = draft.match.entry.display
-            out.append(Finding(
-                rule_id=notice.id,
-                concern=f"record-unreadable:{draft.order_id}",
-                indicator=notice.indicator,
-                summary=sentence(notice.summary.format(drug=name)),
-                detail=notice.detail.format(drug=name) + "\n\n" + say("**Why the record could not be read:**") + "\n"
-                + reasons,
-                sources=list(dict.fromkeys([*notice.sources, *draft.match.entry.sources])),
-                override_set="missing-data",
-                order_id=draft.order_id,
-                drug=draft.match.drug_id,
-            ))
+            out.append(
+                Finding(
+                    rule_id=notice.id,
+                    concern=f"record-unreadable:{draft.order_id}",
+                    indicator=notice.indicator,
+                    summary=sentence(notice.summary.format(drug=name)),
+                    detail=notice.detail.format(drug=name)
+                    + "\n\n"
+                    + say("**Why the record could not be read:**")
+                    + "\n"
+                    + reasons,
+                    sources=list(dict.fromkeys([*notice.sources, *draft.match.entry.sources])),
+                    override_set="missing-data",
+                    order_id=draft.order_id,
+                    drug=draft.match.drug_id,
+                )
+            )
     return out

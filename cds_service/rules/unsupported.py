@@ -1,4 +1,5 @@
 """Info card for a recognised JAK inhibitor this service does not check (``[[unsupported_notice]]``)."""
+
 from __future__ import annotations
 
 from cds_service.findings import Finding

@@ -10,6 +10,7 @@ Texts (findings, analyte and schedule names, line and visit labels, messages) ar
 the caller passes the engine whose knowledge is in that language and sets the catalogue (``i18n.using``), as the
 hook endpoint does; the codes the app keys on (``kind``, ``status``, ``state``) stay English.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -39,11 +40,17 @@ def read_facts(engine, patient_id: str, prefetch: dict) -> tuple[PatientFacts, d
     """Facts from what the app read (as a hook call with this prefetch and no fhirServer); keys the app did not
     send are unavailable, and said so."""
     service = engine.services[SERVICE_ID]
-    request = HookRequest(hook="patient-view", hookInstance=str(uuid.uuid4()),
-                          context={"patientId": patient_id}, prefetch=prefetch)
+    request = HookRequest(
+        hook="patient-view", hookInstance=str(uuid.uuid4()), context={"patientId": patient_id}, prefetch=prefetch
+    )
     done = Completion(request, service.prefetch, engine.fhir_client).fill()
-    record = PatientRecord(done.by_key, request.patient_id, keep=engine.knowledge.observation_codes,
-                           unavailable=done.unavailable, gaps=done.gaps)
+    record = PatientRecord(
+        done.by_key,
+        request.patient_id,
+        keep=engine.knowledge.observation_codes,
+        unavailable=done.unavailable,
+        gaps=done.gaps,
+    )
     facts = build_facts(engine.knowledge, record, request.patient_id, today_from(engine.settings.evaluation_date))
     return facts, dict(done.unavailable)
 
@@ -59,8 +66,15 @@ def _in(analyte, value: LabValue, shown_unit: str) -> float:
     return round(to_unit(analyte, value.value, shown_unit), 4)
 
 
-def _lines(ctx: RuleContext, drugs: list[str], analyte_id: str, analyte, series: list[LabValue], shown_unit: str,
-           start: date | None) -> list[dict]:
+def _lines(
+    ctx: RuleContext,
+    drugs: list[str],
+    analyte_id: str,
+    analyte,
+    series: list[LabValue],
+    shown_unit: str,
+    start: date | None,
+) -> list[dict]:
     """The drug's thresholds for this analyte as horizontal lines in ``shown_unit``."""
     out: list[dict] = []
     seen: set[tuple] = set()
@@ -79,16 +93,21 @@ def _lines(ctx: RuleContext, drugs: list[str], analyte_id: str, analyte, series:
             if change.percent is not None:
                 factor = 1 + (change.percent if change.direction == "rise" else -change.percent) / 100
                 value = _in(analyte, base, shown_unit) * factor
-                label = say("{change} % of baseline", change=f"{'+' if change.direction == 'rise' else '-'}"
-                                                             f"{number(change.percent)}")
+                label = say(
+                    "{change} % of baseline",
+                    change=f"{'+' if change.direction == 'rise' else '-'}{number(change.percent)}",
+                )
             else:
                 by_unit = shown_unit if shown_unit in change.by else analyte.canonical_unit
                 amount = change.by[by_unit]
                 if by_unit != shown_unit:
                     amount = to_unit(analyte, amount, shown_unit)
                 value = _in(analyte, base, shown_unit) + (amount if change.direction == "rise" else -amount)
-                label = say("baseline {change} {unit}", change=f"{'+' if change.direction == 'rise' else '-'}"
-                                                               f"{number(amount)}", unit=pretty_unit(shown_unit))
+                label = say(
+                    "baseline {change} {unit}",
+                    change=f"{'+' if change.direction == 'rise' else '-'}{number(amount)}",
+                    unit=pretty_unit(shown_unit),
+                )
             kind = "interrupt" if threshold.indicator == "critical" else "limit"
         elif threshold.above_uln_times is not None:
             if not series:
@@ -99,26 +118,38 @@ def _lines(ctx: RuleContext, drugs: list[str], analyte_id: str, analyte, series:
             kind = "uln"
         else:
             limits = threshold.limits
-            value = limits[shown_unit] if shown_unit in limits else to_unit(analyte, limits[analyte.canonical_unit],
-                                                                            shown_unit)
+            value = (
+                limits[shown_unit]
+                if shown_unit in limits
+                else to_unit(analyte, limits[analyte.canonical_unit], shown_unit)
+            )
             sign = "<" if threshold.direction == "below" else ">"
             bound = f"{sign} {number(value)} {pretty_unit(shown_unit)}"
-            label = None                 # "<kinds> <bound>", made below (one line can carry two kinds)
+            label = None  # "<kinds> <bound>", made below (one line can carry two kinds)
         key = (round(value, 6), threshold.direction)
-        if key in seen:              # do not start and interrupt at the same value: one line, both names
+        if key in seen:  # do not start and interrupt at the same value: one line, both names
             same = next(line for line in out if (round(line["value"], 6), line["direction"]) == key)
             if kind not in same["kinds"]:
                 same["kinds"].append(kind)
             continue
         seen.add(key)
-        out.append({"rule": threshold.id, "kind": kind, "kinds": [kind], "direction": threshold.direction,
-                    "value": round(value, 4), "label": label, "indicator": threshold.indicator,
-                    "bound": None if label is not None else bound})
+        out.append(
+            {
+                "rule": threshold.id,
+                "kind": kind,
+                "kinds": [kind],
+                "direction": threshold.direction,
+                "value": round(value, 4),
+                "label": label,
+                "indicator": threshold.indicator,
+                "bound": None if label is not None else bound,
+            }
+        )
     order = {"interrupt": 0, "limit": 1, "uln": 1, "do-not-start": 2}
     names = {"interrupt": say("interrupt"), "limit": say("limit"), "do-not-start": say("do not start")}
-    for line in out:                 # the line is drawn as its most pressing kind while on treatment
+    for line in out:  # the line is drawn as its most pressing kind while on treatment
         bound = line.pop("bound")
-        if bound is not None:        # a fixed limit: its kinds in the order they were found, then the bound
+        if bound is not None:  # a fixed limit: its kinds in the order they were found, then the bound
             line["label"] = " / ".join(names[k] for k in line["kinds"]) + " " + bound
         line["kinds"].sort(key=order.__getitem__)
         line["kind"] = line["kinds"][0]
@@ -153,25 +184,51 @@ def _visits(ctx: RuleContext, schedule, start: date, state: str | None, week: in
     for i, checkpoint in enumerate(checkpoints):
         due = start + timedelta(days=checkpoint.week * 7)
         opens = max(start, due - timedelta(days=schedule.early_days))
-        closes = (start + timedelta(days=checkpoints[i + 1].week * 7 - schedule.early_days) if i + 1 < len(checkpoints)
-                  else due + timedelta(days=schedule.every_days - schedule.early_days))
-        visits.append({"label": say("week {week}", week=checkpoint.week), "week": checkpoint.week, "due": due,
-                       "overdueFrom": start + timedelta(days=checkpoint.overdue_week * 7),
-                       "done": complete_in(opens, min(closes, today + timedelta(days=1)))})
-    periodic = (say("every {months} months", months=round(schedule.every_days / 30.4)) if schedule.every_days < 300
-                else say("every year"))
+        closes = (
+            start + timedelta(days=checkpoints[i + 1].week * 7 - schedule.early_days)
+            if i + 1 < len(checkpoints)
+            else due + timedelta(days=schedule.every_days - schedule.early_days)
+        )
+        visits.append(
+            {
+                "label": say("week {week}", week=checkpoint.week),
+                "week": checkpoint.week,
+                "due": due,
+                "overdueFrom": start + timedelta(days=checkpoint.overdue_week * 7),
+                "done": complete_in(opens, min(closes, today + timedelta(days=1))),
+            }
+        )
+    periodic = (
+        say("every {months} months", months=round(schedule.every_days / 30.4))
+        if schedule.every_days < 300
+        else say("every year")
+    )
     after = visits[-1]["due"] + timedelta(days=schedule.every_days - schedule.early_days) if visits else start
     last = next((v["done"] for v in reversed(visits) if v["done"]), None)
     for d in sorted({d for dates in dated for d in dates if d >= after}):
         done = complete_in(d - timedelta(days=schedule.early_days), d + timedelta(days=1))
         if done is not None and (last is None or done > last):
-            visits.append({"label": periodic, "week": None, "due": (last or start) + timedelta(days=schedule.every_days),
-                           "overdueFrom": (last or start) + timedelta(days=schedule.overdue_days), "done": done})
+            visits.append(
+                {
+                    "label": periodic,
+                    "week": None,
+                    "due": (last or start) + timedelta(days=schedule.every_days),
+                    "overdueFrom": (last or start) + timedelta(days=schedule.overdue_days),
+                    "done": done,
+                }
+            )
             last = done
     if not visits or visits[-1]["done"] is not None or visits[-1]["due"] <= today - timedelta(days=schedule.every_days):
         base = last or (visits[-1]["due"] if visits else start)
-        visits.append({"label": periodic, "week": None, "due": base + timedelta(days=schedule.every_days),
-                       "overdueFrom": base + timedelta(days=schedule.overdue_days), "done": None})
+        visits.append(
+            {
+                "label": periodic,
+                "week": None,
+                "due": base + timedelta(days=schedule.every_days),
+                "overdueFrom": base + timedelta(days=schedule.overdue_days),
+                "done": None,
+            }
+        )
     for visit in visits:
         if visit["done"] is not None:
             visit["status"] = "done"
@@ -181,7 +238,7 @@ def _visits(ctx: RuleContext, schedule, start: date, state: str | None, week: in
             visit["status"] = "due"
         else:
             visit["status"] = "planned"
-    if state in ("due", "overdue"):     # the visit of the checkpoint the rules' verdict is about, else the next
+    if state in ("due", "overdue"):  # the visit of the checkpoint the rules' verdict is about, else the next
         named = next((v for v in visits if week is not None and v["week"] == week), None)
         named = named or next((v for v in visits if v["status"] != "done"), None)
         if named is not None:
@@ -194,8 +251,11 @@ def _visits(ctx: RuleContext, schedule, start: date, state: str | None, week: in
 
 def _said(item) -> dict:
     if isinstance(item, Missing):
-        return {"indicator": "warning", "rule": item.rule_id, "summary": say("Could not check {check}: {why}",
-                                                                                   check=item.check, why=item.why)}
+        return {
+            "indicator": "warning",
+            "rule": item.rule_id,
+            "summary": say("Could not check {check}: {why}", check=item.check, why=item.why),
+        }
     return {"indicator": item.indicator, "rule": item.rule_id, "summary": item.summary}
 
 
@@ -211,7 +271,9 @@ def state(engine, patient_id: str, prefetch: dict) -> dict:
         "drugs": [{"id": d, "name": names[d], "start": starts[d].isoformat() if d in starts else None} for d in drugs],
         "start": start.isoformat() if start else None,
         "unavailable": sorted(set(unavailable.values())),
-        "analytes": [], "schedules": [], "statements": [],
+        "analytes": [],
+        "schedules": [],
+        "statements": [],
     }
     if not drugs:
         out["message"] = say("No systemic JAK inhibitor in use is on record for this patient: nothing to monitor.")
@@ -226,41 +288,58 @@ def state(engine, patient_id: str, prefetch: dict) -> dict:
             _, done = monitoring.last_complete_set(ctx, schedule, start)
             verdict, why, week = monitoring.schedule_verdict(schedule, start, facts.today, done)
         analytes = []
-        for part in schedule.parts:          # "ALT (or AST)": the alternatives on record, else the first
+        for part in schedule.parts:  # "ALT (or AST)": the alternatives on record, else the first
             present = [a for a in part.analytes if facts.labs.get(a)]
             analytes += present or part.analytes[:1]
-        out["schedules"].append({
-            "id": schedule.id, "display": schedule.display, "analytes": analytes,
-            "state": verdict or "up to date", "why": why, "lastCompleteSet": done.isoformat() if done else None,
-            "visits": _visits(ctx, schedule, start, verdict, week) if start is not None else [],
-        })
+        out["schedules"].append(
+            {
+                "id": schedule.id,
+                "display": schedule.display,
+                "analytes": analytes,
+                "state": verdict or "up to date",
+                "why": why,
+                "lastCompleteSet": done.isoformat() if done else None,
+                "visits": _visits(ctx, schedule, start, verdict, week) if start is not None else [],
+            }
+        )
         analyte_ids += [a for a in analytes if a not in analyte_ids]
     for analyte_id in analyte_ids:
         analyte = knowledge.analytes[analyte_id]
-        series = list(facts.labs.get(analyte_id, []))                 # newest first
+        series = list(facts.labs.get(analyte_id, []))  # newest first
         shown = _display_unit(series)
         panel = {
-            "id": analyte_id, "display": analyte.display, "loinc": list(analyte.loinc),
+            "id": analyte_id,
+            "display": analyte.display,
+            "loinc": list(analyte.loinc),
             "unit": pretty_unit(shown) if shown else None,
             "schedule": next(s["id"] for s in out["schedules"] if analyte_id in s["analytes"]),
-            "unreadable": [{"date": u.when.isoformat() if u.when else None, "why": u.why}
-                           for u in facts.unreadable(analyte_id)],
+            "unreadable": [
+                {"date": u.when.isoformat() if u.when else None, "why": u.why} for u in facts.unreadable(analyte_id)
+            ],
         }
         if shown is None:
             why = facts.why_unavailable("Observation", analyte.loinc)
             name = sentence(analyte.display)
             if facts.unreadable(analyte_id):
-                said = say("{analyte}: a result could not be interpreted: {why}.", analyte=name,
-                           why=facts.unreadable(analyte_id)[0].why)
+                said = say(
+                    "{analyte}: a result could not be interpreted: {why}.",
+                    analyte=name,
+                    why=facts.unreadable(analyte_id)[0].why,
+                )
             elif why:
                 said = say("{analyte}: could not be obtained: {why}.", analyte=name, why=why)
             else:
                 said = say("{analyte}: none on record.", analyte=name)
             panel.update(series=[], lines=[], message=said)
         else:
-            panel["series"] = [{"date": v.when.isoformat(), "value": _in(analyte, v, shown),
-                                "reported": f"{number(v.reported_value)} {pretty_unit(v.reported_unit)}"}
-                               for v in reversed(series)]
+            panel["series"] = [
+                {
+                    "date": v.when.isoformat(),
+                    "value": _in(analyte, v, shown),
+                    "reported": f"{number(v.reported_value)} {pretty_unit(v.reported_unit)}",
+                }
+                for v in reversed(series)
+            ]
             panel["lines"] = _lines(ctx, drugs, analyte_id, analyte, series, shown, start)
         out["analytes"].append(panel)
     return out

@@ -6,6 +6,7 @@ for the app to fill (``say`` without values does not format); the values it fill
 formats with ``Intl`` for ``LOCALES[language]`` (dates as ``DATE_STYLE[language]``: English keeps ISO 8601, as
 the cards do), or texts the service already made in that language (analyte names, findings, visit labels).
 """
+
 from __future__ import annotations
 
 from cds_service.i18n import say
@@ -35,24 +36,32 @@ def strings() -> dict[str, str]:
         "launchTitle": say("JAK monitoring: launching"),
         "connecting": say("Connecting to the patient record…"),
         "reading": say("Reading the patient record…"),
-        "footer": say("Thresholds, schedule and analyte codes come from the service's knowledge (the same rules "
-                      "as its cards). Values are shown in the unit the laboratory reported."),
+        "footer": say(
+            "Thresholds, schedule and analyte codes come from the service's knowledge (the same rules "
+            "as its cards). Values are shown in the unit the laboratory reported."
+        ),
         # messages
         "launchFailed": say("The app could not be launched: {why}"),
-        "noSession": say("No SMART session: this app keeps its access token in the page's memory only, so a "
-                         "reload or a page opened directly has none. Open it again from the card link (or launch "
-                         "it from the EHR)."),
+        "noSession": say(
+            "No SMART session: this app keeps its access token in the page's memory only, so a "
+            "reload or a page opened directly has none. Open it again from the card link (or launch "
+            "it from the EHR)."
+        ),
         "launchIncomplete": say("The app could not complete its SMART launch: {why}"),
         "unknownError": say("unknown error"),
         "noPatient": say("The launch named no patient."),
         "cannotRead": say("The patient record could not be read from the FHIR server."),
-        "refused": say("The service refused this launch (HTTP 401): its ticket is missing, expired or for another "
-                       "patient. Open the app again from a current card for this patient."),
+        "refused": say(
+            "The service refused this launch (HTTP 401): its ticket is missing, expired or for another "
+            "patient. Open the app again from a current card for this patient."
+        ),
         "notComputed": say("The monitoring state could not be computed: {why}"),
         "httpStatus": say("the service answered HTTP {status}"),
         "partUnreadable": say("Part of the record could not be read: {why}"),
-        "noLabs": say("No laboratory results on record for the monitored tests ({tests}). Nothing to draw: the "
-                      "tests are listed in the monitoring schedule below."),
+        "noLabs": say(
+            "No laboratory results on record for the monitored tests ({tests}). Nothing to draw: the "
+            "tests are listed in the monitoring schedule below."
+        ),
         "resultUnreadable": say("A result could not be interpreted: {why}"),
         "resultOfUnreadable": say("A result of {date} could not be interpreted: {why}"),
         # the header line

@@ -72,7 +72,7 @@ class AuditQueue:
         self._after_fork()
         self._exit_hook = False
         self._health.listeners.append(self.retry_now)
-        self.on_event = None  # (kind, count) -> None, a ``stats`` key moved: counting (cds_service.metrics)
+        self.on_event = None  # (kind, count) -> None, a ``stats`` key moved: counting (cds_service.web.metrics)
 
     def _after_fork(self) -> None:
         """A forked worker starts with its own lock, no writer thread and nothing of its parent's pending."""

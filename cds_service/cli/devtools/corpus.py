@@ -216,8 +216,8 @@ class Caller:
     """The service in-process, once with prefetch and once reading from a FHIR server over the same record."""
 
     def __init__(self):
-        from cds_service.app import create_app
         from cds_service.config import Settings
+        from cds_service.web.app import create_app
 
         self.templates = default_templates()
         self.settings = Settings.from_env(auth="off", database_url="sqlite://", allowed_fhir_servers=(SERVER,))

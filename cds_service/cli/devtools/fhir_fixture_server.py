@@ -19,6 +19,7 @@ calls for a card's ``smart`` link), ``/_smart/authorize`` redirects straight bac
 ``/_smart/token`` answers an opaque access token with ``patient`` and the launch's ``appContext``. Reads accept
 that bearer and stay open without one. Never expose it beyond loopback: it has no real authentication.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -41,13 +42,18 @@ def _fhir(body: dict, status: int = 200) -> Response:
 
 
 def _outcome(status: int, code: str, text: str) -> Response:
-    return _fhir({"resourceType": "OperationOutcome",
-                  "issue": [{"severity": "error", "code": code, "diagnostics": text}]}, status)
+    return _fhir(
+        {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]},
+        status,
+    )
 
 
 def _oauth_error(error: OAuthError) -> Response:
-    response = Response(json.dumps({"error": error.error, "error_description": error.description}),
-                        status=error.status, mimetype="application/json")
+    response = Response(
+        json.dumps({"error": error.error, "error_description": error.description}),
+        status=error.status,
+        mimetype="application/json",
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -62,12 +68,19 @@ def capability_statement(resources: list[dict]) -> dict:
         "software": {"name": "jak-cds fixture FHIR server (development only)"},
         "fhirVersion": "4.0.1",
         "format": ["json"],
-        "rest": [{
-            "mode": "server",
-            "resource": [{"type": kind, "interaction": [{"code": "read"}, {"code": "search-type"}],
-                          "searchParam": [{"name": n, "type": "token" if n != "date" else "date"}
-                                          for n in SEARCH_PARAMS]} for kind in kinds],
-        }],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [
+                    {
+                        "type": kind,
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [{"name": n, "type": "token" if n != "date" else "date"} for n in SEARCH_PARAMS],
+                    }
+                    for kind in kinds
+                ],
+            }
+        ],
     }
 
 
@@ -100,7 +113,8 @@ def create_app(records: dict[str, tuple[str, list[dict]]], smart: SmartDevAuth |
         response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin") or "*"
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = request.headers.get(
-            "Access-Control-Request-Headers", "Authorization, Content-Type, Accept")
+            "Access-Control-Request-Headers", "Authorization, Content-Type, Accept"
+        )
         response.headers["Access-Control-Max-Age"] = "600"
         if request.headers.get("Origin"):
             response.headers["Vary"] = "Origin"
@@ -109,22 +123,30 @@ def create_app(records: dict[str, tuple[str, list[dict]]], smart: SmartDevAuth |
     @app.route("/", methods=["GET"])
     def index():
         base = request.host_url.rstrip("/")
-        return _fhir({"resourceType": "Basic", "code": {"text": "fixture FHIR server: one base URL per bundle"},
-                      "extension": [{"url": f"{base}/{name}", "valueString": description}
-                                    for name, (description, _) in records.items()]})
+        return _fhir(
+            {
+                "resourceType": "Basic",
+                "code": {"text": "fixture FHIR server: one base URL per bundle"},
+                "extension": [
+                    {"url": f"{base}/{name}", "valueString": description} for name, (description, _) in records.items()
+                ],
+            }
+        )
 
     @app.get("/_smart/authorize")
     def smart_authorize():
         try:
             launch, redirect_uri = smart.check_redirect(request.args)
-        except OAuthError as error:                 # no redirect to a target that is not the launch's
+        except OAuthError as error:  # no redirect to a target that is not the launch's
             return _oauth_error(error)
         state = request.args.get("state")
         try:
             code = smart.authorize(launch, request.args)
         except OAuthError as error:
-            return redirect(redirect_with(redirect_uri, error=error.error, error_description=error.description,
-                                          state=state), code=302)
+            return redirect(
+                redirect_with(redirect_uri, error=error.error, error_description=error.description, state=state),
+                code=302,
+            )
         return redirect(redirect_with(redirect_uri, code=code, state=state), code=302)
 
     @app.post("/_smart/token")
@@ -193,8 +215,9 @@ def serve(paths: list[str], host: str, port: int) -> int:
         print(f"http://{host}:{port}/{name}  ({len(resources)} resources)  {description}")
     if len(records) == 1:
         print(f"http://{host}:{port}  (the single bundle, also at the root)")
-    print(f"SMART EHR launch (development only): POST <base>/_services/smart/Launch, "
-          f"http://{host}:{port}/_smart/authorize, tokens in memory")
-    run_simple(host, port, create_app(records), threaded=True, use_reloader=False,
-               request_handler=_QuietRequestHandler)
+    print(
+        f"SMART EHR launch (development only): POST <base>/_services/smart/Launch, "
+        f"http://{host}:{port}/_smart/authorize, tokens in memory"
+    )
+    run_simple(host, port, create_app(records), threaded=True, use_reloader=False, request_handler=_QuietRequestHandler)
     return 0

@@ -4,6 +4,7 @@ The EHR tells us what the clinician did with each card: accepted (with the
 suggestions taken) or overridden (with a reason). Validated, stored, joined to
 the rule through the card uuid recorded when the card was issued.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,7 @@ from pydantic import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.api import read_json_body
+from cds_service.web.api import read_json_body
 from cds_service.errors import CdsError
 from cds_service.store import RETRY_AFTER_S, FeedbackRow, StoreUnavailable
 
@@ -96,8 +97,11 @@ def parse_feedback(body) -> FeedbackRequest:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise CdsError(400, f"invalid feedback: {where + ': ' if where else ''}{first.get('msg', 'invalid')}",
-                       expression=[where] if where else None) from None
+        raise CdsError(
+            400,
+            f"invalid feedback: {where + ': ' if where else ''}{first.get('msg', 'invalid')}",
+            expression=[where] if where else None,
+        ) from None
 
 
 def to_rows(request: FeedbackRequest) -> list[FeedbackRow]:
@@ -107,13 +111,18 @@ def to_rows(request: FeedbackRequest) -> list[FeedbackRow]:
         stamp = item.outcomeTimestamp
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=timezone.utc)
-        rows.append(FeedbackRow(
-            card_uuid=item.card, outcome=item.outcome, outcome_timestamp=stamp.astimezone(timezone.utc),
-            accepted_suggestions=[s.id for s in item.acceptedSuggestions or []] or None,
-            override_system=reason.system if reason else None,
-            override_code=reason.code if reason else None,
-            override_display=reason.display if reason else None,
-            user_comment=item.overrideReason.userComment if item.overrideReason else None))
+        rows.append(
+            FeedbackRow(
+                card_uuid=item.card,
+                outcome=item.outcome,
+                outcome_timestamp=stamp.astimezone(timezone.utc),
+                accepted_suggestions=[s.id for s in item.acceptedSuggestions or []] or None,
+                override_system=reason.system if reason else None,
+                override_code=reason.code if reason else None,
+                override_display=reason.display if reason else None,
+                user_comment=item.overrideReason.userComment if item.overrideReason else None,
+            )
+        )
     return rows
 
 
@@ -130,8 +139,15 @@ def post_feedback(service_id: str):
         store.record_feedback(service_id, to_rows(request))
     except (StoreUnavailable, SQLAlchemyError) as exc:
         # 200 only once the rows are committed: the EHR keeps (or resends) what we could not store
-        log.error("could not store feedback for service %s: %s", service_id,
-                  exc if isinstance(exc, StoreUnavailable) else type(exc).__name__)
-        raise CdsError(503, "the feedback could not be stored just now; please retry", code="transient",
-                       retry_after=getattr(exc, "retry_after", RETRY_AFTER_S)) from None
+        log.error(
+            "could not store feedback for service %s: %s",
+            service_id,
+            exc if isinstance(exc, StoreUnavailable) else type(exc).__name__,
+        )
+        raise CdsError(
+            503,
+            "the feedback could not be stored just now; please retry",
+            code="transient",
+            retry_after=getattr(exc, "retry_after", RETRY_AFTER_S),
+        ) from None
     return Response(status=200)

@@ -20,6 +20,7 @@ process's memory (``JAK_CDS_JTI_FALLBACK=memory``, the default: cards keep
 flowing; ids are written back and second uses found once it returns) or
 answers 503 with Retry-After (``refuse``); see ``Store.remember_jti``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -42,23 +43,23 @@ from pydantic import (
     model_validator,
 )
 
-from cds_service.errors import unavailable_response
 from cds_service.fhir.outbound import OutboundSession
+from cds_service.web.responses import unavailable_response
 from cds_service.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 ALLOWED_ALGS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
 EC_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
-CLOCK_SKEW = 60                    # seconds
+CLOCK_SKEW = 60  # seconds
 MAX_TOKEN_BYTES = 16 * 1024
-JWKS_TTL = 3600                    # seconds a fetched JWKS is trusted before refetching
-JWKS_REFETCH_INTERVAL = 60         # at most one refetch per JWKS URL per this many seconds
-JWKS_TIMEOUT = (2.0, 3.0)          # connect, read
+JWKS_TTL = 3600  # seconds a fetched JWKS is trusted before refetching
+JWKS_REFETCH_INTERVAL = 60  # at most one refetch per JWKS URL per this many seconds
+JWKS_TIMEOUT = (2.0, 3.0)  # connect, read
 MAX_JWKS_BYTES = 512 * 1024
-MAX_KEY_OBJECTS = 256              # distinct JWKs kept as key objects (trusted clients' keys, a few each)
-# no token: documentation, the orchestrator's probes (cds_service.health), and /metrics, which has its own
-# protection (loopback or JAK_CDS_METRICS_TOKEN, cds_service.metrics); none carries patient data
+MAX_KEY_OBJECTS = 256  # distinct JWKs kept as key objects (trusted clients' keys, a few each)
+# no token: documentation, the orchestrator's probes (cds_service.web.health), and /metrics, which has its own
+# protection (loopback or JAK_CDS_METRICS_TOKEN, cds_service.web.metrics); none carries patient data
 PUBLIC_PATHS = ("/openapi.json", "/healthz", "/readyz", "/metrics")
 
 
@@ -80,6 +81,7 @@ class AuthError(Exception):
 
 
 # --- trusted clients ----------------------------------------------------------------------------
+
 
 class Jwks(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -136,31 +138,37 @@ def load_trusted_clients(path: str | Path | None) -> list[TrustedClient]:
     try:
         return TrustedClients(clients=data).clients
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'list'}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'list'}: {e['msg']}" for e in exc.errors())
         raise SystemExit(f"JAK_CDS_TRUSTED_CLIENTS: {path} is malformed: {problems}") from None
 
 
 # --- JWKS fetching ------------------------------------------------------------------------------
 
+
 class JwksCache:
     """Fetched JWKS per URL: cached for ``ttl``; an unknown kid triggers a rate-limited refetch."""
 
-    def __init__(self, session: requests.Session | None = None, ttl: float = JWKS_TTL,
-                 refetch_interval: float = JWKS_REFETCH_INTERVAL, clock=time.monotonic):
-        self.session = session or OutboundSession()      # no netrc credentials sent to an EHR's JWKS URL
+    def __init__(
+        self,
+        session: requests.Session | None = None,
+        ttl: float = JWKS_TTL,
+        refetch_interval: float = JWKS_REFETCH_INTERVAL,
+        clock=time.monotonic,
+    ):
+        self.session = session or OutboundSession()  # no netrc credentials sent to an EHR's JWKS URL
         self.ttl = ttl
         self.refetch_interval = refetch_interval
         self.clock = clock
-        self._keys: dict[str, tuple[float, list[dict]]] = {}     # url -> (fetched at, keys)
+        self._keys: dict[str, tuple[float, list[dict]]] = {}  # url -> (fetched at, keys)
         self._last_attempt: dict[str, float] = {}
         self._fetching: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def _fetch(self, url: str) -> list[dict] | None:
         try:
-            response = self.session.get(url, timeout=JWKS_TIMEOUT, stream=True, allow_redirects=False,
-                                        headers={"Accept": "application/json"})
+            response = self.session.get(
+                url, timeout=JWKS_TIMEOUT, stream=True, allow_redirects=False, headers={"Accept": "application/json"}
+            )
             if response.status_code != 200:
                 log.warning("JWKS fetch from %s answered HTTP %d", url, response.status_code)
                 return None
@@ -197,17 +205,17 @@ class JwksCache:
         if not url_lock.acquire(timeout=sum(JWKS_TIMEOUT) + 1):
             return keys or []
         try:
-            keys, good = self._cached(url, want_kid)     # someone else may have just fetched it
+            keys, good = self._cached(url, want_kid)  # someone else may have just fetched it
             if good:
                 return keys
             now = self.clock()
             last = self._last_attempt.get(url)
             if last is not None and now - last < self.refetch_interval:
-                return keys or []                          # rate limit: no refetch yet
+                return keys or []  # rate limit: no refetch yet
             self._last_attempt[url] = now
             fetched = self._fetch(url)
             if fetched is None:
-                return keys or []                          # keep serving the last good set on a failed refetch
+                return keys or []  # keep serving the last good set on a failed refetch
             with self._lock:
                 self._keys[url] = (self.clock(), fetched)
             return fetched
@@ -216,6 +224,7 @@ class JwksCache:
 
 
 # --- verification -------------------------------------------------------------------------------
+
 
 def _unverified(token: str) -> tuple[dict, dict]:
     """(header, claims) read once without checking anything: enough to choose the issuer and its key."""
@@ -230,8 +239,14 @@ def _unverified(token: str) -> tuple[dict, dict]:
 
 
 class Authenticator:
-    def __init__(self, clients: list[TrustedClient], store, public_base_url: str | None = None,
-                 jwks_cache: JwksCache | None = None, clock=time.time):
+    def __init__(
+        self,
+        clients: list[TrustedClient],
+        store,
+        public_base_url: str | None = None,
+        jwks_cache: JwksCache | None = None,
+        clock=time.time,
+    ):
         self.clients = {c.iss: c for c in clients}
         self.store = store
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
@@ -307,9 +322,15 @@ class Authenticator:
             raise AuthError("the issuer is not a trusted client")
         key = self._key_for(client, header)
         try:
-            claims = jwt.decode(token, key=key, algorithms=[alg], audience=self.audience(), issuer=client.iss,
-                                leeway=CLOCK_SKEW,
-                                options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_iat": True})
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                audience=self.audience(),
+                issuer=client.iss,
+                leeway=CLOCK_SKEW,
+                options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_iat": True},
+            )
         except jwt.PyJWTError as exc:
             raise AuthError(f"token refused ({type(exc).__name__}: {exc})") from None
         now = self.clock()
@@ -342,19 +363,25 @@ def auth_mode(settings, clients: list[TrustedClient], loopback: bool | None = No
         return "off"
     if settings.auth == "required":
         if loopback is not None and not clients:
-            raise SystemExit("JAK_CDS_AUTH=required but no trusted clients are configured; set "
-                             "JAK_CDS_TRUSTED_CLIENTS to a JSON file listing them (see deploy/)")
+            raise SystemExit(
+                "JAK_CDS_AUTH=required but no trusted clients are configured; set "
+                "JAK_CDS_TRUSTED_CLIENTS to a JSON file listing them (see deploy/)"
+            )
         return "required"
     if clients:
         return "required"
     if loopback is False:
-        raise SystemExit("refusing to serve on a non-loopback address without client authentication: set "
-                         "JAK_CDS_TRUSTED_CLIENTS to a JSON file of trusted CDS clients (see "
-                         "deploy/trusted-clients.sandbox.json), or JAK_CDS_AUTH=off to run unauthenticated "
-                         "on purpose")
+        raise SystemExit(
+            "refusing to serve on a non-loopback address without client authentication: set "
+            "JAK_CDS_TRUSTED_CLIENTS to a JSON file of trusted CDS clients (see "
+            "deploy/trusted-clients.sandbox.json), or JAK_CDS_AUTH=off to run unauthenticated "
+            "on purpose"
+        )
     if loopback:
-        log.warning("AUTHENTICATION IS OFF: no trusted clients configured; serving on loopback only. "
-                    "Set JAK_CDS_TRUSTED_CLIENTS to require signed JWTs.")
+        log.warning(
+            "AUTHENTICATION IS OFF: no trusted clients configured; serving on loopback only. "
+            "Set JAK_CDS_TRUSTED_CLIENTS to require signed JWTs."
+        )
     return "off"
 
 
@@ -373,19 +400,20 @@ def install(app, settings, store, loopback: bool | None = None, jwks_cache: Jwks
         if request.method == "OPTIONS" or request.path in PUBLIC_PATHS:
             return None
         if getattr(app.view_functions.get(request.endpoint or ""), "jak_own_auth", False):
-            return None                # the SMART app's pages (public) and endpoints (their own ticket)
+            return None  # the SMART app's pages (public) and endpoints (their own ticket)
         try:
             authenticator.verify(request.headers.get("Authorization"))
         except AuthError as exc:
             log.info("401 for %s %s: %s", request.method, request.path, exc)
-            g.auth_refusal = str(exc)             # counted by reason (cds_service.metrics)
+            g.auth_refusal = str(exc)  # counted by reason (cds_service.web.metrics)
             return unauthorized()
         except StoreUnavailable as exc:
             # the token is valid but its jti cannot be checked (JAK_CDS_JTI_FALLBACK=refuse, or the memory
             # for ids is full): not a refusal of the client, a transient failure of ours
             log.warning("503 for %s %s: %s", request.method, request.path, exc)
-            return unavailable_response("the replay check of the token is unavailable just now; please retry "
-                                        "with a new token", exc.retry_after)
+            return unavailable_response(
+                "the replay check of the token is unavailable just now; please retry with a new token", exc.retry_after
+            )
         return None
 
     return mode

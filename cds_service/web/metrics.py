@@ -14,7 +14,7 @@ one of the discovery document's ids, else ``unknown``):
   (prefetch missing): ``ok``, ``partial`` (some pages), ``timeout``, ``unreachable``, ``http_error``,
   ``not_allowed`` (fhirServer off ``JAK_CDS_ALLOWED_FHIR_SERVERS``), ``error``;
 - ``jak_cds_audit_spool_rows``: issued-card rows waiting in the local spool for the database (the directory,
-  shared by the workers), ``jak_cds_database_up`` (``cds_service.health``'s check), ``jak_cds_ready``,
+  shared by the workers), ``jak_cds_database_up`` (``cds_service.web.health``'s check), ``jak_cds_ready``,
   ``jak_cds_knowledge_info{version}``: read when scraped.
 
 Under gunicorn (``jak-cds serve --workers N``) each worker counts in its own files in
@@ -163,7 +163,7 @@ def fetch_outcome(data, why: str | None) -> str:
     return "error"
 
 
-# the JWT check's refusal messages (cds_service.auth) as a bounded label: first match wins
+# the JWT check's refusal messages (cds_service.web.auth) as a bounded label: first match wins
 _REFUSALS = (
     ("no Authorization", "missing"),
     ("not a Bearer", "not_bearer"),
@@ -273,7 +273,7 @@ class _ScrapeTime:
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        from cds_service import health
+        from cds_service.web import health
 
         store = self.app.extensions["jak_store"]
         rows = store.spool.status()["rows_waiting"] if store.spool is not None else 0

@@ -5,6 +5,7 @@ Retry-After when the database cannot be used just now (never the catch-all
 500); CORS headers on every response so browser clients such as the CDS Hooks
 sandbox can call us.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,11 +14,13 @@ from flask import Blueprint, Response, current_app, g, json, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from cds_service import hooks, i18n, localise, smart_app
-from cds_service.record.services import discovery_document
-from cds_service.errors import CdsError, outcome_response, unavailable_response
+from cds_service import hooks, i18n
+from cds_service.errors import CdsError
 from cds_service.fhir import strict_json
+from cds_service.record.services import discovery_document
 from cds_service.store import RETRY_AFTER_S, StoreUnavailable, db_error_kind
+from cds_service.web import localise
+from cds_service.web.responses import outcome_response, unavailable_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("cds", __name__)
@@ -47,8 +50,9 @@ def read_json_body() -> object:
     except RecursionError:
         raise CdsError(400, "the request body is nested too deeply", code="structure") from None
     if strict_json.has_lone_surrogate(raw, body):
-        raise CdsError(400, "the request body contains an unpaired UTF-16 surrogate escape (not valid Unicode)",
-                       code="structure")
+        raise CdsError(
+            400, "the request body contains an unpaired UTF-16 surrogate escape (not valid Unicode)", code="structure"
+        )
     return body
 
 
@@ -69,8 +73,10 @@ def _refuse_truncated_chunked_body(raw: bytes) -> None:
 @bp.get("/cds-services", strict_slashes=False)
 def discovery():
     language = localise.call_language()
-    return _json(discovery_document(localise.services_in(current_app.extensions["jak_engine"].services, language)),
-                 language=language)
+    return _json(
+        discovery_document(localise.services_in(current_app.extensions["jak_engine"].services, language)),
+        language=language,
+    )
 
 
 @bp.post("/cds-services/<service_id>")
@@ -81,15 +87,21 @@ def call_service(service_id: str):
         raise CdsError(404, f"no CDS service with id {service_id!r}; see GET /cds-services", code="not-found")
     body = read_json_body()
     language = localise.call_language()
+    call = hooks.Call(request.host_url, authenticated=current_app.config.get("JAK_AUTH_MODE", "off") != "off")
     with i18n.using(localise.catalogue(language)):
-        result = hooks.evaluate(localise.engine_in(engine, language), service, body)
-        result = smart_app.add_links(engine, service, result)   # "Open JAK monitoring" on the cards it concerns
-    g.hook_result = result                  # for the metrics and the request log (no patient data is read there)
+        result = hooks.evaluate(localise.engine_in(engine, language), service, body, call)
+    g.hook_result = result  # for the metrics and the request log (no patient data is read there)
     store = current_app.extensions.get("jak_store")
     if store is not None and result.cards:
-        store.record_issued(service.id, result.request.hookInstance, result.request.patient_id,
-                            [(issued.card.uuid, issued.rule_id) for issued in result.cards],
-                            engine.knowledge.version, wait=False, language=language)
+        store.record_issued(
+            service.id,
+            result.request.hookInstance,
+            result.request.patient_id,
+            [(issued.card.uuid, issued.rule_id) for issued in result.cards],
+            engine.knowledge.version,
+            wait=False,
+            language=language,
+        )
     return _json(result.body, language=language)
 
 
@@ -101,8 +113,7 @@ def register_errors(app) -> None:
     @app.errorhandler(StoreUnavailable)
     def _store_unavailable(exc: StoreUnavailable):
         log.warning("503 for %s %s: %s", request.method, request.path, exc)
-        return unavailable_response("the service's database is unavailable just now; please retry",
-                                    exc.retry_after)
+        return unavailable_response("the service's database is unavailable just now; please retry", exc.retry_after)
 
     @app.errorhandler(SQLAlchemyError)
     def _database_error(exc: SQLAlchemyError):
@@ -131,6 +142,7 @@ def register_errors(app) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc):
         from werkzeug.exceptions import HTTPException
+
         if isinstance(exc, HTTPException):
             return outcome_response(exc.code or 500, exc.description or exc.name, "processing")
         log.exception("unexpected error in %s %s", request.method, request.path)
@@ -144,7 +156,8 @@ def add_cors(response: Response) -> Response:
         response.headers["Vary"] = "Origin"
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = request.headers.get(
-        "Access-Control-Request-Headers", "Authorization, Content-Type")
+        "Access-Control-Request-Headers", "Authorization, Content-Type"
+    )
     response.headers["Access-Control-Max-Age"] = "600"
     response.headers["Access-Control-Expose-Headers"] = "Content-Type, WWW-Authenticate"
     return response

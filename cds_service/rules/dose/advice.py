@@ -1,0 +1,207 @@
+"""The dose card's text and suggestions: what was ordered, for which indication, every applying limit with the
+patient's values, the halving worked out, and the edit to the draft that makes it pass on sign (or its removal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from cds_service.findings import Finding, ProposedAction, ProposedSuggestion
+from cds_service.rules.common import corrected_order
+from cds_service.rules.context import DraftOrder, RuleContext
+from cds_service.rules.dose.halving import Halving, halving_text
+from cds_service.rules.dose.situation import EPS, Applied, Dose, daily
+from cds_service.rules.text import mg, sentence
+
+
+def _line(applied: Applied) -> str:
+    rule = applied.rule
+    if rule.outcome == "not_recommended":
+        target = "not recommended"
+    elif rule.outcome == "note" and applied.dose is not None:
+        target = f"for information: {mg(*applied.dose)} may be considered"
+    elif rule.outcome == "halve" and applied.dose is not None:
+        target = f"halve the dose that otherwise applies: maximum {mg(*applied.dose)}"
+    elif applied.dose is not None:
+        target = f"maximum {mg(*applied.dose)}"
+    else:
+        target = "information"
+    evidence = "; ".join(applied.check.evidence)
+    text = f"- **{rule.reason}**" + (f" — {evidence}" if evidence else "") + f" → {target}. {rule.detail}"
+    if rule.evidence:
+        text += f" *Source quality: {rule.evidence}*"
+    if applied.note:
+        text += f" *{applied.note}*"
+    return text
+
+
+def indication_text(ctx: RuleContext, order: DraftOrder) -> str:
+    if order.indication:
+        display = ctx.knowledge.indications[order.indication].display
+        return f"{display} (from the {order.indication_how})"
+    return f"not known ({order.indication_how})"
+
+
+def _common_detail(ctx: RuleContext, order: DraftOrder, listed: list[Applied], halving: Halving | None) -> str:
+    lines = "\n".join(_line(a) for a in listed)
+    indication = indication_text(ctx, order)
+    unknown = ""
+    if order.indication is None:
+        unknown = (
+            "\n\nThe order's indication is not recorded, so the dose is compared with the drug's overall "
+            "maximum and with every adjustment that cannot be ruled out. Record the indication "
+            "(reasonCode) for an indication-specific check."
+        )
+    halved = f"\n\n{halving_text(ctx, order, halving)}" if halving is not None else ""
+    return (
+        f"**Ordered:** {order.dose.describe()} ({order.name}).  \n**Indication:** {indication}.\n\n"
+        f"**Why:**\n{lines}{halved}{unknown}"
+    )
+
+
+def _sources(listed: list[Applied], halving: Halving | None = None) -> list[str]:
+    sources = [s for a in listed for s in a.rule.sources]
+    if halving is not None:
+        sources += halving.table.sources
+        sources += [s for h in halving.results for s in h.base_sources]
+    return list(dict.fromkeys(sources))
+
+
+def stop_finding(
+    ctx, order: DraftOrder, stops: list[Applied], caps: list[Applied], notes: list[Applied], halving: Halving | None
+) -> Finding:
+    reasons = "; ".join(dict.fromkeys(a.rule.reason for a in stops))
+    listed = stops + caps + notes
+    return Finding(
+        rule_id=stops[0].rule.id,
+        concern=f"dose:{order.order_id}",
+        indicator="warning",
+        summary=f"{sentence(order.name)} is not recommended ({reasons})",
+        detail=(
+            _common_detail(ctx, order, listed, halving)
+            + "\n\n**Recommended:** do not start; choose another treatment or document why it is needed."
+        ),
+        sources=_sources(listed, halving),
+        override_set="dose",
+        suggestions=[
+            ProposedSuggestion(
+                label=f"Remove the {order.name} order",
+                actions=(
+                    ProposedAction(
+                        "delete",
+                        f"Remove the draft {order.name} order",
+                        resource_id=(f"MedicationRequest/{order.order_id}",),
+                    ),
+                ),
+            )
+        ],
+        order_id=order.order_id,
+        drug=order.drug,
+    )
+
+
+def _keeps_modified_release(order: DraftOrder, applied: Applied) -> bool:
+    """A prolonged-release order stays prolonged-release if the limit is for that form or the same tablet."""
+    if not order.match.modified_release:
+        return False
+    return applied.rule.when.formulation == "modified_release" or applied.dose[0] == order.dose.dose_mg
+
+
+def _change(order: DraftOrder, applied: Applied, dose: Dose, phase: str | None, label: str) -> ProposedSuggestion:
+    target = mg(*dose) + (f" ({phase})" if phase and phase != order.phase else "")
+    return ProposedSuggestion(
+        label=label or f"Change to {target}",
+        actions=(
+            ProposedAction(
+                "update",
+                f"Change the {order.name} order to {target}",
+                corrected_order(
+                    order, dose[0], dose[1], phase, _keeps_modified_release(order, replace(applied, dose=dose))
+                ),
+            ),
+        ),
+    )
+
+
+def _suggestions(order: DraftOrder, binding: Applied, halving: Halving | None) -> list[ProposedSuggestion]:
+    """One edit to the binding limit; for a halving whose dose depends on a phase the order does not state, one
+    edit per phase, each writing its phase into the order (so either passes on sign). The first is the phase
+    whose usual (un-halved) dose was ordered, else the lower dose."""
+    split = halving is not None and len(halving.results) == 2 and binding.rule.outcome == "halve"
+    if not split:
+        return [_change(order, binding, binding.dose, order.phase, "")]
+    ordered = (order.dose.dose_mg, order.dose.per_day)
+    results = sorted(halving.results, key=lambda h: h.base != ordered)  # stable: lower first otherwise
+    out = []
+    for h in results:
+        if daily(h.limit) + EPS >= (order.dose.daily_mg or 0) and h.limit[1] >= (order.dose.per_day or 0):
+            if order.dose.dose_mg is None or order.dose.per_day is None:
+                continue
+            out.append(
+                _change(order, binding, ordered, h.phase, f"Keep {order.dose.describe()}, recorded as {h.phase}")
+            )
+        else:
+            out.append(_change(order, binding, h.limit, h.phase, f"Change to {mg(*h.limit)} ({h.phase})"))
+    return out
+
+
+def reduce_finding(
+    ctx,
+    order: DraftOrder,
+    binding: Applied,
+    caps: list[Applied],
+    notes: list[Applied],
+    phase: str | None,
+    halving: Halving | None,
+) -> Finding:
+    target = mg(*binding.dose)
+    binding_reasons = "; ".join(dict.fromkeys(a.rule.reason for a in caps if abs(a.cap - binding.cap) < EPS))
+    listed = sorted(caps, key=lambda a: a.cap) + notes
+    only_too_often = order.dose.daily_mg is not None and order.dose.daily_mg <= binding.cap + EPS
+    verb = "Change" if only_too_often else "Reduce"
+    frequency_note = (
+        f"\n\nThe daily total is within the limit, but the order is taken "
+        f"{order.dose.per_day:g} times a day where the limit is {target}."
+        if only_too_often
+        else ""
+    )
+    suggestions = _suggestions(order, binding, halving)
+    if len(suggestions) > 1:
+        low, high = halving.results
+        summary = (
+            f"{verb} {order.name} to {mg(*low.limit)} ({low.phase}; {high.phase}: {mg(*high.limit)}) "
+            f"({binding_reasons})"
+        )
+        recommended = (
+            f"{mg(*low.limit)} if this is {low.phase}, {mg(*high.limit)} if it is {high.phase}; "
+            f"record the phase in the order."
+        )
+    else:
+        summary = f"{verb} {order.name} to {target} ({binding_reasons})"
+        recommended = f"{target} — the lowest applicable limit."
+    return Finding(
+        rule_id=binding.rule.id,
+        concern=f"dose:{order.order_id}",
+        indicator="warning",
+        summary=summary,
+        detail=(_common_detail(ctx, order, listed, halving) + frequency_note + f"\n\n**Recommended:** {recommended}"),
+        sources=_sources(listed, halving),
+        override_set="dose",
+        suggestions=suggestions,
+        order_id=order.order_id,
+        drug=order.drug,
+    )
+
+
+def info_finding(ctx, order: DraftOrder, notes: list[Applied]) -> Finding:
+    reasons = "; ".join(dict.fromkeys(a.rule.reason for a in notes))
+    return Finding(
+        rule_id=notes[0].rule.id,
+        concern=f"dose:{order.order_id}",
+        indicator="info",
+        summary=f"{sentence(order.name)} {order.dose.describe()}: check {reasons}",
+        detail=_common_detail(ctx, order, notes, None),
+        sources=_sources(notes),
+        order_id=order.order_id,
+        drug=order.drug,
+    )
