@@ -24,7 +24,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from cds_service.store import connection
+from cds_service.store import connection, reports
 from cds_service.store.audit import AuditQueue
 from cds_service.store.health import (
     RETRY_AFTER_S,
@@ -377,62 +377,24 @@ class Store:
         """Record a token id; False if it was seen before (a replay): ``ReplayIds.remember``."""
         return self.replay_ids.remember(iss, jti, exp)
 
-    # --- reads ----------------------------------------------------------------------------------
+    # --- reads (the queries: store/reports.py) ---------------------------------------------------
     def count(self, table_name: str) -> int:
         self.flush()
-        table = metadata.tables[table_name]
         with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(table)).scalar_one()
+            return reports.count(conn, table_name)
 
     def issued(self) -> list[dict]:
         self.flush()
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(issued_card).order_by(issued_card.c.issued_at))]
+            return reports.issued(conn)
 
     def feedback_rows(self) -> list[dict]:
         self.flush()
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(select(feedback).order_by(feedback.c.id))]
+            return reports.feedback_rows(conn)
 
     def rule_report(self, top_reasons: int = 3) -> list[dict]:
-        """Per rule: cards issued, cards accepted/overridden (distinct cards), top override reasons."""
-        report: dict[str, dict] = {}
-
-        def entry(rule: str) -> dict:
-            return report.setdefault(
-                rule, {"rule": rule, "issued": 0, "accepted": 0, "overridden": 0, "top_override_reasons": []}
-            )
-
         self.flush()
-        rule_of_feedback = func.coalesce(issued_card.c.rule_id, "(unknown card)")
-        joined = feedback.outerjoin(issued_card, issued_card.c.card_uuid == feedback.c.card_uuid)
         with self.engine.connect() as conn:
             self._unbounded(conn)
-            for rule, n in conn.execute(select(issued_card.c.rule_id, func.count()).group_by(issued_card.c.rule_id)):
-                entry(rule)["issued"] = n
-            for rule, outcome, n in conn.execute(
-                select(rule_of_feedback, feedback.c.outcome, func.count(func.distinct(feedback.c.card_uuid)))
-                .select_from(joined)
-                .group_by(rule_of_feedback, feedback.c.outcome)
-            ):
-                if outcome in ("accepted", "overridden"):
-                    entry(rule)[outcome] = n
-            reasons = conn.execute(
-                select(
-                    rule_of_feedback,
-                    feedback.c.override_system,
-                    feedback.c.override_code,
-                    func.max(feedback.c.override_display),
-                    func.count(),
-                )
-                .select_from(joined)
-                .where(feedback.c.outcome == "overridden", feedback.c.override_code.is_not(None))
-                .group_by(rule_of_feedback, feedback.c.override_system, feedback.c.override_code)
-            )
-            by_rule: dict[str, list] = {}
-            for rule, system, code, display, n in reasons:
-                by_rule.setdefault(rule, []).append({"system": system, "code": code, "display": display, "count": n})
-        for rule, items in by_rule.items():
-            items.sort(key=lambda r: (-r["count"], r["code"]))
-            entry(rule)["top_override_reasons"] = items[:top_reasons]
-        return sorted(report.values(), key=lambda r: (-r["issued"], r["rule"]))
+            return reports.rule_report(conn, top_reasons)

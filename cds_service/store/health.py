@@ -56,6 +56,10 @@ class DatabaseHealth:
         self.outages = 0
         self.listeners: list = []  # called (no arguments) when the database is back
 
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
     def should_try(self) -> bool:
         if self.down_since is None:
             return True
