@@ -1,30 +1,25 @@
-"""Shared test fixtures: the app, a client, request stubs with and without prefetch.
+"""Shared test fixtures: the knowledge, the app, a client, ``hook`` (call a hook, get its cards), and the
+throwaway PostgreSQL cluster of the database drills (``drill_cluster``, ``drill_db``).
 
-Clinical tests build patients with ``fixtures.builders`` and call a hook
-with ``call_hook``; the FHIR server of the EHR is stood in for by
-``responses`` serving the same resources through ``fhir_query``.
+Only fixtures live here. Clinical tests build patients with ``fixtures.builders`` and call a hook
+with ``hook`` or ``tests.helpers.hooks.call_hook``; the FHIR server of the EHR is stood in for by
+``responses`` serving the same resources (``tests.helpers.hooks.serve_fhir``).
 """
 from __future__ import annotations
 
-import json
-import re
+import os
 import uuid
 from datetime import date
 
 import pytest
-import responses
 
 from cds_service.web.app import create_app
 from cds_service.config import Settings
-from cds_service.record.services import default_templates, load_services
-from cds_service.fhir.query import search
+from cds_service.record.services import load_services
 from cds_service.knowledge import load_knowledge
-from cds_service.record.templates import render
 from fixtures.builders import TODAY
-
-FHIR_BASE = "http://127.0.0.1:9999/fhir"
-SERVICE_FOR_HOOK = {"order-sign": "jak-order-sign", "order-select": "jak-order-select",
-                    "patient-view": "jak-patient-view"}
+from tests.helpers.drills import dbdrill
+from tests.helpers.hooks import call_hook, cards_of
 
 
 @pytest.fixture(scope="session")
@@ -53,67 +48,6 @@ def client(app):
     return app.test_client()
 
 
-def make_request(resources: list[dict], hook: str = "order-sign", *, drafts: list[dict] | None = None,
-                 templates: dict[str, str] | None = None, prefetch: bool | list[str] = True,
-                 fhir_server: str | None = None, token: str | None = "secret-token", patient_id: str = "p1") -> dict:
-    """A CDS Hooks request for ``resources`` (the record) and ``drafts`` (draft orders).
-
-    prefetch=True: every template key filled; a list: only those keys; False: none.
-    Draft MedicationRequests (status "draft") found in ``resources`` are used when ``drafts`` is None.
-    """
-    if drafts is None:
-        drafts = [r for r in resources if r.get("resourceType") == "MedicationRequest" and r.get("status") == "draft"]
-    record = [r for r in resources if r not in drafts]
-    context = {"userId": "Practitioner/dr-1", "patientId": patient_id}
-    if hook != "patient-view":
-        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
-                                  "entry": [{"resource": d} for d in drafts]}
-        if hook == "order-select":
-            context["selections"] = [f"MedicationRequest/{d['id']}" for d in drafts]
-    body = {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context}
-    templates = templates or default_templates()
-    keys = list(templates) if prefetch is True else (prefetch or [])
-    if keys:
-        body["prefetch"] = {k: search(record, render(templates[k], context)) for k in keys}
-    if fhir_server:
-        body["fhirServer"] = fhir_server
-        if token:
-            body["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300,
-                                         "scope": "patient/*.read", "subject": "cds-service"}
-    return body
-
-
-def serve_fhir(rsps: responses.RequestsMock, resources: list[dict], base: str = FHIR_BASE, calls: list | None = None):
-    """Make ``responses`` act as the EHR's FHIR server over ``resources``."""
-
-    def handler(request):
-        if calls is not None:
-            calls.append(request)
-        query = request.url[len(base):].lstrip("/")
-        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(search(resources, query))
-
-    rsps.add_callback(responses.GET, re.compile(re.escape(base) + r"/.*"), callback=handler)
-
-
-def call_hook(client, resources: list[dict], hook: str = "order-sign", **kwargs):
-    """POST a hook call; returns the Flask response."""
-    return client.post(f"/cds-services/{SERVICE_FOR_HOOK[hook]}", json=make_request(resources, hook, **kwargs))
-
-
-def cards_of(response) -> list[dict]:
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()["cards"]
-
-
-def rule_of(card: dict) -> str:
-    return card["source"]["topic"]["code"]
-
-
-def alerts(cards: list[dict]) -> list[dict]:
-    """Warning and critical cards (what a clean patient must never get)."""
-    return [c for c in cards if c["indicator"] in ("warning", "critical")]
-
-
 @pytest.fixture
 def hook(client):
     """hook(resources, hook_name='order-sign', **make_request kwargs) -> list of cards (asserts HTTP 200)."""
@@ -127,3 +61,33 @@ def hook(client):
 @pytest.fixture
 def today() -> date:
     return TODAY
+
+
+@pytest.fixture
+def drill_cluster():
+    """The throwaway PostgreSQL cluster of the drills (created and started if missing, as root)."""
+    spec = os.environ.get("JAK_CDS_TEST_DRILL_CLUSTER", "15/drill:5433")
+    name_part, _, port = spec.partition(":")
+    version, _, name = name_part.partition("/")
+    cluster = dbdrill.Cluster(version, name or "drill", int(port or 5433))
+    try:
+        cluster.ensure()
+    except (SystemExit, OSError, Exception) as exc:  # noqa: BLE001 - reported as skip or failure
+        message = f"drill cluster {spec} unavailable: {exc}"
+        if os.environ.get("JAK_CDS_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield cluster
+    if not cluster.ready():
+        cluster.start()
+
+
+@pytest.fixture
+def drill_db(drill_cluster):
+    """A fresh database on the drill cluster: (cluster, url)."""
+    name = f"jaktest_{uuid.uuid4().hex[:10]}"
+    drill_cluster.sql(f'CREATE DATABASE "{name}"')
+    yield drill_cluster, drill_cluster.url(name)
+    if not drill_cluster.ready():
+        drill_cluster.start()
+    drill_cluster.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -22,8 +22,8 @@ from cds_service.config import Settings
 from cds_service.knowledge import catalogue, schemas
 from cds_service.knowledge import model as knowledge_model
 from cds_service.record.services import load_services
-from tests.i18n_helpers import ENGLISH
-from tests.i18n_helpers import english_sentences as _english_sentences
+from tests.helpers.i18n import ENGLISH
+from tests.helpers.i18n import english_sentences as _english_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((ROOT / "fixtures" / "fhir").glob("*.json"))
