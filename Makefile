@@ -38,6 +38,6 @@ lock: $(VENV)/.installed
 	$(VENV)/bin/uv pip compile deploy/requirements-build.in --universal --python-version 3.11 --generate-hashes --no-config -o deploy/requirements-build.txt --upgrade
 
 # Rebuild the SMART monitoring app (smart-app/ -> cds_service/smart_app/static/, committed; needs node and npm).
-# `make test` fails when the sources changed without this (tests/test_smart_app.py compares BUILD-STAMP).
+# `make test` fails when the sources changed without this (tests/smart_app/test_smart_app.py compares BUILD-STAMP).
 app:
 	cd smart-app && npm ci --no-audit --no-fund && node build.mjs

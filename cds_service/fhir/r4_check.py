@@ -8,7 +8,7 @@ CDS Hooks sandbox sends). ``plainly_valid`` walks that shape with checks *strict
 library's (see below) and answers True only when every element passes; anything else — another
 element, an extension, an unusual value — answers False, and the caller validates with
 ``fhir.resources`` as before. So True never hides a problem the library would
-report (tests/test_r4_draft_check.py checks this over every fixture draft and random mutations).
+report (tests/fhir/test_r4_draft_check.py checks this over every fixture draft and random mutations).
 
 Stricter than the library, on purpose: strings must match the FHIR string pattern in full (the
 library accepts any string with one matching character), codes may have single spaces only, URIs no
