@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.web.app import create_app
 from cds_service.cli.replay import load_scenario
 from cds_service.fhir.query import search
 from cds_service.record.templates import render
 from cds_service.smart_app import check_ticket, mint_ticket
+from cds_service.web.app import create_app
 from tests.helpers.hooks import call_hook, cards_of, make_request, rule_of
 from tests.helpers.trust import ISS, bearer, ec_key, jwks, token, trust_settings
 

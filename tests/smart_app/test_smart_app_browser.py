@@ -14,9 +14,11 @@ import pytest
 from cds_service.config import Settings
 from fixtures.builders import TODAY
 from tests.helpers.browser import chromium, fixture_fhir_server, service_on, skip_without_browser
+from tests.helpers.deploy import free_port
+
 # the launch and sandbox browser tests import these from here (and are skipped with this module)
 
-FHIR_PORT, SERVICE_PORT = 18311, 18312          # this feature's port range: 18300-18399
+FHIR_PORT, SERVICE_PORT = free_port(), free_port()  # free loopback ports (JAK_CDS_TEST_PORTS may set the range)
 PATIENTS = ["app-upadacitinib-falling-neutrophils", "app-upadacitinib-week-7-visit-missed", "app-upadacitinib-no-labs"]
 
 skip_without_browser()

@@ -10,9 +10,10 @@ import pytest
 from cds_service.config import Settings
 from fixtures.builders import TODAY
 from tests.helpers.browser import chromium, fixture_fhir_server, service_on, skip_without_browser
+from tests.helpers.deploy import free_port
 from tests.helpers.i18n import english_sentences
 
-FHIR_PORT, SERVICE_PORT = 18911, 18912          # this branch's port range: 18900-18999
+FHIR_PORT, SERVICE_PORT = free_port(), free_port()  # free loopback ports (JAK_CDS_TEST_PORTS may set the range)
 PATIENTS = ["app-upadacitinib-falling-neutrophils", "app-upadacitinib-week-7-visit-missed"]
 
 skip_without_browser()

@@ -21,18 +21,19 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from cds_service.web.app import create_app
 from cds_service.cli.replay import load_scenario
 from cds_service.smart_app import mint_ticket
-from tests.helpers.hooks import make_request
+from cds_service.web.app import create_app
 from tests.helpers.browser import CHROMIUM, skip_without_browser, sync_playwright
 from tests.helpers.browser import wait_for as _wait_for
+from tests.helpers.deploy import free_port
+from tests.helpers.hooks import make_request
 from tests.helpers.trust import ISS, bearer, ec_key, jwks, token, trust_settings
 
 skip_without_browser()
 
 ROOT = Path(__file__).resolve().parents[2]
-FHIR_PORT, SERVICE_PORT = 18511, 18512          # this branch's port range: 18500-18599
+FHIR_PORT, SERVICE_PORT = free_port(), free_port()  # free loopback ports (JAK_CDS_TEST_PORTS may set the range)
 PATIENT = "app-upadacitinib-falling-neutrophils"
 TICKET_KEY = "k" * 32
 

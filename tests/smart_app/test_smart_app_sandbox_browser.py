@@ -25,16 +25,17 @@ DIST = os.environ.get("JAK_CDS_SANDBOX_DIST")
 if not DIST or not (Path(DIST) / "index.html").is_file():
     pytest.skip("JAK_CDS_SANDBOX_DIST does not name a built CDS Hooks sandbox", allow_module_level=True)
 
-from cds_service.web.app import create_app                                     # noqa: E402
-from cds_service.config import Settings                                    # noqa: E402
-from fixtures.builders import TODAY                                        # noqa: E402
+from cds_service.config import Settings  # noqa: E402
+from cds_service.web.app import create_app  # noqa: E402
+from fixtures.builders import TODAY  # noqa: E402
 from tests.helpers.browser import CHROMIUM, skip_without_browser, sync_playwright  # noqa: E402
 from tests.helpers.browser import wait_for as _wait_for  # noqa: E402
+from tests.helpers.deploy import free_port
 
 skip_without_browser()
 
 ROOT = Path(__file__).resolve().parents[2]
-SANDBOX_PORT, FHIR_PORT, SERVICE_PORT = 18531, 18532, 18533     # this branch's port range: 18500-18599
+SANDBOX_PORT, FHIR_PORT, SERVICE_PORT = free_port(), free_port(), free_port()  # free loopback ports (JAK_CDS_TEST_PORTS may set the range)
 PATIENT = "app-upadacitinib-falling-neutrophils"
 
 
