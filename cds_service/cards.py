@@ -46,7 +46,7 @@ def _link_label(text: str, limit: int = 80) -> str:
 
 def _sources_md(knowledge: Knowledge, source_ids: list[str]) -> str:
     lines = [f"- [{knowledge.sources[s].label}]({knowledge.sources[s].url}) [{s}]" for s in dict.fromkeys(source_ids)]
-    return "\n\n**Sources**\n" + "\n".join(lines)
+    return "\n\n" + say("**Sources**") + "\n" + "\n".join(lines)
 
 
 @dataclass(frozen=True)

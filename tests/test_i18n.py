@@ -301,6 +301,7 @@ def test_the_dose_and_could_not_check_cards_are_in_the_language_asked_for(replay
         assert term in nb, term
     assert "(from the active condition)" in en and "(from the active condition)" not in nl + nb
     assert "twice daily" in en and "twice daily" not in nl + nb
+    assert "**Bronnen**" in nl and "**Kilder**" in nb and "**Sources**" in en and "**Sources**" not in nl + nb
 
 
 def test_the_monitoring_and_screening_details_are_in_the_language_asked_for(replayed):
@@ -348,6 +349,14 @@ def test_the_rule_catalogue_in_each_language_is_committed_and_current(knowledge)
             f"{path.name} is out of date: run `make rules`"
     assert "Actieve tuberculose: start {drug} niet" in (ROOT / "docs" / "rule-catalogue.nl.md").read_text()
     assert "Aktiv tuberkulose: ikke start {drug}" in (ROOT / "docs" / "rule-catalogue.nb.md").read_text()
+    # the structural labels too (headings, table headers, entry labels), not only the knowledge's texts
+    for language, labels in (("nl", ("## Herkende geneesmiddelen", "### Tabel `", "- **bronnen:**", "| geneesmiddel |")),
+                             ("nb", ("## Gjenkjente legemidler", "### Tabell `", "- **kilder:**", "| legemiddel |"))):
+        text = (ROOT / "docs" / f"rule-catalogue.{language}.md").read_text()
+        for label in labels:
+            assert label in text, (language, label)
+        for english in ("## Drugs recognised", "## Coverage:", "- **sources:**", " entries)", "(no entries)"):
+            assert english not in text, (language, english)
 
 
 def test_the_audit_records_each_cards_language(app, client):
