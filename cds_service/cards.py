@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from cds_service.findings import SEVERITY, Finding, Missing
+from cds_service.i18n import say
 from cds_service.knowledge import Knowledge
 from cds_service.wire import MAX_SUMMARY, Action, Card, Coding, Link, Source, Suggestion
 
@@ -45,7 +46,7 @@ def _link_label(text: str, limit: int = 80) -> str:
 
 def _sources_md(knowledge: Knowledge, source_ids: list[str]) -> str:
     lines = [f"- [{knowledge.sources[s].label}]({knowledge.sources[s].url}) [{s}]" for s in dict.fromkeys(source_ids)]
-    return "\n\n**Sources**\n" + "\n".join(lines)
+    return "\n\n" + say("**Sources**") + "\n" + "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -166,18 +167,25 @@ def missing_card(
     for gap in gaps:
         unique.setdefault((gap.check, gap.why), gap)
     items = list(unique.values())
-    subject = f" for {drug_name}" if drug_name else ""
     n = len(items)
     if n == 1:
         said = drug_name and drug_name.lower() in items[0].check.lower()
-        summary = f"Could not check {items[0].check}{'' if said else subject}: {items[0].why}"
+        if said or not drug_name:
+            summary = say("Could not check {check}: {why}", check=items[0].check, why=items[0].why)
+        else:
+            summary = say(
+                "Could not check {check} for {drug}: {why}", check=items[0].check, drug=drug_name, why=items[0].why
+            )
+    elif drug_name:
+        summary = say("{count} safety checks for {drug} could not be done: data missing", count=n, drug=drug_name)
     else:
-        summary = f"{n} safety checks{subject} could not be done: data missing"
+        summary = say("{count} safety checks could not be done: data missing", count=n)
     lines = "\n".join(f"- **{g.check}**: {g.why}" for g in items)
     drugs = {g.drug for g in items if g.drug}
     sources = sources_for([s for g in items for s in g.sources], next(iter(drugs)) if len(drugs) == 1 else None)
     detail = (
-        "These checks were **not** done. Missing data is not evidence that the values are normal.\n\n"
+        say("These checks were **not** done. Missing data is not evidence that the values are normal.")
+        + "\n\n"
         + lines
         + _sources_md(knowledge, sources)
     )
@@ -206,8 +214,9 @@ def absorb(findings: list[Finding], gaps: list[Missing]) -> list[Missing]:
             remaining.append(gap)
         elif gap.check not in owner.covers:
             line = f"- {gap.check}: {gap.why}"
-            if "**Could not be checked until then:**" not in owner.detail:
-                owner.detail += "\n\n**Could not be checked until then:**"
+            heading = say("**Could not be checked until then:**")
+            if heading not in owner.detail:
+                owner.detail += "\n\n" + heading
             if line not in owner.detail:
                 owner.detail += "\n" + line
     return remaining

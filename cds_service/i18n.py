@@ -288,26 +288,6 @@ def current() -> Catalogue:
     return _current.get()
 
 
-@lru_cache(maxsize=8)
-def _english_of(catalogue: Catalogue) -> dict[str, str]:
-    return {translated: english for english, translated in catalogue.messages.items()}
-
-
-def with_english(names) -> tuple[str, ...]:
-    """``names`` (knowledge texts in the call's language) and their English originals.
-
-    Phase 1 bridge: a few "could not check" reasons are still worded in English in code that is being
-    restructured (facts.py names "serum creatinine" in its reasons); a card that already covers a check
-    (``Finding.covers``) must recognise those English names too, so the cards stay the same in every language.
-    Drop it once those reasons are made with ``say`` (phase 2)."""
-    names = tuple(names)
-    catalogue = _current.get()
-    if catalogue.language == SOURCE_LANGUAGE:
-        return names
-    english = _english_of(catalogue)
-    return names + tuple(dict.fromkeys(english[n] for n in names if n in english and english[n] not in names))
-
-
 def number(value: float | int, catalogue: Catalogue | None = None) -> str:
     """A number as the locale writes it; English as ``f"{value:g}"`` (what the cards always showed)."""
     catalogue = catalogue or _current.get()

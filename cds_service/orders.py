@@ -17,6 +17,7 @@ from cds_service.fhir.r4_check import plainly_valid
 from cds_service.fhir.tolerant import normalise
 from cds_service.fhir.values import codings, resources_of
 from cds_service.findings import Missing
+from cds_service.i18n import say
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge import drugs as drugmod
 from cds_service.knowledge.drugs import DrugMatch, OrderedDose
@@ -132,8 +133,26 @@ def _indication(
         return None, "ambiguous: " + ", ".join(sorted(candidates))
     if active:  # conditions that are indications of other drugs: say them, it is not "nothing recorded"
         names = ", ".join(sorted(knowledge.indications[i].display for i in active if i in knowledge.indications))
-        return None, f"no approved indication of {match.entry.display} on record; recorded: {names}"
+        return None, say(
+            "no approved indication of {drug} on record; recorded: {indications}",
+            drug=match.entry.display,
+            indications=names,
+        )
     return None, "not recorded"
+
+
+def how_text(how: str) -> str:
+    """How an order's indication was found (``DraftOrder.indication_how``, a code or a said sentence) as a card
+    says it."""
+    if how == "order reason":
+        return say("order reason")
+    if how == "active condition":
+        return say("active condition")
+    if how == "not recorded":
+        return say("not recorded")
+    if how.startswith("ambiguous: "):
+        return say("ambiguous: {indications}", indications=how.removeprefix("ambiguous: "))
+    return how
 
 
 def _order_texts(resource: dict) -> list[str]:
@@ -190,8 +209,8 @@ def recognise_drafts(knowledge: Knowledge, resources: list[dict]) -> tuple[list[
             gaps.append(
                 Missing(
                     "fhir-validation",
-                    f"the {match.entry.display} draft order",
-                    f"it is not valid FHIR R4 ({problem}); checks used what could be read",
+                    say("the {drug} draft order", drug=match.entry.display),
+                    say("it is not valid FHIR R4 ({problem}); checks used what could be read", problem=problem),
                     tuple(match.entry.sources),
                     order_id,
                     match.drug_id,
@@ -236,8 +255,8 @@ def _dstu2_order(knowledge: Knowledge, raw: dict, index: int) -> list[Missing]:
     return [
         Missing(
             "fhir-version",
-            f"the {match.entry.display} draft order",
-            "a FHIR DSTU2 MedicationOrder is not read (R4 MedicationRequest only): nothing was checked",
+            say("the {drug} draft order", drug=match.entry.display),
+            say("a FHIR DSTU2 MedicationOrder is not read (R4 MedicationRequest only): nothing was checked"),
             tuple(match.entry.sources),
             order_id,
             match.drug_id,

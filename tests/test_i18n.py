@@ -240,11 +240,6 @@ def test_the_cards_are_in_the_language_asked_for(replayed):
     assert "Actieve tuberculose" not in said["en"] and "Aktiv tuberkulose" not in said["en"]
 
 
-# Card kinds whose every clinician-facing text is translated in phase 1: knowledge texts and the say() templates
-# of the rule modules converted so far. The rest (dose cards, the could-not-check card, lab-threshold and monitoring
-# details ...) still carry English sentences made in code that is being restructured; phase 2 adds them here.
-COVERED_SUMMARIES = "every card's summary, except the kinds below"
-SUMMARY_PHASE_2 = {"missing-data"}      # cards.py: "Could not check ...", "N safety checks ... could not be done"
 DRUG_OR_CODE = re.compile(r"^[\W\d_]*$")
 
 
@@ -252,54 +247,61 @@ def test_no_english_sentence_is_left_in_the_translated_summaries(replayed):
     for stem, calls in replayed:
         for language in ("nl", "nb"):
             for card, english in zip(calls[language], calls["en"]):
-                if card["source"]["topic"]["code"] in SUMMARY_PHASE_2:
-                    continue
                 assert _english_sentences(card["summary"]) == [], (stem, language, card["summary"])
                 if not DRUG_OR_CODE.match(english["summary"]):
                     assert card["summary"] != english["summary"], (stem, language, card["summary"])
 
 
-# Phase 2a: the details (and suggestion labels) of the card kinds made by the rule modules converted to say()
-# (co_prescription, conditions, contraindications, evidence, infections, lab_thresholds, monitoring, offlabel,
-# positioning, prac, screening, unreadable, unsupported) carry no English sentence either. The English still left
-# comes from modules being restructured on another branch (phase 2b); each fragment is named here with its origin,
-# so a fragment that is translated later (or a new English sentence) shows up as a failure.
+# Every clinician-facing text of every card kind (the could-not-check card too) is translated: the details,
+# suggestion labels and action descriptions carry no English sentence. The one exception is named here: the
+# bibliographic titles of the sources keep their original language (docs/i18n.md).
 STILL_ENGLISH = {
-    r"\(from (the active condition|the order's reason|the order reason)[^)]*\)": "orders.py: how the indication was found",
-    r"\*\*Indication:\*\*[^\n]*": "rules/dose.py: the dose card's indication line",
     r"\[[^\]]*\]\([^)]*\)( \[[^\]]*\])?": "source links: bibliographic titles keep their original (docs/i18n.md)",
-    r"(laboratory-reported|reported in|newer than the latest|read as|halve the dose|calculated)[^\n]*":
-        "renal.py / facts.py: how a kidney-function value was read",
-    r"The order does not say induction or maintenance[^\n]*|a maintenance order at the induction dose[^\n]*|"
-    r"record the phase in the order\.|the order does not say whether it is induction or maintenance[^\n]*|"
-    r"Confirm the phase and limit the induction period\.\*": "rules/dose.py: phase of the order",
-    r"\*\*Could not be checked until then:\*\*": "cards.py: could-not-check lines merged into a card",
-    r"The order's indication is not recorded, so the dose is compared[^\n]*": "rules/dose.py: unknown indication",
-    r"no serum creatinine in the last \d+ days \(an eGFR is on record[^\n]*": "facts.py: creatinine gap reason",
 }
-DETAIL_PHASE_2B = {"missing-data"}      # cards.py: the could-not-check card's frame
 
 
-def _without_phase_2b(text: str) -> str:
+def _without_source_titles(text: str) -> str:
     for pattern in STILL_ENGLISH:
         text = re.sub(pattern, " ", text)
     return text
 
 
-def test_no_english_sentence_is_left_in_the_details_of_the_converted_rules(replayed):
+def test_no_english_sentence_is_left_in_any_card(replayed):
     checked = 0
     for stem, calls in replayed:
         for language in ("nl", "nb"):
             for card in calls[language]:
-                if card["source"]["topic"]["code"] in DETAIL_PHASE_2B:
-                    continue
-                texts = [card["detail"]] + [s["label"] for s in card.get("suggestions") or ()] + [
+                texts = [card["summary"], card["detail"]] + [s["label"] for s in card.get("suggestions") or ()] + [
                     a["description"] for s in card.get("suggestions") or () for a in s["actions"]]
                 for text in texts:
                     checked += 1
-                    left = _english_sentences(_without_phase_2b(text))
+                    left = _english_sentences(_without_source_titles(text))
                     assert left == [], (stem, language, card["source"]["topic"]["code"], left)
     assert checked > 900
+
+
+def test_the_dose_and_could_not_check_cards_are_in_the_language_asked_for(replayed):
+    """Texts made in the facts, the dose rules and the card frame (phase 2b): the indication line, how a value was
+    read, the frequency, the could-not-check frame, and the dose text of the suggested order."""
+    def said(language):
+        cards = [c for _, calls in replayed for c in calls[language]]
+        texts = [c["summary"] + "\n" + c["detail"] for c in cards] + [s["label"] for c in cards for s in c.get("suggestions") or ()]
+        texts += [d.get("text", "") for c in cards for s in c.get("suggestions") or () for a in s["actions"]
+                  if isinstance(a.get("resource"), dict) for d in a["resource"].get("dosageInstruction") or ()]
+        return "\n".join(texts)
+
+    nl, nb, en = said("nl"), said("nb"), said("en")
+    for term in ("**Indicatie:**", "(uit de actieve aandoening)", "tweemaal daags", "eenmaal daags",
+                 "Deze controles zijn **niet** uitgevoerd", "Niet gecontroleerd:", "Verlaag ", "**Aanbevolen:**",
+                 "door het laboratorium gerapporteerde eGFR", "geen serumcreatinine in de laatste"):
+        assert term in nl, term
+    for term in ("**Indikasjon:**", "(fra den aktive tilstanden)", "to ganger daglig", "én gang daglig",
+                 "Disse kontrollene ble **ikke** utført", "Ikke kontrollert:", "Reduser ", "**Anbefalt:**",
+                 "eGFR rapportert av laboratoriet", "ingen serumkreatinin de siste"):
+        assert term in nb, term
+    assert "(from the active condition)" in en and "(from the active condition)" not in nl + nb
+    assert "twice daily" in en and "twice daily" not in nl + nb
+    assert "**Bronnen**" in nl and "**Kilder**" in nb and "**Sources**" in en and "**Sources**" not in nl + nb
 
 
 def test_the_monitoring_and_screening_details_are_in_the_language_asked_for(replayed):
@@ -347,6 +349,14 @@ def test_the_rule_catalogue_in_each_language_is_committed_and_current(knowledge)
             f"{path.name} is out of date: run `make rules`"
     assert "Actieve tuberculose: start {drug} niet" in (ROOT / "docs" / "rule-catalogue.nl.md").read_text()
     assert "Aktiv tuberkulose: ikke start {drug}" in (ROOT / "docs" / "rule-catalogue.nb.md").read_text()
+    # the structural labels too (headings, table headers, entry labels), not only the knowledge's texts
+    for language, labels in (("nl", ("## Herkende geneesmiddelen", "### Tabel `", "- **bronnen:**", "| geneesmiddel |")),
+                             ("nb", ("## Gjenkjente legemidler", "### Tabell `", "- **kilder:**", "| legemiddel |"))):
+        text = (ROOT / "docs" / f"rule-catalogue.{language}.md").read_text()
+        for label in labels:
+            assert label in text, (language, label)
+        for english in ("## Drugs recognised", "## Coverage:", "- **sources:**", " entries)", "(no entries)"):
+            assert english not in text, (language, english)
 
 
 def test_the_audit_records_each_cards_language(app, client):

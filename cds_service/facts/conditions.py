@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any, TypeVar
 
 from cds_service.fhir.values import codings, parse_date
+from cds_service.i18n import say
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.textmatch import WORD_START, any_word
 from cds_service.record.index import PatientRecord
@@ -34,7 +35,7 @@ class ConditionFact:
     @property
     def how(self) -> str:
         """What the card adds after the dates: "; recognised by name" for a concept read from the text."""
-        return "; recognised by name" if self.by_name else ""
+        return say("; recognised by name") if self.by_name else ""
 
 
 def read_conditions(knowledge: Knowledge, record: PatientRecord) -> list[ConditionFact]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from cds_service.facts.conditions import icd10_lookup, is_icd10
 from cds_service.fhir.values import VOID_STATUS, codings, parse_date
+from cds_service.i18n import say
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.schemas.dose import ChildPughReader
 from cds_service.record.index import PatientRecord
@@ -161,15 +162,29 @@ def _stage_findings(knowledge: Knowledge, record: PatientRecord, reader: ChildPu
             code = condition.get("code")
             if not isinstance(code, dict):
                 code = {}
-            name = code.get("text") or next((c.get("display") for c in codings(code) if c.get("display")), "condition")
-            score_text = f", score {score}" if score is not None else ""
+            name = code.get("text") or next(
+                (c.get("display") for c in codings(code) if c.get("display")), say("condition")
+            )
+            score_text = say(", score {score}", score=str(score)) if score is not None else ""
             found.append(
                 ChildPugh(
                     klass,
                     score,
                     when,
-                    f"Child-Pugh class {klass}{score_text} (stage of the active "
-                    f"condition '{name}'" + (f", recorded {when.isoformat()})" if when else ")"),
+                    say(
+                        "Child-Pugh class {klass}{score} (stage of the active condition '{condition}', recorded {date})",
+                        klass=klass,
+                        score=score_text,
+                        condition=name,
+                        date=when,
+                    )
+                    if when
+                    else say(
+                        "Child-Pugh class {klass}{score} (stage of the active condition '{condition}')",
+                        klass=klass,
+                        score=score_text,
+                        condition=name,
+                    ),
                 )
             )
             break
@@ -193,14 +208,19 @@ def read_child_pugh(knowledge: Knowledge, record: PatientRecord, today: date) ->
             if code in reader.loinc:
                 klass, score = _observation_class(obs, reader)
                 if klass:
-                    score_text = f" (score {score})" if score is not None else ""
+                    score_text = say(" (score {score})", score=str(score)) if score is not None else ""
                     found.append(
                         ChildPugh(
                             klass,
                             score,
                             when,
-                            f"Child-Pugh class {klass}{score_text}, "
-                            f"Observation LOINC {code}" + (f" on {when.isoformat()}" if when else ""),
+                            say(
+                                "Child-Pugh class {klass}{score}, Observation LOINC {code}",
+                                klass=klass,
+                                score=score_text,
+                                code=code,
+                            )
+                            + (say(" on {date}", date=when) if when else ""),
                         )
                     )
                 break
@@ -210,8 +230,8 @@ def read_child_pugh(knowledge: Knowledge, record: PatientRecord, today: date) ->
                         by_snomed[code],
                         None,
                         when,
-                        f"Child-Pugh class {by_snomed[code]} "
-                        f"(SNOMED CT {code})" + (f" on {when.isoformat()}" if when else ""),
+                        say("Child-Pugh class {klass} (SNOMED CT {code})", klass=by_snomed[code], code=code)
+                        + (say(" on {date}", date=when) if when else ""),
                     )
                 )
                 break
@@ -228,8 +248,8 @@ def read_child_pugh(knowledge: Knowledge, record: PatientRecord, today: date) ->
                         by_snomed[code],
                         None,
                         when,
-                        f"Child-Pugh class {by_snomed[code]} "
-                        f"(condition, SNOMED CT {code})" + (f" since {when.isoformat()}" if when else ""),
+                        say("Child-Pugh class {klass} (condition, SNOMED CT {code})", klass=by_snomed[code], code=code)
+                        + (say(" since {date}", date=when) if when else ""),
                     )
                 )
     current = [f for f in found if f.when is None or (today - f.when).days <= reader.max_age_days]

@@ -16,6 +16,7 @@ from typing import Any, overload
 
 from cds_service.fhir.tolerant import as_list
 from cds_service.fhir.values import VOID_STATUS, codings, loinc_or_unstated, parse_date, parse_date_text
+from cds_service.i18n import number, say
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.model import AnalyteEntry
 from cds_service.knowledge.units import resolve_unit
@@ -60,7 +61,12 @@ def pretty_unit(u: str) -> str:
 def lab_text(value: LabValue, code: bool = False) -> str:
     """'0.8 ×10⁹/L on 2026-11-01' in the unit the lab reported, with how it was read when the knowledge says so
     ('55 mL/min on ... (reported in mL/min, not per 1.73 m²: read as ...)'); ``code``: name its LOINC code too."""
-    shown = f"{value.reported_value:g} {pretty_unit(value.reported_unit)} on {value.when.isoformat()}"
+    shown = say(
+        "{value} {unit} on {date}",
+        value=number(value.reported_value),
+        unit=pretty_unit(value.reported_unit),
+        date=value.when,
+    )
     extra = ", ".join(x for x in (f"LOINC {value.code}" if code and value.code else None, value.note) if x)
     return f"{shown} ({extra})" if extra else shown
 
@@ -88,13 +94,17 @@ def _interpret(analyte: AnalyteEntry, analyte_name: str, obs: dict[str, Any], wh
     """One dated result -> its value in the canonical unit, or why it cannot be used."""
     quantity = obs.get("valueQuantity")
     if not isinstance(quantity, dict) or (value := _quantity_value(quantity)) is None:
-        return Uninterpretable(analyte_name, when, "result has no numeric value")
+        return Uninterpretable(analyte_name, when, say("result has no numeric value"))
     resolved = resolve_unit(analyte, quantity.get("code"), quantity.get("unit"))
     if resolved is None:
-        unit = quantity.get("code") or quantity.get("unit") or "no unit"
-        return Uninterpretable(analyte_name, when, f"unit {unit!r} is not a recognised unit for {analyte.display}")
+        unit = quantity.get("code") or quantity.get("unit") or say("no unit")
+        return Uninterpretable(
+            analyte_name,
+            when,
+            say("unit {unit} is not a recognised unit for {analyte}", unit=repr(unit), analyte=analyte.display),
+        )
     if value < 0:
-        return Uninterpretable(analyte_name, when, f"negative value {value:g}")
+        return Uninterpretable(analyte_name, when, say("negative value {value}", value=number(value)))
     unit, factor = resolved
     ref_high = ref_low = None
     for rng in as_list(obs.get("referenceRange")):
@@ -260,7 +270,7 @@ def read_labs(knowledge: Knowledge, record: PatientRecord) -> dict[str, LabSerie
         stated = obs.get("effectiveDateTime")  # the usual date (parse_date's own test, without its call)
         when = (type(stated) is str and len(stated) >= 4 and parse_date_text(stated)) or _other_date(obs)
         if when is None:
-            undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, "result has no date"))
+            undated.setdefault(analyte, []).append(Uninterpretable(analyte, None, say("result has no date")))
         elif (series := dated.get(analyte)) is None:
             dated[analyte] = [(when, obs)]
         else:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from cds_service.fhir.values import parse_date
+from cds_service.i18n import say
 from cds_service.record.index import PatientRecord
 
 MAX_PLAUSIBLE_AGE = 125
@@ -33,9 +34,9 @@ def read_patient(record: PatientRecord, today: date) -> Demographics:
     born = parse_date(raw)
     birth_date, precision, problem = None, 10, None
     if raw is not None and born is None:
-        problem = f"the birth date {str(raw)[:20]!r} could not be interpreted"
+        problem = say("the birth date {value} could not be interpreted", value=repr(str(raw)[:20]))
     elif born and (born > today or age_on(born, today) > MAX_PLAUSIBLE_AGE):
-        problem = f"the birth date {raw} gives an implausible age"
+        problem = say("the birth date {value} gives an implausible age", value=str(raw))
     elif born and isinstance(raw, str):  # (a date was read, so raw is a string)
         birth_date, precision = born, min(len(raw), 10)
     gender = patient.get("gender")

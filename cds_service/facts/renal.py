@@ -11,6 +11,7 @@ from datetime import date
 
 from cds_service.facts.labs import LabValue, lab_text
 from cds_service.facts.model import PatientFacts
+from cds_service.i18n import fixed, number, say
 from cds_service.knowledge import Knowledge
 
 
@@ -61,34 +62,47 @@ def creatinine_clearance(facts: PatientFacts, knowledge: Knowledge) -> Derived:
     max_days = knowledge.analytes["creatinine"].max_age_days
     measured = facts.latest("crcl", knowledge.analytes["crcl"].max_age_days)
     if measured:
-        return Derived(measured.value, f"measured creatinine clearance {_shown(measured)}", measured.when)
+        return Derived(
+            measured.value, say("measured creatinine clearance {value}", value=_shown(measured)), measured.when
+        )
     creat = facts.latest("creatinine", max_days)
     weight = facts.latest("weight", knowledge.analytes["weight"].max_age_days)
     gaps: list[str] = []
     if creat is None:
-        gaps.append(f"no serum creatinine in the last {max_days} days")
+        gaps.append(
+            say("no {analyte} in the last {days} days", analyte=knowledge.analytes["creatinine"].display, days=max_days)
+        )
     if weight is None:
-        gaps.append(f"no body weight in the last {knowledge.analytes['weight'].max_age_days} days")
+        weight_entry = knowledge.analytes["weight"]
+        gaps.append(
+            say("no {analyte} in the last {days} days", analyte=weight_entry.display, days=weight_entry.max_age_days)
+        )
     if facts.age is None:
-        gaps.append("no date of birth")
+        gaps.append(say("no date of birth"))
     if facts.sex is None:
-        gaps.append("sex not recorded as female or male")
+        gaps.append(say("sex not recorded as female or male"))
     if creat is None or weight is None or facts.age is None or facts.sex is None:  # there is a gap
         reported = facts.latest("egfr", knowledge.analytes["egfr"].max_age_days)
         if reported is not None:
             # one clause with the first gap (not a clause of its own), so a card that lists that gap keeps it
-            gaps[0] += (
-                f" (an eGFR is on record, {_shown(reported)}, but an eGFR is not a creatinine clearance"
-                f" and is not used as one)"
+            gaps[0] += say(
+                " (an eGFR is on record, {value}, but an eGFR is not a creatinine clearance and is not used as one)",
+                value=_shown(reported),
             )
         return Derived(None, "Cockcroft-Gault", None, "; ".join(gaps))
     if creat.value <= 0 or weight.value <= 0:
-        return Derived(None, "Cockcroft-Gault", None, "creatinine or weight is zero")
+        return Derived(None, "Cockcroft-Gault", None, say("creatinine or weight is zero"))
     value = cockcroft_gault(facts.age, weight.value, creat.value, facts.sex == "female")
     return Derived(
         value,
-        f"Cockcroft-Gault (creatinine {creat.reported_value:g} {creat.reported_unit} on "
-        f"{creat.when.isoformat()}, weight {weight.value:.0f} kg, age {facts.age})",
+        say(
+            "Cockcroft-Gault (creatinine {value} {unit} on {date}, weight {weight} kg, age {age})",
+            value=number(creat.reported_value),
+            unit=creat.reported_unit,
+            date=creat.when,
+            weight=fixed(weight.value, 0),
+            age=str(facts.age),
+        ),
         creat.when,
     )
 
@@ -106,29 +120,44 @@ def egfr(facts: PatientFacts, knowledge: Knowledge) -> Derived:
     creat = facts.latest("creatinine", days)
 
     def named(reported: LabValue, why: str) -> Derived:
-        return Derived(reported.value, f"laboratory-reported eGFR {_shown(reported)}, {why}", reported.when)
+        return Derived(
+            reported.value,
+            say("laboratory-reported eGFR {value}, {why}", value=_shown(reported), why=why),
+            reported.when,
+        )
 
     if creat is None:
         if reported is not None:
-            return named(reported, f"used because there is no serum creatinine in the last {days} days")
-        return Derived(None, "CKD-EPI 2021", None, f"no eGFR or serum creatinine in the last {days} days")
-    creat_text = f"{creat.reported_value:g} {creat.reported_unit} on {creat.when.isoformat()}"
+            return named(reported, say("used because there is no serum creatinine in the last {days} days", days=days))
+        return Derived(
+            None, "CKD-EPI 2021", None, say("no eGFR or serum creatinine in the last {days} days", days=days)
+        )
+    creat_text = say(
+        "{value} {unit} on {date}", value=number(creat.reported_value), unit=creat.reported_unit, date=creat.when
+    )
     if reported is not None and reported.when > creat.when:
-        return named(reported, f"newer than the latest serum creatinine ({creat_text})")
+        return named(reported, say("newer than the latest serum creatinine ({creatinine})", creatinine=creat_text))
     problem = (
-        "age or sex not recorded"
+        say("age or sex not recorded")
         if facts.age is None or facts.sex is None
-        else "creatinine is zero"
+        else say("creatinine is zero")
         if creat.value <= 0
         else None
     )
     if problem or facts.age is None:  # (no age is a problem: said again for the type checker)
         if reported is not None and reported.when == creat.when:
             return named(
-                reported, f"used because CKD-EPI 2021 could not be computed from the creatinine of that day ({problem})"
+                reported,
+                say(
+                    "used because CKD-EPI 2021 could not be computed from the creatinine of that day ({problem})",
+                    problem=problem,
+                ),
             )
         older = (
-            f"; the laboratory-reported eGFR {_shown(reported)} is older than that creatinine and is not used"
+            say(
+                "; the laboratory-reported eGFR {value} is older than that creatinine and is not used",
+                value=_shown(reported),
+            )
             if reported is not None
             else ""
         )
@@ -136,12 +165,22 @@ def egfr(facts: PatientFacts, knowledge: Knowledge) -> Derived:
             None,
             "CKD-EPI 2021",
             None,
-            f"CKD-EPI 2021 could not be computed from the serum creatinine {creat_text}: {problem}{older}",
+            say(
+                "CKD-EPI 2021 could not be computed from the serum creatinine {creatinine}: {problem}{older}",
+                creatinine=creat_text,
+                problem=problem,
+                older=older,
+            ),
         )
     value = ckd_epi_2021(facts.age, creat.value, facts.sex == "female")
     seen = (
-        f"; the laboratory-reported eGFR {_shown(reported)} is not newer than this creatinine and is not used"
+        say(
+            "; the laboratory-reported eGFR {value} is not newer than this creatinine and is not used",
+            value=_shown(reported),
+        )
         if reported is not None
         else ""
     )
-    return Derived(value, f"CKD-EPI 2021 (creatinine {creat_text}){seen}", creat.when)
+    return Derived(
+        value, say("CKD-EPI 2021 (creatinine {creatinine}){seen}", creatinine=creat_text, seen=seen), creat.when
+    )

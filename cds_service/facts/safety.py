@@ -26,6 +26,7 @@ from typing import Any
 from cds_service.facts.medications import MedicationFact
 from cds_service.fhir.tolerant import as_list
 from cds_service.fhir.values import VOID_STATUS, codings, loinc_or_unstated, parse_date
+from cds_service.i18n import say
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.schemas.contraindication import AnswerSet, QualitativeTest
 from cds_service.knowledge.schemas.results import QuantityReading
@@ -140,7 +141,7 @@ def _fold(unit: str) -> str:
 def _shown_unit(unit: str | None) -> str:
     """A UCUM unit as clinicians read it: "{copies}/mL" -> "copies/mL", "[IU]/mL" -> "IU/mL"."""
     if not unit:
-        return "(no unit)"
+        return say("(no unit)")
     return unit.translate(_UNIT_SHOWN).replace("Log_", "log ").replace("log_", "log ")
 
 
@@ -155,7 +156,7 @@ def _number(
     unit = next((u for u in units if u), None)
     written = f"{comparator or ''}{value:g} {_shown_unit(unit)}"
     if unit is None:
-        return None, f"{written}: no unit given"
+        return None, say("{written}: no unit given", written=written)
     holder, canonical = _units_of(reading, knowledge)
     if any(_fold(u) in {_fold(x) for x in reading.log10_units} for u in units if u):
         converted = math.pow(10.0, value)
@@ -163,10 +164,12 @@ def _number(
     else:
         resolved = resolve_unit(holder, *units)
         if resolved is None:
-            return None, f"{written}: unit {unit!r} is not a recognised unit for this test"
+            return None, say(
+                "{written}: unit {unit} is not a recognised unit for this test", written=written, unit=repr(unit)
+            )
         converted = value * resolved[1]
     if converted < 0:
-        return None, f"{written}: negative value"
+        return None, say("{written}: negative value", written=written)
     return reading.category(converted, comparator), written
 
 
@@ -213,7 +216,10 @@ def _category(
             None,
             written
             if reading is not None
-            else f"{written} without an interpretation (this test is read from its coded answer or interpretation)",
+            else say(
+                "{written} without an interpretation (this test is read from its coded answer or interpretation)",
+                written=written,
+            ),
         )
     if isinstance(obs.get("valueString"), str):
         text = obs["valueString"]
@@ -233,7 +239,7 @@ def _category(
     by_interp, how = _interpretation(answer_set, obs)
     if by_interp and how:  # (both or neither)
         return by_interp, how
-    return None, "no result value"
+    return None, say("no result value")
 
 
 def _by_words(answer_set: AnswerSet, text: str) -> str | None:

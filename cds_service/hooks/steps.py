@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cds_service import cards as cardmod
+from cds_service.i18n import say
 from cds_service.errors import CdsError
 from cds_service.facts import MEDICATION_TYPES, MedicationFact, PatientFacts, build_facts, read_medications, today_from
 from cds_service.findings import Finding, Missing
@@ -49,14 +50,17 @@ def record_problems(facts: PatientFacts, record: PatientRecord) -> list[Missing]
     """Patient-level problems with the record itself, said on the could-not-check card."""
     problems = []
     if facts.birth_date_problem:
-        problems.append(Missing("patient-age", "the patient's age", facts.birth_date_problem, ("PRAC-2022",)))
+        problems.append(Missing("patient-age", say("the patient's age"), facts.birth_date_problem, ("PRAC-2022",)))
     if record.foreign:
         problems.append(
             Missing(
                 "foreign-records",
-                "part of the patient record",
-                f"{record.foreign} resource(s) from the EHR named a different patient and were left out; "
-                "the EHR's search may have ignored the patient filter",
+                say("part of the patient record"),
+                say(
+                    "{count} resource(s) from the EHR named a different patient and were left out; "
+                    "the EHR's search may have ignored the patient filter",
+                    count=record.foreign,
+                ),
                 ("CDS-HOOKS",),
             )
         )

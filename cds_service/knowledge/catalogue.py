@@ -64,7 +64,7 @@ def condition_text(key: str, value) -> str:
 
 def _scalar(value) -> str:
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return say("yes") if value else say("no")
     if isinstance(value, float):
         return f"{value:g}"
     text = " ".join(str(value).split())
@@ -79,7 +79,7 @@ def render_value(value) -> str:
             for k in type(value).model_fields
             if k in value.model_fields_set and _shown(getattr(value, k))
         ]
-        return "; ".join(parts) if parts else "(always)"
+        return "; ".join(parts) if parts else say("(always)")
     if isinstance(value, dict):
         return ", ".join(f"{k} = {render_value(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
@@ -150,16 +150,19 @@ def generate(knowledge: Knowledge) -> str:
     ]
     for family in families:
         tables = ", ".join(f"`{t.name}`" for t in by_family[family])
-        out.append(f"- [{family}](#family-{family.replace('_', '-')}): {counts[family]} entries ({tables})")
+        out.append(
+            f"- [{family}](#family-{family.replace('_', '-')}): "
+            + say("{count} entries ({tables})", count=counts[family], tables=tables)
+        )
 
     out += [
         "",
-        "## Coverage: entries per drug and family",
+        say("## Coverage: entries per drug and family"),
         "",
-        "Entries that name the drug (`drug` / `drugs`); tables without a drug field are not counted.",
+        say("Entries that name the drug (`drug` / `drugs`); tables without a drug field are not counted."),
         "",
     ]
-    out.append("| drug | category | " + " | ".join(families) + " |")
+    out.append(say("| drug | category | ") + " | ".join(families) + " |")
     out.append("|---|---|" + "---|" * len(families))
     for drug_id, drug in knowledge.drugs.items():
         cells = []
@@ -172,16 +175,18 @@ def generate(knowledge: Knowledge) -> str:
 
     out += [
         "",
-        "## Drugs recognised",
+        say("## Drugs recognised"),
         "",
-        "`category` decides which rules apply (systemic: all families; see `cards/drugs.toml`).",
+        say("`category` decides which rules apply (systemic: all families; see `cards/drugs.toml`)."),
         "",
-        "| drug | category | brands | ATC | RxNorm | SNOMED CT | approved indications (EU) |",
+        say("| drug | category | brands | ATC | RxNorm | SNOMED CT | approved indications (EU) |"),
         "|---|---|---|---|---|---|---|",
     ]
     for drug in knowledge.drugs.values():
         rxnorm = ", ".join(
-            rx.code + (f" ({rx.strength_mg:g} mg)" if rx.strength_mg else "") + ("" if rx.verified else " unverified")
+            rx.code
+            + (f" ({rx.strength_mg:g} mg)" if rx.strength_mg else "")
+            + ("" if rx.verified else " " + say("unverified"))
             for rx in drug.rxnorm
         )
         indications = ", ".join(
@@ -194,45 +199,47 @@ def generate(knowledge: Knowledge) -> str:
         )
     out += [
         "",
-        "## Indications and conditions recognised",
+        say("## Indications and conditions recognised"),
         "",
-        "From an order's reasonCode/reasonReference or an active Condition; a condition no drug lists as "
-        "approved is off-label for every drug.",
+        say(
+            "From an order's reasonCode/reasonReference or an active Condition; a condition no drug lists as "
+            "approved is off-label for every drug."
+        ),
         "",
-        "| id | condition | SNOMED CT | ICD-10 | approved for |",
+        say("| id | condition | SNOMED CT | ICD-10 | approved for |"),
         "|---|---|---|---|---|",
     ]
     for ind_id, ind in knowledge.indications.items():
         approved = [d.display for d in knowledge.drugs.values() if ind_id in d.indications]
         out.append(
             f"| `{ind_id}` | {ind.display} | {', '.join(ind.snomed) or '–'} | {', '.join(ind.icd10) or '–'} | "
-            f"{', '.join(approved) or '– (off-label)'} |"
+            f"{', '.join(approved) or say('– (off-label)')} |"
         )
 
     for family in families:
-        out += ["", f"## Family: {family}", f'<a id="family-{family.replace("_", "-")}"></a>', ""]
+        out += ["", say("## Family: {family}", family=family), f'<a id="family-{family.replace("_", "-")}"></a>', ""]
         for table in by_family[family]:
             shape = "[[" + table.name + "]]" if table.kind == "list" else "[" + table.name + ".<id>]"
             entries = entries_of(knowledge, table)
             doc = (table.model.__doc__ or "").strip().splitlines()
-            out += [f"### Table `{shape}` ({len(entries)} entries)", ""]
+            out += [say("### Table `{shape}` ({count} entries)", shape=shape, count=len(entries)), ""]
             if doc and not doc[0].startswith("Usage docs"):
                 out += [doc[0], ""]
             if not entries:
-                out += ["(no entries)", ""]
+                out += [say("(no entries)"), ""]
             for entry_id, entry in entries:
                 out.append(f"#### `{entry_id}`")
                 out.append("")
                 drugs = drugs_of(entry, knowledge)
                 if drugs:
-                    out.append(f"- **drugs:** {_drug_names(knowledge, drugs)}")
+                    out.append(say("- **drugs:** {drugs}", drugs=_drug_names(knowledge, drugs)))
                 indicator = getattr(entry, "indicator", None)
                 if indicator:
-                    out.append(f"- **indicator:** {indicator}")
+                    out.append(say("- **indicator:** {indicator}", indicator=indicator))
                 out += _field_lines(entry)
                 sources = _source_lines(knowledge, entry)
                 if sources:
-                    out.append("- **sources:**")
+                    out.append(say("- **sources:**"))
                     out += sources
                 out.append("")
     return "\n".join(out).rstrip() + "\n"

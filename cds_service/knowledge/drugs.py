@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from cds_service.fhir.tolerant import as_list
 from cds_service.fhir.values import codings
+from cds_service.i18n import number, say
 from cds_service.knowledge.loader import Knowledge
 from cds_service.knowledge.model import DrugEntry
 from cds_service.knowledge.textmatch import WORD_START, any_word
@@ -195,15 +196,19 @@ class OrderedDose:
 
     def describe(self) -> str:
         if self.dose_mg is None:
-            return "dose not stated"
-        per_day: dict[float | None, str] = {
-            1: "once daily",
-            2: "twice daily",
-            3: "three times daily",
-            4: "four times daily",
-        }
-        freq = per_day.get(self.per_day, f"{self.per_day:g} times daily" if self.per_day else "frequency not stated")
-        return f"{self.dose_mg:g} mg {freq}"
+            return say("dose not stated")
+        dose = number(self.dose_mg)
+        if self.per_day == 1:
+            return say("{dose} mg once daily", dose=dose)
+        if self.per_day == 2:
+            return say("{dose} mg twice daily", dose=dose)
+        if self.per_day == 3:
+            return say("{dose} mg three times daily", dose=dose)
+        if self.per_day == 4:
+            return say("{dose} mg four times daily", dose=dose)
+        if self.per_day:
+            return say("{dose} mg {times} times daily", dose=dose, times=number(self.per_day))
+        return say("{dose} mg frequency not stated", dose=dose)
 
 
 def contained_medication(resource: dict) -> dict | None:
@@ -248,7 +253,7 @@ def _per_day(dosage: dict) -> tuple[float | None, str | None]:
             or frequency <= 0
             or period <= 0
         ):
-            return None, "the dosing frequency could not be interpreted"
+            return None, say("the dosing frequency could not be interpreted")
         return frequency / (period * _PERIOD_DAYS[unit]), None
     for coding in codings(timing.get("code")):
         code = str(coding.get("code") or "").upper()
@@ -258,14 +263,14 @@ def _per_day(dosage: dict) -> tuple[float | None, str | None]:
     for pattern, per_day in _TEXT_FREQUENCY:
         if any(pattern.search(t) for t in texts):
             return float(per_day), None
-    return None, "the order does not state how often the dose is taken"
+    return None, say("the order does not state how often the dose is taken")
 
 
 def ordered_dose(request: dict, match: DrugMatch) -> OrderedDose:
     """Read dose and frequency from the first dosageInstruction."""
     dosages = [d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)]
     if not dosages:
-        return OrderedDose(None, None, "the order has no dosage instruction")
+        return OrderedDose(None, None, say("the order has no dosage instruction"))
     dosage = dosages[0]
     per_day, freq_problem = _per_day(dosage)
     dose_mg, dose_problem = None, None
@@ -276,12 +281,12 @@ def ordered_dose(request: dict, match: DrugMatch) -> OrderedDose:
         if match_text:
             dose_mg = float(match_text.group(1).replace(",", "."))
         else:
-            dose_problem = "the order does not state a dose quantity"
+            dose_problem = say("the order does not state a dose quantity")
     else:
         value = quantity.get("value")
         unit = str(quantity.get("code") or quantity.get("unit") or "").strip()
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            dose_problem = f"the dose quantity {value!r} is not a positive number"
+            dose_problem = say("the dose quantity {value} is not a positive number", value=repr(value))
         elif unit.lower() == "mg":
             dose_mg = float(value)
         elif unit.lower() == "g":
@@ -290,8 +295,10 @@ def ordered_dose(request: dict, match: DrugMatch) -> OrderedDose:
             if match.strength_mg:
                 dose_mg = float(value) * match.strength_mg
             else:
-                dose_problem = f"the dose is {value:g} tablet(s) but the tablet strength is not stated"
+                dose_problem = say(
+                    "the dose is {value} tablet(s) but the tablet strength is not stated", value=number(value)
+                )
         else:
-            dose_problem = f"the dose unit {unit or '(none)'!r} could not be interpreted"
+            dose_problem = say("the dose unit {unit} could not be interpreted", unit=repr(unit or "(none)"))
     problem = "; ".join(p for p in (dose_problem, freq_problem) if p) or None
     return OrderedDose(dose_mg, per_day, problem)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from cds_service.fhir.client import Outcome
 from cds_service.fhir.values import query_type, resources_of
+from cds_service.i18n import say
 from cds_service.record.templates import UnresolvedToken, render, what_a_query_reads
 from cds_service.wire import FhirAuthorization, HookRequest
 
@@ -128,11 +129,13 @@ class Completion:
             if url is None:
                 continue
             if not server:
-                done.unavailable[key] = (
+                done.unavailable[key] = say(
                     "only the first page of the search was sent and the EHR gave no fhirServer to read the rest from"
                 )
             elif not url.startswith(server + "/"):
-                done.unavailable[key] = "only the first page of the search was sent; its next page is not on fhirServer"
+                done.unavailable[key] = say(
+                    "only the first page of the search was sent; its next page is not on fhirServer"
+                )
             else:
                 queries[key] = url[len(server) + 1 :]
         for key, (resources, problem) in self._fetch(server, queries).items():
@@ -140,8 +143,9 @@ class Completion:
                 done.by_key[key] = done.by_key[key] + resources
                 done.fetched.append(key)
             if resources is None or problem:
-                done.unavailable[key] = (
-                    f"only the first page of the search was sent; the rest could not be read ({problem})"
+                done.unavailable[key] = say(
+                    "only the first page of the search was sent; the rest could not be read ({problem})",
+                    problem=problem,
                 )
 
     def _fetch_missing(self, keys: list[str]) -> None:
@@ -150,17 +154,17 @@ class Completion:
             return
         if request.fhirServer is None:
             for key in keys:
-                done.unavailable[key] = "not in the prefetch and the EHR gave no fhirServer to fetch it from"
+                done.unavailable[key] = say("not in the prefetch and the EHR gave no fhirServer to fetch it from")
             return
         queries = {}
         for key in keys:
             try:
                 queries[key] = render(self.templates[key], request.context)
             except UnresolvedToken as exc:
-                done.unavailable[key] = f"the hook context has no value for prefetch token {exc}"
+                done.unavailable[key] = say("the hook context has no value for prefetch token {token}", token=str(exc))
         for key, (resources, problem) in self._fetch(request.fhirServer, queries).items():
             if resources is not None:
                 done.by_key[key] = resources
                 done.fetched.append(key)
             if resources is None or problem:  # partial data is used, and its gap is still said
-                done.unavailable[key] = problem or "could not be fetched"
+                done.unavailable[key] = problem or say("could not be fetched")

@@ -21,7 +21,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.knowledge.schemas.contraindication import LiveVaccines
 from cds_service.knowledge.textmatch import any_word
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.text import lab, mg
+from cds_service.rules.text import lab, mg, phase_name
 
 UCUM = "http://unitsofmeasure.org"
 
@@ -278,7 +278,7 @@ def corrected_order(
         dosages = [{}]
     dosage = dict(dosages[0])
     form = " prolonged-release" if modified_release else ""
-    dosage["text"] = f"{order.name}{form} {mg(dose_mg, per_day)}" + (f" ({phase})" if phase else "")
+    dosage["text"] = f"{order.name}{form} {mg(dose_mg, per_day)}" + (f" ({phase_name(phase)})" if phase else "")
     dosage["timing"] = {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}}
     dosage["doseAndRate"] = [{"doseQuantity": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}}]
     resource["dosageInstruction"] = [dosage] + list(dosages[1:])

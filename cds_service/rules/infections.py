@@ -147,7 +147,7 @@ def finding(
         summary=text.summary.format(drug=order.name, days=days),
         lines=lines,
         action=text.action.format(drug=order.name, days=days),
-        covers=i18n.with_english(covers),
+        covers=tuple(covers),
     )
 
 

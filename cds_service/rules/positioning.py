@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cds_service.findings import Finding
 from cds_service.i18n import say
+from cds_service.orders import how_text
 from cds_service.rules.context import RuleContext
 
 
@@ -84,7 +85,7 @@ def evaluate(ctx: RuleContext):
                     say(
                         "**Indication:** {indication} ({how}); age {age}.",
                         indication=k.indications[order.indication].display,
-                        how=order.indication_how,
+                        how=how_text(order.indication_how),
                         age=str(ctx.facts.age),
                     )
                     + f"  \n{looked}\n\n{rule.detail}"

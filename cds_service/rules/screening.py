@@ -21,7 +21,6 @@ Procedure is not a negative screen). A result that cannot be read is a gap.
 
 from __future__ import annotations
 
-from cds_service import i18n
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.i18n import say
 from cds_service.knowledge.schemas.screening import CodeRef
@@ -139,5 +138,5 @@ def evaluate(ctx: RuleContext):
                 suggestions=suggestions,
                 order_id=order.order_id,
                 drug=order.drug,
-                covers=i18n.with_english(dict.fromkeys(covers)),
+                covers=tuple(dict.fromkeys(covers)),
             )

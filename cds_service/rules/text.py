@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cds_service.facts import lab_text, pretty_unit
+from cds_service.i18n import number, say
 
 # a lab value and a unit as clinicians read them: the facts layer renders them too (renal derivations), so they
 # live there, once, and are named here for the rules
@@ -11,8 +12,20 @@ unit = pretty_unit
 
 
 def mg(dose_mg: float, per_day: float) -> str:
-    freq = {1: "once daily", 2: "twice daily"}.get(per_day, f"{per_day:g} times daily")
-    return f"{dose_mg:g} mg {freq}"
+    if per_day == 1:
+        return say("{dose} mg once daily", dose=number(dose_mg))
+    if per_day == 2:
+        return say("{dose} mg twice daily", dose=number(dose_mg))
+    return say("{dose} mg {times} times daily", dose=number(dose_mg), times=number(per_day))
+
+
+def phase_name(phase: str) -> str:
+    """An order's phase ("induction" / "maintenance", a code) as the card says it."""
+    if phase == "induction":
+        return say("induction")
+    if phase == "maintenance":
+        return say("maintenance")
+    return phase
 
 
 def sentence(text: str) -> str:

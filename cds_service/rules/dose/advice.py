@@ -11,25 +11,27 @@ from cds_service.rules.common import corrected_order
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.dose.halving import Halving, halving_text
 from cds_service.rules.dose.situation import EPS, Applied, Dose, daily
-from cds_service.rules.text import mg, sentence
+from cds_service.i18n import number, say
+from cds_service.orders import how_text
+from cds_service.rules.text import mg, phase_name, sentence
 
 
 def _line(applied: Applied) -> str:
     rule = applied.rule
     if rule.outcome == "not_recommended":
-        target = "not recommended"
+        target = say("not recommended")
     elif rule.outcome == "note" and applied.dose is not None:
-        target = f"for information: {mg(*applied.dose)} may be considered"
+        target = say("for information: {dose} may be considered", dose=mg(*applied.dose))
     elif rule.outcome == "halve" and applied.dose is not None:
-        target = f"halve the dose that otherwise applies: maximum {mg(*applied.dose)}"
+        target = say("halve the dose that otherwise applies: maximum {dose}", dose=mg(*applied.dose))
     elif applied.dose is not None:
-        target = f"maximum {mg(*applied.dose)}"
+        target = say("maximum {dose}", dose=mg(*applied.dose))
     else:
-        target = "information"
+        target = say("information")
     evidence = "; ".join(applied.check.evidence)
     text = f"- **{rule.reason}**" + (f" — {evidence}" if evidence else "") + f" → {target}. {rule.detail}"
     if rule.evidence:
-        text += f" *Source quality: {rule.evidence}*"
+        text += " " + say("*Source quality: {evidence}*", evidence=rule.evidence)
     if applied.note:
         text += f" *{applied.note}*"
     return text
@@ -38,8 +40,12 @@ def _line(applied: Applied) -> str:
 def indication_text(ctx: RuleContext, order: DraftOrder) -> str:
     if order.indication:
         display = ctx.knowledge.indications[order.indication].display
-        return f"{display} (from the {order.indication_how})"
-    return f"not known ({order.indication_how})"
+        if order.indication_how == "order reason":
+            return say("{indication} (from the order reason)", indication=display)
+        if order.indication_how == "active condition":
+            return say("{indication} (from the active condition)", indication=display)
+        return f"{display} ({how_text(order.indication_how)})"
+    return say("not known ({how})", how=how_text(order.indication_how))
 
 
 def _common_detail(ctx: RuleContext, order: DraftOrder, listed: list[Applied], halving: Halving | None) -> str:
@@ -47,15 +53,19 @@ def _common_detail(ctx: RuleContext, order: DraftOrder, listed: list[Applied], h
     indication = indication_text(ctx, order)
     unknown = ""
     if order.indication is None:
-        unknown = (
-            "\n\nThe order's indication is not recorded, so the dose is compared with the drug's overall "
+        unknown = "\n\n" + say(
+            "The order's indication is not recorded, so the dose is compared with the drug's overall "
             "maximum and with every adjustment that cannot be ruled out. Record the indication "
             "(reasonCode) for an indication-specific check."
         )
     halved = f"\n\n{halving_text(ctx, order, halving)}" if halving is not None else ""
     return (
-        f"**Ordered:** {order.dose.describe()} ({order.name}).  \n**Indication:** {indication}.\n\n"
-        f"**Why:**\n{lines}{halved}{unknown}"
+        say("**Ordered:** {dose} ({drug}).", dose=order.dose.describe(), drug=order.name)
+        + "  \n"
+        + say("**Indication:** {indication}.", indication=indication)
+        + "\n\n"
+        + say("**Why:**")
+        + f"\n{lines}{halved}{unknown}"
     )
 
 
@@ -76,20 +86,21 @@ def stop_finding(
         rule_id=stops[0].rule.id,
         concern=f"dose:{order.order_id}",
         indicator="warning",
-        summary=f"{sentence(order.name)} is not recommended ({reasons})",
+        summary=say("{drug} is not recommended ({reasons})", drug=sentence(order.name), reasons=reasons),
         detail=(
             _common_detail(ctx, order, listed, halving)
-            + "\n\n**Recommended:** do not start; choose another treatment or document why it is needed."
+            + "\n\n"
+            + say("**Recommended:** do not start; choose another treatment or document why it is needed.")
         ),
         sources=_sources(listed, halving),
         override_set="dose",
         suggestions=[
             ProposedSuggestion(
-                label=f"Remove the {order.name} order",
+                label=say("Remove the {drug} order", drug=order.name),
                 actions=(
                     ProposedAction(
                         "delete",
-                        f"Remove the draft {order.name} order",
+                        say("Remove the draft {drug} order", drug=order.name),
                         resource_id=(f"MedicationRequest/{order.order_id}",),
                     ),
                 ),
@@ -108,13 +119,13 @@ def _keeps_modified_release(order: DraftOrder, applied: Applied) -> bool:
 
 
 def _change(order: DraftOrder, applied: Applied, dose: Dose, phase: str | None, label: str) -> ProposedSuggestion:
-    target = mg(*dose) + (f" ({phase})" if phase and phase != order.phase else "")
+    target = mg(*dose) + (f" ({phase_name(phase)})" if phase and phase != order.phase else "")
     return ProposedSuggestion(
-        label=label or f"Change to {target}",
+        label=label or say("Change to {target}", target=target),
         actions=(
             ProposedAction(
                 "update",
-                f"Change the {order.name} order to {target}",
+                say("Change the {drug} order to {target}", drug=order.name, target=target),
                 corrected_order(
                     order, dose[0], dose[1], phase, _keeps_modified_release(order, replace(applied, dose=dose))
                 ),
@@ -138,10 +149,24 @@ def _suggestions(order: DraftOrder, binding: Applied, halving: Halving | None) -
             if order.dose.dose_mg is None or order.dose.per_day is None:
                 continue
             out.append(
-                _change(order, binding, ordered, h.phase, f"Keep {order.dose.describe()}, recorded as {h.phase}")
+                _change(
+                    order,
+                    binding,
+                    ordered,
+                    h.phase,
+                    say("Keep {dose}, recorded as {phase}", dose=order.dose.describe(), phase=phase_name(h.phase)),
+                )
             )
         else:
-            out.append(_change(order, binding, h.limit, h.phase, f"Change to {mg(*h.limit)} ({h.phase})"))
+            out.append(
+                _change(
+                    order,
+                    binding,
+                    h.limit,
+                    h.phase,
+                    say("Change to {dose} ({phase})", dose=mg(*h.limit), phase=phase_name(h.phase)),
+                )
+            )
     return out
 
 
@@ -158,33 +183,61 @@ def reduce_finding(
     binding_reasons = "; ".join(dict.fromkeys(a.rule.reason for a in caps if abs(a.cap - binding.cap) < EPS))
     listed = sorted(caps, key=lambda a: a.cap) + notes
     only_too_often = order.dose.daily_mg is not None and order.dose.daily_mg <= binding.cap + EPS
-    verb = "Change" if only_too_often else "Reduce"
     frequency_note = (
-        f"\n\nThe daily total is within the limit, but the order is taken "
-        f"{order.dose.per_day:g} times a day where the limit is {target}."
+        "\n\n"
+        + say(
+            "The daily total is within the limit, but the order is taken {times} times a day where the limit is "
+            "{target}.",
+            times=number(order.dose.per_day or 0),
+            target=target,
+        )
         if only_too_often
         else ""
     )
     suggestions = _suggestions(order, binding, halving)
     if len(suggestions) > 1:
         low, high = halving.results
-        summary = (
-            f"{verb} {order.name} to {mg(*low.limit)} ({low.phase}; {high.phase}: {mg(*high.limit)}) "
-            f"({binding_reasons})"
+        values = dict(
+            drug=order.name,
+            low=mg(*low.limit),
+            low_phase=phase_name(low.phase),
+            high=mg(*high.limit),
+            high_phase=phase_name(high.phase),
         )
-        recommended = (
-            f"{mg(*low.limit)} if this is {low.phase}, {mg(*high.limit)} if it is {high.phase}; "
-            f"record the phase in the order."
+        summary = (
+            say(
+                "Change {drug} to {low} ({low_phase}; {high_phase}: {high}) ({reasons})",
+                reasons=binding_reasons,
+                **values,
+            )
+            if only_too_often
+            else say(
+                "Reduce {drug} to {low} ({low_phase}; {high_phase}: {high}) ({reasons})",
+                reasons=binding_reasons,
+                **values,
+            )
+        )
+        recommended = say(
+            "{low} if this is {low_phase}, {high} if it is {high_phase}; record the phase in the order.", **values
         )
     else:
-        summary = f"{verb} {order.name} to {target} ({binding_reasons})"
-        recommended = f"{target} — the lowest applicable limit."
+        summary = (
+            say("Change {drug} to {target} ({reasons})", drug=order.name, target=target, reasons=binding_reasons)
+            if only_too_often
+            else say("Reduce {drug} to {target} ({reasons})", drug=order.name, target=target, reasons=binding_reasons)
+        )
+        recommended = say("{target} — the lowest applicable limit.", target=target)
     return Finding(
         rule_id=binding.rule.id,
         concern=f"dose:{order.order_id}",
         indicator="warning",
         summary=summary,
-        detail=(_common_detail(ctx, order, listed, halving) + frequency_note + f"\n\n**Recommended:** {recommended}"),
+        detail=(
+            _common_detail(ctx, order, listed, halving)
+            + frequency_note
+            + "\n\n"
+            + say("**Recommended:** {recommended}", recommended=recommended)
+        ),
         sources=_sources(listed, halving),
         override_set="dose",
         suggestions=suggestions,
@@ -199,7 +252,9 @@ def info_finding(ctx, order: DraftOrder, notes: list[Applied]) -> Finding:
         rule_id=notes[0].rule.id,
         concern=f"dose:{order.order_id}",
         indicator="info",
-        summary=f"{sentence(order.name)} {order.dose.describe()}: check {reasons}",
+        summary=say(
+            "{drug} {dose}: check {reasons}", drug=sentence(order.name), dose=order.dose.describe(), reasons=reasons
+        ),
         detail=_common_detail(ctx, order, notes, None),
         sources=_sources(notes),
         order_id=order.order_id,

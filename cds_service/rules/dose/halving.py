@@ -12,9 +12,16 @@ from cds_service.knowledge.schemas.dose import DoseHalving, DoseRule
 from cds_service.rules.common import prac_risk_factors
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.dose.situation import EPS, Applied, Dose, daily, evaluate_when
-from cds_service.rules.text import mg
+from cds_service.i18n import say
+from cds_service.rules.text import mg, phase_name
 
-_GROUP_TEXT = {"renal": "renal impairment", "hepatic": "hepatic impairment", "interaction": "interacting medicine"}
+
+def _group_text(group: str) -> str:
+    if group == "renal":
+        return say("renal impairment")
+    if group == "hepatic":
+        return say("hepatic impairment")
+    return say("interacting medicine")
 
 
 @dataclass(frozen=True)
@@ -150,32 +157,49 @@ def halving_text(ctx: RuleContext, order: DraftOrder, halving: Halving) -> str:
     def one(h: Halved) -> str:
         steps = " → ".join(mg(*d) for d in h.path)
         text = f"{mg(*h.base)} ({h.base_reason})"
-        text += f", halved: {steps}" if len(h.path) > 1 else f", not lowered further: {mg(*h.limit)}"
+        text += (
+            say(", halved: {steps}", steps=steps)
+            if len(h.path) > 1
+            else say(", not lowered further: {dose}", dose=mg(*h.limit))
+        )
         return text + (f" — {h.base_detail.rstrip('.')}" if h.base_detail else "")
 
     table = halving.table
-    reasons = "; ".join(_GROUP_TEXT[g] for g in halving.groups)
-    lines = [f"**Halving (decision 14):** the dose that otherwise applies is halved once per reason ({reasons})."]
+    reasons = "; ".join(_group_text(g) for g in halving.groups)
+    lines = [
+        say(
+            "**Halving (decision 14):** the dose that otherwise applies is halved once per reason ({reasons}).",
+            reasons=reasons,
+        )
+    ]
     if len(halving.results) == 1:
-        lines.append(f"Dose that otherwise applies: {one(halving.results[0])}.")
+        lines.append(say("Dose that otherwise applies: {dose}.", dose=one(halving.results[0])))
     else:
         low, high = halving.results
         lines.append(
-            f"The order does not say induction or maintenance, and the halved dose depends on it: "
-            f"{low.phase} {one(low)}; {high.phase} {one(high)}. It is checked against the {low.phase} dose "
-            f"(conservative reading: a {low.phase} order at the {high.phase} dose would exceed the "
-            f"exposure the label allows). If this is {high.phase} treatment, choose that correction: "
-            f"each suggestion writes its phase into the order."
+            say(
+                "The order does not say induction or maintenance, and the halved dose depends on it: "
+                "{low_phase} {low}; {high_phase} {high}. It is checked against the {low_phase} dose "
+                "(conservative reading: a {low_phase} order at the {high_phase} dose would exceed the "
+                "exposure the label allows). If this is {high_phase} treatment, choose that correction: "
+                "each suggestion writes its phase into the order.",
+                low_phase=phase_name(low.phase or ""),
+                low=one(low),
+                high_phase=phase_name(high.phase or ""),
+                high=one(high),
+            )
         )
     if order.indication is None:
-        lines.append("The indication is not recorded, so the lowest dose any indication allows is halved.")
+        lines.append(say("The indication is not recorded, so the lowest dose any indication allows is halved."))
     lines.append(table.detail)
     if len(halving.groups) > 1:
         lines.append(table.combination)
     if table.floor and any(h.floor for h in halving.results):
         lines.append(table.floor)
     if any(h.fallback for h in halving.results):
-        lines.append("The dose that otherwise applies has no labelled halving step; its daily dose was halved.")
+        lines.append(say("The dose that otherwise applies has no labelled halving step; its daily dose was halved."))
     if halving.risk_not_recorded:
-        lines.append("Not recorded, so no lower-risk dose was assumed: " + "; ".join(halving.risk_not_recorded) + ".")
+        lines.append(
+            say("Not recorded, so no lower-risk dose was assumed: {risks}.", risks="; ".join(halving.risk_not_recorded))
+        )
     return " ".join(lines)

@@ -11,7 +11,8 @@ from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.dose.advice import indication_text, info_finding, reduce_finding, stop_finding
 from cds_service.rules.dose.halving import halve
 from cds_service.rules.dose.situation import EPS, Applied, evaluate_when
-from cds_service.rules.text import mg
+from cds_service.i18n import say
+from cds_service.rules.text import mg, phase_name
 
 
 def _indication_applies(rule: DoseRule, order: DraftOrder) -> bool:
@@ -55,9 +56,10 @@ def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
         applied = Applied(rule, check)
         if rule.outcome == "not_recommended":
             if indication_unknown:
-                applied.note = (
-                    f"Applies if the indication is {', '.join(rule.indications)}; the order's "
-                    f"indication is {indication_text(ctx, order)}."
+                applied.note = say(
+                    "Applies if the indication is {indications}; the order's indication is {indication}.",
+                    indications=", ".join(rule.indications),
+                    indication=indication_text(ctx, order),
                 )
                 notes.append(applied)
             else:
@@ -69,17 +71,18 @@ def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
                 notes.append(applied)
         elif check.phase_unknown:
             if ordered is not None and ordered > applied.cap + EPS:
-                applied.note = (
-                    f"Applies to a {rule.when.phase} order; the order does not say whether it is "
-                    f"induction or maintenance, so this limit on its own does not flag it. Confirm the "
-                    f"phase and limit the induction period."
+                applied.note = say(
+                    "Applies to a {phase} order; the order does not say whether it is induction or maintenance, "
+                    "so this limit on its own does not flag it. Confirm the phase and limit the induction period.",
+                    phase=phase_name(rule.when.phase or ""),
                 )
                 notes.append(applied)
         else:
             if indication_unknown:
-                applied.note = (
-                    f"This limit is for {', '.join(rule.indications)}; it is applied because the "
-                    f"order's indication is {indication_text(ctx, order)}."
+                applied.note = say(
+                    "This limit is for {indications}; it is applied because the order's indication is {indication}.",
+                    indications=", ".join(rule.indications),
+                    indication=indication_text(ctx, order),
                 )
             caps.append(applied)
 
@@ -93,8 +96,8 @@ def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
         binding = min(caps, key=lambda a: a.cap)
         yield Missing(
             binding.rule.id,
-            f"{order.name} dose against its limit ({mg(*binding.dose)})",
-            order.dose.problem or "the ordered dose could not be read",
+            say("{drug} dose against its limit ({dose})", drug=order.name, dose=mg(*binding.dose)),
+            order.dose.problem or say("the ordered dose could not be read"),
             tuple(binding.rule.sources),
             order.order_id,
             order.drug,

@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cds_service.fhir.values import codings
+from cds_service.i18n import day, fixed, number, say
 from cds_service.knowledge import drugs as drugmod
 from cds_service.knowledge.schemas.dose import DoseRule
 from cds_service.rules.common import missing_reason
 from cds_service.rules.context import DraftOrder, RuleContext
-from cds_service.rules.text import lab
+from cds_service.rules.text import lab, phase_name
 
 EPS = 1e-9
 _ADULT_FORMULAS = ("Cockcroft-Gault", "CKD-EPI")  # how cds_service.facts names a computed CrCl / eGFR
@@ -43,10 +44,11 @@ def _band(value: float, low: float | None, high: float | None) -> bool:
     return (low is None or value >= low - EPS) and (high is None or value < high - EPS)
 
 
-def _band_text(low: float | None, high: float | None, unit: str) -> str:
+def _band_text(low: float | None, high: float | None) -> str:
+    """An age band in years."""
     if low is not None and high is not None:
-        return f"{low:g}-<{high:g} {unit}"
-    return f">= {low:g} {unit}" if low is not None else f"< {high:g} {unit}"
+        return say("{low}-<{high} years", low=number(low), high=number(high))
+    return say(">= {low} years", low=number(low)) if low is not None else say("< {high} years", high=number(high or 0))
 
 
 def _co_ordered(ctx: RuleContext) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
@@ -67,7 +69,7 @@ def _co_ordered(ctx: RuleContext) -> list[tuple[str, tuple[tuple[str, str], ...]
         codes = tuple((drugmod.system_kind(c.get("system")) or "", str(c.get("code") or "")) for c in coding)
         display = (concept or {}).get("text") or next((c.get("display") for c in coding if c.get("display")), "")
         if display or codes:
-            out.append((f"{display or 'medicine'} (ordered now)", codes))
+            out.append((say("{medicine} (ordered now)", medicine=display or say("medicine")), codes))
     return out
 
 
@@ -75,7 +77,7 @@ def interacting_medications(ctx: RuleContext, class_id: str) -> list[str]:
     """Displays of the patient's active (or co-ordered) medications that belong to an interacting class."""
     entry = ctx.knowledge.rules.interacting_class[class_id]
     candidates = [
-        (m.display + (f" (since {m.start.isoformat()})" if m.start else ""), m.display, m.codes)
+        (m.display + (say(" (since {start})", start=m.start) if m.start else ""), m.display, m.codes)
         for m in ctx.facts.medications
         if m.active and m.drug is None
     ]
@@ -96,58 +98,71 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
         elif phase != when.phase:
             return out.fail()
         else:
-            out.evidence.append(f"{phase} order")
+            out.evidence.append(say("{phase} order", phase=phase_name(phase)))
     if when.age_at_least is not None or when.age_below is not None:
         if facts.age is None:
-            out.missing.append(("age-based dose", "no date of birth on record"))
+            out.missing.append((say("age-based dose"), say("no date of birth on record")))
         else:
             low, high = facts.age, facts.age_max
             if _band(low, when.age_at_least, when.age_below) != _band(high, when.age_at_least, when.age_below):
                 out.missing.append(
                     (
-                        "age-based dose",
-                        "the recorded birth date is partial, so the age band "
-                        f"{_band_text(when.age_at_least, when.age_below, 'years')} cannot be confirmed",
+                        say("age-based dose"),
+                        say(
+                            "the recorded birth date is partial, so the age band {band} cannot be confirmed",
+                            band=_band_text(when.age_at_least, when.age_below),
+                        ),
                     )
                 )
             elif not _band(low, when.age_at_least, when.age_below):
                 return out.fail()
             else:
-                out.evidence.append(f"age {low} years")
+                out.evidence.append(say("age {age} years", age=str(low)))
     if when.weight_at_least_kg is not None or when.weight_below_kg is not None:
         days = k.analytes["weight"].max_age_days
         weight = facts.latest("weight", days)
         if weight is None:
-            out.missing.append(("body weight for the weight-based dose", missing_reason(facts, k, "weight", days)))
+            out.missing.append((say("body weight for the weight-based dose"), missing_reason(facts, k, "weight", days)))
         elif not _band(weight.value, when.weight_at_least_kg, when.weight_below_kg):
             return out.fail()
         else:
-            shown = lab(weight) if weight.reported_unit == "kg" else f"{weight.value:.1f} kg ({lab(weight)})"
-            out.evidence.append(f"body weight {shown}")
+            shown = lab(weight) if weight.reported_unit == "kg" else f"{fixed(weight.value)} kg ({lab(weight)})"
+            out.evidence.append(say("body weight {weight}", weight=shown))
     for metric, low, high, label, unit in (
-        ("crcl", when.crcl_at_least, when.crcl_below, "creatinine clearance", "mL/min"),
+        ("crcl", when.crcl_at_least, when.crcl_below, say("creatinine clearance"), "mL/min"),
         ("egfr", when.egfr_at_least, when.egfr_below, "eGFR", "mL/min/1.73 m²"),
     ):
         if low is None and high is None:
             continue
         derived = getattr(ctx, metric)
         if derived.value is None:
-            out.missing.append((f"renal dose ({label})", derived.missing or "renal function could not be computed"))
+            out.missing.append(
+                (
+                    say("renal dose ({label})", label=label),
+                    derived.missing or say("renal function could not be computed"),
+                )
+            )
         elif not _band(derived.value, low, high):
             return out.fail()
         else:
-            dated = derived.when is not None and derived.when.isoformat() not in derived.method
-            method = derived.method + (f" on {derived.when.isoformat()}" if dated else "")
+            dated = derived.when is not None and day(derived.when) not in derived.method
+            method = derived.method + (say(" on {date}", date=derived.when) if dated else "")
             if facts.age is not None and facts.age < 18 and derived.method.startswith(_ADULT_FORMULAS):
-                method += "; an adult formula in a patient under 18: confirm with a measured clearance"
-            out.evidence.append(f"{label} {derived.value:.0f} {unit}, {method}")
+                method += say("; an adult formula in a patient under 18: confirm with a measured clearance")
+            out.evidence.append(f"{label} {fixed(derived.value, 0)} {unit}, {method}")
     if when.condition is not None:
         present = [c for c in facts.concept_present(when.condition) if c.active]
         if present:
             out.evidence.append(
                 "; ".join(
                     c.display
-                    + (f" (since {c.onset.isoformat()}{c.how})" if c.onset else f" ({c.how[2:]})" if c.how else "")
+                    + (
+                        say(" (since {onset}{how})", onset=c.onset, how=c.how)
+                        if c.onset
+                        else f" ({c.how[2:]})"
+                        if c.how
+                        else ""
+                    )
                     for c in present
                 )
             )
@@ -155,7 +170,10 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
             why = facts.why_unavailable("Condition")
             if why:
                 out.missing.append(
-                    (k.concepts[when.condition].display, f"the patient's conditions could not be obtained: {why}")
+                    (
+                        k.concepts[when.condition].display,
+                        say("the patient's conditions could not be obtained: {why}", why=why),
+                    )
                 )
             else:
                 return out.fail()
@@ -173,7 +191,9 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
                 continue
             why = facts.why_medications_unavailable()
             if why:
-                out.missing.append(("interacting medicines", f"the medication list could not be obtained: {why}"))
+                out.missing.append(
+                    (say("interacting medicines"), say("the medication list could not be obtained: {why}", why=why))
+                )
             else:
                 return out.fail()
     if when.new_start is not None:
@@ -188,8 +208,12 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
             return out.fail()
         why = facts.why_medications_unavailable()
         out.evidence.append(
-            f"new start of {order.name}"
-            + (f" (assumed: the medication list could not be obtained: {why})" if why and not continuing else "")
+            say("new start of {drug}", drug=order.name)
+            + (
+                say(" (assumed: the medication list could not be obtained: {why})", why=why)
+                if why and not continuing
+                else ""
+            )
         )
     return out
 
