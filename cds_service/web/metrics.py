@@ -246,7 +246,7 @@ def _count(response: Response) -> Response:
 def _allowed(settings) -> Response | None:
     """None when the caller may read the metrics, else the refusal."""
     from cds_service.config import is_loopback
-    from cds_service.errors import outcome_response
+    from cds_service.web.responses import outcome_response
 
     token = settings.metrics_token
     header = request.headers.get("Authorization", "")
