@@ -30,7 +30,7 @@ from cds_service.web.api import read_json_body
 
 log = logging.getLogger(__name__)
 bp = Blueprint("smart_app", __name__)
-STATIC = Path(__file__).with_name("static")
+STATIC = Path(__file__).parents[1] / "smart_app" / "static"  # the built front-end lives with the app
 MAX_RESOURCES = 20000
 
 
