@@ -137,7 +137,7 @@ def _indication(
 
 
 def _order_texts(resource: dict) -> list[str]:
-    texts: list[str] = []
+    texts: list[object] = []
     dosages = resource.get("dosageInstruction") or []
     for dosage in dosages if isinstance(dosages, list) else [dosages]:
         if isinstance(dosage, dict):

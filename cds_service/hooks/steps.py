@@ -75,7 +75,10 @@ def run_rules(
     findings = list(findings or ())
     for family in families:
         for item in family.evaluate(ctx):
-            (gaps if isinstance(item, Missing) else findings).append(item)
+            if isinstance(item, Missing):
+                gaps.append(item)
+            else:
+                findings.append(item)
     return findings, gaps
 
 
