@@ -11,7 +11,8 @@ unit = pretty_unit
 
 
 def mg(dose_mg: float, per_day: float) -> str:
-    freq = {1: "once daily", 2: "twice daily"}.get(per_day, f"{per_day:g} times daily")
+    words: dict[float, str] = {1: "once daily", 2: "twice daily"}
+    freq = words.get(per_day, f"{per_day:g} times daily")
     return f"{dose_mg:g} mg {freq}"
 
 

@@ -5,7 +5,9 @@ applicable cap wins; ONE card per order (concern ``dose:<order id>``).
 
 from __future__ import annotations
 
-from cds_service.findings import Missing
+from collections.abc import Iterator
+
+from cds_service.findings import Finding, Missing
 from cds_service.knowledge.schemas.dose import DoseRule
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.dose.advice import indication_text, info_finding, reduce_finding, stop_finding
@@ -28,11 +30,11 @@ def _exceeds(order: DraftOrder, applied: Applied) -> bool:
     dose = order.dose
     if dose.daily_mg is None:
         return False
-    too_often = dose.per_day is not None and dose.per_day > applied.dose[1] + EPS
-    return dose.daily_mg > applied.cap + EPS or too_often
+    too_often = dose.per_day is not None and dose.per_day > applied.limit[1] + EPS
+    return dose.daily_mg > applied.limit_daily + EPS or too_often
 
 
-def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
+def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]) -> Iterator[Finding | Missing]:
     """One order against ``rules`` (its drug's dose rules, or some of them): its dose card, or the gaps. Also
     reads the dose a patient already takes when another medicine is ordered (rules/co_prescription.py)."""
     phase = order.phase
@@ -68,7 +70,7 @@ def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
             if applied.cap is None or ordered is None or ordered > applied.cap + EPS:
                 notes.append(applied)
         elif check.phase_unknown:
-            if ordered is not None and ordered > applied.cap + EPS:
+            if ordered is not None and ordered > applied.limit_daily + EPS:
                 applied.note = (
                     f"Applies to a {rule.when.phase} order; the order does not say whether it is "
                     f"induction or maintenance, so this limit on its own does not flag it. Confirm the "
@@ -90,12 +92,12 @@ def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
         caps += halvings
 
     if ordered is None and caps and not stops:
-        binding = min(caps, key=lambda a: a.cap)
+        lowest = min(caps, key=lambda a: a.limit_daily)
         yield Missing(
-            binding.rule.id,
-            f"{order.name} dose against its limit ({mg(*binding.dose)})",
+            lowest.rule.id,
+            f"{order.name} dose against its limit ({mg(*lowest.limit)})",
             order.dose.problem or "the ordered dose could not be read",
-            tuple(binding.rule.sources),
+            tuple(lowest.rule.sources),
             order.order_id,
             order.drug,
         )
@@ -107,7 +109,7 @@ def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
     if stops:
         yield stop_finding(ctx, order, stops, caps_exceeded, notes, halving_shown)
         return
-    binding = min(caps, key=lambda a: (a.cap, a.rule.outcome != "halve")) if caps else None
+    binding = min(caps, key=lambda a: (a.limit_daily, a.rule.outcome != "halve")) if caps else None
     if binding is not None and ordered is not None and (_exceeds(order, binding) or caps_exceeded):
         yield reduce_finding(ctx, order, binding, caps_exceeded, notes, phase, halving_shown)
         return
