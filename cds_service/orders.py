@@ -144,7 +144,9 @@ def _order_texts(resource: dict) -> list[str]:
             texts += [dosage.get("text"), dosage.get("patientInstruction")]
             texts += [(a or {}).get("text") for a in dosage.get("additionalInstruction") or [] if isinstance(a, dict)]
     texts += [(n or {}).get("text") for n in resource.get("note") or [] if isinstance(n, dict)]
-    texts.append((resource.get("courseOfTherapyType") or {}).get("text"))
+    course = resource.get("courseOfTherapyType")
+    if isinstance(course, dict):  # a CodeableConcept; anything else is not read (like a note that is not one)
+        texts.append(course.get("text"))
     return [t for t in texts if isinstance(t, str) and t]
 
 
