@@ -30,7 +30,7 @@ class CdsError(Exception):
 def operation_outcome(
     diagnostics: str, code: str = "invalid", severity: str = "error", expression: list[str] | None = None
 ) -> dict:
-    issue = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    issue: dict[str, str | list[str]] = {"severity": severity, "code": code, "diagnostics": diagnostics}
     if expression:
         issue["expression"] = expression
     return {"resourceType": "OperationOutcome", "issue": [issue]}

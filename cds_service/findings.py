@@ -9,13 +9,17 @@ them into one card per order rather than one card per gap.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+Indicator = Literal["info", "warning", "critical"]
+ActionType = Literal["create", "update", "delete"]
+
+SEVERITY: dict[Indicator, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
 @dataclass(frozen=True)
 class ProposedAction:
-    type: str  # create | update | delete
+    type: ActionType
     description: str
     resource: dict | None = None
     resource_id: tuple[str, ...] = ()
@@ -32,7 +36,7 @@ class ProposedSuggestion:
 class Finding:
     rule_id: str
     concern: str
-    indicator: str  # info | warning | critical
+    indicator: Indicator
     summary: str
     detail: str
     sources: list[str]

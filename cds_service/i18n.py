@@ -28,12 +28,16 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from babel import Locale
 from babel.dates import format_date
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from cds_service.knowledge import Knowledge
 
 SOURCE_LANGUAGE = "en"
 LANGUAGES = ("en", "nl", "nb")
@@ -244,10 +248,10 @@ def _translated(value, catalogue: Catalogue, text: bool = False):
         items = {key: _translated(item, catalogue, text) for key, item in value.items()}
         return items if any(items[k] is not value[k] for k in value) else value
     if isinstance(value, (list, tuple)):
-        items = [_translated(item, catalogue, text) for item in value]
-        if all(a is b for a, b in zip(items, value)):
+        members = [_translated(item, catalogue, text) for item in value]
+        if all(a is b for a, b in zip(members, value, strict=True)):
             return value
-        return type(value)(items) if isinstance(value, tuple) else items
+        return type(value)(members) if isinstance(value, tuple) else members
     return value
 
 
@@ -368,13 +372,13 @@ class Translations:
 
     default: str
     catalogues: dict[str, Catalogue]
-    knowledge: dict[str, object]
+    knowledge: dict[str, Knowledge]
 
     def negotiate(self, accept_language: str | None) -> str:
         return negotiate(accept_language, self.default)
 
 
-def service_texts(services: dict) -> dict[str, str]:
+def service_texts(services: dict | None) -> dict[str, str]:
     """Discovery titles and descriptions (record/services.toml) -> where."""
     out: dict[str, str] = {}
     for key, service in (services or {}).items():

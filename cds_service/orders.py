@@ -156,14 +156,16 @@ def how_text(how: str) -> str:
 
 
 def _order_texts(resource: dict) -> list[str]:
-    texts: list[str] = []
+    texts: list[object] = []
     dosages = resource.get("dosageInstruction") or []
     for dosage in dosages if isinstance(dosages, list) else [dosages]:
         if isinstance(dosage, dict):
             texts += [dosage.get("text"), dosage.get("patientInstruction")]
             texts += [(a or {}).get("text") for a in dosage.get("additionalInstruction") or [] if isinstance(a, dict)]
     texts += [(n or {}).get("text") for n in resource.get("note") or [] if isinstance(n, dict)]
-    texts.append((resource.get("courseOfTherapyType") or {}).get("text"))
+    course = resource.get("courseOfTherapyType")
+    if isinstance(course, dict):  # a CodeableConcept; anything else is not read (like a note that is not one)
+        texts.append(course.get("text"))
     return [t for t in texts if isinstance(t, str) and t]
 
 

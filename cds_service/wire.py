@@ -52,7 +52,7 @@ class HookRequest(BaseModel):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _patient_in_context(self) -> "HookRequest":
+    def _patient_in_context(self) -> HookRequest:
         patient_id = self.context.get("patientId")
         if not isinstance(patient_id, str) or not patient_id.strip():
             raise ValueError("context.patientId is required and must be a non-empty string")

@@ -43,6 +43,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 import requests
 
@@ -105,7 +106,9 @@ class FhirClient:
         self._limits: dict[tuple, ServerLimit] = {}
         self._calls: set[Call] = set()
         self._stop_at: float | None = None  # after shutdown(): when every read must have ended
-        self.on_results = None  # (results of fetch_all) -> None: counting (cds_service.web.metrics)
+        self.on_results: Callable[[dict], None] | None = (
+            None  # (results of fetch_all) -> None: counting (cds_service.web.metrics)
+        )
         with _clients_lock:
             _clients.add(self)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cds_service import cards as cardmod
-from cds_service.i18n import say
 from cds_service.errors import CdsError
 from cds_service.facts import MEDICATION_TYPES, MedicationFact, PatientFacts, build_facts, read_medications, today_from
 from cds_service.findings import Finding, Missing
 from cds_service.hooks.call import Call, HookResult
+from cds_service.i18n import say
 from cds_service.record.completion import Prefetch
 from cds_service.record.index import PatientRecord
 from cds_service.rules import RuleFamily
@@ -79,7 +79,10 @@ def run_rules(
     findings = list(findings or ())
     for family in families:
         for item in family.evaluate(ctx):
-            (gaps if isinstance(item, Missing) else findings).append(item)
+            if isinstance(item, Missing):
+                gaps.append(item)
+            else:
+                findings.append(item)
     return findings, gaps
 
 

@@ -21,7 +21,6 @@ from cds_service.rules import (
     screening,
     unsupported,
 )
-
 from cds_service.rules.context import RuleContext
 
 

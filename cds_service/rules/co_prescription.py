@@ -12,7 +12,9 @@ patient takes a systemic JAK inhibitor.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from cds_service import orders as ordermod
 from cds_service.facts import MedicationFact, medication_fact
@@ -20,12 +22,18 @@ from cds_service.fhir.tolerant import normalise
 from cds_service.findings import (
     SEVERITY,
     Finding,
+    Indicator,
     Missing,
     ProposedAction,
     ProposedSuggestion,
 )
 from cds_service.i18n import say
 from cds_service.knowledge import Knowledge
+from cds_service.knowledge.drugs import OrderedDose
+from cds_service.knowledge.schemas.co_prescription import CoPrescriptionCard
+from cds_service.knowledge.schemas.contraindication import DrugClass, LiveVaccines
+from cds_service.knowledge.schemas.dose import DoseRule, InteractingClass
+from cds_service.orders import DraftOrder
 from cds_service.rules import dose as dosemod
 from cds_service.rules.common import is_live_vaccine
 from cds_service.rules.context import RuleContext
@@ -36,7 +44,7 @@ from cds_service.rules.text import sentence
 class Advice:
     """What one of the JAK inhibitor's rules says about the new medicine."""
 
-    indicator: str
+    indicator: Indicator
     headline: str
     text: str
     sources: list[str]
@@ -46,7 +54,7 @@ class Advice:
 class Candidate:
     """A draft of another medicine that belongs to a class some JAK inhibitor rule reads."""
 
-    resource: dict
+    resource: dict[str, Any]
     order_id: str
     medicine: MedicationFact
     interacting: frozenset[str]  # interacting_class ids (dose rules)
@@ -62,9 +70,9 @@ class Candidate:
 class _Triggers:
     """The classes some JAK inhibitor rule reads, worked out once per knowledge."""
 
-    interacting: tuple  # (id, InteractingClass) of the dose rules' `when.interacting`
-    classes: tuple  # (id, DrugClass) of the contraindications' `medication_classes`
-    vaccines: tuple  # the live-vaccine lists, if a contraindication reads them
+    interacting: tuple[tuple[str, InteractingClass], ...]  # of the dose rules' `when.interacting`
+    classes: tuple[tuple[str, DrugClass], ...]  # of the contraindications' `medication_classes`
+    vaccines: tuple[LiveVaccines, ...]  # the live-vaccine lists, if a contraindication reads them
 
 
 _TRIGGERS: dict[int, tuple[Knowledge, _Triggers]] = {}
@@ -89,7 +97,7 @@ def _triggers(knowledge: Knowledge) -> _Triggers:
     return cached[1]
 
 
-def candidates(knowledge: Knowledge, drafts: list[dict]) -> list[Candidate]:
+def candidates(knowledge: Knowledge, drafts: list[dict[str, Any]]) -> list[Candidate]:
     """The drafts (not JAK inhibitors) that some JAK inhibitor rule would read; needs nothing but the drafts."""
     triggers = _triggers(knowledge)
     found = []
@@ -109,7 +117,9 @@ def candidates(knowledge: Knowledge, drafts: list[dict]) -> list[Candidate]:
     return found
 
 
-def _taken_as_order(ctx: RuleContext, medicine: MedicationFact, resources: dict[tuple[str, str], dict]):
+def _taken_as_order(
+    ctx: RuleContext, medicine: MedicationFact, resources: dict[tuple[str, str], dict[str, Any]]
+) -> DraftOrder | None:
     """The JAK inhibitor the patient takes, read like an order (its dose, indication and phase)."""
     resource = resources.get((medicine.resource_type, str(medicine.resource_id)))
     if resource is None or medicine.drug is None:
@@ -121,14 +131,16 @@ def _taken_as_order(ctx: RuleContext, medicine: MedicationFact, resources: dict[
     return ordermod.read_orders(ctx.knowledge, [draft], ctx.facts)[0]
 
 
-def _dose(ctx: RuleContext, order, rules, also_ordered: list[dict]) -> tuple[Finding | None, list[Missing]]:
+def _dose(
+    ctx: RuleContext, order: DraftOrder, rules: list[DoseRule], also_ordered: list[dict[str, Any]]
+) -> tuple[Finding | None, list[Missing]]:
     """The dose card (if any) and gaps for the JAK inhibitor taken now, with ``also_ordered`` drafts beside it."""
     as_ordered = replace(ctx, orders=[order], draft_resources=also_ordered)
     items = list(dosemod.evaluate_order(as_ordered, order, rules))
     return (next((i for i in items if isinstance(i, Finding)), None), [i for i in items if isinstance(i, Missing)])
 
 
-def _taking(medicine: MedicationFact, dose) -> str:
+def _taking(medicine: MedicationFact, dose: OrderedDose) -> str:
     if medicine.start:
         return say(
             "{medicine} — {dose} (active {record} since {start})",
@@ -145,7 +157,9 @@ def _taking(medicine: MedicationFact, dose) -> str:
     )
 
 
-def evaluate(ctx: RuleContext, found: list[Candidate], resources: dict[tuple[str, str], dict]):
+def evaluate(
+    ctx: RuleContext, found: list[Candidate], resources: dict[tuple[str, str], dict[str, Any]]
+) -> Iterator[Finding | Missing]:
     """Findings (and gaps) for each candidate against each systemic JAK inhibitor the patient takes."""
     k = ctx.knowledge
     taking: dict[str, MedicationFact] = {}
@@ -158,8 +172,16 @@ def evaluate(ctx: RuleContext, found: list[Candidate], resources: dict[tuple[str
                 yield from _one(ctx, card, candidate, medicine, resources)
 
 
-def _one(ctx: RuleContext, card, candidate: Candidate, medicine: MedicationFact, resources):
+def _one(
+    ctx: RuleContext,
+    card: CoPrescriptionCard,
+    candidate: Candidate,
+    medicine: MedicationFact,
+    resources: dict[tuple[str, str], dict[str, Any]],
+) -> Iterator[Finding | Missing]:
     k = ctx.knowledge
+    if medicine.drug is None:
+        return  # not reached: evaluate passes the recognised JAK inhibitors taken
     drug_id = medicine.drug.drug_id
     name = medicine.drug.entry.display
     order = _taken_as_order(ctx, medicine, resources)

@@ -12,13 +12,16 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from cds_service import i18n
-from cds_service.facts import ConditionFact, ImmunizationFact, PatientFacts
+from cds_service.facts import ConditionFact, ImmunizationFact, MedicationFact, PatientFacts
+from cds_service.findings import Finding, Indicator
 from cds_service.i18n import say
-from cds_service.findings import Finding
 from cds_service.knowledge import Knowledge
 from cds_service.knowledge.schemas.contraindication import LiveVaccines
+from cds_service.knowledge.schemas.prac import PracFactor
 from cds_service.knowledge.textmatch import any_word
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.text import lab, mg, phase_name
@@ -26,13 +29,26 @@ from cds_service.rules.text import lab, mg, phase_name
 UCUM = "http://unitsofmeasure.org"
 
 
+class _Noted(Protocol):
+    """A knowledge rule with an optional note (where sources disagree)."""
+
+    @property
+    def note(self) -> str | None: ...
+
+    @property
+    def sources(self) -> Sequence[str]: ...
+
+    @property
+    def override_set(self) -> str | None: ...
+
+
 def on_record_finding(
-    rule,
+    rule: _Noted,
     order: DraftOrder,
     *,
     rule_id: str,
     concern: str,
-    indicator: str,
+    indicator: Indicator,
     summary: str,
     lines: list[str],
     action: str,
@@ -117,7 +133,9 @@ def _duration(days: int) -> str:
 
 def class_evidence(ctx: RuleContext, class_ids: list[str]) -> list[str]:
     classes = ctx.knowledge.rules.drug_class
-    found: dict[tuple[str, str], list] = {}  # (medicine, class) -> its active records (re-orders: one line)
+    found: dict[
+        tuple[str, str], list[MedicationFact]
+    ] = {}  # (medicine, class) -> its active records (re-orders: one line)
     for med in ctx.facts.medications:
         if not med.active:
             continue
@@ -163,7 +181,7 @@ def bmi(ctx: RuleContext) -> tuple[float | None, str]:
     return None, say("no BMI, or weight and height, on record")
 
 
-def factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
+def factor_evidence(ctx: RuleContext, factor: PracFactor) -> tuple[list[str], str | None]:
     """(evidence lines, a note on data that is not recorded)."""
     facts = ctx.facts
     if factor.age_at_least is not None:
@@ -174,7 +192,7 @@ def factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
         if facts.age_max is not None and facts.age_max >= factor.age_at_least:
             return [], say("age: the birth date is partial, the patient may be {age}", age=float(factor.age_at_least))
         return [], None
-    if factor.smoking:
+    if factor.smoking and factor.smoking_test:  # PracFactor: smoking needs smoking_test
         results = facts.coded_results.get(factor.smoking_test) or []
         if not results:
             return [], say("smoking status: not recorded")
@@ -202,13 +220,13 @@ def factor_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
     return [], None
 
 
-def procedure_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]:
+def procedure_evidence(ctx: RuleContext, factor: PracFactor) -> tuple[list[str], str | None]:
     """Procedures of the factor's codes performed in the last ``procedure_within_days`` days (recent major
     surgery); a note when the procedure list could not be obtained or a matching one has no date."""
     facts = ctx.facts
     found: list[str] = []
     notes: list[str] = []
-    seen: set[tuple] = set()
+    seen: set[tuple[str, object]] = set()
     for code in factor.procedure_snomed:
         for record in facts.records.get(f"snomed|{code}", ()):
             if record.resource_type != "Procedure" or (record.display, record.when) in seen:
@@ -225,7 +243,7 @@ def procedure_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]
                 )
                 continue
             ago = (facts.today - record.when).days
-            if 0 <= ago <= factor.procedure_within_days:
+            if 0 <= ago <= (factor.procedure_within_days or 0):  # PracFactor: set with procedure_snomed
                 found.append(
                     say(
                         "{record} (SNOMED CT {code}) on {when}, {days} days ago",
@@ -241,11 +259,11 @@ def procedure_evidence(ctx: RuleContext, factor) -> tuple[list[str], str | None]
     return found, "; ".join(notes) or None
 
 
-def prac_risk_factors(ctx: RuleContext) -> tuple[dict[str, list[tuple[object, list[str]]]], list[str]]:
+def prac_risk_factors(ctx: RuleContext) -> tuple[dict[str, list[tuple[PracFactor, list[str]]]], list[str]]:
     """({"prac": [(factor, evidence)], "vte": [...]}, notes on data not recorded), read once per hook call."""
     cached = ctx.memo.get("prac_risk_factors")
     if cached is None:
-        found: dict[str, list[tuple[object, list[str]]]] = {"prac": [], "vte": []}
+        found: dict[str, list[tuple[PracFactor, list[str]]]] = {"prac": [], "vte": []}
         not_recorded: list[str] = []
         for factor in ctx.knowledge.rules.prac_factor:
             evidence, note = factor_evidence(ctx, factor)
@@ -261,8 +279,8 @@ def prac_risk_factors(ctx: RuleContext) -> tuple[dict[str, list[tuple[object, li
 
 
 def corrected_order(
-    order: DraftOrder, dose_mg: float, per_day: int, phase: str | None = None, modified_release: bool | None = None
-) -> dict:
+    order: DraftOrder, dose_mg: float, per_day: float, phase: str | None = None, modified_release: bool | None = None
+) -> dict[str, Any]:
     """The draft MedicationRequest with dose and frequency replaced (for an update action).
 
     The induction/maintenance word is kept so the corrected order is judged in the same phase; the
@@ -281,7 +299,7 @@ def corrected_order(
     dosage["text"] = f"{order.name}{form} {mg(dose_mg, per_day)}" + (f" ({phase_name(phase)})" if phase else "")
     dosage["timing"] = {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}}
     dosage["doseAndRate"] = [{"doseQuantity": {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}}]
-    resource["dosageInstruction"] = [dosage] + list(dosages[1:])
+    resource["dosageInstruction"] = [dosage, *list(dosages[1:])]
     strength = order.match.strength_mg
     if strength is not None and strength != dose_mg and "medicationCodeableConcept" in resource:
         # the coded product no longer matches the dose: keep the ingredient, drop the strength-specific code
@@ -291,7 +309,7 @@ def corrected_order(
             for c in (concept.get("coding") or [])
             if isinstance(c, dict) and "rxnorm" not in str(c.get("system", "")).lower()
         ]
-        new_concept = {"text": f"{order.name}{form} {dose_mg:g} mg"}
+        new_concept: dict[str, object] = {"text": f"{order.name}{form} {dose_mg:g} mg"}
         if codings:
             new_concept["coding"] = codings
         resource["medicationCodeableConcept"] = new_concept
@@ -314,8 +332,8 @@ def missing_reason(facts: PatientFacts, knowledge: Knowledge, analyte: str, max_
     return say("no result in the last {days} days", days=max_days)
 
 
-def is_live_vaccine(imm: ImmunizationFact, vaccines: LiveVaccines) -> bool:
-    """Is this immunization a live vaccine of the ``[live_vaccine.*]`` list (CVX, ATC, or by name)?"""
+def is_live_vaccine(imm: ImmunizationFact | MedicationFact, vaccines: LiveVaccines) -> bool:
+    """Is this immunization (or a drafted medicine) a live vaccine of the ``[live_vaccine.*]`` list (CVX, ATC, or by name)?"""
     for system, code in imm.codes:
         s = system.lower()
         if "cvx" in s and code in vaccines.cvx:

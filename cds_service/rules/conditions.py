@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from cds_service.facts import ConditionFact
 from cds_service.findings import Finding, Missing
 from cds_service.i18n import say
 from cds_service.rules.context import RuleContext
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding | Missing]:
     k, facts = ctx.knowledge, ctx.facts
     conditions_missing = facts.why_unavailable("Condition")
     for order in ctx.systemic_orders():
@@ -41,7 +44,7 @@ def evaluate(ctx: RuleContext):
             )
 
 
-def _condition(c) -> str:
+def _condition(c: ConditionFact) -> str:
     """'Active tuberculosis (active, since 2026-01-05)' ("; recognised by name" when read from the text)."""
     if c.active:
         if c.onset:

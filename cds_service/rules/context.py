@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from cds_service.facts import Derived, PatientFacts, creatinine_clearance, egfr
 from cds_service.knowledge import Knowledge
@@ -18,8 +19,10 @@ class RuleContext:
     facts: PatientFacts
     hook: str
     orders: list[DraftOrder] = field(default_factory=list)
-    draft_resources: list[dict] = field(default_factory=list)  # every draft of the request (co-ordered medicines)
-    memo: dict = field(default_factory=dict)  # values several rule families read, worked out once per call
+    draft_resources: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # every draft of the request (co-ordered medicines)
+    memo: dict[str, Any] = field(default_factory=dict)  # values several rule families read, worked out once per call
 
     @cached_property
     def crcl(self) -> Derived:

@@ -8,19 +8,21 @@ that could not be obtained is reported as a gap; data that is simply absent is n
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import date
 
 from cds_service import i18n
-from cds_service.findings import Missing
+from cds_service.findings import Finding, Missing
 from cds_service.i18n import say
 from cds_service.knowledge import drugs as drugmod
-from cds_service.rules.context import DraftOrder, RuleContext
+from cds_service.knowledge.schemas.contraindication import Contraindication
 from cds_service.rules.common import (
-    is_live_vaccine,
     class_evidence,
     condition_evidence,
+    is_live_vaccine,
     on_record_finding,
 )
+from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.text import lab, unit
 
 
@@ -28,14 +30,16 @@ def _d(when: date | None) -> str:
     return i18n.day(when) if when else say("date not recorded")
 
 
-def _criticality() -> dict:
+def _criticality() -> dict[str, str]:
     return {"high": say("high"), "low": say("low"), "unable-to-assess": say("unable-to-assess")}
 
 
 # -- evidence per key ----------------------------------------------------------------------------------------------
 
 
-def _test_evidence(ctx: RuleContext, test_ids: list[str], order: DraftOrder, rule) -> tuple[list[str], list[Missing]]:
+def _test_evidence(
+    ctx: RuleContext, test_ids: list[str], order: DraftOrder, rule: Contraindication
+) -> tuple[list[str], list[Missing]]:
     k, facts = ctx.knowledge, ctx.facts
     found: list[str] = []
     gaps: list[Missing] = []
@@ -81,7 +85,7 @@ def _test_evidence(ctx: RuleContext, test_ids: list[str], order: DraftOrder, rul
     return found, gaps
 
 
-def _quantity_evidence(ctx: RuleContext, rule) -> list[str]:
+def _quantity_evidence(ctx: RuleContext, rule: Contraindication) -> list[str]:
     k, facts = ctx.knowledge, ctx.facts
     if rule.quantity_sex and facts.sex not in (None, rule.quantity_sex):
         return []
@@ -102,7 +106,7 @@ def _quantity_evidence(ctx: RuleContext, rule) -> list[str]:
     return found
 
 
-def _other_jak_evidence(ctx: RuleContext, order: DraftOrder, categories: list[str]) -> list[str]:
+def _other_jak_evidence(ctx: RuleContext, order: DraftOrder, categories: Sequence[str]) -> list[str]:
     found = []
     for med in ctx.facts.medications:
         if med.active and med.drug and med.drug.category in categories and med.drug.drug_id != order.drug:
@@ -179,7 +183,7 @@ def _vaccine_evidence(ctx: RuleContext, days: int) -> list[str]:
 # -- the rule --------------------------------------------------------------------------------------------------
 
 
-def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
+def _evaluate_rule(ctx: RuleContext, rule: Contraindication, order: DraftOrder) -> Iterator[Finding | Missing]:
     facts = ctx.facts
     child_pugh = getattr(facts, "child_pugh", None)
     if rule.unless_child_pugh_recorded and child_pugh is not None:
@@ -243,7 +247,7 @@ def _evaluate_rule(ctx: RuleContext, rule, order: DraftOrder):
     )
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding | Missing]:
     for order in ctx.systemic_orders():
         for rule in ctx.knowledge.rules.for_drug("contraindication", order.drug):
             yield from _evaluate_rule(ctx, rule, order)

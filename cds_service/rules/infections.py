@@ -15,16 +15,22 @@ warnings here give way to them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
+from typing import Any
 
 from cds_service import i18n
+from cds_service.facts import CodedResult, ConditionFact, ResultReading, TreatmentRecord
 from cds_service.findings import Finding, Missing
 from cds_service.i18n import say
-from cds_service.rules.context import DraftOrder, RuleContext
+from cds_service.knowledge.schemas.infections import CardText, HbvCoreRule, HcvAntibodyRule, HivRule, LatentTbRule
 from cds_service.rules.common import condition_evidence, on_record_finding
-from cds_service.facts import ResultReading
+from cds_service.rules.context import DraftOrder, RuleContext
 
 _SHOWN = 3  # results of one kind listed on a card (the newest ones)
+
+
+InfectionRule = LatentTbRule | HbvCoreRule | HcvAntibodyRule | HivRule
 
 
 def _problem_list() -> str:
@@ -35,7 +41,7 @@ def _d(when: date | None) -> str:
     return i18n.day(when) if when else say("date not recorded")
 
 
-def _status(status: str | None) -> str:
+def _status(status: str) -> str:
     """A medication record's FHIR status as a clinician reads it (an unknown code as it is)."""
     said = {
         "active": say("active"),
@@ -51,15 +57,15 @@ def _status(status: str | None) -> str:
     return said.get(status, status)
 
 
-def read(ctx: RuleContext, test_ids, since: date | None = None) -> ResultReading:
+def read(ctx: RuleContext, test_ids: Sequence[str], since: date | None = None) -> ResultReading:
     return ctx.facts.results(test_ids, since)
 
 
-def is_positive(ctx: RuleContext, result) -> bool:
+def is_positive(ctx: RuleContext, result: CodedResult | None) -> bool:
     return result is not None and result.category in ctx.knowledge.rules.qualitative_test[result.test].positive
 
 
-def result_line(ctx: RuleContext, result) -> str:
+def result_line(ctx: RuleContext, result: CodedResult) -> str:
     test = ctx.knowledge.rules.qualitative_test[result.test]
     return say(
         "{test}: {answer} on {when} (LOINC {loinc})",
@@ -70,7 +76,7 @@ def result_line(ctx: RuleContext, result) -> str:
     )
 
 
-def unread_line(ctx: RuleContext, result) -> str:
+def unread_line(ctx: RuleContext, result: CodedResult) -> str:
     test = ctx.knowledge.rules.qualitative_test[result.test]
     return say(
         "{test} of {when} could not be read ({answer}; LOINC {loinc}): it is not taken as negative",
@@ -81,7 +87,7 @@ def unread_line(ctx: RuleContext, result) -> str:
     )
 
 
-def unread_gaps(ctx: RuleContext, rule, order: DraftOrder, results) -> list[Missing]:
+def unread_gaps(ctx: RuleContext, rule: InfectionRule, order: DraftOrder, results: list[CodedResult]) -> list[Missing]:
     tests = ctx.knowledge.rules.qualitative_test
     return [
         Missing(
@@ -96,7 +102,7 @@ def unread_gaps(ctx: RuleContext, rule, order: DraftOrder, results) -> list[Miss
     ]
 
 
-def unobtainable(ctx: RuleContext, rule, order: DraftOrder, test_ids) -> list[Missing]:
+def unobtainable(ctx: RuleContext, rule: InfectionRule, order: DraftOrder, test_ids: list[str]) -> list[Missing]:
     """Tests with no result at all because the results could not be obtained (they may exist)."""
     gaps = []
     for test_id in test_ids:
@@ -116,11 +122,11 @@ def unobtainable(ctx: RuleContext, rule, order: DraftOrder, test_ids) -> list[Mi
     return gaps
 
 
-def treatments(ctx: RuleContext, class_id: str) -> list:
+def treatments(ctx: RuleContext, class_id: str) -> list[TreatmentRecord]:
     return [t for t in ctx.facts.treatments if class_id in t.classes]
 
 
-def treatment_line(record) -> str:
+def treatment_line(record: TreatmentRecord) -> str:
     if record.end:
         dates = say(", started {start}, ended {end}", start=_d(record.start), end=record.end)
     else:
@@ -130,8 +136,8 @@ def treatment_line(record) -> str:
 
 def finding(
     ctx: RuleContext,
-    rule,
-    text,
+    rule: InfectionRule,
+    text: CardText,
     order: DraftOrder,
     lines: list[str],
     *,
@@ -154,7 +160,7 @@ def finding(
 # -- latent tuberculosis -------------------------------------------------------------------------------------------
 
 
-def _positive_run(ctx: RuleContext, readable: list, start: int) -> list:
+def _positive_run(ctx: RuleContext, readable: list[CodedResult], start: int) -> list[CodedResult]:
     """The positive result at ``start`` and the positives before it, back to the first readable non-positive."""
     run = []
     for result in readable[start:]:
@@ -164,7 +170,7 @@ def _positive_run(ctx: RuleContext, readable: list, start: int) -> list:
     return run
 
 
-def latent_tb(ctx: RuleContext, rule, order: DraftOrder):
+def latent_tb(ctx: RuleContext, rule: LatentTbRule, order: DraftOrder) -> Iterator[Finding | Missing]:
     facts = ctx.facts
     reading = read(ctx, rule.tests)
     readable = [r for r in reading.results if r.category is not None]
@@ -179,7 +185,7 @@ def latent_tb(ctx: RuleContext, rule, order: DraftOrder):
         persistent = next(
             (i for i, r in enumerate(readable) if r.test in rule.persistent_positive and is_positive(ctx, r)), None
         )
-        if persistent is not None:
+        if persistent is not None and decisive is not None:  # a readable result: decisive is the newest one
             run = _positive_run(ctx, readable, persistent)
             lines += [result_line(ctx, r) for r in run[:_SHOWN]]
             lines.append(
@@ -205,12 +211,12 @@ def latent_tb(ctx: RuleContext, rule, order: DraftOrder):
                 rule.id, " / ".join(g.check for g in gaps), gaps[0].why, tuple(rule.sources), order.order_id, order.drug
             )
         ]
-    if rule.concepts and facts.why_unavailable("Condition"):
+    if rule.concepts and (conditions_why := facts.why_unavailable("Condition")):
         gaps.append(
             Missing(
                 rule.id,
                 _problem_list(),
-                facts.why_unavailable("Condition"),
+                conditions_why,
                 tuple(rule.sources),
                 order.order_id,
                 order.drug,
@@ -231,13 +237,15 @@ def latent_tb(ctx: RuleContext, rule, order: DraftOrder):
         and decisive.when is not None
         and (facts.today - decisive.when).days <= rule.indeterminate_within_days
     ):
-        yield finding(ctx, rule, rule.indeterminate, order, [result_line(ctx, decisive)] + unread)
+        yield finding(ctx, rule, rule.indeterminate, order, [result_line(ctx, decisive), *unread])
         return
     yield from unread_gaps(ctx, rule, order, reading.unread)
     yield from gaps
 
 
-def _tb_treatment(ctx: RuleContext, rule, episode: date | None, conditions) -> tuple[bool, list[str]]:
+def _tb_treatment(
+    ctx: RuleContext, rule: LatentTbRule, episode: date | None, conditions: list[ConditionFact]
+) -> tuple[bool, list[str]]:
     """(completed preventive treatment on record after ``episode``?, lines saying what was found)."""
     records = treatments(ctx, rule.treatment_class)
     if episode is not None:
@@ -297,7 +305,7 @@ def _tb_treatment(ctx: RuleContext, rule, episode: date | None, conditions) -> t
 # -- hepatitis B core antibody -------------------------------------------------------------------------------------
 
 
-def hbv_core(ctx: RuleContext, rule, order: DraftOrder):
+def hbv_core(ctx: RuleContext, rule: HbvCoreRule, order: DraftOrder) -> Iterator[Finding | Missing]:
     k, facts = ctx.knowledge, ctx.facts
     core = read(ctx, rule.core_tests)
     positives = [r for r in core.results if is_positive(ctx, r)]
@@ -376,7 +384,7 @@ def hbv_core(ctx: RuleContext, rule, order: DraftOrder):
 # -- hepatitis C antibody ------------------------------------------------------------------------------------------
 
 
-def hcv_antibody(ctx: RuleContext, rule, order: DraftOrder):
+def hcv_antibody(ctx: RuleContext, rule: HcvAntibodyRule, order: DraftOrder) -> Iterator[Finding | Missing]:
     k, facts = ctx.knowledge, ctx.facts
     antibody = read(ctx, rule.antibody_tests)
     positives = [r for r in antibody.results if is_positive(ctx, r)]
@@ -421,7 +429,7 @@ def hcv_antibody(ctx: RuleContext, rule, order: DraftOrder):
 # -- HIV -------------------------------------------------------------------------------------------------------
 
 
-def hiv(ctx: RuleContext, rule, order: DraftOrder):
+def hiv(ctx: RuleContext, rule: HivRule, order: DraftOrder) -> Iterator[Finding | Missing]:
     k, facts = ctx.knowledge, ctx.facts
     conditions = condition_evidence(ctx, rule.concepts, None)
     loads = read(ctx, [rule.load_test])
@@ -458,7 +466,7 @@ def hiv(ctx: RuleContext, rule, order: DraftOrder):
     lines += [f"{treatment_line(t)}" for t in art[:_SHOWN]]
     lines += [unread_line(ctx, r) for r in recent.unread]
     newest = recent.decisive
-    if is_positive(ctx, newest):
+    if newest is not None and is_positive(ctx, newest):
         yield finding(
             ctx,
             rule,
@@ -506,10 +514,12 @@ def hiv(ctx: RuleContext, rule, order: DraftOrder):
         yield finding(ctx, rule, rule.load_unknown, order, lines, days=rule.load_within_days, covers=(load_display,))
 
 
-def _hiv_screen(ctx: RuleContext, rule, order: DraftOrder, loads: ResultReading):
+def _hiv_screen(
+    ctx: RuleContext, rule: HivRule, order: DraftOrder, loads: ResultReading
+) -> Iterator[Finding | Missing]:
     facts = ctx.facts
     screen = read(ctx, rule.screen_tests)
-    if is_positive(ctx, screen.decisive):
+    if screen.decisive is not None and is_positive(ctx, screen.decisive):
         lines = [result_line(ctx, screen.decisive)]
         if loads.decisive is not None:
             lines.append(
@@ -529,7 +539,8 @@ def _hiv_screen(ctx: RuleContext, rule, order: DraftOrder, loads: ResultReading)
 
 # -- the family -------------------------------------------------------------------------------------------------
 
-EVALUATORS = {
+# each evaluator takes the rules of its own table (the `rule` argument differs by table)
+EVALUATORS: dict[str, Callable[[RuleContext, Any, DraftOrder], Iterator[Finding | Missing]]] = {
     "latent_tb_rule": latent_tb,
     "hbv_core_rule": hbv_core,
     "hcv_antibody_rule": hcv_antibody,
@@ -537,7 +548,7 @@ EVALUATORS = {
 }
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding | Missing]:
     for order in ctx.systemic_orders():
         for table, evaluator in EVALUATORS.items():
             for rule in ctx.knowledge.rules.for_drug(table, order.drug):

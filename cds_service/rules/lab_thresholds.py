@@ -7,14 +7,18 @@ the value is converted to the analyte's canonical unit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import date
+
 from cds_service import i18n
 from cds_service.facts import LabValue, PatientFacts
 from cds_service.findings import Finding, Missing
+from cds_service.i18n import say
 from cds_service.knowledge import Knowledge
+from cds_service.knowledge.model import AnalyteEntry
 from cds_service.knowledge.schemas.lab_threshold import LabThreshold
 from cds_service.rules.common import missing_reason
 from cds_service.rules.context import RuleContext
-from cds_service.i18n import say
 from cds_service.rules.text import lab, sentence, unit
 
 num = i18n.number
@@ -31,22 +35,25 @@ def crosses(threshold: LabThreshold, value: LabValue, canonical_unit: str) -> tu
     return crossed, limit, compared_unit
 
 
-def relative_limit(threshold: LabThreshold, value: LabValue, analyte) -> tuple[float, str]:
+def relative_limit(threshold: LabThreshold, value: LabValue, analyte: AnalyteEntry) -> tuple[float, str]:
     """ULN-relative limit in the canonical unit, and where the ULN came from."""
+    times, default_uln = threshold.above_uln_times, threshold.default_uln
+    if times is None or default_uln is None:  # not reached: LabThreshold gives both or neither
+        raise ValueError(f"{threshold.id} is not relative to the upper limit of normal")
     if value.ref_high is not None:
         uln = value.ref_high
-        return threshold.above_uln_times * uln, say(
+        return times * uln, say(
             "ULN {uln} {unit} from the laboratory's reference range", uln=float(uln), unit=unit(analyte.canonical_unit)
         )
-    uln = threshold.default_uln[analyte.canonical_unit]
-    return threshold.above_uln_times * uln, say(
+    uln = default_uln[analyte.canonical_unit]
+    return times * uln, say(
         "ULN {uln} {unit} from the configured default (no reference range on the result)",
         uln=float(uln),
         unit=unit(analyte.canonical_unit),
     )
 
 
-def _baseline(facts: PatientFacts, analyte_name: str, start) -> LabValue | None:
+def _baseline(facts: PatientFacts, analyte_name: str, start: date) -> LabValue | None:
     """The pre-treatment baseline: the latest usable result on or before the start date."""
     for value in facts.labs.get(analyte_name, []):  # newest first
         if value.when <= start:
@@ -64,6 +71,9 @@ def _change(threshold: LabThreshold, value: LabValue, base: LabValue, canonical_
     An amount is compared in the unit both results were reported in when the knowledge lists it (2 g/dL, or 1.24
     mmol/L when both are in mmol/L; decision 4), otherwise in the canonical unit."""
     change = threshold.from_baseline
+    if change is None:  # not reached: only from_baseline thresholds are compared with a baseline
+        raise ValueError(f"{threshold.id} is not relative to a baseline")
+    by = change.by or {}  # LabThreshold: percent or by
     sign = 1 if change.direction == "rise" else -1
     if change.percent is not None:
         if base.value <= 0:
@@ -75,11 +85,11 @@ def _change(threshold: LabThreshold, value: LabValue, base: LabValue, canonical_
             else say("a fall of more than {percent} %", percent=float(change.percent))
         )
         return sign * percent > change.percent + _EPS, f"{i18n.fixed(percent, 0, sign=True)} %", limit
-    if value.reported_unit == base.reported_unit and value.reported_unit in change.by:
+    if value.reported_unit == base.reported_unit and value.reported_unit in by:
         compared, delta = value.reported_unit, value.reported_value - base.reported_value
     else:
         compared, delta = canonical_unit, value.value - base.value
-    amount = change.by[compared]
+    amount = by[compared]
     values = {"amount": float(abs(round(delta, 2))), "unit": unit(compared)}
     shown = (
         say("{amount} {unit} above the pre-treatment value", **values)
@@ -95,7 +105,9 @@ def _change(threshold: LabThreshold, value: LabValue, base: LabValue, canonical_
     return sign * delta > amount + _EPS, shown, limit
 
 
-def _latest_or_gap(facts: PatientFacts, k: Knowledge, threshold, order_id, drug_id):
+def _latest_or_gap(
+    facts: PatientFacts, k: Knowledge, threshold: LabThreshold, order_id: str | None, drug_id: str
+) -> tuple[LabValue | None, Missing | None]:
     """(the latest current result, None), (None, the Missing that says why there is none), or the result
     and a Missing that says a newer result could not be interpreted (the check used the older one)."""
     analyte = k.analytes[threshold.analyte]
@@ -132,7 +144,9 @@ def _latest_or_gap(facts: PatientFacts, k: Knowledge, threshold, order_id, drug_
     )
 
 
-def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, str, str | None]], start=None):
+def evaluate_phase(
+    ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, str, str | None]], start: date | None = None
+) -> Iterator[Finding | Missing]:
     """Evaluate thresholds of ``phase`` for each (drug id, drug name, order id).
 
     ``start`` (treatment start date) is needed by baseline-relative thresholds; without it they are skipped.
@@ -284,5 +298,5 @@ def evaluate_phase(ctx: RuleContext, phase: str, drugs_in_use: list[tuple[str, s
             )
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding | Missing]:
     yield from evaluate_phase(ctx, "start", [(o.drug, o.name, o.order_id) for o in ctx.systemic_orders()])

@@ -14,14 +14,18 @@ says when a test is needed), so it is not repeated as a gap.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 
+from cds_service.facts import MedicationFact
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.i18n import say
 from cds_service.knowledge.schemas.monitoring import MonitoringSchedule
+from cds_service.knowledge.schemas.screening import CodeRef, RecordPart
 from cds_service.rules import lab_thresholds
 from cds_service.rules.context import RuleContext
 from cds_service.rules.record_parts import (
+    PartState,
     codes_text,
     order_code,
     part_state,
@@ -29,8 +33,11 @@ from cds_service.rules.record_parts import (
 )
 from cds_service.rules.text import sentence
 
+# a schedule due or overdue: (schedule, why, notes, the tests it would order by code)
+_Due = tuple[MonitoringSchedule, str, list[str], dict[str, CodeRef]]
 
-def systemic_in_use(ctx: RuleContext):
+
+def systemic_in_use(ctx: RuleContext) -> list[MedicationFact]:
     return [m for m in ctx.facts.medications if m.systemic_jaki_in_use]
 
 
@@ -84,16 +91,19 @@ def schedule_verdict(
     return None, "", None
 
 
-def last_complete_set(ctx: RuleContext, schedule: MonitoringSchedule, start: date):
+def last_complete_set(
+    ctx: RuleContext, schedule: MonitoringSchedule, start: date
+) -> tuple[list[tuple[RecordPart, PartState]], date | None]:
     """([(part, PartState)], the date of the last complete set or None). Results on or after the start count as
     monitoring for a schedule with checkpoints (earlier ones are the baseline)."""
     since = start if schedule.checkpoints else None
     states = [(part, part_state(ctx, part, since=since)) for part in schedule.parts]
     dates = [s.newest for _, s in states]
-    return states, (None if any(d is None for d in dates) else min(dates))
+    known = [d for d in dates if d is not None]
+    return states, (None if len(known) < len(dates) else min(known))
 
 
-def applies(schedule: MonitoringSchedule, drugs) -> bool:
+def applies(schedule: MonitoringSchedule, drugs: Iterable[str]) -> bool:
     return any(d in schedule.drugs for d in drugs)
 
 
@@ -103,15 +113,18 @@ def treatment(ctx: RuleContext) -> tuple[dict[str, date], dict[str, str], date |
     starts: dict[str, date] = {}
     names: dict[str, str] = {}
     for med in systemic_in_use(ctx):
-        names.setdefault(med.drug.drug_id, med.drug.entry.display)
-        if med.start is not None and (med.drug.drug_id not in starts or med.start < starts[med.drug.drug_id]):
-            starts[med.drug.drug_id] = med.start
+        drug = med.drug
+        if drug is None:
+            continue  # not reached: systemic_jaki_in_use needs a recognised drug
+        names.setdefault(drug.drug_id, drug.entry.display)
+        if med.start is not None and (drug.drug_id not in starts or med.start < starts[drug.drug_id]):
+            starts[drug.drug_id] = med.start
     return starts, names, (min(starts.values()) if starts else None)
 
 
-def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str):
+def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str) -> Iterator[Finding | Missing]:
     k, facts = ctx.knowledge, ctx.facts
-    pending: dict[str, list] = {}
+    pending: dict[str, list[_Due]] = {}
     for schedule in k.rules.monitoring_schedule:
         if not applies(schedule, drugs):
             continue
@@ -157,8 +170,9 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
             continue
         # at a glance (issue 24): the tests still missing when some of the set is there, and results that could
         # not be interpreted; the values, codes and the whole schedule are one click away in the app
-        absent, unread = [], []
-        wanted = {}
+        absent: list[str] = []
+        unread: list[str] = []
+        wanted: dict[str, CodeRef] = {}
         for part, part_st in states:
             if part_st.newest is None:
                 absent.append(part.display)
@@ -181,7 +195,7 @@ def _schedules(ctx: RuleContext, drugs: list[str], start: date, patient_id: str)
         yield _schedule_card(ctx, state, items, start, patient_id)
 
 
-def _summary(items: list, state: str, weeks: int) -> str:
+def _summary(items: list[_Due], state: str, weeks: int) -> str:
     overdue = state == "overdue"
     if len(items) == 1:
         name = sentence(items[0][0].display)
@@ -205,11 +219,11 @@ def _summary(items: list, state: str, weeks: int) -> str:
     )
 
 
-def _schedule_card(ctx: RuleContext, state: str, items: list, start: date, patient_id: str) -> Finding:
+def _schedule_card(ctx: RuleContext, state: str, items: list[_Due], start: date, patient_id: str) -> Finding:
     """One card per state (due / overdue) for all schedules in that state: one visit, one card, one order set."""
     weeks = (ctx.facts.today - start).days // 7
     names = ", ".join(schedule.display for schedule, *_ in items)
-    wanted: dict = {}
+    wanted: dict[str, CodeRef] = {}
     sections = []
     for schedule, why, notes, codes in items:
         for code in codes.values():
@@ -250,7 +264,7 @@ def _schedule_card(ctx: RuleContext, state: str, items: list, start: date, patie
     )
 
 
-def _reviews(ctx: RuleContext, drugs: dict[str, date], names: dict[str, str]):
+def _reviews(ctx: RuleContext, drugs: dict[str, date], names: dict[str, str]) -> Iterator[Finding]:
     facts = ctx.facts
     active_indications = {c.indication for c in facts.conditions if c.active and c.indication}
     for review in ctx.knowledge.rules.response_review:
@@ -277,7 +291,9 @@ def _reviews(ctx: RuleContext, drugs: dict[str, date], names: dict[str, str]):
         )
 
 
-def _thresholds(ctx: RuleContext, in_use: list[tuple[str, str, None]], start: date | None):
+def _thresholds(
+    ctx: RuleContext, in_use: list[tuple[str, str, str | None]], start: date | None
+) -> Iterator[Finding | Missing]:
     k, facts = ctx.knowledge, ctx.facts
     by_id = {t.id: t for t in k.rules.lab_threshold}
     for item in lab_thresholds.evaluate_phase(ctx, "on_treatment", in_use, start=start):
@@ -290,11 +306,11 @@ def _thresholds(ctx: RuleContext, in_use: list[tuple[str, str, None]], start: da
         yield item
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding | Missing]:
     starts, names, start = treatment(ctx)
     if not names:
         return
-    in_use = [(drug_id, name, None) for drug_id, name in names.items()]
+    in_use: list[tuple[str, str, str | None]] = [(drug_id, name, None) for drug_id, name in names.items()]
     if start is None:
         sources = tuple(dict.fromkeys(s for sch in ctx.knowledge.rules.monitoring_schedule for s in sch.sources))
         yield Missing(

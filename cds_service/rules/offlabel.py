@@ -8,6 +8,8 @@ condition is an off-label indication with an evidence entry (``conditions_need_e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from cds_service.findings import Finding
 from cds_service.i18n import say
 from cds_service.rules.context import DraftOrder, RuleContext
@@ -29,12 +31,15 @@ def offlabel_indications(ctx: RuleContext, order: DraftOrder, need_evidence: boo
     if any(c.indication in approved for c in active):
         return [], ""
     evidence = {e.indication for e in ctx.knowledge.rules.offlabel_evidence if e.drug == order.drug}
-    found = [c.indication for c in active if not need_evidence or c.indication in evidence]
+    found = [c.indication for c in active if c.indication and (not need_evidence or c.indication in evidence)]
     return list(dict.fromkeys(found)), "condition on record"
 
 
-def _evidence_lines(ctx: RuleContext, order: DraftOrder, indications: list[str], no_evidence: str) -> tuple[str, list]:
-    lines, sources = [], []
+def _evidence_lines(
+    ctx: RuleContext, order: DraftOrder, indications: list[str], no_evidence: str
+) -> tuple[str, list[str]]:
+    lines: list[str] = []
+    sources: list[str] = []
     for indication in indications:
         name = _indication_name(ctx, indication).capitalize()
         entries = [
@@ -56,7 +61,7 @@ def _evidence_lines(ctx: RuleContext, order: DraftOrder, indications: list[str],
     return "\n".join(lines), sources
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding]:
     k = ctx.knowledge
     for rule in k.rules.offlabel:
         for order in ctx.systemic_orders():

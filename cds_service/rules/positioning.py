@@ -7,6 +7,8 @@ the note says so instead of claiming there was no prior therapy.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from cds_service.findings import Finding
 from cds_service.i18n import say
 from cds_service.orders import how_text
@@ -34,6 +36,8 @@ def _in_age_band(ctx: RuleContext, low: float | None, high: float | None) -> boo
     if facts.age is None:
         return None
     young, old = facts.age, facts.age_max  # partial birth dates give a range
+    if old is None:
+        return None  # not reached: age_max is known whenever age is
     checks = []
     if low is not None:
         if (young >= low) != (old >= low):
@@ -50,11 +54,11 @@ def _already_on(ctx: RuleContext, drug_id: str) -> bool:
     return any(m.active and m.drug is not None and m.drug.drug_id == drug_id for m in ctx.facts.medications)
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding]:
     k = ctx.knowledge
     for rule in k.rules.positioning:
         for order in ctx.systemic_orders():
-            if order.drug not in rule.drugs or order.indication not in rule.indications:
+            if order.drug not in rule.drugs or order.indication is None or order.indication not in rule.indications:
                 continue
             if not _in_age_band(ctx, rule.age_at_least, rule.age_below):
                 continue  # outside the band, or age unknown (said by the age/dose rules)

@@ -8,14 +8,17 @@ offered as an edit of the draft when the order asks for more. A patient without 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.i18n import say
-from cds_service.rules.context import DraftOrder, RuleContext
+from cds_service.knowledge.schemas.prac import PracCard, PracLowerDose
 from cds_service.rules.common import corrected_order, prac_risk_factors
+from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.text import mg
 
 
-def _lower_dose(ctx: RuleContext, order: DraftOrder):
+def _lower_dose(ctx: RuleContext, order: DraftOrder) -> tuple[PracLowerDose | None, str | None]:
     phase = order.phase
     for entry in ctx.knowledge.rules.prac_lower_dose:
         if entry.drug != order.drug:
@@ -32,7 +35,7 @@ def _phase(phase: str) -> str:
     return say("this is induction treatment") if phase == "induction" else say("this is maintenance treatment")
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding | Missing]:
     k = ctx.knowledge
     for card in k.rules.prac.values():
         for order in ctx.systemic_orders():
@@ -41,7 +44,7 @@ def evaluate(ctx: RuleContext):
             yield from _evaluate_order(ctx, card, order)
 
 
-def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
+def _evaluate_order(ctx: RuleContext, card: PracCard, order: DraftOrder) -> Iterator[Finding | Missing]:
     k, facts = ctx.knowledge, ctx.facts
     found, not_recorded = prac_risk_factors(ctx)
     unavailable = []
@@ -50,9 +53,9 @@ def _evaluate_order(ctx: RuleContext, card, order: DraftOrder):
     if why := facts.why_medications_unavailable():
         unavailable.append(say("current medications could not be obtained: {why}", why=why))
     surgery_codes = [c for f in k.rules.prac_factor for c in f.procedure_snomed]
-    if surgery_codes and (why := facts.why_unavailable("Procedure", surgery_codes)):
-        if not found["prac"] and not found["vte"]:
-            unavailable.append(say("procedures (recent major surgery) could not be obtained: {why}", why=why))
+    no_factor = not found["prac"] and not found["vte"]
+    if surgery_codes and (why := facts.why_unavailable("Procedure", surgery_codes)) and no_factor:
+        unavailable.append(say("procedures (recent major surgery) could not be obtained: {why}", why=why))
     if not found["prac"] and not found["vte"]:
         for why in unavailable:
             yield Missing(

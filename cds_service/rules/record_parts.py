@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from cds_service import i18n
+from cds_service.facts import CodedRecord, LabValue
 from cds_service.i18n import say
 from cds_service.knowledge.schemas.screening import SYSTEM_URI, CodeRef, RecordPart
 from cds_service.rules.common import missing_reason
@@ -26,16 +28,17 @@ class PartState:
     newest: date | None  # date of the newest usable result/record
     unobtainable: str | None  # why the data could not be obtained (only when nothing usable was found)
     label: str | None = None  # the newest one: the analyte's name (a lab result) ...
-    item: object = None  # ... and the LabValue, or the coded record
+    item: LabValue | CodedRecord | None = None  # ... and the LabValue, or the coded record
 
     @property
     def shown(self) -> str | None:
         """How the newest one reads on a card (worked out only for a line that is shown)."""
-        if self.item is None:
+        item = self.item
+        if item is None:
             return None
-        if self.label is not None:
-            return f"{self.label} {lab(self.item)}"
-        return say("{record} on {when}", record=self.item.display, when=self.item.when)
+        if isinstance(item, LabValue):  # a lab result comes with its analyte's name (label)
+            return f"{self.label} {lab(item)}"
+        return say("{record} on {when}", record=item.display, when=item.when)
 
 
 def codes_text(ctx: RuleContext, part: RecordPart) -> str:
@@ -48,12 +51,15 @@ def codes_text(ctx: RuleContext, part: RecordPart) -> str:
     return "; ".join(f"{_SYSTEM_LABEL[s]} {', '.join(c)}" for s, c in by_system.items())
 
 
-def newest_of(ctx: RuleContext, part: RecordPart, since: date | None = None) -> tuple[object, str | None]:
+def newest_of(
+    ctx: RuleContext, part: RecordPart, since: date | None = None
+) -> tuple[LabValue | CodedRecord | None, str | None]:
     """(newest usable LabValue or coded record for one part, the analyte's name if a lab), optionally only
     those on or after ``since``; (None, None) if there is none."""
     facts = ctx.facts
-    best, label = None, None
     if part.analytes:
+        best: LabValue | None = None
+        label: str | None = None
         for name in part.analytes:
             value = facts.latest(name)
             if value is None or (since is not None and value.when < since):
@@ -61,14 +67,15 @@ def newest_of(ctx: RuleContext, part: RecordPart, since: date | None = None) -> 
             if best is None or value.when > best.when:
                 best, label = value, name
         return best, ctx.knowledge.analytes[label].display if label else None
+    newest: tuple[date, CodedRecord] | None = None
     for ref in part.codes:
         for record in facts.records.get(f"{ref.system}|{ref.code}", []):
             if record.when is None or (since is not None and record.when < since):
                 continue
-            if best is None or record.when > best.when:
-                best = record
+            if newest is None or record.when > newest[0]:
+                newest = record.when, record
             break
-    return best, None
+    return (newest[1] if newest is not None else None), None
 
 
 def part_state(ctx: RuleContext, part: RecordPart, since: date | None = None) -> PartState:
@@ -118,7 +125,7 @@ def order_code(ctx: RuleContext, part: RecordPart) -> CodeRef | None:
     return None
 
 
-def service_request(code: CodeRef, patient_id: str, note: str) -> dict:
+def service_request(code: CodeRef, patient_id: str, note: str) -> dict[str, Any]:
     return {
         "resourceType": "ServiceRequest",
         "status": "draft",
@@ -178,7 +185,7 @@ def result_part(ctx: RuleContext, part: RecordPart, max_days: int) -> tuple[str 
         if r.when is not None and r.when >= since and not (r.resource_type == "Observation" and ref.code in test_codes)
     ]
     if unread_records:
-        record = max(unread_records, key=lambda r: r.when)
+        record = max(unread_records, key=lambda r: r.when or date.min)  # all dated (filtered above)
         return say(
             "{record} on {when} ({kind}) has no readable result: a test without its reading is not a negative screen",
             record=record.display,

@@ -21,9 +21,12 @@ Procedure is not a negative screen). A result that cannot be read is a gap.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from cds_service.facts import PatientFacts
 from cds_service.findings import Finding, Missing, ProposedAction, ProposedSuggestion
 from cds_service.i18n import say
-from cds_service.knowledge.schemas.screening import CodeRef
+from cds_service.knowledge.schemas.screening import CodeRef, ScreeningItem
 from cds_service.rules.context import RuleContext
 from cds_service.rules.record_parts import (
     codes_text,
@@ -37,7 +40,7 @@ from cds_service.rules.record_parts import (
 )
 
 
-def _applies(item, facts) -> tuple[bool, str]:
+def _applies(item: ScreeningItem, facts: PatientFacts) -> tuple[bool, str]:
     """(applies?, note when the patient data cannot decide)."""
     notes = []
     if item.sex is not None:
@@ -63,7 +66,7 @@ def is_first_systemic_order(ctx: RuleContext) -> bool:
     )
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding | Missing]:
     k, facts = ctx.knowledge, ctx.facts
     orders = ctx.systemic_orders()
     if not orders or not is_first_systemic_order(ctx):
@@ -94,7 +97,11 @@ def evaluate(ctx: RuleContext):
                                 wanted.setdefault(code.code, code)
                         continue
                     newest, _ = newest_of(ctx, part)
-                    if newest is not None and (facts.today - newest.when).days <= item.max_age_days:
+                    if (
+                        newest is not None
+                        and newest.when is not None
+                        and (facts.today - newest.when).days <= item.max_age_days
+                    ):
                         continue  # up to date: nothing to say
                     state = part_state(ctx, part)
                     check, why = part_gap(ctx, part, state, item.max_age_days)

@@ -19,13 +19,13 @@ def mg(dose_mg: float, per_day: float) -> str:
     return say("{dose} mg {times} times daily", dose=number(dose_mg), times=number(per_day))
 
 
-def phase_name(phase: str) -> str:
-    """An order's phase ("induction" / "maintenance", a code) as the card says it."""
+def phase_name(phase: str | None) -> str:
+    """An order's phase ("induction" / "maintenance", a code) as the card says it ("" for none)."""
     if phase == "induction":
         return say("induction")
     if phase == "maintenance":
         return say("maintenance")
-    return phase
+    return phase or ""
 
 
 def sentence(text: str) -> str:

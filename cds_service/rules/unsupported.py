@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from cds_service.findings import Finding
 from cds_service.rules.context import RuleContext
 from cds_service.rules.text import sentence
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding]:
     k = ctx.knowledge
     for notice in k.rules.unsupported_notice:
         for order in ctx.orders:

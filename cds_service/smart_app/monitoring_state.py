@@ -112,7 +112,7 @@ def _lines(
         elif threshold.above_uln_times is not None:
             if not series:
                 continue
-            limit, origin = lab_thresholds.relative_limit(threshold, series[0], analyte)
+            limit, _origin = lab_thresholds.relative_limit(threshold, series[0], analyte)
             value = to_unit(analyte, limit, shown_unit)
             label = say("{times} × ULN", times=float(threshold.above_uln_times))
             kind = "uln"
@@ -177,7 +177,8 @@ def _visits(ctx: RuleContext, schedule, start: date, state: str | None, week: in
 
     def complete_in(opens: date, closes: date) -> date | None:
         firsts = [next((d for d in dates if opens <= d < closes), None) for dates in dated]
-        return None if any(d is None for d in firsts) else max(firsts)
+        found = [d for d in firsts if d is not None]
+        return None if len(found) < len(firsts) else max(found)
 
     visits: list[dict] = []
     checkpoints = schedule.checkpoints
@@ -287,7 +288,7 @@ def state(engine, patient_id: str, prefetch: dict) -> dict:
         if start is not None:
             _, done = monitoring.last_complete_set(ctx, schedule, start)
             verdict, why, week = monitoring.schedule_verdict(schedule, start, facts.today, done)
-        analytes = []
+        analytes: list[str] = []
         for part in schedule.parts:  # "ALT (or AST)": the alternatives on record, else the first
             present = [a for a in part.analytes if facts.labs.get(a)]
             analytes += present or part.analytes[:1]
@@ -318,7 +319,7 @@ def state(engine, patient_id: str, prefetch: dict) -> dict:
             ],
         }
         if shown is None:
-            why = facts.why_unavailable("Observation", analyte.loinc)
+            gap = facts.why_unavailable("Observation", analyte.loinc)
             name = sentence(analyte.display)
             if facts.unreadable(analyte_id):
                 said = say(
@@ -326,8 +327,8 @@ def state(engine, patient_id: str, prefetch: dict) -> dict:
                     analyte=name,
                     why=facts.unreadable(analyte_id)[0].why,
                 )
-            elif why:
-                said = say("{analyte}: could not be obtained: {why}.", analyte=name, why=why)
+            elif gap:
+                said = say("{analyte}: could not be obtained: {why}.", analyte=name, why=gap)
             else:
                 said = say("{analyte}: none on record.", analyte=name)
             panel.update(series=[], lines=[], message=said)

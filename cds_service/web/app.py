@@ -6,12 +6,13 @@ import logging
 from dataclasses import dataclass
 
 from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
 
 from cds_service.cards import CardParts
 from cds_service.config import Settings
-from cds_service.record.services import Service, load_services
 from cds_service.fhir.client import FhirClient
 from cds_service.knowledge import Knowledge, load_knowledge
+from cds_service.record.services import Service, load_services
 from cds_service.smart_app.link import ticket_key
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,13 @@ def create_app(
     loopback: bool | None = None,
     jwks_session=None,
 ) -> Flask:
-    from cds_service.web import api, auth, feedback, health, localise, logging_json, metrics, openapi, smart_app
     from cds_service.store import Store
+    from cds_service.web import api, auth, feedback, health, localise, logging_json, metrics, openapi, smart_app
 
     settings = settings or (engine.settings if engine else Settings.from_env())
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
+    assert isinstance(app.json, DefaultJSONProvider)  # Flask's own provider: the one with sort_keys
     app.json.sort_keys = False
     app.extensions["jak_store"] = store = Store.from_settings(settings)  # lazy: connects on first use
     # first: a call refused by authentication has its request id and log line, and is counted and timed

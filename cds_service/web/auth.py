@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
@@ -44,8 +44,8 @@ from pydantic import (
 )
 
 from cds_service.fhir.outbound import OutboundSession
-from cds_service.web.responses import unavailable_response
 from cds_service.store import StoreUnavailable
+from cds_service.web.responses import unavailable_response
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class TrustedClient(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _has_keys(self) -> "TrustedClient":
+    def _has_keys(self) -> TrustedClient:
         if self.jku is None and self.jwks is None:
             raise ValueError(f"client {self.iss!r} needs 'jku' (its JWKS URL) or 'jwks' (inline keys)")
         return self
@@ -113,7 +113,7 @@ class TrustedClients(BaseModel):
     clients: list[TrustedClient]
 
     @model_validator(mode="after")
-    def _unique(self) -> "TrustedClients":
+    def _unique(self) -> TrustedClients:
         seen = set()
         for client in self.clients:
             if client.iss in seen:
@@ -197,7 +197,7 @@ class JwksCache:
 
     def keys(self, url: str, want_kid: str) -> list[dict]:
         keys, good = self._cached(url, want_kid)
-        if good:
+        if good and keys is not None:
             return keys
         with self._lock:
             url_lock = self._fetching.setdefault(url, threading.Lock())
@@ -206,7 +206,7 @@ class JwksCache:
             return keys or []
         try:
             keys, good = self._cached(url, want_kid)  # someone else may have just fetched it
-            if good:
+            if good and keys is not None:
                 return keys
             now = self.clock()
             last = self._last_attempt.get(url)
@@ -259,8 +259,8 @@ class Authenticator:
             return self.public_base_url + request.path
         return request.base_url
 
-    def _key_for(self, client: TrustedClient, header: dict) -> jwt.PyJWK:
-        alg, kid, jku = header.get("alg"), header.get("kid"), header.get("jku")
+    def _key_for(self, client: TrustedClient, header: dict, alg: str) -> jwt.PyJWK:
+        kid, jku = header.get("kid"), header.get("jku")
         if not isinstance(kid, str) or not kid:
             raise AuthError("the JWT header has no kid")
         if jku is not None:
@@ -270,6 +270,7 @@ class Authenticator:
         elif client.jwks is not None:
             keys = client.jwks.keys
         else:
+            assert client.jku is not None  # TrustedClient._has_keys: a client has jku or jwks
             keys = self.jwks.keys(client.jku, kid)
         matches = [k for k in keys if k.get("kid") == kid]
         if not matches:
@@ -314,13 +315,13 @@ class Authenticator:
             raise AuthError("the token is too long")
         header, unverified = _unverified(token)
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGS:
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGS:
             raise AuthError(f"algorithm {alg!r} is not accepted")
         iss = unverified.get("iss")
         client = self.clients.get(iss) if isinstance(iss, str) else None
         if client is None:
             raise AuthError("the issuer is not a trusted client")
-        key = self._key_for(client, header)
+        key = self._key_for(client, header, alg)
         try:
             claims = jwt.decode(
                 token,
@@ -342,7 +343,7 @@ class Authenticator:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 300:
             raise AuthError("jti missing or invalid")
-        exp = datetime.fromtimestamp(float(claims["exp"]) + CLOCK_SKEW, tz=timezone.utc)
+        exp = datetime.fromtimestamp(float(claims["exp"]) + CLOCK_SKEW, tz=UTC)
         if not self.store.remember_jti(client.iss, jti, exp):
             raise AuthError("jti was already used (replay)")
         return claims

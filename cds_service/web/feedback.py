@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid as uuidlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from flask import Blueprint, Response, current_app
@@ -23,9 +23,9 @@ from pydantic import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds_service.web.api import read_json_body
 from cds_service.errors import CdsError
 from cds_service.store import RETRY_AFTER_S, FeedbackRow, StoreUnavailable
+from cds_service.web.api import read_json_body
 
 log = logging.getLogger(__name__)
 bp = Blueprint("feedback", __name__)
@@ -76,7 +76,7 @@ class FeedbackItem(BaseModel):
         return _uuid(value)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "FeedbackItem":
+    def _consistent(self) -> FeedbackItem:
         if self.outcome == "accepted" and self.overrideReason is not None:
             raise ValueError("overrideReason is only allowed when the outcome is 'overridden'")
         if self.outcome == "overridden" and self.acceptedSuggestions:
@@ -110,12 +110,12 @@ def to_rows(request: FeedbackRequest) -> list[FeedbackRow]:
         reason = item.overrideReason.reason if item.overrideReason else None
         stamp = item.outcomeTimestamp
         if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=timezone.utc)
+            stamp = stamp.replace(tzinfo=UTC)
         rows.append(
             FeedbackRow(
                 card_uuid=item.card,
                 outcome=item.outcome,
-                outcome_timestamp=stamp.astimezone(timezone.utc),
+                outcome_timestamp=stamp.astimezone(UTC),
                 accepted_suggestions=[s.id for s in item.acceptedSuggestions or []] or None,
                 override_system=reason.system if reason else None,
                 override_code=reason.code if reason else None,

@@ -87,8 +87,9 @@ class DatabaseCheck:
                 version = store.migrate()
                 return _Check(time.monotonic(), True, f"reachable, migrated (schema version {version})")
             health = store.health
-            if health.down and not health.should_try():
-                return _Check(time.monotonic(), False, f"unreachable for {time.monotonic() - health.down_since:.0f} s")
+            down_since = health.down_since
+            if down_since is not None and not health.should_try():
+                return _Check(time.monotonic(), False, f"unreachable for {time.monotonic() - down_since:.0f} s")
             with store.fast_engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             health.ok()

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, request, send_from_directory
+from werkzeug.sansio.response import Response as BaseResponse
 
 from cds_service import i18n
 from cds_service.errors import CdsError
@@ -130,7 +131,7 @@ def app_queries():
     return {"queries": monitoring_state.queries(current_app.extensions["jak_engine"])}
 
 
-def _in_language(body: dict, language: str) -> Response:
+def _in_language(body: dict, language: str) -> BaseResponse:
     response = current_app.json.response(body)
     response.headers["Content-Language"] = language
     return response
@@ -162,7 +163,7 @@ def app_monitoring():
     body = read_json_body()
     patient_id = body.get("patientId") if isinstance(body, dict) else None
     _require_ticket(patient_id if isinstance(patient_id, str) else None)
-    if not isinstance(patient_id, str) or not patient_id.strip():
+    if not isinstance(body, dict) or not isinstance(patient_id, str) or not patient_id.strip():
         raise CdsError(400, "patientId is required and must be a non-empty string", expression=["patientId"])
     prefetch = body.get("prefetch")
     if not isinstance(prefetch, dict) or not all(isinstance(k, str) for k in prefetch):
@@ -229,7 +230,7 @@ def openapi_paths() -> dict:
         "security": [],
     }
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    ticket = [{"appTicket": []}]
+    ticket: list[dict[str, list[str]]] = [{"appTicket": []}]
     return {
         "/app/": {"get": {**page, "operationId": "appRoot", "summary": "The monitoring app (redirect)"}},
         "/app/launch": {"get": {**page, "operationId": "appLaunch", "summary": "SMART launch URL of the app"}},

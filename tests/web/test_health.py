@@ -156,3 +156,13 @@ def test_serve_starts_with_its_database_unreachable_and_says_so_on_readyz(tmp_pa
         stop(server)
         log.close()
     assert b"database unreachable at start" in (tmp_path / "server.log").read_bytes()
+
+
+def test_readyz_within_a_probe_interval_of_an_outage_says_since_when_not_500(tmp_path, knowledge):
+    app = create_app(settings_for(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite3'}"), knowledge=knowledge)
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    app.extensions["jak_store"].health.failed(RuntimeError("connection refused"), 0.0)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.get_json()
+    assert ready.get_json()["checks"]["database"]["detail"].startswith("unreachable for ")

@@ -276,6 +276,23 @@ def test_dose_of_the_wrong_type_never_500(client, value):
     not_interpreted(cards(client.post(SIGN, json=make_request(record(extra=[RA, order])))))
 
 
+@pytest.mark.parametrize("course", ["continuous", 42, ["acute"]])
+def test_a_course_of_therapy_that_is_not_a_codeable_concept_gives_the_same_cards_not_a_500(client, course):
+    """Upadacitinib 30 mg once daily for RA (above the 15 mg RA dose) whose courseOfTherapyType is a bare string:
+    the prescriber sees the cards of the same order without it, and one saying the order is not valid FHIR R4
+    (naming the field), not a 500."""
+    order = draft_order("upadacitinib", 30, 1)
+    plain = cards(client.post(SIGN, json=make_request(record(extra=[RA, order]))))
+    assert any("15 mg" in c["summary"] for c in plain), [c["summary"] for c in plain]
+    odd = copy.deepcopy(order)
+    odd["courseOfTherapyType"] = course
+    got = cards(client.post(SIGN, json=make_request(record(extra=[RA, odd]))))
+    said = [(c["indicator"], c["summary"]) for c in got]
+    invalid = [s for s in said if "not valid FHIR R4 (courseOfTherapyType" in s[1]]
+    assert len(invalid) == 1, said
+    assert [s for s in said if s not in invalid] == [(c["indicator"], c["summary"]) for c in plain]
+
+
 def test_absurdly_large_dose_is_not_read_as_a_normal_one(client):
     found = cards(client.post(SIGN, json=make_request(record(extra=[RA, order_with_dose(1e300)]))))
     assert found, "a 1e300 mg dose must not pass silently"

@@ -22,7 +22,7 @@ that bearer and stay open without one. Never expose it beyond loopback: it has n
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -59,11 +59,11 @@ def _oauth_error(error: OAuthError) -> Response:
 
 
 def capability_statement(resources: list[dict]) -> dict:
-    kinds = sorted({r.get("resourceType") for r in resources if isinstance(r.get("resourceType"), str)})
+    kinds = sorted({kind for r in resources if isinstance(kind := r.get("resourceType"), str)})
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": datetime.now(timezone.utc).date().isoformat(),
+        "date": datetime.now(UTC).date().isoformat(),
         "kind": "instance",
         "software": {"name": "jak-cds fixture FHIR server (development only)"},
         "fhirVersion": "4.0.1",

@@ -95,6 +95,13 @@ class DoseRule(Strict):
     evidence: str | None = None  # caveat on the quality of the source, shown on the card
     sources: list[str] = Field(min_length=1)
 
+    @property
+    def limit(self) -> tuple[float, int] | None:
+        """(max_mg, per_day) of a rule that gives a limit (both or neither, checked below)."""
+        if self.max_mg is None or self.per_day is None:
+            return None
+        return self.max_mg, self.per_day
+
     @model_validator(mode="after")
     def _consistent(self) -> DoseRule:
         if (self.max_mg is None) != (self.per_day is None):
@@ -178,7 +185,7 @@ class DoseHalving(Strict):
             seen.add(key)
         return self
 
-    def step_from(self, dose_mg: float, per_day: int) -> DoseStep | None:
+    def step_from(self, dose_mg: float, per_day: float) -> DoseStep | None:
         return next((s for s in self.steps if abs(s.from_mg - dose_mg) < 1e-9 and s.from_per_day == per_day), None)
 
 

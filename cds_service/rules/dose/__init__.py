@@ -17,12 +17,15 @@ phase into the order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from cds_service.findings import Finding, Missing
 from cds_service.rules.context import RuleContext
 from cds_service.rules.dose.order import evaluate_order
 
 __all__ = ["evaluate", "evaluate_order"]
 
 
-def evaluate(ctx: RuleContext):
+def evaluate(ctx: RuleContext) -> Iterator[Finding | Missing]:
     for order in ctx.systemic_orders():
         yield from evaluate_order(ctx, order, ctx.knowledge.rules.for_drug("dose", order.drug))

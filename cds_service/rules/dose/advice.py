@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from cds_service.findings import Finding, ProposedAction, ProposedSuggestion
+from cds_service.i18n import number, say
+from cds_service.orders import how_text
 from cds_service.rules.common import corrected_order
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.dose.halving import Halving, halving_text
 from cds_service.rules.dose.situation import EPS, Applied, Dose, daily
-from cds_service.i18n import number, say
-from cds_service.orders import how_text
 from cds_service.rules.text import mg, phase_name, sentence
 
 
@@ -78,7 +78,12 @@ def _sources(listed: list[Applied], halving: Halving | None = None) -> list[str]
 
 
 def stop_finding(
-    ctx, order: DraftOrder, stops: list[Applied], caps: list[Applied], notes: list[Applied], halving: Halving | None
+    ctx: RuleContext,
+    order: DraftOrder,
+    stops: list[Applied],
+    caps: list[Applied],
+    notes: list[Applied],
+    halving: Halving | None,
 ) -> Finding:
     reasons = "; ".join(dict.fromkeys(a.rule.reason for a in stops))
     listed = stops + caps + notes
@@ -115,7 +120,7 @@ def _keeps_modified_release(order: DraftOrder, applied: Applied) -> bool:
     """A prolonged-release order stays prolonged-release if the limit is for that form or the same tablet."""
     if not order.match.modified_release:
         return False
-    return applied.rule.when.formulation == "modified_release" or applied.dose[0] == order.dose.dose_mg
+    return applied.rule.when.formulation == "modified_release" or applied.limit[0] == order.dose.dose_mg
 
 
 def _change(order: DraftOrder, applied: Applied, dose: Dose, phase: str | None, label: str) -> ProposedSuggestion:
@@ -139,8 +144,8 @@ def _suggestions(order: DraftOrder, binding: Applied, halving: Halving | None) -
     edit per phase, each writing its phase into the order (so either passes on sign). The first is the phase
     whose usual (un-halved) dose was ordered, else the lower dose."""
     split = halving is not None and len(halving.results) == 2 and binding.rule.outcome == "halve"
-    if not split:
-        return [_change(order, binding, binding.dose, order.phase, "")]
+    if not split or halving is None:
+        return [_change(order, binding, binding.limit, order.phase, "")]
     ordered = (order.dose.dose_mg, order.dose.per_day)
     results = sorted(halving.results, key=lambda h: h.base != ordered)  # stable: lower first otherwise
     out = []
@@ -152,7 +157,7 @@ def _suggestions(order: DraftOrder, binding: Applied, halving: Halving | None) -
                 _change(
                     order,
                     binding,
-                    ordered,
+                    (order.dose.dose_mg, order.dose.per_day),
                     h.phase,
                     say("Keep {dose}, recorded as {phase}", dose=order.dose.describe(), phase=phase_name(h.phase)),
                 )
@@ -171,7 +176,7 @@ def _suggestions(order: DraftOrder, binding: Applied, halving: Halving | None) -
 
 
 def reduce_finding(
-    ctx,
+    ctx: RuleContext,
     order: DraftOrder,
     binding: Applied,
     caps: list[Applied],
@@ -179,10 +184,12 @@ def reduce_finding(
     phase: str | None,
     halving: Halving | None,
 ) -> Finding:
-    target = mg(*binding.dose)
-    binding_reasons = "; ".join(dict.fromkeys(a.rule.reason for a in caps if abs(a.cap - binding.cap) < EPS))
-    listed = sorted(caps, key=lambda a: a.cap) + notes
-    only_too_often = order.dose.daily_mg is not None and order.dose.daily_mg <= binding.cap + EPS
+    target = mg(*binding.limit)
+    binding_reasons = "; ".join(
+        dict.fromkeys(a.rule.reason for a in caps if abs(a.limit_daily - binding.limit_daily) < EPS)
+    )
+    listed = sorted(caps, key=lambda a: a.limit_daily) + notes
+    only_too_often = order.dose.daily_mg is not None and order.dose.daily_mg <= binding.limit_daily + EPS
     frequency_note = (
         "\n\n"
         + say(
@@ -195,7 +202,7 @@ def reduce_finding(
         else ""
     )
     suggestions = _suggestions(order, binding, halving)
-    if len(suggestions) > 1:
+    if len(suggestions) > 1 and halving is not None:  # more than one: a halving per phase (_suggestions)
         low, high = halving.results
         values = dict(
             drug=order.name,
@@ -246,7 +253,7 @@ def reduce_finding(
     )
 
 
-def info_finding(ctx, order: DraftOrder, notes: list[Applied]) -> Finding:
+def info_finding(ctx: RuleContext, order: DraftOrder, notes: list[Applied]) -> Finding:
     reasons = "; ".join(dict.fromkeys(a.rule.reason for a in notes))
     return Finding(
         rule_id=notes[0].rule.id,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from cds_service.i18n import say
 from cds_service.knowledge.schemas.dose import DoseHalving, DoseRule
 from cds_service.rules.common import prac_risk_factors
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.dose.situation import EPS, Applied, Dose, daily, evaluate_when
-from cds_service.i18n import say
 from cds_service.rules.text import mg, phase_name
 
 
@@ -51,7 +51,8 @@ class Halving:
 
 
 def _halving_table(ctx: RuleContext, drug: str) -> DoseHalving:
-    return next(h for h in ctx.knowledge.rules.dose_halving if h.drug == drug)  # checked at load
+    table: DoseHalving = next(h for h in ctx.knowledge.rules.dose_halving if h.drug == drug)  # checked at load
+    return table
 
 
 def _phase_matters(rules: list[DoseRule], table: DoseHalving) -> bool:
@@ -70,8 +71,9 @@ def _otherwise(
         if rule.indications and order.indication is not None and order.indication not in rule.indications:
             continue
         check = evaluate_when(rule, ctx, order, phase)
-        if check.holds and not check.missing and not check.phase_unknown:
-            candidates.append(((rule.max_mg, rule.per_day), rule.reason, "", ()))
+        limit = rule.limit  # a cap has one (DoseRule)
+        if limit is not None and check.holds and not check.missing and not check.phase_unknown:
+            candidates.append((limit, rule.reason, "", ()))
     for other in table.otherwise:
         if other.indications and order.indication is not None and order.indication not in other.indications:
             continue
@@ -103,7 +105,7 @@ def _step_down(
     for _ in range(times):
         step = table.step_from(*current)
         if step is not None:
-            lower = (step.to_mg, step.to_per_day)
+            lower: Dose = (step.to_mg, step.to_per_day)
         else:  # not in the table: halve the daily dose (twice daily -> once daily, else half the dose)
             fallback = True
             lower = (current[0], current[1] // 2) if current[1] % 2 == 0 else (current[0] / 2, current[1])
@@ -117,7 +119,7 @@ def _step_down(
 
 def halve(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule], halvings: list[Applied]) -> Halving | None:
     table = _halving_table(ctx, order.drug)
-    groups = tuple(dict.fromkeys(a.rule.halving_group for a in halvings))
+    groups = tuple(dict.fromkeys(g for a in halvings if (g := a.rule.halving_group) is not None))  # set on a halving
     phases = (
         [order.phase] if order.phase is not None or not _phase_matters(rules, table) else ["maintenance", "induction"]
     )

@@ -5,13 +5,15 @@ applicable cap wins; ONE card per order (concern ``dose:<order id>``).
 
 from __future__ import annotations
 
-from cds_service.findings import Missing
+from collections.abc import Iterator
+
+from cds_service.findings import Finding, Missing
+from cds_service.i18n import say
 from cds_service.knowledge.schemas.dose import DoseRule
 from cds_service.rules.context import DraftOrder, RuleContext
 from cds_service.rules.dose.advice import indication_text, info_finding, reduce_finding, stop_finding
 from cds_service.rules.dose.halving import halve
 from cds_service.rules.dose.situation import EPS, Applied, evaluate_when
-from cds_service.i18n import say
 from cds_service.rules.text import mg, phase_name
 
 
@@ -29,11 +31,11 @@ def _exceeds(order: DraftOrder, applied: Applied) -> bool:
     dose = order.dose
     if dose.daily_mg is None:
         return False
-    too_often = dose.per_day is not None and dose.per_day > applied.dose[1] + EPS
-    return dose.daily_mg > applied.cap + EPS or too_often
+    too_often = dose.per_day is not None and dose.per_day > applied.limit[1] + EPS
+    return dose.daily_mg > applied.limit_daily + EPS or too_often
 
 
-def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
+def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]) -> Iterator[Finding | Missing]:
     """One order against ``rules`` (its drug's dose rules, or some of them): its dose card, or the gaps. Also
     reads the dose a patient already takes when another medicine is ordered (rules/co_prescription.py)."""
     phase = order.phase
@@ -70,7 +72,7 @@ def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
             if applied.cap is None or ordered is None or ordered > applied.cap + EPS:
                 notes.append(applied)
         elif check.phase_unknown:
-            if ordered is not None and ordered > applied.cap + EPS:
+            if ordered is not None and ordered > applied.limit_daily + EPS:
                 applied.note = say(
                     "Applies to a {phase} order; the order does not say whether it is induction or maintenance, "
                     "so this limit on its own does not flag it. Confirm the phase and limit the induction period.",
@@ -93,12 +95,12 @@ def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
         caps += halvings
 
     if ordered is None and caps and not stops:
-        binding = min(caps, key=lambda a: a.cap)
+        lowest = min(caps, key=lambda a: a.limit_daily)
         yield Missing(
-            binding.rule.id,
-            say("{drug} dose against its limit ({dose})", drug=order.name, dose=mg(*binding.dose)),
+            lowest.rule.id,
+            say("{drug} dose against its limit ({dose})", drug=order.name, dose=mg(*lowest.limit)),
             order.dose.problem or say("the ordered dose could not be read"),
-            tuple(binding.rule.sources),
+            tuple(lowest.rule.sources),
             order.order_id,
             order.drug,
         )
@@ -110,7 +112,7 @@ def evaluate_order(ctx: RuleContext, order: DraftOrder, rules: list[DoseRule]):
     if stops:
         yield stop_finding(ctx, order, stops, caps_exceeded, notes, halving_shown)
         return
-    binding = min(caps, key=lambda a: (a.cap, a.rule.outcome != "halve")) if caps else None
+    binding = min(caps, key=lambda a: (a.limit_daily, a.rule.outcome != "halve")) if caps else None
     if binding is not None and ordered is not None and (_exceeds(order, binding) or caps_exceeded):
         yield reduce_finding(ctx, order, binding, caps_exceeded, notes, phase, halving_shown)
         return

@@ -18,7 +18,7 @@ from cds_service.rules.text import lab, phase_name
 EPS = 1e-9
 _ADULT_FORMULAS = ("Cockcroft-Gault", "CKD-EPI")  # how cds_service.facts names a computed CrCl / eGFR
 
-Dose = tuple[float, int]  # (mg per dose, doses a day)
+Dose = tuple[float, float]  # (mg per dose, doses a day): a limit's are whole, an order's as written
 
 
 def daily(dose: Dose) -> float:
@@ -35,7 +35,7 @@ class Check:
     missing: list[tuple[str, str]] = field(default_factory=list)  # (what could not be checked, why)
     phase_unknown: bool = False
 
-    def fail(self) -> "Check":
+    def fail(self) -> Check:
         self.holds = False
         return self
 
@@ -89,9 +89,8 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
     """Does the rule's situation hold for this patient and order? Missing data is collected, not guessed."""
     when, facts, k = rule.when, ctx.facts, ctx.knowledge
     out = Check()
-    if when.formulation is not None:
-        if (when.formulation == "modified_release") != order.match.modified_release:
-            return out.fail()
+    if when.formulation is not None and (when.formulation == "modified_release") != order.match.modified_release:
+        return out.fail()
     if when.phase is not None:
         if phase is None:
             out.phase_unknown = True
@@ -103,8 +102,8 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
         if facts.age is None:
             out.missing.append((say("age-based dose"), say("no date of birth on record")))
         else:
-            low, high = facts.age, facts.age_max
-            if _band(low, when.age_at_least, when.age_below) != _band(high, when.age_at_least, when.age_below):
+            young, old = facts.age, facts.age_max if facts.age_max is not None else facts.age  # age_max: set with age
+            if _band(young, when.age_at_least, when.age_below) != _band(old, when.age_at_least, when.age_below):
                 out.missing.append(
                     (
                         say("age-based dose"),
@@ -114,10 +113,10 @@ def evaluate_when(rule: DoseRule, ctx: RuleContext, order: DraftOrder, phase: st
                         ),
                     )
                 )
-            elif not _band(low, when.age_at_least, when.age_below):
+            elif not _band(young, when.age_at_least, when.age_below):
                 return out.fail()
             else:
-                out.evidence.append(say("age {age} years", age=str(low)))
+                out.evidence.append(say("age {age} years", age=str(young)))
     if when.weight_at_least_kg is not None or when.weight_below_kg is not None:
         days = k.analytes["weight"].max_age_days
         weight = facts.latest("weight", days)
@@ -229,9 +228,20 @@ class Applied:
     dose: Dose | None = None  # the limit; a cap's is its max_mg x per_day, a halving's is worked out
 
     def __post_init__(self) -> None:
-        if self.dose is None and self.rule.max_mg is not None:
-            self.dose = (self.rule.max_mg, self.rule.per_day)
+        if self.dose is None:
+            self.dose = self.rule.limit
 
     @property
     def cap(self) -> float | None:
         return None if self.dose is None else daily(self.dose)
+
+    @property
+    def limit(self) -> Dose:
+        """The limit of a rule that has one: a cap, or a halving once worked out (``evaluate_order``)."""
+        if self.dose is None:
+            raise ValueError(f"dose rule {self.rule.id} has no limit here")
+        return self.dose
+
+    @property
+    def limit_daily(self) -> float:
+        return daily(self.limit)
