@@ -25,7 +25,7 @@ def evaluate(engine, service: Service, request: HookRequest, call: Call | None =
     drafts = ordermod.selected(all_drafts, request.context) if service.hook == "order-select" else all_drafts
     recognised, gaps = ordermod.recognise_drafts(engine.knowledge, drafts)
     if recognised:
-        return _jak_orders(engine, service, request, all_drafts, recognised, gaps)
+        return _jak_orders(engine, service, request, call, all_drafts, recognised, gaps)
     return _other_orders(engine, service, request, call, all_drafts, drafts, gaps)
 
 
@@ -33,6 +33,7 @@ def _jak_orders(
     engine,
     service: Service,
     request: HookRequest,
+    call: Call | None,
     all_drafts: list[dict],
     recognised: list[ordermod.RecognisedDraft],
     gaps: list[Missing],
@@ -55,7 +56,12 @@ def _jak_orders(
         found, gaps = steps.run_rules(ctx, ORDER_RULES, gaps + steps.record_problems(facts, record))
     else:
         found, gaps = steps.run_rules(ctx, NOTICE_RULES, gaps)
-    return steps.answer(engine, request, found, gaps, {o.order_id: o.name for o in ctx.orders})
+    # a patient already on a systemic JAK inhibitor (another order than these drafts): the cards link to the
+    # monitoring app, where that treatment's results are drawn
+    drafts = {o.order_id for o in ctx.orders}
+    on_one = any(m.systemic_jaki_in_use and m.resource_id not in drafts for m in facts.medications)
+    link = steps.app_link(engine, call, request) if on_one and found else None
+    return steps.answer(engine, request, found, gaps, {o.order_id: o.name for o in ctx.orders}, app_link=link)
 
 
 def _other_orders(

@@ -148,6 +148,17 @@ def test_order_cards_get_the_link_only_for_a_patient_already_on_a_jak_inhibitor(
     assert not any(smart_links(c) for c in order_cards(client, "core-upadacitinib-ad-age-65"))
 
 
+def test_a_jak_inhibitor_order_for_a_patient_already_on_another_links_to_the_app(client):
+    """Upadacitinib ordered for a patient whose baricitinib is still active: the order's cards link to the chart
+    of the treatment under way; the same order as a first JAK inhibitor has no link."""
+    on_baricitinib = load_scenario(FIXTURES / "co-baricitinib-then-probenecid.json")
+    active = [r for r in on_baricitinib.resources if r["resourceType"] == "MedicationRequest"]
+    first = load_scenario(FIXTURES / "core-upadacitinib-ad-age-65.json")
+    cards = cards_of(call_hook(client, first.resources + active + first.drafts, first.hook))
+    assert cards and all(smart_links(c) for c in cards if rule_of(c) != "missing-data")
+    assert not any(smart_links(c) for c in order_cards(client, "core-upadacitinib-ad-age-65"))
+
+
 # --- the ticket when hook authentication is on ---------------------------------------------------
 
 @pytest.fixture
