@@ -163,7 +163,7 @@ def fetch_outcome(data, why: str | None) -> str:
     return "error"
 
 
-# the JWT check's refusal messages (cds_service.web.auth) as a bounded label: first match wins
+# the JWT check's refusal messages (cds_service.web.jwt_verify) as a bounded label: first match wins
 _REFUSALS = (
     ("no Authorization", "missing"),
     ("not a Bearer", "not_bearer"),

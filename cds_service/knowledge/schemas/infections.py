@@ -3,7 +3,7 @@ antibody with HBV DNA, hepatitis C antibody with HCV RNA, HIV with antiretrovira
 
 Each table names the qualitative tests (``[qualitative_test.*]``, read by cds_service/facts/safety.py), the
 concepts and the treatment classes it reads, and one card text per outcome (``CardText``: its own rule id,
-indicator, summary and advice). The decision between outcomes is in cds_service/rules/infections.py; every
+indicator, summary and advice). The decision between outcomes is in cds_service/rules/infections/; every
 code, window and wording is here and in cards/.
 
 ``[[latent_tb_rule]]``       positive IGRA/TST (or a latent TB diagnosis) without completed preventive treatment
