@@ -59,6 +59,16 @@ class MedicationClass(Strict):
         return member and not any_word(text, self.exclude_words, *self.EXCLUDE_BOUNDS)
 
 
+def source_checks(knowledge, entries: dict) -> list[str]:
+    """Every entry of a named table (``[table.name]``) cites known sources."""
+    return [
+        f"{name}: unknown source {s!r}"
+        for name, entry in entries.items()
+        for s in entry.sources
+        if s not in knowledge.sources
+    ]
+
+
 def common_checks(knowledge, rule, drugs: list[str]) -> list[str]:
     """Every rule: known sources and known drugs."""
     problems = [f"rule {rule.id}: unknown source {s!r}" for s in rule.sources if s not in knowledge.sources]

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from cds_service.knowledge.schemas import register
-from cds_service.knowledge.schemas.base import Strict
+from cds_service.knowledge.schemas.base import Strict, source_checks
 
 
 class CoPrescriptionCard(Strict):
@@ -39,12 +39,7 @@ class RecordUnreadable(Strict):
 
 
 def _check(knowledge, entries: dict) -> list[str]:
-    problems = [
-        f"{name}: unknown source {s!r}"
-        for name, entry in entries.items()
-        for s in entry.sources
-        if s not in knowledge.sources
-    ]
+    problems = source_checks(knowledge, entries)
     if len(entries) > 1:
         problems.append(f"one entry expected, found {sorted(entries)}")
     return problems

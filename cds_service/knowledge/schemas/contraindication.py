@@ -24,6 +24,7 @@ from cds_service.knowledge.schemas.base import (
     MedicationClass,
     Strict,
     common_checks,
+    source_checks,
 )
 from cds_service.knowledge.schemas.results import CATEGORIES, QuantityReading
 from cds_service.knowledge.textmatch import LETTERS, WordList
@@ -148,20 +149,11 @@ class ChildPughStage(Strict):
 
 
 def _check_staging(knowledge, entries: dict) -> list[str]:
-    return _check_sources(knowledge, entries) + [
+    return source_checks(knowledge, entries) + [
         f"child_pugh_stage {name}: unknown concept {c!r}"
         for name, entry in entries.items()
         for c in entry.concepts
         if c not in knowledge.concepts
-    ]
-
-
-def _check_sources(knowledge, entries: dict) -> list[str]:
-    return [
-        f"{name}: unknown source {s!r}"
-        for name, entry in entries.items()
-        for s in entry.sources
-        if s not in knowledge.sources
     ]
 
 
@@ -185,7 +177,7 @@ def check(knowledge, rules: list[Contraindication]) -> list[str]:
 
 
 def check_tests(knowledge, tests: dict[str, QualitativeTest]) -> list[str]:
-    problems = _check_sources(knowledge, tests)
+    problems = source_checks(knowledge, tests)
     answer_sets = knowledge.rules.answer_set
     seen: dict[str, str] = {}
     for name, test in tests.items():
@@ -218,8 +210,8 @@ def check_tests(knowledge, tests: dict[str, QualitativeTest]) -> list[str]:
 
 register("contraindication", Contraindication, "list", check)
 register("qualitative_test", QualitativeTest, "map", check_tests)
-register("answer_set", AnswerSet, "map", _check_sources)
-register("drug_class", DrugClass, "map", _check_sources)
-register("live_vaccine", LiveVaccines, "map", _check_sources)
-register("condition_text", ConditionText, "map", _check_sources)
+register("answer_set", AnswerSet, "map", source_checks)
+register("drug_class", DrugClass, "map", source_checks)
+register("live_vaccine", LiveVaccines, "map", source_checks)
+register("condition_text", ConditionText, "map", source_checks)
 register("child_pugh_stage", ChildPughStage, "map", _check_staging)

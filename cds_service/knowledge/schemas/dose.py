@@ -22,6 +22,7 @@ from cds_service.knowledge.schemas.base import (
     Strict,
     common_checks,
     indication_checks,
+    source_checks,
 )
 from cds_service.knowledge.textmatch import WordList
 
@@ -248,17 +249,8 @@ def check(knowledge, rules: list[DoseRule]) -> list[str]:
     return problems
 
 
-def _check_sources(knowledge, entries: dict) -> list[str]:
-    return [
-        f"{name}: unknown source {s!r}"
-        for name, entry in entries.items()
-        for s in entry.sources
-        if s not in knowledge.sources
-    ]
-
-
 def check_classes(knowledge, classes: dict[str, InteractingClass]) -> list[str]:
-    problems = _check_sources(knowledge, classes)
+    problems = source_checks(knowledge, classes)
     for name, entry in classes.items():
         problems += [
             f"interacting_class {name}: RxNorm code {c!r} is not numeric" for c in entry.rxnorm if not c.isdigit()
@@ -285,7 +277,7 @@ def check_halving(knowledge, entries: list[DoseHalving]) -> list[str]:
 
 
 def check_child_pugh(knowledge, readers: dict[str, ChildPughReader]) -> list[str]:
-    problems = _check_sources(knowledge, readers)
+    problems = source_checks(knowledge, readers)
     if len(readers) > 1:
         problems.append(f"child_pugh: one reader expected, found {sorted(readers)}")
     return problems
@@ -293,6 +285,6 @@ def check_child_pugh(knowledge, readers: dict[str, ChildPughReader]) -> list[str
 
 register("dose", DoseRule, "list", check)
 register("dose_halving", DoseHalving, "list", check_halving)
-register("dose_phase", PhaseWords, "map", _check_sources)
+register("dose_phase", PhaseWords, "map", source_checks)
 register("interacting_class", InteractingClass, "map", check_classes)
 register("child_pugh", ChildPughReader, "map", check_child_pugh)

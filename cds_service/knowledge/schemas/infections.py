@@ -29,6 +29,7 @@ from cds_service.knowledge.schemas.base import (
     MedicationClass,
     Strict,
     common_checks,
+    source_checks,
 )
 from cds_service.knowledge.textmatch import LETTERS
 
@@ -141,15 +142,6 @@ def check_rules(knowledge, rules: list) -> list[str]:
     return problems
 
 
-def check_classes(knowledge, classes: dict) -> list[str]:
-    return [
-        f"{name}: unknown source {s!r}"
-        for name, entry in classes.items()
-        for s in entry.sources
-        if s not in knowledge.sources
-    ]
-
-
 TABLES: dict[str, type[Strict]] = {
     "latent_tb_rule": LatentTbRule,
     "hbv_core_rule": HbvCoreRule,
@@ -158,4 +150,4 @@ TABLES: dict[str, type[Strict]] = {
 }
 for _name, _model in TABLES.items():
     register(_name, _model, "list", check_rules)
-register("treatment_class", TreatmentClass, "map", check_classes)
+register("treatment_class", TreatmentClass, "map", source_checks)
