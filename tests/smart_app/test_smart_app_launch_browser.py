@@ -11,9 +11,6 @@ Skipped when Chromium or Playwright is missing, unless JAK_CDS_REQUIRE_BROWSER=1
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,9 +20,7 @@ import requests
 
 from cds_service.cli.replay import load_scenario
 from cds_service.smart_app import mint_ticket
-from cds_service.web.app import create_app
-from tests.helpers.browser import CHROMIUM, skip_without_browser, sync_playwright
-from tests.helpers.browser import wait_for as _wait_for
+from tests.helpers.browser import chromium, fixture_fhir_server, service_on, skip_without_browser
 from tests.helpers.deploy import free_port
 from tests.helpers.hooks import make_request
 from tests.helpers.trust import ISS, bearer, ec_key, jwks, token, trust_settings
@@ -40,39 +35,23 @@ TICKET_KEY = "k" * 32
 
 @pytest.fixture(scope="module")
 def fhir_server():
-    path = str(ROOT / "fixtures" / "fhir" / f"{PATIENT}.json")
-    process = subprocess.Popen([sys.executable, "-m", "cds_service.cli", "fhir-server", path, path.replace(
-        PATIENT, "app-upadacitinib-no-labs"), "--port", str(FHIR_PORT)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for(FHIR_PORT)
-        yield f"http://127.0.0.1:{FHIR_PORT}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with fixture_fhir_server([PATIENT, "app-upadacitinib-no-labs"], FHIR_PORT) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
 def secured_service(tmp_path_factory):
-    from werkzeug.serving import make_server
     key = ec_key()
     settings = trust_settings(tmp_path_factory.mktemp("launch"), [{"iss": ISS, "jwks": jwks(key)}],
                               app_ticket_key=TICKET_KEY)
-    server = make_server("127.0.0.1", SERVICE_PORT, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{SERVICE_PORT}", key
-    finally:
-        server.shutdown()
+    with service_on(SERVICE_PORT, settings) as base:
+        yield base, key
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 # every value written to sessionStorage/localStorage by the page (the app's storage writes with setItem)
